@@ -1,0 +1,175 @@
+"""Emulator-side state: configuration, fault injection, call log, pending jobs.
+
+Snapshots themselves live in moto's ElastiCache backend
+(``elasticache_backends[account][region].snapshots``) as moto ``Snapshot``
+objects; this module keeps only what moto has no notion of.  Every mutation of
+snapshot state (ours or moto's) happens while holding ``STATE.lock``.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+DEFAULT_ACCOUNT = "123456789012"
+DEFAULT_REGION = "us-east-1"
+
+
+@dataclass
+class Config:
+    copy_delay: float = 2.0
+    export_delay: float = 2.0
+    snapshot_quota: int | None = None
+    deny_copy_snapshot: bool = False
+    denied_access_keys: list[str] = field(default_factory=list)
+    # Real API model: DescribeSnapshots MaxRecords "minimum 20; maximum 50".
+    max_records_limit: int = 50
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "copy_delay": self.copy_delay,
+            "export_delay": self.export_delay,
+            "snapshot_quota": self.snapshot_quota,
+            "deny_copy_snapshot": self.deny_copy_snapshot,
+            "denied_access_keys": list(self.denied_access_keys),
+            "max_records_limit": self.max_records_limit,
+        }
+
+    def update(self, body: dict[str, Any]) -> None:
+        known = set(self.to_json())
+        unknown = set(body) - known
+        if unknown:
+            raise ValueError(f"unknown config keys: {sorted(unknown)}")
+        if "copy_delay" in body:
+            self.copy_delay = float(body["copy_delay"])
+        if "export_delay" in body:
+            self.export_delay = float(body["export_delay"])
+        if "snapshot_quota" in body:
+            q = body["snapshot_quota"]
+            self.snapshot_quota = None if q is None else int(q)
+        if "deny_copy_snapshot" in body:
+            self.deny_copy_snapshot = bool(body["deny_copy_snapshot"])
+        if "denied_access_keys" in body:
+            self.denied_access_keys = [str(k) for k in (body["denied_access_keys"] or [])]
+        if "max_records_limit" in body:
+            self.max_records_limit = int(body["max_records_limit"])
+
+
+@dataclass
+class Faults:
+    throttle_rate: float = 0.0
+    error_rate: float = 0.0
+    latency_ms: float = 0.0
+    seed: int | None = None
+    services: list[str] | None = None
+    actions: list[str] | None = None
+    rng: random.Random = field(default_factory=random.Random)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "throttle_rate": self.throttle_rate,
+            "error_rate": self.error_rate,
+            "latency_ms": self.latency_ms,
+            "seed": self.seed,
+            "services": self.services,
+            "actions": self.actions,
+        }
+
+    @classmethod
+    def from_json(cls, body: dict[str, Any]) -> "Faults":
+        known = {"throttle_rate", "error_rate", "latency_ms", "seed", "services", "actions"}
+        unknown = set(body) - known
+        if unknown:
+            raise ValueError(f"unknown fault keys: {sorted(unknown)}")
+        f = cls(
+            throttle_rate=float(body.get("throttle_rate") or 0.0),
+            error_rate=float(body.get("error_rate") or 0.0),
+            latency_ms=float(body.get("latency_ms") or 0.0),
+            seed=body.get("seed"),
+            services=body.get("services"),
+            actions=body.get("actions"),
+        )
+        if not (0.0 <= f.throttle_rate <= 1.0 and 0.0 <= f.error_rate <= 1.0):
+            raise ValueError("rates must be within [0, 1]")
+        if f.throttle_rate + f.error_rate > 1.0:
+            raise ValueError("throttle_rate + error_rate must be <= 1")
+        f.rng = random.Random(f.seed)
+        return f
+
+    def matches(self, service: str, action: str | None) -> bool:
+        if self.services is not None and service not in self.services:
+            return False
+        if self.actions is not None and action not in self.actions:
+            return False
+        return True
+
+    def active(self) -> bool:
+        return self.throttle_rate > 0 or self.error_rate > 0 or self.latency_ms > 0
+
+    def draw(self) -> str | None:
+        """Return "throttle", "error" or None.  Caller holds the state lock."""
+        if self.throttle_rate <= 0 and self.error_rate <= 0:
+            return None
+        r = self.rng.random()
+        if r < self.throttle_rate:
+            return "throttle"
+        if r < self.throttle_rate + self.error_rate:
+            return "error"
+        return None
+
+
+@dataclass
+class Job:
+    kind: str  # "copy" | "export"
+    due: float
+    account: str
+    region: str
+    snapshot_name: str  # copy: the target; export: the source
+    bucket: str | None = None
+    keys: list[str] = field(default_factory=list)
+    target: str | None = None
+
+
+class State:
+    def __init__(self, copy_delay: float = 2.0, export_delay: float = 2.0) -> None:
+        self.lock = threading.RLock()
+        self.defaults = (copy_delay, export_delay)
+        self.config = Config(copy_delay=copy_delay, export_delay=export_delay)
+        self.faults = Faults()
+        self.calls: list[dict[str, Any]] = []
+        self.seq = 0
+        self.jobs: list[Job] = []
+        # bucket name -> account id (emulator-side ownership override)
+        self.bucket_owners: dict[str, str] = {}
+        # access key id -> account id
+        self.access_keys: dict[str, str] = {}
+        # (account, region) pairs that have been touched by our layer
+        self.touched: set[tuple[str, str]] = set()
+
+    def reset(self) -> None:
+        with self.lock:
+            copy_delay, export_delay = self.defaults
+            self.config = Config(copy_delay=copy_delay, export_delay=export_delay)
+            self.faults = Faults()
+            self.calls = []
+            self.seq = 0
+            self.jobs = []
+            self.bucket_owners = {}
+            self.access_keys = {}
+            self.touched = set()
+
+    def record_call(self, rec: dict[str, Any]) -> None:
+        with self.lock:
+            self.seq += 1
+            rec["seq"] = self.seq
+            self.calls.append(rec)
+
+
+STATE = State()
+
+
+def now() -> float:
+    return time.time()
