@@ -1,0 +1,184 @@
+//! Rust types of `SnapshotExport` (`elasticache-export.io/v1alpha1`). The CRD schema, with its
+//! descriptions (`kubectl explain`) and CEL rules, is generated from these doc comments and
+//! attributes; see `crd.rs` and `config/crd/`.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// The tag key the operator adds to every in-region copy: its value is the owning object's UID,
+/// so a copy made before a crash is recognised (and adopted) instead of requested twice.
+pub const OWNER_TAG_KEY: &str = "elasticache-export.io/owner-uid";
+
+/// The finalizer that `deletionPolicy: Delete` puts on an object, so the in-region copy is
+/// deleted before the object goes away.
+pub const FINALIZER: &str = "elasticache-export.io/delete-copy";
+
+/// Copies an ElastiCache (Valkey / Redis OSS) snapshot once, in-region or as an export to S3.
+///
+/// Every field is immutable once set: a copy is one-shot, so a different copy is a new object.
+#[derive(CustomResource, KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "elasticache-export.io",
+    version = "v1alpha1",
+    kind = "SnapshotExport",
+    plural = "snapshotexports",
+    shortname = "sx",
+    category = "elasticache",
+    namespaced,
+    status = "SnapshotExportStatus",
+    printcolumn = r#"{"name":"Source","type":"string","jsonPath":".spec.sourceSnapshotName"}"#,
+    printcolumn = r#"{"name":"Target","type":"string","jsonPath":".spec.targetSnapshotName"}"#,
+    printcolumn = r#"{"name":"Bucket","type":"string","jsonPath":".spec.targetBucket"}"#,
+    printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".status.phase"}"#,
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#,
+    doc = "A one-shot copy of an ElastiCache snapshot, in-region or exported to S3.",
+    validation = Rule::new("self.spec == oldSelf.spec").message("spec is immutable: a SnapshotExport describes one copy; to copy something else, create a new SnapshotExport")
+)]
+#[x_kube(
+    validation = Rule::new("!(has(self.targetBucket) && has(self.kmsKeyId))").message("kmsKeyId cannot be used with targetBucket: exports to S3 are unencrypted and ElastiCache refuses a customer-managed KMS key for them; remove kmsKeyId or targetBucket")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct SnapshotExportSpec {
+    /// Name of the existing ElastiCache snapshot to copy (in the operator's AWS region).
+    #[schemars(length(min = 1, max = 1000))]
+    pub source_snapshot_name: String,
+
+    /// Name of the copy, 1 to 1,000 characters. For an in-region copy this is the new snapshot's
+    /// name; for an S3 export ElastiCache writes one object per node group named
+    /// `<targetSnapshotName>-0001.rdb`, `-0002.rdb`, and so on.
+    #[schemars(length(min = 1, max = 1000))]
+    pub target_snapshot_name: String,
+
+    /// S3 bucket to export the snapshot to. When set, the snapshot is exported to S3 instead of
+    /// copied in-region. The bucket must be in the snapshot's region, DNS-compliant (3 to 63
+    /// characters; labels of lowercase letters, digits and dashes that start and end with a
+    /// letter or digit; not an IP address) and grant ElastiCache READ, WRITE and READ_ACP (or a
+    /// bucket policy for `<region>.elasticache-snapshot.amazonaws.com`). Exported backups are
+    /// unencrypted: do not let others read this bucket.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 3, max = 63))]
+    #[x_kube(validation = Rule::new("self.matches('^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\\\\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$')").message("targetBucket must be a DNS-compliant S3 bucket name: labels separated by '.', each of lowercase letters, digits and '-', starting and ending with a letter or digit"))]
+    #[x_kube(validation = Rule::new("!self.matches('^[0-9]+\\\\.[0-9]+\\\\.[0-9]+\\\\.[0-9]+$')").message("targetBucket must not be formatted as an IP address"))]
+    pub target_bucket: Option<String>,
+
+    /// KMS key (ID or ARN) that encrypts an in-region copy. Not allowed together with
+    /// `targetBucket`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 2048))]
+    pub kms_key_id: Option<String>,
+
+    /// Tags for the in-region copy, at most 49 (the operator adds its ownership tag, and
+    /// ElastiCache allows 50). Keys are unique, 1 to 128 characters, and must not start with
+    /// `aws:`; values are at most 256 characters and may be null.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 49))]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["key"]))]
+    pub tags: Vec<Tag>,
+
+    /// What happens to the in-region copy when this object is deleted: `Retain` (default) keeps
+    /// it; `Delete` deletes it first. Objects exported to S3 are never deleted by the operator.
+    #[serde(default)]
+    pub deletion_policy: DeletionPolicy,
+}
+
+/// One tag on the copy.
+#[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq, Eq)]
+pub struct Tag {
+    /// Tag key, 1 to 128 characters; must not start with `aws:` nor be the operator's own
+    /// ownership tag key.
+    #[schemars(length(min = 1, max = 128))]
+    #[x_kube(validation = Rule::new("!self.startsWith('aws:')").message("tag keys must not start with 'aws:': that prefix is reserved by AWS"))]
+    #[x_kube(validation = Rule::new("self != 'elasticache-export.io/owner-uid'").message("the tag key 'elasticache-export.io/owner-uid' is reserved for the operator's ownership tag"))]
+    pub key: String,
+    /// Tag value, at most 256 characters; may be null.
+    #[serde(default)]
+    #[schemars(length(max = 256))]
+    pub value: Option<String>,
+}
+
+/// Whether deleting the object deletes the in-region copy.
+#[derive(JsonSchema, Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum DeletionPolicy {
+    /// Keep the copy when the object is deleted.
+    #[default]
+    Retain,
+    /// Delete the in-region copy before the object is deleted (S3 objects are always kept).
+    Delete,
+}
+
+/// Where a copy or export stands.
+#[derive(JsonSchema, Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    /// Accepted, nothing requested from AWS yet.
+    Pending,
+    /// An in-region copy was requested and is in progress.
+    Copying,
+    /// An export to S3 was requested and is in progress.
+    Exporting,
+    /// The copy or export is complete.
+    Completed,
+    /// It cannot progress without an outside change; see the `Stalled` condition.
+    Failed,
+}
+
+/// What the operator last saw go wrong.
+#[derive(JsonSchema, Deserialize, Serialize, Clone, Debug, PartialEq, Eq)]
+pub struct LastError {
+    /// CamelCase reason, the same as the Warning Event's.
+    pub reason: String,
+    /// What went wrong and what to do.
+    pub message: String,
+}
+
+/// Observed state of a `SnapshotExport`.
+#[derive(JsonSchema, Deserialize, Serialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct SnapshotExportStatus {
+    /// The `metadata.generation` this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Pending, Copying, Exporting, Completed or Failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<Phase>,
+    /// `Ready` (complete), `Reconciling` (work in flight) and `Stalled` (needs an outside
+    /// change), as kstatus, Flux and Argo CD read them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
+    pub conditions: Vec<Condition>,
+    /// When CopySnapshot was (about to be) called. Written before the call, so that after a
+    /// restart the operator knows a request may be in flight and never requests twice; cleared
+    /// when AWS refuses the request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub copy_requested_at: Option<Time>,
+    /// When the copy or export was seen complete.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completed_at: Option<Time>,
+    /// ARN of the in-region copy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_snapshot_arn: Option<String>,
+    /// The exported objects, as `s3://<bucket>/<target>-NNNN.rdb`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exported_objects: Vec<String>,
+    /// The source snapshot's status when last seen (exports), e.g. `available` or `exporting`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_snapshot_status: Option<String>,
+    /// The target snapshot's status when last seen (in-region copies).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_snapshot_status: Option<String>,
+    /// How many times CopySnapshot was called for this object.
+    #[serde(default)]
+    pub attempts: u32,
+    /// The last error, cleared on completion.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<LastError>,
+}
+
+impl SnapshotExportSpec {
+    /// True when this object exports to S3 rather than copying in-region.
+    pub fn is_export(&self) -> bool {
+        self.target_bucket.is_some()
+    }
+}

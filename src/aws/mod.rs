@@ -1,0 +1,78 @@
+//! AWS as the reconciler sees it: a small trait in our own domain types, the SDK implementation
+//! beside it (`sdk.rs`), and the classification of AWS errors (`errors.rs`).
+
+mod errors;
+mod sdk;
+
+use std::future::Future;
+
+pub use errors::{AwsError, CopyFault, S3Problem};
+pub use sdk::{aws_sdk_config, SdkSnapshots};
+
+/// A snapshot's status. ElastiCache documents `creating | available | restoring | copying |
+/// deleting`; anything else (an export shows `exporting`) is read as in progress, and `failed`
+/// is terminal.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SnapshotStatus {
+    Available,
+    Failed,
+    /// Any other status: work on the snapshot is in progress.
+    InProgress(String),
+}
+
+impl SnapshotStatus {
+    pub fn parse(raw: &str) -> Self {
+        match raw {
+            "available" => Self::Available,
+            "failed" => Self::Failed,
+            other => Self::InProgress(other.to_string()),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::Available => "available",
+            Self::Failed => "failed",
+            Self::InProgress(s) => s,
+        }
+    }
+}
+
+/// What the operator needs to know of one snapshot.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SnapshotInfo {
+    pub name: String,
+    pub arn: Option<String>,
+    pub status: SnapshotStatus,
+    /// Number of node groups (shards); an export writes one object per node group.
+    pub node_groups: u32,
+}
+
+/// One CopySnapshot request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CopyRequest {
+    pub source: String,
+    pub target: String,
+    pub bucket: Option<String>,
+    pub kms_key_id: Option<String>,
+    pub tags: Vec<(String, Option<String>)>,
+}
+
+/// The object key ElastiCache writes for node group `n` (1-based) of an export.
+pub fn export_object_key(target: &str, n: u32) -> String {
+    format!("{target}-{n:04}.rdb")
+}
+
+/// The ElastiCache and S3 calls the operator makes.
+pub trait SnapshotApi: Send + Sync + 'static {
+    /// DescribeSnapshots for one name (with node group configuration); `None` when not found.
+    fn describe_snapshot(&self, name: &str) -> impl Future<Output = Result<Option<SnapshotInfo>, AwsError>> + Send;
+    /// The value of the operator's ownership tag on a snapshot, if any (ListTagsForResource).
+    fn owner_tag(&self, arn: &str) -> impl Future<Output = Result<Option<String>, AwsError>> + Send;
+    /// CopySnapshot. For an in-region copy the answer is the new snapshot.
+    fn copy_snapshot(&self, request: &CopyRequest) -> impl Future<Output = Result<SnapshotInfo, AwsError>> + Send;
+    /// DeleteSnapshot; a snapshot that is already gone counts as deleted.
+    fn delete_snapshot(&self, name: &str) -> impl Future<Output = Result<(), AwsError>> + Send;
+    /// Keys in `bucket` of the form `<target>-NNNN.rdb` (ListObjectsV2 with that prefix).
+    fn export_objects(&self, bucket: &str, target: &str) -> impl Future<Output = Result<Vec<String>, AwsError>> + Send;
+}

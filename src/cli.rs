@@ -1,0 +1,101 @@
+//! Command line: `run` (the controller) and `crd` (print the CustomResourceDefinition).
+
+use clap::{Parser, Subcommand, ValueEnum};
+use std::net::SocketAddr;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "elasticache-export-operator",
+    version,
+    about = "Copies and exports Amazon ElastiCache snapshots for SnapshotExport objects, exactly once."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the controller. Kubernetes access comes from the in-cluster service account or
+    /// KUBECONFIG; AWS access from the standard AWS configuration (AWS_REGION, the default
+    /// credential chain with IRSA and EKS Pod Identity, AWS_ENDPOINT_URL[_ELASTICACHE|_S3]).
+    Run(RunArgs),
+    /// Print the SnapshotExport CustomResourceDefinition as YAML (pipe it to `kubectl apply -f -`).
+    Crd,
+}
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct RunArgs {
+    /// Namespaces to watch, comma-separated; empty watches all namespaces.
+    #[arg(long, env = "WATCH_NAMESPACES", value_delimiter = ',', default_value = "")]
+    pub namespaces: Vec<String>,
+    /// AWS region of the snapshots; defaults to the standard AWS configuration (AWS_REGION).
+    #[arg(long, env = "ECX_REGION")]
+    pub region: Option<String>,
+    /// Address S3 buckets path-style (`https://endpoint/bucket`), as most S3 emulators need.
+    #[arg(long, env = "ECX_S3_PATH_STYLE", default_value_t = false)]
+    pub s3_path_style: bool,
+    /// How many objects are reconciled at the same time.
+    #[arg(long, env = "ECX_CONCURRENCY", default_value_t = 8)]
+    pub concurrency: u16,
+    /// First interval (seconds) between looks at a copy or export in flight; it doubles while
+    /// nothing changes.
+    #[arg(long, env = "ECX_POLL_MIN_SECONDS", default_value_t = 5.0)]
+    pub poll_min_seconds: f64,
+    /// Longest interval (seconds) between looks at a copy or export in flight.
+    #[arg(long, env = "ECX_POLL_MAX_SECONDS", default_value_t = 300.0)]
+    pub poll_max_seconds: f64,
+    /// First backoff (seconds) after a transient error (throttling, 5xx, network); doubles with
+    /// jitter on each further error.
+    #[arg(long, env = "ECX_ERROR_BACKOFF_MIN_SECONDS", default_value_t = 1.0)]
+    pub error_backoff_min_seconds: f64,
+    /// Longest backoff (seconds) after transient errors.
+    #[arg(long, env = "ECX_ERROR_BACKOFF_MAX_SECONDS", default_value_t = 300.0)]
+    pub error_backoff_max_seconds: f64,
+    /// How often (seconds) a stalled object (bucket grants missing, source not found, ...) is
+    /// tried again, so fixing the cause heals it without editing the object.
+    #[arg(long, env = "ECX_STALLED_RETRY_SECONDS", default_value_t = 300.0)]
+    pub stalled_retry_seconds: f64,
+    /// Address of the health (/healthz, /readyz) and metrics (/metrics) server.
+    #[arg(long, env = "ECX_METRICS_ADDR", default_value = "0.0.0.0:8080")]
+    pub metrics_addr: SocketAddr,
+    /// Log format.
+    #[arg(long, env = "ECX_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+impl RunArgs {
+    pub fn timing(&self) -> Result<crate::reconcile::Timing, String> {
+        let secs = |name: &str, v: f64| -> Result<std::time::Duration, String> {
+            if v.is_finite() && v > 0.0 {
+                Ok(std::time::Duration::from_secs_f64(v))
+            } else {
+                Err(format!("--{name} must be a positive number of seconds, not {v}"))
+            }
+        };
+        let timing = crate::reconcile::Timing {
+            poll_min: secs("poll-min-seconds", self.poll_min_seconds)?,
+            poll_max: secs("poll-max-seconds", self.poll_max_seconds)?,
+            error_min: secs("error-backoff-min-seconds", self.error_backoff_min_seconds)?,
+            error_max: secs("error-backoff-max-seconds", self.error_backoff_max_seconds)?,
+            stalled_retry: secs("stalled-retry-seconds", self.stalled_retry_seconds)?,
+        };
+        if timing.poll_min > timing.poll_max || timing.error_min > timing.error_max {
+            return Err("each minimum interval must not exceed its maximum".into());
+        }
+        if self.concurrency == 0 {
+            return Err("--concurrency must be at least 1".into());
+        }
+        Ok(timing)
+    }
+
+    pub fn namespaces(&self) -> Vec<String> {
+        self.namespaces.iter().map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect()
+    }
+}

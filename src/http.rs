@@ -1,0 +1,37 @@
+//! `/healthz`, `/readyz` and `/metrics`.
+
+use crate::controller::Readiness;
+use crate::metrics::Metrics;
+use axum::{extract::State, http::StatusCode, routing::get, Router};
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+#[derive(Clone)]
+struct Shared {
+    metrics: Arc<Metrics>,
+    readiness: Arc<Readiness>,
+}
+
+pub async fn serve(addr: SocketAddr, metrics: Arc<Metrics>, readiness: Arc<Readiness>) -> std::io::Result<()> {
+    let app = Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route(
+            "/readyz",
+            get(|State(s): State<Shared>| async move {
+                if s.readiness.is_ready() {
+                    (StatusCode::OK, "ready")
+                } else {
+                    (StatusCode::SERVICE_UNAVAILABLE, "caches not synced")
+                }
+            }),
+        )
+        .route(
+            "/metrics",
+            get(|State(s): State<Shared>| async move {
+                ([("content-type", "application/openmetrics-text; version=1.0.0; charset=utf-8")], s.metrics.encode())
+            }),
+        )
+        .with_state(Shared { metrics, readiness });
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    axum::serve(listener, app).await
+}

@@ -1,0 +1,12 @@
+//! elasticache-export-operator: copies and exports Amazon ElastiCache snapshots, exactly once,
+//! for `SnapshotExport` objects.
+
+pub mod api;
+pub mod aws;
+pub mod cli;
+pub mod controller;
+pub mod events;
+pub mod http;
+pub mod metrics;
+pub mod reconcile;
+pub mod telemetry;

@@ -1,0 +1,66 @@
+//! `deletionPolicy: Delete`: a finalizer keeps the object until its in-region copy is deleted.
+//! Only a copy this object made (recorded ARN or ownership tag) is ever deleted; S3 objects never.
+
+use super::{finalizers_patch, patch_params, Context, ReconcileError};
+use crate::api::{DeletionPolicy, SnapshotExport, FINALIZER};
+use crate::aws::{CopyFault, SnapshotApi};
+use crate::reconcile::status::EventNote;
+use kube::api::Api;
+use kube::runtime::controller::Action;
+use kube::ResourceExt;
+use std::time::Duration;
+use tracing::info;
+
+pub(super) async fn add_finalizer(api: &Api<SnapshotExport>, obj: &SnapshotExport) -> Result<SnapshotExport, kube::Error> {
+    let mut finalizers = obj.finalizers().to_vec();
+    finalizers.push(FINALIZER.to_string());
+    api.patch(&obj.name_any(), &patch_params(), &finalizers_patch(obj, finalizers)).await
+}
+
+pub(super) async fn cleanup<A: SnapshotApi>(
+    api: &Api<SnapshotExport>,
+    obj: &SnapshotExport,
+    ctx: &Context<A>,
+) -> Result<Action, ReconcileError> {
+    if !obj.finalizers().iter().any(|f| f == FINALIZER) {
+        return Ok(Action::await_change());
+    }
+    let key = format!("{}/{}", obj.namespace().unwrap_or_default(), obj.name_any());
+    if obj.spec.deletion_policy == DeletionPolicy::Delete && !obj.spec.is_export() {
+        let status = obj.status.clone().unwrap_or_default();
+        let aws_err = |source| ReconcileError::Aws { object: key.clone(), source };
+        let target = ctx.aws.describe_snapshot(&obj.spec.target_snapshot_name).await.map_err(aws_err)?;
+        if let Some(target) = target {
+            let ours = match (&status.target_snapshot_arn, &target.arn) {
+                (Some(recorded), Some(arn)) if recorded == arn => true,
+                (_, Some(arn)) => ctx.aws.owner_tag(arn).await.map_err(aws_err)? == obj.uid(),
+                _ => false,
+            };
+            if ours {
+                match ctx.aws.delete_snapshot(&target.name).await {
+                    Ok(()) => {
+                        info!(object = %key, snapshot = %target.name, "deleted the in-region copy");
+                        let note = format!("Deleted the in-region copy {:?} (deletionPolicy: Delete).", target.name);
+                        ctx.events.publish(obj, &EventNote { warning: false, reason: "CopyDeleted".into(), note }).await;
+                    }
+                    // Still being created: try again shortly.
+                    Err(err) if matches!(err.fault(), Some(CopyFault::InvalidSnapshotState { .. })) => {
+                        return Ok(Action::requeue(ctx.timing.poll_min.max(Duration::from_secs(1))))
+                    }
+                    Err(err) => return Err(aws_err(err)),
+                }
+            } else {
+                let note = format!(
+                    "Kept snapshot {:?}: it was not made by this SnapshotExport, so deletionPolicy: Delete does not apply to it.",
+                    target.name
+                );
+                ctx.events.publish(obj, &EventNote { warning: true, reason: "CopyNotOwned".into(), note }).await;
+            }
+        }
+    }
+    let remaining: Vec<String> = obj.finalizers().iter().filter(|f| *f != FINALIZER).cloned().collect();
+    api.patch(&obj.name_any(), &patch_params(), &finalizers_patch(obj, remaining))
+        .await
+        .map_err(|source| ReconcileError::Kube { object: key, source })?;
+    Ok(Action::await_change())
+}

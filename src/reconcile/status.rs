@@ -1,0 +1,225 @@
+//! From a decision to the next status and the Events to publish (pure). The reconciler writes the
+//! status only when it differs from the recorded one.
+
+use super::decide::Decision;
+use crate::api::conditions::{set_health, Health};
+use crate::api::{LastError, Phase, SnapshotExportSpec, SnapshotExportStatus};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+/// An Event to publish about the object.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EventNote {
+    pub warning: bool,
+    pub reason: String,
+    pub note: String,
+}
+
+/// The status that records the intent to call CopySnapshot: written (and confirmed by the API
+/// server) before the call is made.
+pub fn with_intent(current: &SnapshotExportStatus, spec: &SnapshotExportSpec, generation: Option<i64>, now: &Time) -> SnapshotExportStatus {
+    let mut next = current.clone();
+    next.observed_generation = generation;
+    next.phase = Some(Phase::Pending);
+    next.copy_requested_at = Some(now.clone());
+    next.attempts += 1;
+    let what = if spec.is_export() { "export" } else { "copy" };
+    set_health(
+        &mut next.conditions,
+        Health::Progressing,
+        "CopyRequested",
+        &format!("Requesting the {what} from ElastiCache (attempt {}).", next.attempts),
+        generation,
+        now,
+    );
+    next
+}
+
+/// The status after `decision`.
+pub fn next_status(current: &SnapshotExportStatus, decision: &Decision, generation: Option<i64>, now: &Time) -> SnapshotExportStatus {
+    let mut next = current.clone();
+    next.observed_generation = generation;
+    match decision {
+        Decision::RequestCopy | Decision::Recheck => {}
+        Decision::WaitForSource { reason, message, source_status } => {
+            next.phase = Some(Phase::Pending);
+            next.copy_requested_at = None;
+            if source_status.is_some() {
+                next.source_snapshot_status = source_status.clone();
+            }
+            set_health(&mut next.conditions, Health::Progressing, reason, message, generation, now);
+        }
+        Decision::InProgress { phase, message, target_arn, target_status, source_status } => {
+            next.phase = Some(*phase);
+            if target_arn.is_some() {
+                next.target_snapshot_arn = target_arn.clone();
+            }
+            if target_status.is_some() {
+                next.target_snapshot_status = target_status.clone();
+            }
+            if source_status.is_some() {
+                next.source_snapshot_status = source_status.clone();
+            }
+            next.last_error = None;
+            let reason = if *phase == Phase::Exporting { "Exporting" } else { "Copying" };
+            set_health(&mut next.conditions, Health::Progressing, reason, message, generation, now);
+        }
+        Decision::Completed { target_arn, target_status, exported_objects, source_status } => {
+            next.phase = Some(Phase::Completed);
+            if next.completed_at.is_none() {
+                next.completed_at = Some(now.clone());
+            }
+            if target_arn.is_some() {
+                next.target_snapshot_arn = target_arn.clone();
+            }
+            if target_status.is_some() {
+                next.target_snapshot_status = target_status.clone();
+            }
+            if source_status.is_some() {
+                next.source_snapshot_status = source_status.clone();
+            }
+            next.exported_objects = exported_objects.clone();
+            next.last_error = None;
+            let (reason, message) = completion(exported_objects);
+            set_health(&mut next.conditions, Health::Ready, reason, &message, generation, now);
+        }
+        Decision::Stalled { reason, message, clear_intent } => {
+            next.phase = Some(Phase::Failed);
+            if *clear_intent {
+                next.copy_requested_at = None;
+            }
+            next.last_error = Some(LastError { reason: reason.clone(), message: message.clone() });
+            set_health(&mut next.conditions, Health::Stalled, reason, message, generation, now);
+        }
+        Decision::RetryLater { reason, message } => {
+            if next.phase.is_none() {
+                next.phase = Some(Phase::Pending);
+            }
+            next.last_error = Some(LastError { reason: reason.to_string(), message: message.clone() });
+            set_health(&mut next.conditions, Health::Progressing, reason, message, generation, now);
+        }
+    }
+    next
+}
+
+fn completion(exported_objects: &[String]) -> (&'static str, String) {
+    if exported_objects.is_empty() {
+        ("CopyCompleted", "The in-region copy is available.".to_string())
+    } else {
+        ("ExportCompleted", format!("Exported {} object(s): {}.", exported_objects.len(), exported_objects.join(", ")))
+    }
+}
+
+/// The Events a decision deserves. `from_call` when the decision follows a CopySnapshot answer
+/// (every refused call is reported; the shared Recorder aggregates repeats into a series);
+/// otherwise only transitions are reported, never one Event per poll.
+pub fn events_for(previous: &SnapshotExportStatus, decision: &Decision, spec: &SnapshotExportSpec, from_call: bool) -> Vec<EventNote> {
+    match decision {
+        Decision::InProgress { .. } if from_call => {
+            let to = match &spec.target_bucket {
+                Some(b) => format!("s3://{b}/{}-NNNN.rdb", spec.target_snapshot_name),
+                None => format!("snapshot {:?}", spec.target_snapshot_name),
+            };
+            vec![EventNote {
+                warning: false,
+                reason: "CopyRequested".into(),
+                note: format!("CopySnapshot accepted: {:?} to {to}.", spec.source_snapshot_name),
+            }]
+        }
+        Decision::Completed { exported_objects, .. } if previous.phase != Some(Phase::Completed) => {
+            let (reason, message) = completion(exported_objects);
+            vec![EventNote { warning: false, reason: reason.into(), note: message }]
+        }
+        Decision::Stalled { reason, message, .. } => {
+            let same = previous.phase == Some(Phase::Failed)
+                && previous.last_error.as_ref().is_some_and(|e| &e.reason == reason && &e.message == message);
+            if from_call || !same {
+                vec![EventNote { warning: true, reason: reason.clone(), note: message.clone() }]
+            } else {
+                vec![]
+            }
+        }
+        _ => vec![],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::conditions::{find, READY, RECONCILING, STALLED};
+    use crate::api::DeletionPolicy;
+    use k8s_openapi::jiff::Timestamp;
+
+    fn t(s: i64) -> Time {
+        Time(Timestamp::from_second(s).unwrap())
+    }
+    fn spec() -> SnapshotExportSpec {
+        SnapshotExportSpec {
+            source_snapshot_name: "src".into(),
+            target_snapshot_name: "dst".into(),
+            target_bucket: Some("bkt".into()),
+            kms_key_id: None,
+            tags: vec![],
+            deletion_policy: DeletionPolicy::Retain,
+        }
+    }
+    fn stalled() -> Decision {
+        Decision::Stalled {
+            reason: "S3BucketNotFound".into(),
+            message: "The S3 bucket bkt does not exist. Create…".into(),
+            clear_intent: true,
+        }
+    }
+
+    #[test]
+    fn intent_then_stall_clears_intent_and_reports_once_per_transition() {
+        let s0 = SnapshotExportStatus::default();
+        let s1 = with_intent(&s0, &spec(), Some(1), &t(10));
+        assert_eq!(s1.attempts, 1);
+        assert!(s1.copy_requested_at.is_some());
+        let s2 = next_status(&s1, &stalled(), Some(1), &t(11));
+        assert_eq!(s2.phase, Some(Phase::Failed));
+        assert!(s2.copy_requested_at.is_none());
+        assert_eq!(find(&s2.conditions, STALLED).unwrap().status, "True");
+        assert_eq!(find(&s2.conditions, READY).unwrap().status, "False");
+        assert_eq!(s2.last_error.as_ref().unwrap().reason, "S3BucketNotFound");
+        // a refused call is always reported; re-observing the same stall is not.
+        assert_eq!(events_for(&s1, &stalled(), &spec(), true).len(), 1);
+        assert_eq!(events_for(&s2, &stalled(), &spec(), true).len(), 1);
+        assert!(events_for(&s2, &stalled(), &spec(), false).is_empty());
+        // the same decision again changes nothing: no write
+        assert_eq!(next_status(&s2, &stalled(), Some(1), &t(99)), s2);
+    }
+
+    #[test]
+    fn completion_sets_ready_and_emits_once() {
+        let done = Decision::Completed {
+            target_arn: None,
+            target_status: None,
+            exported_objects: vec!["s3://bkt/dst-0001.rdb".into()],
+            source_status: Some("available".into()),
+        };
+        let s = next_status(&SnapshotExportStatus { phase: Some(Phase::Exporting), ..Default::default() }, &done, Some(1), &t(5));
+        assert_eq!(s.phase, Some(Phase::Completed));
+        assert_eq!(s.completed_at, Some(t(5)));
+        assert_eq!(find(&s.conditions, READY).unwrap().status, "True");
+        assert_eq!(find(&s.conditions, READY).unwrap().reason, "ExportCompleted");
+        assert_eq!(find(&s.conditions, RECONCILING).unwrap().status, "False");
+        let ev = events_for(&SnapshotExportStatus::default(), &done, &spec(), false);
+        assert_eq!(ev[0].reason, "ExportCompleted");
+        assert!(events_for(&s, &done, &spec(), false).is_empty());
+    }
+
+    #[test]
+    fn polling_in_progress_writes_nothing_new() {
+        let d = Decision::InProgress {
+            phase: Phase::Exporting,
+            message: "m".into(),
+            target_arn: None,
+            target_status: None,
+            source_status: Some("exporting".into()),
+        };
+        let s1 = next_status(&SnapshotExportStatus::default(), &d, Some(1), &t(1));
+        assert_eq!(next_status(&s1, &d, Some(1), &t(2)), s1);
+        assert!(events_for(&s1, &d, &spec(), false).is_empty());
+    }
+}
