@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import re
+import traceback
 from typing import Any, Callable
 from xml.sax.saxutils import escape
 
@@ -69,11 +70,15 @@ class Ctx:
 # XML rendering
 
 
-def iso(ts: float | str | None) -> str | None:
+def iso(ts: Any) -> str | None:
     if ts is None:
         return None
     if isinstance(ts, str):
         return ts
+    if isinstance(ts, dt.datetime):
+        if ts.tzinfo is None:
+            ts = ts.replace(tzinfo=dt.timezone.utc)
+        ts = ts.timestamp()
     return (
         dt.datetime.fromtimestamp(ts, tz=dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.")
         + f"{int((ts % 1) * 1000):03d}Z"
@@ -636,6 +641,9 @@ def handle(action: str, ctx: Ctx, params: dict[str, str]) -> tuple[int, str] | N
             body = handler(ctx, params)
         except EcError as e:
             return e.status, error_xml(e.code, e.message, ctx.request_id, e.sender)
+        except Exception as e:  # a bug in the emulator: still answer in AWS shape
+            traceback.print_exc()
+            return 500, error_xml("InternalFailure", f"ecx-emulator internal error: {e!r}", ctx.request_id, False)
     if body is None:
         return None
     return 200, body
