@@ -327,7 +327,7 @@ class EmulatorApp:
             return ok({"reset": True})
 
         if sub == "/snapshots":
-            ec.advance()
+            # no advance() here on purpose: the background ticker must do it
             if method == "POST":
                 return self.seed_snapshot(start_response, body)
             out = []

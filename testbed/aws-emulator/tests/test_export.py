@@ -297,3 +297,21 @@ def test_kms_with_target_bucket_is_invalid_combination(emulator: Any, ec: Any, s
 
 def test_export_account_is_default(emulator: Any, ec: Any, src: dict) -> None:
     assert src["arn"] == f"arn:aws:elasticache:us-east-1:{ACCOUNT}:snapshot:src"
+
+
+def test_concurrent_exports_of_one_source(emulator: Any, src: dict) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    make_bucket(emulator, "race-bucket")
+    clients = [emulator.client("elasticache") for _ in range(8)]
+
+    def attempt(i: int) -> str:
+        try:
+            clients[i].copy_snapshot(SourceSnapshotName="src", TargetSnapshotName=f"r{i}", TargetBucket="race-bucket")
+            return "ok"
+        except ClientError as e:
+            return e.response["Error"]["Code"]
+
+    with ThreadPoolExecutor(8) as pool:
+        results = sorted(pool.map(attempt, range(8)))
+    assert results == ["InvalidSnapshotState"] * 7 + ["ok"]

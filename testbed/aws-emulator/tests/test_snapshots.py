@@ -209,3 +209,30 @@ def test_moto_actions_still_work(emulator: Any, ec: Any) -> None:
     assert [n["NodeGroupId"] for n in s["NodeSnapshots"]] == ["0001"]
     r = ec.copy_snapshot(SourceSnapshotName="moto-made", TargetSnapshotName="moto-copy")
     assert r["Snapshot"]["SnapshotStatus"] == "creating"
+
+
+def test_concurrent_copies_to_one_target(emulator: Any) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    emulator.seed("src")
+    clients = [emulator.client("elasticache") for _ in range(8)]
+
+    def attempt(c: Any) -> str:
+        try:
+            c.copy_snapshot(SourceSnapshotName="src", TargetSnapshotName="race")
+            return "ok"
+        except ClientError as e:
+            return e.response["Error"]["Code"]
+
+    with ThreadPoolExecutor(8) as pool:
+        results = sorted(pool.map(attempt, clients))
+    assert results == ["SnapshotAlreadyExistsFault"] * 7 + ["ok"]
+
+
+def test_background_ticker_completes_copy_without_requests(emulator: Any, ec: Any) -> None:
+    emulator.seed("src")
+    ec.copy_snapshot(SourceSnapshotName="src", TargetSnapshotName="quiet")
+    time.sleep(COPY_DELAY + 0.3)
+    # the control listing does not advance state itself
+    status = {s["name"]: s["status"] for s in emulator.ctl("/snapshots")}
+    assert status == {"src": "available", "quiet": "available"}
