@@ -111,7 +111,8 @@ impl CopyFault {
             "SnapshotAlreadyExistsFault" => Self::SnapshotAlreadyExists { message },
             "SnapshotNotFoundFault" => Self::SnapshotNotFound { message },
             "SnapshotQuotaExceededFault" => Self::SnapshotQuotaExceeded { message },
-            "InvalidSnapshotStateFault" => Self::InvalidSnapshotState { message },
+            // The wire code is `InvalidSnapshotState`; the SDK names the shape `InvalidSnapshotStateFault`.
+            "InvalidSnapshotState" | "InvalidSnapshotStateFault" => Self::InvalidSnapshotState { message },
             "TagQuotaPerResourceExceeded" => Self::TagQuotaExceeded { message },
             "InvalidParameterValue" | "InvalidParameterValueException" => Self::InvalidParameterValue { message },
             "InvalidParameterCombination" | "InvalidParameterCombinationException" => Self::InvalidParameterCombination { message },
@@ -363,6 +364,7 @@ mod tests {
             ("SnapshotNotFoundFault", "SourceSnapshotNotFound"),
             ("SnapshotQuotaExceededFault", "SnapshotQuotaExceeded"),
             ("InvalidSnapshotStateFault", "InvalidSnapshotState"),
+            ("InvalidSnapshotState", "InvalidSnapshotState"),
             ("TagQuotaPerResourceExceeded", "TagQuotaExceeded"),
             ("InvalidParameterValue", "InvalidParameterValue"),
             ("InvalidParameterCombination", "InvalidParameterCombination"),

@@ -1,0 +1,53 @@
+# The two commands a newcomer needs: `make demo` and `make test`. Everything they need is
+# installed into the project (.venv for the AWS emulator); nothing global.
+
+CARGO ?= cargo
+VENV  := .venv
+PY    := $(VENV)/bin/python
+CRD   := config/crd/elasticache-export.io_snapshotexports.yaml
+
+.PHONY: demo test unit e2e emulator-test lint fmt crd build venv clean
+
+## demo: run the operator against the local AWS emulator and Kubernetes API and watch it work
+demo: venv
+	$(CARGO) build --quiet --bin elasticache-export-operator --example demo
+	$(CARGO) run --quiet --example demo
+
+## test: install what the tests need, then lint, unit, emulator and end-to-end tests
+test: venv lint emulator-test
+	$(CARGO) test --workspace --no-fail-fast
+
+## unit: the Rust unit and table tests only (no emulator needed)
+unit:
+	$(CARGO) test --workspace --lib --bins
+
+## e2e: the end-to-end suite (set E2E_KUBECONFIG to run it against a real cluster)
+e2e: venv
+	$(CARGO) test --test e2e
+
+emulator-test: venv
+	$(PY) -m pytest -q -p no:cacheprovider testbed/aws-emulator/tests
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets --quiet -- -D warnings
+
+fmt:
+	$(CARGO) fmt --all
+
+## crd: regenerate the committed CRD from the Rust types
+crd:
+	$(CARGO) run --quiet -- crd > $(CRD)
+
+build:
+	$(CARGO) build --release --bin elasticache-export-operator
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: testbed/aws-emulator/requirements.txt
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r testbed/aws-emulator/requirements.txt
+	touch $@
+
+clean:
+	rm -rf $(VENV) target

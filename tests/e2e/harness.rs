@@ -1,0 +1,461 @@
+//! The end-to-end test bed: the AWS emulator (moto + our CopySnapshot, a Python child process),
+//! the Kubernetes API (the in-memory test bed, or a real cluster when `E2E_KUBECONFIG` is set),
+//! and the real operator binary as a child process, configured only by kubeconfig and the AWS
+//! environment. The demo (`examples/demo.rs`) uses it too.
+#![allow(dead_code)]
+
+use aws_sdk_s3::types::{AccessControlPolicy, Grant, Grantee, Permission, Type};
+use ecx::api::SnapshotExport;
+use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::events::v1::Event;
+use kube::api::{Api, DeleteParams, ListParams, PostParams};
+use kube::{Client, Config};
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const REGION: &str = "us-east-1";
+pub const ELASTICACHE_CANONICAL_ID: &str = "540804c33a284a299d2547575ce1010f2312ef3da9b3a053c8bc45bf233e4353";
+const ACCESS_KEY: &str = "AKIAEXAMPLEOPERATOR1";
+const SECRET_KEY: &str = "e2e-secret-not-real";
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The AWS emulator process.
+pub struct Emulator {
+    pub endpoint: String,
+    child: Child,
+}
+
+impl Emulator {
+    pub fn start(copy_delay: f64, export_delay: f64) -> Emulator {
+        let python = std::env::var("ECX_PYTHON").map(PathBuf::from).unwrap_or_else(|_| repo().join(".venv/bin/python"));
+        assert!(python.exists(), "{} is missing: run `make test` (it installs the AWS emulator's virtualenv)", python.display());
+        let mut child = Command::new(python)
+            .args([
+                "-m",
+                "ecx_emulator",
+                "--port",
+                "0",
+                "--copy-delay",
+                &copy_delay.to_string(),
+                "--export-delay",
+                &export_delay.to_string(),
+            ])
+            .env("PYTHONPATH", repo().join("testbed/aws-emulator"))
+            .env_remove("MOTO_ACCOUNT_ID")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start the AWS emulator");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).expect("emulator prints its address");
+        let endpoint = line
+            .trim()
+            .strip_prefix("ecx-emulator listening on ")
+            .unwrap_or_else(|| panic!("unexpected emulator output {line:?}"))
+            .to_string();
+        Emulator { endpoint, child }
+    }
+
+    /// A JSON call to the emulator's control API (`/_emulator/...`).
+    pub fn ctl(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+        http_json(&self.endpoint, method, &format!("/_emulator{path}"), body)
+    }
+
+    pub fn seed_snapshot(&self, name: &str, node_groups: u32) {
+        self.ctl("POST", "/snapshots", Some(json!({"name": name, "node_groups": node_groups, "region": REGION})));
+    }
+
+    pub fn set_config(&self, config: Value) {
+        self.ctl("POST", "/config", Some(config));
+    }
+
+    pub fn set_faults(&self, faults: Value) {
+        self.ctl("POST", "/faults", Some(faults));
+    }
+
+    /// Calls of one ElastiCache action, in order.
+    pub fn calls(&self, action: &str) -> Vec<Value> {
+        self.ctl("GET", &format!("/calls?action={action}"), None).as_array().cloned().unwrap_or_default()
+    }
+
+    /// CopySnapshot calls for one target name.
+    pub fn copy_calls(&self, target: &str) -> Vec<Value> {
+        self.calls("CopySnapshot").into_iter().filter(|c| c["params"]["TargetSnapshotName"] == target).collect()
+    }
+
+    pub fn aws_env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("AWS_ENDPOINT_URL", self.endpoint.clone()),
+            ("AWS_ACCESS_KEY_ID", ACCESS_KEY.into()),
+            ("AWS_SECRET_ACCESS_KEY", SECRET_KEY.into()),
+            ("AWS_REGION", REGION.into()),
+            ("AWS_EC2_METADATA_DISABLED", "true".into()),
+        ]
+    }
+
+    pub async fn s3(&self) -> aws_sdk_s3::Client {
+        let creds = aws_sdk_s3::config::Credentials::new(ACCESS_KEY, SECRET_KEY, None, None, "e2e");
+        let config = aws_sdk_s3::config::Builder::new()
+            .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+            .region(aws_sdk_s3::config::Region::new(REGION))
+            .endpoint_url(&self.endpoint)
+            .credentials_provider(creds)
+            .force_path_style(true)
+            .build();
+        aws_sdk_s3::Client::from_conf(config)
+    }
+}
+
+impl Drop for Emulator {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A minimal blocking HTTP/1.1 JSON client for the emulator's control API.
+pub fn http_json(endpoint: &str, method: &str, path: &str, body: Option<Value>) -> Value {
+    let addr = endpoint.trim_start_matches("http://");
+    let mut stream = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+    stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let body = body.map(|b| b.to_string()).unwrap_or_default();
+    write!(stream, "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len()).unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let (head, payload) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    assert!(head.starts_with("HTTP/1.1 2") || head.starts_with("HTTP/1.0 2"), "{method} {path}: {head}\n{payload}");
+    serde_json::from_str(payload).unwrap_or(Value::Null)
+}
+
+/// How the bucket grants ElastiCache access.
+#[derive(Clone, Copy, Debug)]
+pub enum Access {
+    /// ACL grants to the ElastiCache canonical ID: READ, WRITE and READ_ACP as chosen.
+    Acl {
+        read: bool,
+        write: bool,
+        read_acp: bool,
+    },
+    /// ACLs disabled (BucketOwnerEnforced) and a bucket policy for the service principal.
+    Policy,
+    None,
+}
+
+impl Access {
+    pub const FULL_ACL: Access = Access::Acl { read: true, write: true, read_acp: true };
+}
+
+/// Create `bucket` in `region` with the given access for ElastiCache.
+pub async fn create_bucket(s3: &aws_sdk_s3::Client, bucket: &str, region: &str, access: Access) {
+    let mut create = s3.create_bucket().bucket(bucket);
+    if region != "us-east-1" {
+        let location = aws_sdk_s3::types::CreateBucketConfiguration::builder().location_constraint(region.into()).build();
+        create = create.create_bucket_configuration(location);
+    }
+    create.send().await.unwrap_or_else(|e| panic!("create bucket {bucket}: {e:?}"));
+    grant(s3, bucket, region, access).await;
+}
+
+/// Set ElastiCache's access on an existing bucket (the "fix the bucket" step).
+pub async fn grant(s3: &aws_sdk_s3::Client, bucket: &str, region: &str, access: Access) {
+    match access {
+        Access::Acl { read, write, read_acp } => {
+            let acl = s3.get_bucket_acl().bucket(bucket).send().await.expect("get bucket acl");
+            let owner = acl.owner().cloned().expect("bucket owner");
+            let mut policy = AccessControlPolicy::builder().owner(owner.clone());
+            let owner_grantee = Grantee::builder().r#type(Type::CanonicalUser).id(owner.id().unwrap_or_default()).build().unwrap();
+            policy = policy.grants(Grant::builder().grantee(owner_grantee).permission(Permission::FullControl).build());
+            for (wanted, permission) in [(read, Permission::Read), (write, Permission::Write), (read_acp, Permission::ReadAcp)] {
+                if wanted {
+                    let grantee = Grantee::builder().r#type(Type::CanonicalUser).id(ELASTICACHE_CANONICAL_ID).build().unwrap();
+                    policy = policy.grants(Grant::builder().grantee(grantee).permission(permission).build());
+                }
+            }
+            s3.put_bucket_acl().bucket(bucket).access_control_policy(policy.build()).send().await.expect("put bucket acl");
+        }
+        Access::Policy => {
+            let controls = aws_sdk_s3::types::OwnershipControls::builder()
+                .rules(
+                    aws_sdk_s3::types::OwnershipControlsRule::builder()
+                        .object_ownership(aws_sdk_s3::types::ObjectOwnership::BucketOwnerEnforced)
+                        .build()
+                        .unwrap(),
+                )
+                .build()
+                .unwrap();
+            s3.put_bucket_ownership_controls().bucket(bucket).ownership_controls(controls).send().await.expect("ownership controls");
+            let policy = json!({
+                "Version": "2012-10-17",
+                "Statement": [{
+                    "Sid": "ElastiCacheSnapshotExport",
+                    "Effect": "Allow",
+                    "Principal": {"Service": format!("{region}.elasticache-snapshot.amazonaws.com")},
+                    "Action": ["s3:PutObject", "s3:GetObject", "s3:ListBucket", "s3:GetBucketAcl", "s3:ListMultipartUploadParts", "s3:ListBucketMultipartUploads", "s3:GetBucketLocation"],
+                    "Resource": [format!("arn:aws:s3:::{bucket}"), format!("arn:aws:s3:::{bucket}/*")]
+                }]
+            });
+            s3.put_bucket_policy().bucket(bucket).policy(policy.to_string()).send().await.expect("put bucket policy");
+        }
+        Access::None => {}
+    }
+}
+
+/// Keys in a bucket.
+pub async fn bucket_keys(s3: &aws_sdk_s3::Client, bucket: &str) -> Vec<String> {
+    let out = s3.list_objects_v2().bucket(bucket).send().await.expect("list objects");
+    out.contents().iter().filter_map(|o| o.key().map(str::to_string)).collect()
+}
+
+/// The Kubernetes side: the in-memory test bed API, or a real cluster from `E2E_KUBECONFIG`.
+pub struct Cluster {
+    pub client: Client,
+    pub kubeconfig: PathBuf,
+    pub namespace: String,
+    pub testbed: Option<kube_testbed::TestApiServer>,
+    real: bool,
+}
+
+impl Cluster {
+    pub async fn start(dir: &Path) -> Cluster {
+        if let Ok(path) = std::env::var("E2E_KUBECONFIG") {
+            return Self::real(PathBuf::from(path)).await;
+        }
+        let testbed = kube_testbed::TestApiServer::start(kube_testbed::Options::default()).await.expect("start the test bed API");
+        let kubeconfig = dir.join("kubeconfig");
+        testbed.write_kubeconfig(&kubeconfig, "default").unwrap();
+        let client = client_for(&kubeconfig).await;
+        let crds: Api<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> =
+            Api::all(client.clone());
+        crds.create(&PostParams::default(), &ecx::api::generated_crd()).await.expect("install the CRD");
+        let namespace = "e2e".to_string();
+        create_namespace(&client, &namespace).await;
+        Cluster { client, kubeconfig, namespace, testbed: Some(testbed), real: false }
+    }
+
+    async fn real(kubeconfig: PathBuf) -> Cluster {
+        let crd = repo().join("config/crd/elasticache-export.io_snapshotexports.yaml");
+        let status = Command::new("kubectl").env("KUBECONFIG", &kubeconfig).args(["apply", "-f"]).arg(&crd).status().expect("run kubectl");
+        assert!(status.success(), "kubectl apply of the CRD failed");
+        let client = client_for(&kubeconfig).await;
+        let namespace = format!("ecx-e2e-{}", rand::random::<u32>());
+        create_namespace(&client, &namespace).await;
+        Cluster { client, kubeconfig, namespace, testbed: None, real: true }
+    }
+
+    pub fn is_testbed(&self) -> bool {
+        !self.real
+    }
+
+    pub fn exports(&self) -> Api<SnapshotExport> {
+        Api::namespaced(self.client.clone(), &self.namespace)
+    }
+
+    pub async fn apply(&self, name: &str, spec: Value) -> SnapshotExport {
+        let obj: SnapshotExport = serde_json::from_value(json!({
+            "apiVersion": "elasticache-export.io/v1alpha1", "kind": "SnapshotExport",
+            "metadata": {"name": name, "namespace": self.namespace}, "spec": spec
+        }))
+        .expect("a SnapshotExport");
+        self.exports().create(&PostParams::default(), &obj).await.unwrap_or_else(|e| panic!("create {name}: {e}"))
+    }
+
+    pub async fn get(&self, name: &str) -> SnapshotExport {
+        self.exports().get(name).await.unwrap_or_else(|e| panic!("get {name}: {e}"))
+    }
+
+    pub async fn delete(&self, name: &str) {
+        self.exports().delete(name, &DeleteParams::default()).await.unwrap_or_else(|e| panic!("delete {name}: {e}"));
+    }
+
+    /// Events about one object, oldest first.
+    pub async fn events(&self, name: &str) -> Vec<Event> {
+        let events: Api<Event> = Api::namespaced(self.client.clone(), &self.namespace);
+        let mut list: Vec<Event> = events.list(&ListParams::default()).await.expect("list events").items;
+        list.retain(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name));
+        list.sort_by_key(|e| e.metadata.creation_timestamp.clone().map(|t| t.0));
+        list
+    }
+
+    /// Poll `name` until `done` holds, or fail with its last status and the operator's log.
+    pub async fn wait_for(
+        &self,
+        name: &str,
+        what: &str,
+        timeout: Duration,
+        logs: &[PathBuf],
+        done: impl Fn(&SnapshotExport) -> bool,
+    ) -> SnapshotExport {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let obj = self.exports().get_opt(name).await.ok().flatten();
+            if let Some(obj) = &obj {
+                if done(obj) {
+                    return obj.clone();
+                }
+            }
+            if Instant::now() > deadline {
+                let tail: String = logs
+                    .iter()
+                    .map(|p| std::fs::read_to_string(p).unwrap_or_default())
+                    .map(|s| s.lines().rev().take(40).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n"))
+                    .collect::<Vec<_>>()
+                    .join("\n---\n");
+                panic!(
+                    "{name}: not {what} after {timeout:?}; status: {}\noperator log tail:\n{tail}",
+                    serde_json::to_string_pretty(&obj.map(|o| o.status)).unwrap()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+async fn client_for(kubeconfig: &Path) -> Client {
+    let kc = kube::config::Kubeconfig::read_from(kubeconfig).expect("read kubeconfig");
+    let config = Config::from_custom_kubeconfig(kc, &Default::default()).await.expect("kubeconfig to config");
+    Client::try_from(config).expect("a kube client")
+}
+
+async fn create_namespace(client: &Client, name: &str) {
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": name}})).unwrap();
+    match namespaces.create(&PostParams::default(), &ns).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(e)) if e.code == 409 => {}
+        Err(e) => panic!("create namespace {name}: {e}"),
+    }
+}
+
+/// The condition `type_` of an object, as (status, reason, message).
+pub fn condition(obj: &SnapshotExport, type_: &str) -> Option<(String, String, String)> {
+    obj.status.as_ref()?.conditions.iter().find(|c| c.type_ == type_).map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
+}
+
+pub fn is_true(obj: &SnapshotExport, type_: &str) -> bool {
+    condition(obj, type_).is_some_and(|c| c.0 == "True")
+}
+
+/// Fast timing for tests: poll every 0.3-2 s, retry stalled objects every second.
+pub const TEST_TIMING: &[&str] = &[
+    "--metrics-addr",
+    "127.0.0.1:0",
+    "--poll-min-seconds",
+    "0.3",
+    "--poll-max-seconds",
+    "2",
+    "--error-backoff-min-seconds",
+    "0.2",
+    "--error-backoff-max-seconds",
+    "2",
+    "--stalled-retry-seconds",
+    "1",
+];
+
+/// The operator binary: Cargo names it for integration tests; elsewhere (the demo) it is the
+/// one `cargo build` left in the target directory, or `ECX_OPERATOR_BIN`.
+pub fn operator_binary() -> PathBuf {
+    if let Some(path) = option_env!("CARGO_BIN_EXE_elasticache-export-operator") {
+        return PathBuf::from(path);
+    }
+    std::env::var("ECX_OPERATOR_BIN").map(PathBuf::from).unwrap_or_else(|_| {
+        let target = std::env::var("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|_| repo().join("target"));
+        target.join("debug/elasticache-export-operator")
+    })
+}
+
+/// One running operator process.
+pub struct Operator {
+    child: Child,
+    pub log: PathBuf,
+}
+
+impl Operator {
+    /// Start the operator binary; `args` follow `run --namespaces <ns> --s3-path-style`.
+    pub fn start(cluster: &Cluster, emulator: &Emulator, dir: &Path, n: usize, args: &[&str]) -> Operator {
+        let log = dir.join(format!("operator-{n}.log"));
+        let file = std::fs::File::create(&log).unwrap();
+        let mut cmd = Command::new(operator_binary());
+        cmd.args(["run", "--namespaces", &cluster.namespace, "--s3-path-style"])
+            .args(args)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("KUBECONFIG", &cluster.kubeconfig)
+            .env("RUST_LOG", "info,ecx=debug")
+            .stdout(Stdio::null())
+            .stderr(file);
+        for (k, v) in emulator.aws_env() {
+            cmd.env(k, v);
+        }
+        Operator { child: cmd.spawn().expect("start the operator"), log }
+    }
+
+    /// SIGKILL: no graceful shutdown, as in a crash.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Everything one scenario needs.
+pub struct Bed {
+    pub emulator: Emulator,
+    pub cluster: Cluster,
+    pub s3: aws_sdk_s3::Client,
+    pub operators: Vec<Operator>,
+    pub dir: tempfile::TempDir,
+}
+
+impl Bed {
+    /// Emulator (copy and export complete after ~1 s), cluster, one operator.
+    pub async fn start() -> Bed {
+        let mut bed = Self::without_operator().await;
+        bed.start_operator(&[]);
+        bed
+    }
+
+    pub async fn without_operator() -> Bed {
+        let dir = tempfile::tempdir().unwrap();
+        let emulator = Emulator::start(1.0, 1.0);
+        let cluster = Cluster::start(dir.path()).await;
+        let s3 = emulator.s3().await;
+        Bed { emulator, cluster, s3, operators: vec![], dir }
+    }
+
+    pub fn start_operator(&mut self, extra: &[&str]) {
+        let n = self.operators.len();
+        let args: Vec<&str> = TEST_TIMING.iter().chain(extra).copied().collect();
+        self.operators.push(Operator::start(&self.cluster, &self.emulator, self.dir.path(), n, &args));
+    }
+
+    pub fn logs(&self) -> Vec<PathBuf> {
+        self.operators.iter().map(|o| o.log.clone()).collect()
+    }
+
+    pub async fn wait_for(&self, name: &str, what: &str, secs: u64, done: impl Fn(&SnapshotExport) -> bool) -> SnapshotExport {
+        self.cluster.wait_for(name, what, Duration::from_secs(secs), &self.logs(), done).await
+    }
+
+    pub async fn wait_ready(&self, name: &str) -> SnapshotExport {
+        self.wait_for(name, "Ready", 60, |o| is_true(o, "Ready")).await
+    }
+
+    pub async fn wait_stalled(&self, name: &str, reason: &str) -> SnapshotExport {
+        self.wait_for(name, &format!("Stalled with {reason}"), 60, |o| {
+            condition(o, "Stalled").is_some_and(|c| c.0 == "True" && c.1 == reason)
+        })
+        .await
+    }
+}
