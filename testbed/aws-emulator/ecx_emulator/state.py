@@ -16,6 +16,7 @@ from typing import Any
 
 DEFAULT_ACCOUNT = "123456789012"
 DEFAULT_REGION = "us-east-1"
+MAX_CALLS = 100_000  # the call log keeps the newest this many entries
 
 
 @dataclass
@@ -166,6 +167,8 @@ class State:
             self.seq += 1
             rec["seq"] = self.seq
             self.calls.append(rec)
+            if len(self.calls) > MAX_CALLS:
+                del self.calls[: len(self.calls) - MAX_CALLS]
 
 
 STATE = State()
