@@ -59,6 +59,19 @@ pub struct RunArgs {
     /// Address of the health (/healthz, /readyz) and metrics (/metrics) server.
     #[arg(long, env = "ECX_METRICS_ADDR", default_value = "0.0.0.0:8080")]
     pub metrics_addr: SocketAddr,
+    /// Elect a leader through a Lease so that only one replica reconciles (needed with more
+    /// than one replica).
+    #[arg(long, env = "ECX_LEADER_ELECT", default_value_t = false)]
+    pub leader_elect: bool,
+    /// Name of the Lease used for leader election.
+    #[arg(long, env = "ECX_LEASE_NAME", default_value = "elasticache-export-operator")]
+    pub lease_name: String,
+    /// Namespace of the Lease (the operator's own namespace).
+    #[arg(long, env = "POD_NAMESPACE")]
+    pub lease_namespace: Option<String>,
+    /// How long a lease lasts without renewal; a replica that loses it stops within this time.
+    #[arg(long, env = "ECX_LEASE_DURATION_SECONDS", default_value_t = 15)]
+    pub lease_duration_seconds: u64,
     /// Log format.
     #[arg(long, env = "ECX_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,

@@ -15,15 +15,21 @@ use std::sync::Arc;
 use std::time::Instant;
 use tracing::{error, info, warn};
 
-/// Set once every watch has listed its objects; `/readyz` reports it.
+/// `/readyz`: ready once every watch has listed its objects or, with leader election, while
+/// standing by as a follower (readiness does not depend on leadership).
 #[derive(Default)]
 pub struct Readiness {
     synced: AtomicBool,
+    standby: AtomicBool,
 }
 
 impl Readiness {
     pub fn is_ready(&self) -> bool {
-        self.synced.load(Ordering::Relaxed)
+        self.synced.load(Ordering::Relaxed) || self.standby.load(Ordering::Relaxed)
+    }
+
+    pub fn set_standby(&self, standby: bool) {
+        self.standby.store(standby, Ordering::Relaxed);
     }
 }
 

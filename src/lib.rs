@@ -7,6 +7,7 @@ pub mod cli;
 pub mod controller;
 pub mod events;
 pub mod http;
+pub mod leader;
 pub mod metrics;
 pub mod reconcile;
 pub mod telemetry;

@@ -3,6 +3,7 @@ use ecx::aws::{aws_sdk_config, SdkSnapshots};
 use ecx::cli::{Cli, Command, RunArgs};
 use ecx::controller::{self, Readiness};
 use ecx::events::Events;
+use ecx::leader::{Leadership, LeaseConfig};
 use ecx::metrics::Metrics;
 use ecx::reconcile::Context;
 use std::process::ExitCode;
@@ -41,21 +42,74 @@ async fn run(args: RunArgs) -> Result<(), String> {
     let metrics = Arc::new(Metrics::default());
     let readiness = Arc::new(Readiness::default());
     let instance = std::env::var("POD_NAME").ok().or_else(|| std::env::var("HOSTNAME").ok());
-    let ctx = Arc::new(Context::new(client.clone(), aws, Events::new(client.clone(), instance), timing, metrics.clone()));
+    let ctx = Arc::new(Context::new(client.clone(), aws, Events::new(client.clone(), instance.clone()), timing, metrics.clone()));
 
     let addr = args.metrics_addr;
     let server = tokio::spawn(ecx::http::serve(addr, metrics, readiness.clone()));
     info!(%region, namespaces = ?args.namespaces(), concurrency = args.concurrency, %addr, "starting elasticache-export-operator");
-    let shutdown = async {
-        shutdown_signal().await;
-        info!("shutting down: finishing reconciles in flight");
+    let signal: Signal = futures::FutureExt::shared(Box::pin(shutdown_signal()));
+    let result = if args.leader_elect {
+        let namespace = args.lease_namespace.clone().ok_or("--leader-elect needs --lease-namespace (or POD_NAMESPACE)")?;
+        let identity = format!("{}-{:08x}", instance.unwrap_or_else(|| "elasticache-export-operator".into()), rand::random::<u32>());
+        let config =
+            LeaseConfig { name: args.lease_name.clone(), namespace, identity, duration_seconds: args.lease_duration_seconds.max(2) };
+        run_as_leader(client, ctx, &args, readiness, config, signal).await
+    } else {
+        let shutdown = async move {
+            signal.await;
+            info!("shutting down: finishing reconciles in flight");
+        };
+        controller::run(client, ctx, args.namespaces(), args.concurrency, readiness, shutdown).await;
+        Ok(())
     };
-    controller::run(client, ctx, args.namespaces(), args.concurrency, readiness, shutdown).await;
     server.abort();
-    Ok(())
+    result
+}
+
+/// SIGINT or SIGTERM, awaitable from several places.
+type Signal = futures::future::Shared<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>>;
+
+/// Stand by until this replica holds the lease, then reconcile until the lease is lost (exit
+/// with an error, so Kubernetes restarts the replica as a follower) or a signal arrives.
+async fn run_as_leader(
+    client: kube::Client,
+    ctx: Arc<Context<SdkSnapshots>>,
+    args: &RunArgs,
+    readiness: Arc<Readiness>,
+    config: LeaseConfig,
+    signal: Signal,
+) -> Result<(), String> {
+    let mut leadership = Leadership::start(client.clone(), &config).await?;
+    readiness.set_standby(true);
+    info!(lease = %format!("{}/{}", config.namespace, config.name), identity = %config.identity, "standing by for leadership");
+    tokio::select! {
+        acquired = leadership.acquired() => acquired?,
+        _ = signal.clone() => {
+            leadership.release().await;
+            return Ok(());
+        }
+    }
+    readiness.set_standby(false);
+    info!(identity = %config.identity, "acquired leadership; reconciling");
+    let lost = leadership.lost();
+    let stop = async move {
+        tokio::select! {
+            _ = signal => info!("shutting down: finishing reconciles in flight"),
+            _ = lost => tracing::warn!("lost leadership: stopping the controller"),
+        }
+    };
+    controller::run(client, ctx, args.namespaces(), args.concurrency, readiness, stop).await;
+    let still_leader = leadership.is_leader();
+    leadership.release().await;
+    if still_leader {
+        Ok(())
+    } else {
+        Err("lost leadership; exiting so that this replica restarts as a follower".into())
+    }
 }
 
 async fn shutdown_signal() {
+    // Ends on SIGINT or SIGTERM.
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {

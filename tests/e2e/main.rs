@@ -397,3 +397,36 @@ async fn an_invalid_spec_that_reaches_the_reconciler_is_invalid_spec_with_no_aws
     let calls = bed.emulator.ctl("GET", "/calls", None);
     assert_eq!(calls.as_array().unwrap().len(), 0, "no AWS call for an invalid spec: {calls:#}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_takes_over_when_the_leader_dies_mid_export() {
+    let mut bed = Bed::without_operator().await;
+    bed.emulator.set_config(json!({"copy_delay": 3.0, "export_delay": 3.0}));
+    bed.emulator.seed_snapshot("prod", 1);
+    create_bucket(&bed.s3, "ecx-ha", REGION, Access::FULL_ACL).await;
+    let ns = bed.cluster.namespace.clone();
+    let election = ["--leader-elect", "--lease-namespace", ns.as_str(), "--lease-duration-seconds", "3"];
+    bed.start_operator(&election);
+    bed.start_operator(&election);
+    bed.cluster.apply("ha-copy", json!({"sourceSnapshotName": "prod", "targetSnapshotName": "ha-copy"})).await;
+    bed.cluster
+        .apply("ha-export", json!({"sourceSnapshotName": "prod", "targetSnapshotName": "ha-export", "targetBucket": "ecx-ha"}))
+        .await;
+    for name in ["ha-copy", "ha-export"] {
+        bed.wait_for(name, "accepted by AWS", 30, |o| {
+            o.status.as_ref().is_some_and(|s| matches!(s.phase, Some(ecx::api::Phase::Copying | ecx::api::Phase::Exporting)))
+        })
+        .await;
+    }
+    let logs = bed.logs();
+    let leader =
+        (0..2).find(|i| std::fs::read_to_string(&logs[*i]).unwrap_or_default().contains("acquired leadership")).expect("one replica leads");
+    let follower = 1 - leader;
+    assert!(!std::fs::read_to_string(&logs[follower]).unwrap().contains("acquired leadership"), "only one leader at a time");
+    bed.operators[leader].kill();
+    for name in ["ha-copy", "ha-export"] {
+        bed.wait_ready(name).await;
+        assert_eq!(bed.emulator.copy_calls(name).len(), 1, "{name}: exactly one CopySnapshot across the failover");
+    }
+    assert!(std::fs::read_to_string(&logs[follower]).unwrap().contains("acquired leadership"), "the follower took over");
+}
