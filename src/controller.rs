@@ -45,6 +45,10 @@ pub async fn run<A: SnapshotApi>(
     let scopes: Vec<Option<String>> = if namespaces.is_empty() { vec![None] } else { namespaces.into_iter().map(Some).collect() };
     let shutdown = future::FutureExt::shared(shutdown);
     let total = scopes.len();
+    let sweeper = {
+        let ctx = ctx.clone();
+        tokio::spawn(async move { ctx.sweep.run(&ctx.aws).await })
+    };
     let synced = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let runs = scopes.into_iter().map(|scope| {
         let (ctx, client, shutdown, readiness, synced) = (ctx.clone(), client.clone(), shutdown.clone(), readiness.clone(), synced.clone());
@@ -70,8 +74,23 @@ pub async fn run<A: SnapshotApi>(
                 }
             });
             info!(namespace = scope.as_deref().unwrap_or("<all>"), "watching SnapshotExports");
+            // Objects whose snapshots the shared sweep saw change, in this controller's scope.
+            let changed = futures::stream::unfold(ctx.sweep.subscribe(), |mut rx| async move {
+                loop {
+                    match rx.recv().await {
+                        Ok(obj) => return Some((obj, rx)),
+                        // Missed triggers are covered by each object's safety-net requeue.
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+                    }
+                }
+            });
+            let scope_filter = scope.clone();
+            let changed =
+                changed.filter(move |obj| future::ready(scope_filter.as_ref().is_none_or(|ns| obj.namespace.as_ref() == Some(ns))));
             Controller::for_stream(objects, reader)
                 .with_config(ControllerConfig::default().concurrency(concurrency))
+                .reconcile_on(changed)
                 .graceful_shutdown_on(shutdown)
                 .run(timed_reconcile, error_policy, ctx)
                 .for_each(|result| async move {
@@ -87,6 +106,7 @@ pub async fn run<A: SnapshotApi>(
         }
     });
     future::join_all(runs).await;
+    sweeper.abort();
 }
 
 async fn timed_reconcile<A: SnapshotApi>(obj: Arc<SnapshotExport>, ctx: Arc<Context<A>>) -> Result<Action, ReconcileError> {

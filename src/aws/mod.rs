@@ -75,4 +75,17 @@ pub trait SnapshotApi: Send + Sync + 'static {
     fn delete_snapshot(&self, name: &str) -> impl Future<Output = Result<(), AwsError>> + Send;
     /// Keys in `bucket` of the form `<target>-NNNN.rdb` (ListObjectsV2 with that prefix).
     fn export_objects(&self, bucket: &str, target: &str) -> impl Future<Output = Result<Vec<String>, AwsError>> + Send;
+    /// One page of DescribeSnapshots over every snapshot in the region ([`SWEEP_PAGE_SIZE`]
+    /// records), with the marker of the next page.
+    fn describe_snapshots_page(&self, marker: Option<String>) -> impl Future<Output = Result<SnapshotPage, AwsError>> + Send;
+}
+
+/// Records per DescribeSnapshots page (the API allows 20 to 50).
+pub const SWEEP_PAGE_SIZE: i32 = 50;
+
+/// One page of snapshots and the marker of the next page, if any.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SnapshotPage {
+    pub snapshots: Vec<SnapshotInfo>,
+    pub next_marker: Option<String>,
 }

@@ -3,7 +3,7 @@
 //! identity, EKS Pod Identity, instance metadata) and the endpoint overrides `AWS_ENDPOINT_URL`,
 //! `AWS_ENDPOINT_URL_ELASTICACHE` and `AWS_ENDPOINT_URL_S3`, so any emulator plugs in.
 
-use super::{AwsError, CopyRequest, SnapshotApi, SnapshotInfo, SnapshotStatus};
+use super::{AwsError, CopyRequest, SnapshotApi, SnapshotInfo, SnapshotPage, SnapshotStatus, SWEEP_PAGE_SIZE};
 use aws_sdk_elasticache::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_elasticache::types::Tag;
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
@@ -132,6 +132,19 @@ impl SnapshotApi for SdkSnapshots {
         }
         keys.sort();
         Ok(keys)
+    }
+
+    async fn describe_snapshots_page(&self, marker: Option<String>) -> Result<SnapshotPage, AwsError> {
+        let out = self
+            .elasticache
+            .describe_snapshots()
+            .show_node_group_config(true)
+            .max_records(SWEEP_PAGE_SIZE)
+            .set_marker(marker)
+            .send()
+            .await
+            .map_err(|e| classify("DescribeSnapshots", e))?;
+        Ok(SnapshotPage { snapshots: out.snapshots().iter().map(snapshot_info).collect(), next_marker: out.marker().map(str::to_string) })
     }
 }
 

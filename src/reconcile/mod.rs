@@ -4,6 +4,7 @@
 pub mod decide;
 mod finalize;
 pub mod status;
+pub mod sweep;
 
 use crate::api::{validation::validate_spec, Phase, SnapshotExport, SnapshotExportSpec, SnapshotExportStatus, FINALIZER, OWNER_TAG_KEY};
 use crate::aws::{AwsError, CopyRequest, SnapshotApi};
@@ -14,6 +15,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
+use kube::runtime::reflector::ObjectRef;
 use kube::{Client, Resource, ResourceExt};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -23,9 +25,10 @@ use tracing::{debug, info, warn};
 /// Timing of requeues; see the `run` flags.
 #[derive(Clone, Debug)]
 pub struct Timing {
-    /// First poll interval while a copy or export is in flight; doubles while nothing changes.
+    /// First interval of the shared snapshot sweep while copies or exports are in flight; it
+    /// doubles while nothing changes.
     pub poll_min: Duration,
-    /// Longest poll interval.
+    /// Longest sweep interval, and the safety-net requeue of each object in flight.
     pub poll_max: Duration,
     /// First backoff after a transient error; doubles (with jitter) on each further error.
     pub error_min: Duration,
@@ -53,35 +56,31 @@ pub struct Context<A> {
     pub events: Events,
     pub timing: Timing,
     pub metrics: Arc<Metrics>,
-    /// Per object (by UID): polls without change and consecutive errors, for backoff.
-    backoff: Mutex<HashMap<String, (u32, u32)>>,
+    /// The shared DescribeSnapshots sweep that follows copies and exports in flight.
+    pub sweep: Arc<sweep::Sweep>,
+    /// Per object (by UID): consecutive transient errors, for backoff.
+    errors: Mutex<HashMap<String, u32>>,
 }
 
 impl<A> Context<A> {
     pub fn new(client: Client, aws: A, events: Events, timing: Timing, metrics: Arc<Metrics>) -> Self {
-        Self { client, aws, events, timing, metrics, backoff: Mutex::new(HashMap::new()) }
-    }
-
-    /// The next poll interval: `poll_min` after a change, doubling while nothing changes.
-    fn poll_delay(&self, uid: &str, changed: bool) -> Duration {
-        let mut map = self.backoff.lock().expect("backoff lock");
-        let entry = map.entry(uid.to_string()).or_default();
-        entry.1 = 0;
-        entry.0 = if changed { 0 } else { entry.0.saturating_add(1) };
-        exponential(self.timing.poll_min, self.timing.poll_max, entry.0)
+        let sweep = Arc::new(sweep::Sweep::new(timing.poll_min, timing.poll_max));
+        Self { client, aws, events, timing, metrics, sweep, errors: Mutex::new(HashMap::new()) }
     }
 
     /// The next delay after a transient error: exponential with full jitter in its upper half.
     pub fn error_delay(&self, uid: &str) -> Duration {
-        let mut map = self.backoff.lock().expect("backoff lock");
-        let entry = map.entry(uid.to_string()).or_default();
-        let delay = exponential(self.timing.error_min, self.timing.error_max, entry.1);
-        entry.1 = entry.1.saturating_add(1);
+        let mut map = self.errors.lock().expect("backoff lock");
+        let count = map.entry(uid.to_string()).or_default();
+        let delay = exponential(self.timing.error_min, self.timing.error_max, *count);
+        *count = count.saturating_add(1);
         delay.mul_f64(rand::random_range(0.5..=1.0))
     }
 
-    fn forget(&self, uid: &str) {
-        self.backoff.lock().expect("backoff lock").remove(uid);
+    /// The object needs no more following nor backoff.
+    fn forget(&self, uid: &str, obj: &ObjectRef<SnapshotExport>) {
+        self.errors.lock().expect("backoff lock").remove(uid);
+        self.sweep.unfollow(obj);
     }
 }
 
@@ -104,11 +103,12 @@ pub async fn reconcile<A: SnapshotApi>(obj: Arc<SnapshotExport>, ctx: Arc<Contex
     let uid = obj.uid().unwrap_or_default();
     let api: Api<SnapshotExport> = Api::namespaced(ctx.client.clone(), &obj.namespace().unwrap_or_default());
     let kube_err = |source| ReconcileError::Kube { object: key.clone(), source };
+    let obj_ref = ObjectRef::from_obj(&*obj);
 
     if obj.meta().deletion_timestamp.is_some() {
         let action = finalize::cleanup(&api, &obj, &ctx).await;
         if matches!(action, Ok(_)) {
-            ctx.forget(&uid);
+            ctx.forget(&uid, &obj_ref);
         }
         return action;
     }
@@ -116,7 +116,7 @@ pub async fn reconcile<A: SnapshotApi>(obj: Arc<SnapshotExport>, ctx: Arc<Contex
     let generation = obj.meta().generation;
     // A completed object costs nothing on resync: no AWS call, no write.
     if status.phase == Some(Phase::Completed) && status.observed_generation == generation {
-        ctx.forget(&uid);
+        ctx.forget(&uid, &obj_ref);
         return Ok(Action::await_change());
     }
 
@@ -129,8 +129,10 @@ pub async fn reconcile<A: SnapshotApi>(obj: Arc<SnapshotExport>, ctx: Arc<Contex
     let mut decision = if !problems.is_empty() {
         invalid_spec(&problems)
     } else {
-        match observe(&ctx.aws, &obj.spec, &status).await {
-            Ok(observed) => decide(&obj.spec, &status, &uid, &observed, Timestamp::now()),
+        match observe(&ctx, &obj_ref, &obj.spec, &status).await {
+            Ok(Some(observed)) => decide(&obj.spec, &status, &uid, &observed, Timestamp::now()),
+            // In flight, and no sweep has looked since: nothing new to decide.
+            Ok(None) => return Ok(Action::requeue(ctx.timing.poll_max)),
             Err(err) => retry_later(&err),
         }
     };
@@ -172,13 +174,24 @@ pub async fn reconcile<A: SnapshotApi>(obj: Arc<SnapshotExport>, ctx: Arc<Contex
     Ok(match decision {
         Decision::RequestCopy => Action::requeue(Duration::ZERO),
         Decision::Recheck => Action::requeue(Duration::from_millis(200)),
-        Decision::InProgress { .. } | Decision::WaitForSource { .. } => Action::requeue(ctx.poll_delay(&uid, changed)),
+        // The shared sweep reconciles the object when its snapshot changes; the requeue is a
+        // safety net only.
+        Decision::InProgress { .. } | Decision::WaitForSource { .. } => {
+            ctx.sweep.follow(obj_ref, followed_snapshots(&obj.spec));
+            Action::requeue(ctx.timing.poll_max)
+        }
         Decision::Completed { .. } => {
-            ctx.forget(&uid);
+            ctx.forget(&uid, &obj_ref);
             Action::await_change()
         }
-        Decision::Stalled { ref reason, .. } if reason == "InvalidSpec" => Action::await_change(),
-        Decision::Stalled { .. } => Action::requeue(ctx.timing.stalled_retry),
+        Decision::Stalled { ref reason, .. } if reason == "InvalidSpec" => {
+            ctx.forget(&uid, &obj_ref);
+            Action::await_change()
+        }
+        Decision::Stalled { .. } => {
+            ctx.forget(&uid, &obj_ref);
+            Action::requeue(ctx.timing.stalled_retry)
+        }
         Decision::RetryLater { .. } => {
             let message = aws_error.unwrap_or_default();
             return Err(ReconcileError::Aws {
@@ -189,14 +202,63 @@ pub async fn reconcile<A: SnapshotApi>(obj: Arc<SnapshotExport>, ctx: Arc<Contex
     })
 }
 
-/// What AWS shows for this object now.
-async fn observe<A: SnapshotApi>(aws: &A, spec: &SnapshotExportSpec, status: &SnapshotExportStatus) -> Result<Observation, AwsError> {
+/// The snapshot the sweep follows for an object: the copy, or the exported source.
+fn followed_snapshots(spec: &SnapshotExportSpec) -> Vec<String> {
+    vec![if spec.is_export() { spec.source_snapshot_name.clone() } else { spec.target_snapshot_name.clone() }]
+}
+
+/// What AWS shows for this object now; `None` when it is in flight and the shared sweep has not
+/// looked since it began to be followed.
+///
+/// A request AWS accepted is followed through the shared sweep (no per-object describe); before
+/// a request, the object looks for itself, so the decision to call CopySnapshot always rests on
+/// a fresh look.
+async fn observe<A: SnapshotApi>(
+    ctx: &Context<A>,
+    obj_ref: &ObjectRef<SnapshotExport>,
+    spec: &SnapshotExportSpec,
+    status: &SnapshotExportStatus,
+) -> Result<Option<Observation>, AwsError> {
+    let aws = &ctx.aws;
+    if matches!(status.phase, Some(Phase::Copying | Phase::Exporting)) {
+        let Some(view) = ctx.sweep.view(obj_ref) else {
+            ctx.sweep.follow(obj_ref.clone(), followed_snapshots(spec));
+            return Ok(None);
+        };
+        let swept = |name: &str| view.get(name).cloned().flatten();
+        if let Some(bucket) = &spec.target_bucket {
+            let source = swept(&spec.source_snapshot_name);
+            // Objects are listed only once the source is no longer busy exporting.
+            let objects = match &source {
+                Some(s) if matches!(s.status, crate::aws::SnapshotStatus::InProgress(_)) => Vec::new(),
+                _ => aws.export_objects(bucket, &spec.target_snapshot_name).await?,
+            };
+            return Ok(Some(Observation::Export { source, objects }));
+        }
+        return in_region_observation(aws, swept(&spec.target_snapshot_name), status).await.map(Some);
+    }
+    direct_observation(aws, spec, status).await.map(Some)
+}
+
+async fn direct_observation<A: SnapshotApi>(
+    aws: &A,
+    spec: &SnapshotExportSpec,
+    status: &SnapshotExportStatus,
+) -> Result<Observation, AwsError> {
     if let Some(bucket) = &spec.target_bucket {
         let objects = aws.export_objects(bucket, &spec.target_snapshot_name).await?;
         let source = aws.describe_snapshot(&spec.source_snapshot_name).await?;
         return Ok(Observation::Export { source, objects });
     }
     let target = aws.describe_snapshot(&spec.target_snapshot_name).await?;
+    in_region_observation(aws, target, status).await
+}
+
+async fn in_region_observation<A: SnapshotApi>(
+    aws: &A,
+    target: Option<crate::aws::SnapshotInfo>,
+    status: &SnapshotExportStatus,
+) -> Result<Observation, AwsError> {
     // Only a target we have not adopted yet needs its ownership tag read.
     let owner_tag = match &target {
         Some(t) if status.target_snapshot_arn.is_none() || status.target_snapshot_arn != t.arn => match &t.arn {
