@@ -1,0 +1,8 @@
+//! End-to-end tests of the in-memory API server through the real kube-rs client over HTTP.
+
+mod common;
+mod core;
+mod crd;
+mod faults;
+mod integrations;
+mod watch;
