@@ -6,15 +6,15 @@ VENV  := .venv
 PY    := $(VENV)/bin/python
 CRD   := config/crd/elasticache-export.io_snapshotexports.yaml
 
-.PHONY: demo test unit e2e emulator-test lint fmt crd build venv clean
+.PHONY: demo test unit e2e emulator-test lint fmt crd build venv clean tools chart-test
 
 ## demo: run the operator against the local AWS emulator and Kubernetes API and watch it work
 demo: venv
 	$(CARGO) build --quiet --bin elasticache-export-operator --example demo
 	$(CARGO) run --quiet --example demo
 
-## test: install what the tests need, then lint, unit, emulator and end-to-end tests
-test: venv lint emulator-test
+## test: install what the tests need, then lint, packaging, unit, emulator and end-to-end tests
+test: venv tools lint chart-test emulator-test
 	$(CARGO) test --workspace --no-fail-fast
 
 ## unit: the Rust unit and table tests only (no emulator needed)
@@ -42,6 +42,20 @@ crd:
 build:
 	$(CARGO) build --release --bin elasticache-export-operator
 
+## chart-test: helm lint/template, schema validation of the chart and config/, samples, RBAC parity
+chart-test: venv tools
+	hack/chart-test.sh
+
+## tools: pinned helm and kubectl in .tools/bin, kubernetes-validate in .venv (project-local)
+tools: .tools/bin/helm $(VENV)/.tools-installed
+
+.tools/bin/helm: hack/install-tools.sh
+	hack/install-tools.sh
+
+$(VENV)/.tools-installed: hack/requirements-tools.txt $(VENV)/.installed
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r hack/requirements-tools.txt
+	touch $@
+
 venv: $(VENV)/.installed
 
 $(VENV)/.installed: testbed/aws-emulator/requirements.txt
@@ -50,4 +64,4 @@ $(VENV)/.installed: testbed/aws-emulator/requirements.txt
 	touch $@
 
 clean:
-	rm -rf $(VENV) target
+	rm -rf $(VENV) target .tools

@@ -1,0 +1,208 @@
+#!/usr/bin/env python3
+"""Packaging checks that need no cluster, run by `make chart-test`:
+
+- the chart's crds/ copy is byte-identical to the generated config/crd/ CRD;
+- the CRs in config/samples/ validate against the CRD's OpenAPI schema (the CEL rules are
+  covered by tests/validation_rules.rs);
+- the chart (default values) and kustomize (config/default) grant the operator the same RBAC
+  rules, and the same aggregated view/edit rules;
+- the chart's default Deployment and config/manager run the same container: args, env names,
+  probes, ports, security contexts, resources;
+- values.schema.json refuses unknown keys at every level (each object in values.yaml);
+- every value in values.yaml carries a comment.
+
+Usage: check_packaging.py <helm-default-rendering.yaml> <kustomize-rendering.yaml>
+"""
+import json
+import pathlib
+import sys
+
+import jsonschema
+import yaml
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+CHART = ROOT / "charts" / "elasticache-export-operator"
+CRD = ROOT / "config" / "crd" / "elasticache-export.io_snapshotexports.yaml"
+
+failures = []
+
+
+def check(ok, message):
+    if not ok:
+        failures.append(message)
+
+
+def docs(path):
+    return [d for d in yaml.safe_load_all(pathlib.Path(path).read_text()) if d]
+
+
+def crd_copy_is_current():
+    copy = CHART / "crds" / CRD.name
+    check(
+        copy.exists() and copy.read_bytes() == CRD.read_bytes(),
+        f"{copy.relative_to(ROOT)} differs from {CRD.relative_to(ROOT)}: "
+        f"cp {CRD.relative_to(ROOT)} {copy.relative_to(ROOT)}",
+    )
+
+
+def structural(schema):
+    """The CRD schema as plain JSON Schema: drop the x-kubernetes-* extensions."""
+    if isinstance(schema, dict):
+        return {k: structural(v) for k, v in schema.items() if not k.startswith("x-kubernetes-")}
+    if isinstance(schema, list):
+        return [structural(v) for v in schema]
+    return schema
+
+
+def samples_validate():
+    crd = yaml.safe_load(CRD.read_text())
+    group, kind = crd["spec"]["group"], crd["spec"]["names"]["kind"]
+    versions = {v["name"]: structural(v["schema"]["openAPIV3Schema"]) for v in crd["spec"]["versions"]}
+    samples = sorted((ROOT / "config" / "samples").glob("*.yaml"))
+    seen = 0
+    for path in samples:
+        if path.name == "kustomization.yaml":
+            continue
+        for doc in docs(path):
+            seen += 1
+            g, _, version = doc.get("apiVersion", "").partition("/")
+            where = f"{path.relative_to(ROOT)} ({doc.get('metadata', {}).get('name')})"
+            if g != group or doc.get("kind") != kind or version not in versions:
+                failures.append(f"{where}: not a {kind} of a served version")
+                continue
+            schema = dict(versions[version])
+            # metadata is validated by the API server, not by the CRD schema
+            body = {k: v for k, v in doc.items() if k not in ("apiVersion", "kind", "metadata")}
+            for error in jsonschema.Draft7Validator(schema).iter_errors(body):
+                failures.append(f"{where}: {'/'.join(map(str, error.path))}: {error.message}")
+            # unknown fields would be pruned silently: refuse them here
+            unknown = set(doc.get("spec", {})) - set(schema["properties"]["spec"]["properties"])
+            check(not unknown, f"{where}: unknown spec fields {sorted(unknown)}")
+    check(seen >= 2, "config/samples/ holds fewer than two SnapshotExports")
+
+
+def rules_of(documents, aggregated):
+    """{role kind: sorted flattened rules} for the operator's roles, or the aggregated ones."""
+    out = {}
+    for d in documents:
+        if d.get("kind") not in ("Role", "ClusterRole"):
+            continue
+        labels = d.get("metadata", {}).get("labels") or {}
+        agg = sorted(k for k in labels if k.startswith("rbac.authorization.k8s.io/aggregate-to-"))
+        if bool(agg) != aggregated:
+            continue
+        key = (d["kind"], ",".join(agg))
+        flat = out.setdefault(key, set())
+        for rule in d.get("rules", []):
+            for g in rule.get("apiGroups", []):
+                for r in rule.get("resources", []):
+                    for v in rule.get("verbs", []):
+                        flat.add((g, r, v, tuple(sorted(rule.get("resourceNames", [])))))
+    return {k: sorted(v) for k, v in out.items()}
+
+
+def rbac_matches(helm, kustomize):
+    for aggregated in (False, True):
+        h, k = rules_of(helm, aggregated), rules_of(kustomize, aggregated)
+        what = "aggregated view/edit" if aggregated else "operator"
+        check(h == k, f"{what} RBAC differs between the chart and config/rbac:\n  chart: {h}\n  kustomize: {k}")
+    check(rules_of(helm, False), "the chart renders no operator RBAC rules")
+
+
+def container(documents):
+    deployments = [d for d in documents if d.get("kind") == "Deployment"]
+    check(len(deployments) == 1, f"expected one Deployment, found {len(deployments)}")
+    pod = deployments[0]["spec"]["template"]["spec"]
+    (c,) = pod["containers"]
+    return pod, c
+
+
+def deployments_match(helm, kustomize):
+    hp, hc = container(helm)
+    kp, kc = container(kustomize)
+    for field in ("securityContext", "terminationGracePeriodSeconds", "automountServiceAccountToken"):
+        check(hp.get(field) == kp.get(field), f"pod {field} differs: chart {hp.get(field)} kustomize {kp.get(field)}")
+    for field in ("args", "ports", "livenessProbe", "readinessProbe", "securityContext", "resources", "imagePullPolicy"):
+        check(hc.get(field) == kc.get(field), f"container {field} differs: chart {hc.get(field)} kustomize {kc.get(field)}")
+    h_env = [e["name"] for e in hc.get("env", [])]
+    k_env = [e["name"] for e in kc.get("env", [])]
+    # the chart sets AWS_REGION only when aws.region is set; kustomize always does
+    check([n for n in k_env if n != "AWS_REGION"] == h_env, f"env differs: chart {h_env} kustomize {k_env}")
+    sc = hc.get("securityContext", {})
+    check(sc.get("readOnlyRootFilesystem") is True, "the root filesystem must be read-only")
+    check(sc.get("allowPrivilegeEscalation") is False, "privilege escalation must be off")
+    check(sc.get("capabilities", {}).get("drop") == ["ALL"], "all capabilities must be dropped")
+    check(hp.get("securityContext", {}).get("runAsNonRoot") is True, "the pod must run as non-root")
+    check(hp.get("securityContext", {}).get("seccompProfile", {}).get("type") == "RuntimeDefault", "seccomp RuntimeDefault")
+
+
+def schema_is_closed():
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    defs = schema.get("definitions", {})
+
+    def resolve(s):
+        while "$ref" in s:
+            s = defs[s["$ref"].rsplit("/", 1)[1]]
+        return s
+
+    # free-form maps (annotations, labels, affinity, the export policy, resources' lists) are open on purpose
+    free_form = {"exportPolicy", "affinity", "requests", "limits"}
+
+    def walk(v, s, path):
+        s = resolve(s)
+        if isinstance(v, dict) and path.split(".")[-1] not in free_form:
+            props = s.get("properties")
+            if props is not None:
+                check(s.get("additionalProperties") is False, f"values.schema.json: {path or '<root>'} accepts unknown keys")
+                for key, child in v.items():
+                    check(key in props, f"values.schema.json: {path}.{key} is not described")
+                    if key in props:
+                        walk(child, props[key], f"{path}.{key}".lstrip("."))
+    walk(values, schema, "")
+    for error in jsonschema.Draft7Validator(schema).iter_errors(values):
+        failures.append(f"values.yaml does not pass values.schema.json: {'.'.join(map(str, error.path))}: {error.message}")
+
+
+def values_are_commented():
+    """Every leaf value has a comment line above it; keys inside a free-form value (the
+    `resources` example) are covered by the comment on that value."""
+    lines = (CHART / "values.yaml").read_text().splitlines()
+    stack = []  # (indent, key) of the enclosing keys
+    for i, line in enumerate(lines):
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#") or stripped.startswith("- "):
+            continue
+        indent = len(line) - len(line.lstrip())
+        while stack and stack[-1][0] >= indent:
+            stack.pop()
+        key = stripped.split(":", 1)[0]
+        inside_free_form = any(k in ("resources",) for _, k in stack)
+        stack.append((indent, key))
+        nxt = next((l for l in lines[i + 1:] if l.strip() and not l.strip().startswith("#")), "")
+        opens_block = stripped.endswith(":") and (len(nxt) - len(nxt.lstrip())) > indent and not nxt.strip().startswith("- ")
+        if inside_free_form or (opens_block and key != "resources"):
+            continue
+        prev = lines[i - 1].strip() if i else ""
+        check(prev.startswith("#"), f"values.yaml:{i + 1}: {key} has no comment")
+
+
+def main():
+    helm_path, kustomize_path = sys.argv[1], sys.argv[2]
+    helm, kustomize = docs(helm_path), docs(kustomize_path)
+    crd_copy_is_current()
+    samples_validate()
+    rbac_matches(helm, kustomize)
+    deployments_match(helm, kustomize)
+    schema_is_closed()
+    values_are_commented()
+    if failures:
+        print("packaging checks failed:", file=sys.stderr)
+        for f in failures:
+            print(f"  - {f}", file=sys.stderr)
+        sys.exit(1)
+    print("packaging checks passed: CRD copy, samples, RBAC and Deployment parity, closed values schema, commented values")
+
+
+if __name__ == "__main__":
+    main()
