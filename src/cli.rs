@@ -35,6 +35,13 @@ pub struct RunArgs {
     /// Address S3 buckets path-style (`https://endpoint/bucket`), as most S3 emulators need.
     #[arg(long, env = "ECX_S3_PATH_STYLE", default_value_t = false)]
     pub s3_path_style: bool,
+    /// Client-side limit on AWS calls per second (all operations together), so that many new
+    /// objects never burst the ElastiCache API (its limits are per account).
+    #[arg(long, env = "ECX_AWS_REQUESTS_PER_SECOND", default_value_t = 10.0)]
+    pub aws_requests_per_second: f64,
+    /// Calls allowed at once above that rate after a quiet period.
+    #[arg(long, env = "ECX_AWS_BURST", default_value_t = 20)]
+    pub aws_burst: u32,
     /// How many objects are reconciled at the same time.
     #[arg(long, env = "ECX_CONCURRENCY", default_value_t = 8)]
     pub concurrency: u16,

@@ -66,6 +66,7 @@ pub async fn run<A: SnapshotApi>(
                 .applied_objects()
                 // Our own status writes do not change generation or finalizers: no reconcile storm.
                 .predicate_filter(predicates::generation.combine(predicates::finalizers), Default::default());
+            ctx.metrics.watch_store(reader.clone());
             let store = reader.clone();
             tokio::spawn(async move {
                 if store.wait_until_ready().await.is_ok() && synced.fetch_add(1, Ordering::SeqCst) + 1 == total {

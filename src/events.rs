@@ -13,12 +13,19 @@ pub const CONTROLLER_NAME: &str = "elasticache-export-operator";
 #[derive(Clone)]
 pub struct Events {
     recorder: Recorder,
+    metrics: Option<std::sync::Arc<crate::metrics::Metrics>>,
 }
 
 impl Events {
     pub fn new(client: Client, instance: Option<String>) -> Self {
         let reporter = Reporter { controller: CONTROLLER_NAME.into(), instance };
-        Self { recorder: Recorder::new(client, reporter) }
+        Self { recorder: Recorder::new(client, reporter), metrics: None }
+    }
+
+    /// Count Warning Events by reason.
+    pub fn with_metrics(mut self, metrics: std::sync::Arc<crate::metrics::Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     /// Publish an Event about `obj`. A failure to publish is logged, never fatal: Events are
@@ -35,6 +42,9 @@ impl Events {
             },
             secondary: None,
         };
+        if let (true, Some(metrics)) = (note.warning, &self.metrics) {
+            metrics.warning_events.get_or_create(&crate::metrics::ReasonLabels { reason: note.reason.clone() }).inc();
+        }
         if let Err(err) = self.recorder.publish(&event, &obj.object_ref(&())).await {
             warn!(reason = %note.reason, error = %err, "could not publish an Event");
         }

@@ -1,4 +1,5 @@
 use clap::Parser;
+use ecx::aws::limit::RateLimit;
 use ecx::aws::{aws_sdk_config, SdkSnapshots};
 use ecx::cli::{Cli, Command, RunArgs};
 use ecx::controller::{self, Readiness};
@@ -38,11 +39,19 @@ async fn run(args: RunArgs) -> Result<(), String> {
         kube::Client::try_default().await.map_err(|e| format!("cannot reach the Kubernetes API (in-cluster config or KUBECONFIG): {e}"))?;
     let aws_config = aws_sdk_config(args.region.clone()).await;
     let region = aws_config.region().map(|r| r.to_string()).ok_or("no AWS region configured: set AWS_REGION or --region")?;
-    let aws = SdkSnapshots::new(&aws_config, args.s3_path_style);
     let metrics = Arc::new(Metrics::default());
+    let aws = SdkSnapshots::new(&aws_config, args.s3_path_style)
+        .with_rate_limit(RateLimit::new(args.aws_requests_per_second, args.aws_burst))
+        .with_metrics(metrics.clone());
     let readiness = Arc::new(Readiness::default());
     let instance = std::env::var("POD_NAME").ok().or_else(|| std::env::var("HOSTNAME").ok());
-    let ctx = Arc::new(Context::new(client.clone(), aws, Events::new(client.clone(), instance.clone()), timing, metrics.clone()));
+    let ctx = Arc::new(Context::new(
+        client.clone(),
+        aws,
+        Events::new(client.clone(), instance.clone()).with_metrics(metrics.clone()),
+        timing,
+        metrics.clone(),
+    ));
 
     let addr = args.metrics_addr;
     let server = tokio::spawn(ecx::http::serve(addr, metrics, readiness.clone()));

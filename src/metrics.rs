@@ -1,11 +1,15 @@
 //! Prometheus metrics, served on `/metrics`.
 
+use crate::api::{Phase, SnapshotExport};
 use crate::aws::{AwsError, SnapshotInfo};
+use kube::runtime::reflector::Store;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
+use std::sync::Mutex;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ResultLabels {
@@ -17,11 +21,27 @@ pub struct ReasonLabels {
     pub reason: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CallLabels {
+    pub operation: String,
+    pub outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PhaseLabels {
+    pub phase: String,
+}
+
 pub struct Metrics {
     registry: Registry,
     pub reconciles: Family<ResultLabels, Counter>,
     pub reconcile_seconds: Histogram,
     pub copy_snapshot_calls: Family<ResultLabels, Counter>,
+    pub aws_calls: Family<CallLabels, Counter>,
+    pub warning_events: Family<ReasonLabels, Counter>,
+    pub exports: Family<PhaseLabels, Gauge>,
+    /// The watched objects, counted by phase when metrics are scraped.
+    stores: Mutex<Vec<Store<SnapshotExport>>>,
 }
 
 impl Default for Metrics {
@@ -37,7 +57,22 @@ impl Default for Metrics {
             "CopySnapshot calls by outcome (accepted, refused, transient)",
             copy_snapshot_calls.clone(),
         );
-        Self { registry, reconciles, reconcile_seconds, copy_snapshot_calls }
+        let aws_calls = Family::<CallLabels, Counter>::default();
+        registry.register("aws_calls", "AWS calls by operation and outcome (ok, refused, transient)", aws_calls.clone());
+        let warning_events = Family::<ReasonLabels, Counter>::default();
+        registry.register("warning_events", "Warning Events published, by reason", warning_events.clone());
+        let exports = Family::<PhaseLabels, Gauge>::default();
+        registry.register("exports", "SnapshotExports watched, by phase", exports.clone());
+        Self {
+            registry,
+            reconciles,
+            reconcile_seconds,
+            copy_snapshot_calls,
+            aws_calls,
+            warning_events,
+            exports,
+            stores: Mutex::new(Vec::new()),
+        }
     }
 }
 
@@ -51,8 +86,44 @@ impl Metrics {
         self.copy_snapshot_calls.get_or_create(&ResultLabels { result: result.into() }).inc();
     }
 
+    pub fn aws_call<T>(&self, operation: &str, result: &Result<T, AwsError>) {
+        let outcome = match result {
+            Ok(_) => "ok",
+            Err(e) if e.is_transient() => "transient",
+            Err(_) => "refused",
+        };
+        self.aws_calls.get_or_create(&CallLabels { operation: operation.into(), outcome: outcome.into() }).inc();
+    }
+
+    /// Count the objects of `store` by phase at each scrape.
+    pub fn watch_store(&self, store: Store<SnapshotExport>) {
+        self.stores.lock().expect("metrics lock").push(store);
+    }
+
+    fn count_phases(&self) {
+        let mut counts: std::collections::BTreeMap<&'static str, i64> =
+            ["None", "Pending", "Copying", "Exporting", "Completed", "Failed"].iter().map(|p| (*p, 0)).collect();
+        for store in self.stores.lock().expect("metrics lock").iter() {
+            for obj in store.state() {
+                let phase = match obj.status.as_ref().and_then(|s| s.phase) {
+                    None => "None",
+                    Some(Phase::Pending) => "Pending",
+                    Some(Phase::Copying) => "Copying",
+                    Some(Phase::Exporting) => "Exporting",
+                    Some(Phase::Completed) => "Completed",
+                    Some(Phase::Failed) => "Failed",
+                };
+                *counts.entry(phase).or_default() += 1;
+            }
+        }
+        for (phase, n) in counts {
+            self.exports.get_or_create(&PhaseLabels { phase: phase.into() }).set(n);
+        }
+    }
+
     /// The Prometheus text exposition.
     pub fn encode(&self) -> String {
+        self.count_phases();
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &self.registry).expect("metrics encode to a String");
         out

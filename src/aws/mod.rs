@@ -2,6 +2,7 @@
 //! beside it (`sdk.rs`), and the classification of AWS errors (`errors.rs`).
 
 mod errors;
+pub mod limit;
 mod sdk;
 
 use std::future::Future;

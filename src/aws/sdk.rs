@@ -3,11 +3,15 @@
 //! identity, EKS Pod Identity, instance metadata) and the endpoint overrides `AWS_ENDPOINT_URL`,
 //! `AWS_ENDPOINT_URL_ELASTICACHE` and `AWS_ENDPOINT_URL_S3`, so any emulator plugs in.
 
+use super::limit::RateLimit;
 use super::{AwsError, CopyRequest, SnapshotApi, SnapshotInfo, SnapshotPage, SnapshotStatus, SWEEP_PAGE_SIZE};
+use crate::metrics::Metrics;
 use aws_sdk_elasticache::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_elasticache::types::Tag;
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use std::fmt::Debug;
+use std::future::Future;
+use std::sync::Arc;
 
 /// Load the shared AWS configuration; `region` overrides the configured one.
 pub async fn aws_sdk_config(region: Option<String>) -> aws_config::SdkConfig {
@@ -18,11 +22,13 @@ pub async fn aws_sdk_config(region: Option<String>) -> aws_config::SdkConfig {
     loader.load().await
 }
 
-/// ElastiCache and S3 clients.
+/// ElastiCache and S3 clients, behind the client-side rate limit, counted in the metrics.
 #[derive(Clone)]
 pub struct SdkSnapshots {
-    elasticache: aws_sdk_elasticache::Client,
-    s3: aws_sdk_s3::Client,
+    pub(crate) elasticache: aws_sdk_elasticache::Client,
+    pub(crate) s3: aws_sdk_s3::Client,
+    limit: Option<Arc<RateLimit>>,
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl SdkSnapshots {
@@ -30,7 +36,36 @@ impl SdkSnapshots {
     /// `https://bucket.endpoint` (needed by most S3 emulators and some private endpoints).
     pub fn new(config: &aws_config::SdkConfig, s3_path_style: bool) -> Self {
         let s3_config = aws_sdk_s3::config::Builder::from(config).force_path_style(s3_path_style).build();
-        Self { elasticache: aws_sdk_elasticache::Client::new(config), s3: aws_sdk_s3::Client::from_conf(s3_config) }
+        Self {
+            elasticache: aws_sdk_elasticache::Client::new(config),
+            s3: aws_sdk_s3::Client::from_conf(s3_config),
+            limit: None,
+            metrics: None,
+        }
+    }
+
+    /// Pace every AWS call through `limit`.
+    pub fn with_rate_limit(mut self, limit: RateLimit) -> Self {
+        self.limit = Some(Arc::new(limit));
+        self
+    }
+
+    /// Count every AWS call by operation and outcome.
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    /// Run one AWS call: wait for the rate limit, then count its outcome.
+    pub(crate) async fn call<T>(&self, operation: &'static str, call: impl Future<Output = Result<T, AwsError>>) -> Result<T, AwsError> {
+        if let Some(limit) = &self.limit {
+            limit.acquire().await;
+        }
+        let result = call.await;
+        if let Some(metrics) = &self.metrics {
+            metrics.aws_call(operation, &result);
+        }
+        result
     }
 }
 
@@ -72,13 +107,22 @@ fn snapshot_info(s: &aws_sdk_elasticache::types::Snapshot) -> SnapshotInfo {
 
 impl SnapshotApi for SdkSnapshots {
     async fn describe_snapshot(&self, name: &str) -> Result<Option<SnapshotInfo>, AwsError> {
-        let out = self.elasticache.describe_snapshots().snapshot_name(name).show_node_group_config(true).send().await;
-        match out {
-            Ok(out) => Ok(out.snapshots().iter().find(|s| s.snapshot_name() == Some(name)).map(snapshot_info)),
-            Err(err) => match classify("DescribeSnapshots", err) {
-                AwsError::Fault { fault: super::CopyFault::SnapshotNotFound { .. }, .. } => Ok(None),
-                other => Err(other),
-            },
+        let out = self.call("DescribeSnapshots", async {
+            self.elasticache
+                .describe_snapshots()
+                .snapshot_name(name)
+                .show_node_group_config(true)
+                .send()
+                .await
+                .map_err(|e| classify("DescribeSnapshots", e))
+        });
+        match out.await {
+            // ElastiCache stores snapshot names in lowercase.
+            Ok(out) => {
+                Ok(out.snapshots().iter().find(|s| s.snapshot_name().is_some_and(|n| n.eq_ignore_ascii_case(name))).map(snapshot_info))
+            }
+            Err(AwsError::Fault { fault: super::CopyFault::SnapshotNotFound { .. }, .. }) => Ok(None),
+            Err(other) => Err(other),
         }
     }
 
@@ -99,7 +143,7 @@ impl SnapshotApi for SdkSnapshots {
         for (key, value) in &request.tags {
             call = call.tags(Tag::builder().key(key).set_value(value.clone()).build());
         }
-        let out = call.send().await.map_err(|e| classify("CopySnapshot", e))?;
+        let out = self.call("CopySnapshot", async { call.send().await.map_err(|e| classify("CopySnapshot", e)) }).await?;
         out.snapshot().map(snapshot_info).ok_or_else(|| AwsError::Transient {
             operation: "CopySnapshot",
             code: "EmptyResponse".into(),
@@ -108,27 +152,34 @@ impl SnapshotApi for SdkSnapshots {
     }
 
     async fn delete_snapshot(&self, name: &str) -> Result<(), AwsError> {
-        match self.elasticache.delete_snapshot().snapshot_name(name).send().await {
-            Ok(_) => Ok(()),
-            Err(err) => match classify("DeleteSnapshot", err) {
-                AwsError::Fault { fault: super::CopyFault::SnapshotNotFound { .. }, .. } => Ok(()),
-                other => Err(other),
-            },
+        let deleted = self.call("DeleteSnapshot", async {
+            self.elasticache.delete_snapshot().snapshot_name(name).send().await.map_err(|e| classify("DeleteSnapshot", e))
+        });
+        match deleted.await {
+            Ok(_) | Err(AwsError::Fault { fault: super::CopyFault::SnapshotNotFound { .. }, .. }) => Ok(()),
+            Err(other) => Err(other),
         }
     }
 
     async fn export_objects(&self, bucket: &str, target: &str) -> Result<Vec<String>, AwsError> {
         let prefix = format!("{target}-");
         let mut keys = Vec::new();
-        let mut pages = self.s3.list_objects_v2().bucket(bucket).prefix(&prefix).into_paginator().send();
-        while let Some(page) = pages.next().await {
-            let page = match page {
-                Ok(page) => page,
-                // No bucket, no objects: CopySnapshot reports the missing bucket in its own words.
-                Err(err) if err.as_service_error().is_some_and(|e| e.is_no_such_bucket()) => return Ok(Vec::new()),
-                Err(err) => return Err(classify("ListObjectsV2", err)),
-            };
+        let mut token: Option<String> = None;
+        loop {
+            let page = self.call("ListObjectsV2", async {
+                match self.s3.list_objects_v2().bucket(bucket).prefix(&prefix).set_continuation_token(token.clone()).send().await {
+                    Ok(page) => Ok(Some(page)),
+                    // No bucket, no objects: CopySnapshot reports the missing bucket in its own words.
+                    Err(err) if err.as_service_error().is_some_and(|e| e.is_no_such_bucket()) => Ok(None),
+                    Err(err) => Err(classify("ListObjectsV2", err)),
+                }
+            });
+            let Some(page) = page.await? else { return Ok(Vec::new()) };
             keys.extend(page.contents().iter().filter_map(|o| o.key()).filter(|k| is_export_key(k, &prefix)).map(str::to_string));
+            match page.next_continuation_token() {
+                Some(next) if page.is_truncated() == Some(true) => token = Some(next.to_string()),
+                _ => break,
+            }
         }
         keys.sort();
         Ok(keys)
@@ -136,14 +187,12 @@ impl SnapshotApi for SdkSnapshots {
 
     async fn describe_snapshots_page(&self, marker: Option<String>) -> Result<SnapshotPage, AwsError> {
         let out = self
-            .elasticache
-            .describe_snapshots()
-            .show_node_group_config(true)
-            .max_records(SWEEP_PAGE_SIZE)
-            .set_marker(marker)
-            .send()
-            .await
-            .map_err(|e| classify("DescribeSnapshots", e))?;
+            .call("DescribeSnapshots", async {
+                let call =
+                    self.elasticache.describe_snapshots().show_node_group_config(true).max_records(SWEEP_PAGE_SIZE).set_marker(marker);
+                call.send().await.map_err(|e| classify("DescribeSnapshots", e))
+            })
+            .await?;
         Ok(SnapshotPage { snapshots: out.snapshots().iter().map(snapshot_info).collect(), next_marker: out.marker().map(str::to_string) })
     }
 }

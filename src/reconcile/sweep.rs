@@ -76,7 +76,7 @@ impl Sweep {
         if state.swept_at.is_none_or(|at| at < follow.since) {
             return None;
         }
-        Some(follow.names.iter().map(|n| (n.clone(), state.snapshots.get(n).cloned())).collect())
+        Some(follow.names.iter().map(|n| (n.clone(), state.snapshots.get(&n.to_ascii_lowercase()).cloned())).collect())
     }
 
     /// Run sweeps forever (spawn it): wait while nothing is followed, sweep every interval
@@ -111,13 +111,17 @@ impl Sweep {
     /// Store a sweep's result; return the followed objects to reconcile, and the page count.
     fn apply(&self, listed: (Vec<SnapshotInfo>, usize), started: Instant) -> (Vec<ObjectRef<SnapshotExport>>, usize) {
         let (snapshots, pages) = listed;
-        let fresh: HashMap<String, SnapshotInfo> = snapshots.into_iter().map(|s| (s.name.clone(), s)).collect();
+        // Keyed in lowercase: ElastiCache stores snapshot names in lowercase.
+        let fresh: HashMap<String, SnapshotInfo> = snapshots.into_iter().map(|s| (s.name.to_ascii_lowercase(), s)).collect();
         let mut state = self.state.lock().expect("sweep lock");
         let changed_names: HashSet<&String> = state
             .followers
             .values()
             .flat_map(|f| f.names.iter())
-            .filter(|n| state.snapshots.get(*n).map(|s| &s.status) != fresh.get(*n).map(|s| &s.status))
+            .filter(|n| {
+                let key = n.to_ascii_lowercase();
+                state.snapshots.get(&key).map(|s| &s.status) != fresh.get(&key).map(|s| &s.status)
+            })
             .collect();
         // Objects this sweep can speak for (followed since before it started) whose snapshots
         // changed, or which get their first view from it.

@@ -32,7 +32,7 @@ fn call_tags(call: &Value) -> Vec<(String, String)> {
 async fn in_region_copy_completes_once_and_costs_nothing_afterwards() {
     let mut bed = Bed::start().await;
     bed.emulator.seed_snapshot("nightly-a", 1);
-    let created = bed.cluster.apply("copy-a", json!({"sourceSnapshotName": "nightly-a", "targetSnapshotName": "copy-a", "kmsKeyId": "alias/backups", "tags": [{"key": "team", "value": "data"}]})).await;
+    let created = bed.cluster.apply("copy-a", json!({"sourceSnapshotName": "nightly-a", "targetSnapshotName": "Copy-A", "kmsKeyId": "alias/backups", "tags": [{"key": "team", "value": "data"}]})).await;
 
     let done = bed.wait_ready("copy-a").await;
     let status = done.status.clone().unwrap();
@@ -45,7 +45,8 @@ async fn in_region_copy_completes_once_and_costs_nothing_afterwards() {
     assert_eq!(condition(&done, "Reconciling").unwrap().0, "False");
     assert_eq!(condition(&done, "Stalled").unwrap().0, "False");
 
-    let calls = bed.emulator.copy_calls("copy-a");
+    // ElastiCache stores the name in lowercase; the operator still finds its copy.
+    let calls = bed.emulator.copy_calls("Copy-A");
     assert_eq!(calls.len(), 1, "exactly one CopySnapshot: {calls:#?}");
     assert_eq!(calls[0]["params"]["SourceSnapshotName"], "nightly-a");
     assert_eq!(calls[0]["params"]["KmsKeyId"], "alias/backups");
@@ -250,7 +251,9 @@ async fn a_missing_source_is_reported_as_source_snapshot_not_found() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crash_right_after_copy_snapshot_still_calls_it_exactly_once() {
     let mut bed = Bed::start().await;
-    bed.emulator.seed_snapshot("prod", 2);
+    // Separate sources: while a source exports, ElastiCache refuses other copies of it.
+    bed.emulator.seed_snapshot("prod", 1);
+    bed.emulator.seed_snapshot("prod-sharded", 2);
     create_bucket(&bed.s3, "ecx-crash", REGION, Access::FULL_ACL).await;
     // CopySnapshot is answered 3 s late: the operator is killed while its request is in flight,
     // after the intent is recorded and before it can record the answer.
@@ -403,6 +406,7 @@ async fn a_follower_takes_over_when_the_leader_dies_mid_export() {
     let mut bed = Bed::without_operator().await;
     bed.emulator.set_config(json!({"copy_delay": 3.0, "export_delay": 3.0}));
     bed.emulator.seed_snapshot("prod", 1);
+    bed.emulator.seed_snapshot("prod-2", 1);
     create_bucket(&bed.s3, "ecx-ha", REGION, Access::FULL_ACL).await;
     let ns = bed.cluster.namespace.clone();
     let election = ["--leader-elect", "--lease-namespace", ns.as_str(), "--lease-duration-seconds", "3"];

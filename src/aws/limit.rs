@@ -1,0 +1,57 @@
+//! A client-side rate limit for AWS calls: at most `per_second` calls a second on average, with
+//! bursts of `burst`, so ten thousand new objects never burst the (per-account) ElastiCache API.
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+pub struct RateLimit {
+    interval: Duration,
+    burst: u32,
+    /// The earliest time the next call may start (generic cell rate algorithm).
+    next: Mutex<Instant>,
+}
+
+impl RateLimit {
+    pub fn new(per_second: f64, burst: u32) -> Self {
+        let per_second = if per_second.is_finite() && per_second > 0.0 { per_second } else { 1.0 };
+        Self { interval: Duration::from_secs_f64(1.0 / per_second), burst: burst.max(1), next: Mutex::new(Instant::now()) }
+    }
+
+    /// Wait for a slot.
+    pub async fn acquire(&self) {
+        let wait = {
+            let mut next = self.next.lock().expect("rate limit lock");
+            let now = Instant::now();
+            let earliest = now.checked_sub(self.interval * (self.burst - 1)).unwrap_or(now);
+            if *next < earliest {
+                *next = earliest;
+            }
+            let slot = *next;
+            *next += self.interval;
+            slot.saturating_duration_since(now)
+        };
+        if !wait.is_zero() {
+            tokio::time::sleep(wait).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn bursts_then_paces() {
+        let limit = RateLimit::new(10.0, 5);
+        let start = tokio::time::Instant::now();
+        for _ in 0..5 {
+            limit.acquire().await;
+        }
+        assert!(start.elapsed() < Duration::from_millis(5), "the burst is immediate");
+        for _ in 0..10 {
+            limit.acquire().await;
+        }
+        let paced = start.elapsed();
+        assert!(paced >= Duration::from_millis(950) && paced <= Duration::from_millis(1100), "{paced:?}");
+    }
+}
