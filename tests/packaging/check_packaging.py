@@ -9,12 +9,16 @@
 - the chart's default Deployment and config/manager run the same container: args, env names,
   probes, ports, security contexts, resources;
 - values.schema.json refuses unknown keys at every level (each object in values.yaml);
-- every value in values.yaml carries a comment.
+- every value in values.yaml carries a comment;
+- config/iam/policy.json grants exactly the AWS actions behind the SDK calls in src/ (plus
+  AddTagsToResource, which CopySnapshot with tags needs), DeleteSnapshot only on snapshots that
+  carry the operator's ownership tag, and the bucket policies are well-formed per partition.
 
 Usage: check_packaging.py <helm-default-rendering.yaml> <kustomize-rendering.yaml>
 """
 import json
 import pathlib
+import re
 import sys
 
 import jsonschema
@@ -187,6 +191,55 @@ def values_are_commented():
         check(prev.startswith("#"), f"values.yaml:{i + 1}: {key} has no comment")
 
 
+# SDK client methods (snake_case) whose IAM action is not their CamelCase name.
+IAM_ACTION_OF = {
+    ("s3", "list_objects_v2"): "s3:ListBucket",
+    ("s3", "get_public_access_block"): "s3:GetBucketPublicAccessBlock",
+}
+# Actions a call needs besides its own: CopySnapshot with Tags also authorizes AddTagsToResource.
+ALSO_NEEDS = {"elasticache:CopySnapshot": {"elasticache:AddTagsToResource"}}
+OWNER_TAG = "elasticache-export.io/owner-uid"
+
+
+def iam_policy_matches_sdk_calls():
+    needed = set()
+    for path in sorted((ROOT / "src").rglob("*.rs")):
+        for service, method in re.findall(r"\.(elasticache|s3)\s*\.\s*([a-z0-9_]+)\(\)", path.read_text()):
+            action = IAM_ACTION_OF.get((service, method)) or service + ":" + "".join(w.capitalize() for w in method.split("_"))
+            needed |= {action} | ALSO_NEEDS.get(action, set())
+    check(needed, "found no AWS SDK calls in src/")
+    policy = json.loads((ROOT / "config" / "iam" / "policy.json").read_text())
+    granted = set()
+    for st in policy["Statement"]:
+        check(st["Effect"] == "Allow", f"policy.json: statement {st.get('Sid')} is not an Allow")
+        actions = st["Action"] if isinstance(st["Action"], list) else [st["Action"]]
+        check(not any("*" in a for a in actions), f"policy.json: wildcard action in {st.get('Sid')}")
+        granted |= set(actions)
+        if "elasticache:DeleteSnapshot" in actions:
+            cond = st.get("Condition", {}).get("Null", {})
+            check(
+                actions == ["elasticache:DeleteSnapshot"] and cond.get(f"aws:ResourceTag/{OWNER_TAG}") == "false",
+                "policy.json: DeleteSnapshot must be alone in a statement conditioned on the ownership tag",
+            )
+    check(granted == needed, f"config/iam/policy.json grants {sorted(granted - needed)} without a call and misses {sorted(needed - granted)}")
+    for partition in ("aws", "aws-us-gov", "aws-cn"):
+        path = ROOT / "config" / "iam" / f"bucket-policy-{partition}.json"
+        text = path.read_text()
+        doc = json.loads(text)
+        (st,) = doc["Statement"]
+        check(st["Principal"] == {"Service": "${REGION}.elasticache-snapshot.amazonaws.com"}, f"{path.name}: principal")
+        check(st["Resource"] == [f"arn:{partition}:s3:::${{BUCKET}}", f"arn:{partition}:s3:::${{BUCKET}}/*"], f"{path.name}: resources")
+        for action in ("s3:PutObject", "s3:ListBucket", "s3:GetBucketAcl", "s3:GetBucketLocation"):
+            check(action in st["Action"], f"{path.name}: missing {action}")
+    grants = (ROOT / "config" / "iam" / "bucket-acl-grants.md").read_text()
+    for canonical_id in (
+        "540804c33a284a299d2547575ce1010f2312ef3da9b3a053c8bc45bf233e4353",
+        "40fa568277ad703bd160f66ae4f83fc9dfdfd06c2f1b5060ca22442ac3ef8be6",
+        "b14d6a125bdf69854ed8ef2e71d8a20b7c490f252229b806e514966e490b8d83",
+    ):
+        check(canonical_id in grants, f"bucket-acl-grants.md: canonical ID {canonical_id} missing")
+
+
 def main():
     helm_path, kustomize_path = sys.argv[1], sys.argv[2]
     helm, kustomize = docs(helm_path), docs(kustomize_path)
@@ -196,12 +249,13 @@ def main():
     deployments_match(helm, kustomize)
     schema_is_closed()
     values_are_commented()
+    iam_policy_matches_sdk_calls()
     if failures:
         print("packaging checks failed:", file=sys.stderr)
         for f in failures:
             print(f"  - {f}", file=sys.stderr)
         sys.exit(1)
-    print("packaging checks passed: CRD copy, samples, RBAC and Deployment parity, closed values schema, commented values")
+    print("packaging checks passed: CRD copy, samples, RBAC and Deployment parity, closed values schema, commented values, IAM policy = SDK calls")
 
 
 if __name__ == "__main__":
