@@ -124,6 +124,8 @@ pub(crate) fn resource_infos(crd: &Value) -> Vec<ResourceInfo> {
         if v.get("served").and_then(Value::as_bool) == Some(false) {
             continue;
         }
+        let schema = v.pointer("/schema/openAPIV3Schema").cloned();
+        let compiled = schema.as_ref().map(|s| Arc::new(kube::core::cel::compile_schema(s)));
         out.push(ResourceInfo {
             group: s(crd, "/spec/group").into(),
             version: v.get("name").and_then(Value::as_str).unwrap_or("").into(),
@@ -134,7 +136,8 @@ pub(crate) fn resource_infos(crd: &Value) -> Vec<ResourceInfo> {
             short_names: strs(names.get("shortNames")),
             categories: strs(names.get("categories")),
             status_subresource: v.pointer("/subresources/status").is_some(),
-            schema: v.pointer("/schema/openAPIV3Schema").cloned().map(Arc::new),
+            schema: schema.map(Arc::new),
+            compiled,
             custom: true,
         });
     }

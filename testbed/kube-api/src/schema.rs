@@ -349,13 +349,22 @@ thread_local! {
 }
 
 /// Full admission of a custom resource: prune, default, validate, CEL. `obj` is modified in place.
-pub(crate) fn admit(schema: &Value, obj: &mut Value, old: Option<&Value>) -> Vec<Cause> {
+pub(crate) fn admit(
+    schema: &Value,
+    compiled: Option<&kube::core::cel::CompiledSchema>,
+    obj: &mut Value,
+    old: Option<&Value>,
+) -> Vec<Cause> {
     prune(schema, obj, true);
     apply_defaults(schema, obj);
     let mut errs = Vec::new();
     validate(schema, obj, "", true, &mut errs);
     if errs.is_empty() {
-        if let Err(cel_errs) = CEL.with(|v| v.validate(schema, obj, old)) {
+        let res = CEL.with(|v| match compiled {
+            Some(c) => v.validate_compiled(c, obj, old),
+            None => v.validate(schema, obj, old),
+        });
+        if let Err(cel_errs) = res {
             for e in cel_errs.iter() {
                 errs.push(cel_cause(e, obj));
             }
@@ -411,7 +420,7 @@ mod tests {
         });
         let mut obj = json!({"apiVersion": "x/v1", "kind": "K", "metadata": {"name": "n"},
             "spec": {"bucket": "ab", "junk": 1, "n": 9, "free": {"any": 1}, "ios": "50%"}, "other": 1});
-        let errs = admit(&schema, &mut obj, None);
+        let errs = admit(&schema, None, &mut obj, None);
         assert_eq!(obj["spec"]["mode"], "a");
         assert!(obj["spec"].get("junk").is_none());
         assert!(obj.get("other").is_none());

@@ -244,6 +244,14 @@ fn resource_request(
         shared.stats.lock().expect("stats lock").injected += 1;
         return Err(ApiError::injected(code, verb, &crate::error::gr(&ri.group, &ri.plural), name));
     }
+    if matches!(verb, "create" | "update") {
+        let ct = headers.get("content-type").and_then(|c| c.to_str().ok()).unwrap_or("");
+        if !(ct.is_empty() || ct.starts_with("application/json") || ct.starts_with("*/*")) {
+            return Err(ApiError::unsupported_media(format!(
+                "the body of the request was in an unknown format - accepted media types include: application/json (got {ct:?})"
+            )));
+        }
+    }
     let lsel = LabelSelector::parse(q.get("labelSelector").map(String::as_str).unwrap_or(""))?;
     let fsel = FieldSelector::parse(q.get("fieldSelector").map(String::as_str).unwrap_or(""))?;
     let manager = manager_name(q, headers);

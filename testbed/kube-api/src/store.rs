@@ -24,6 +24,8 @@ pub(crate) struct ResourceInfo {
     pub categories: Vec<String>,
     pub status_subresource: bool,
     pub schema: Option<Arc<Value>>,
+    /// CEL rules of `schema`, compiled once.
+    pub compiled: Option<Arc<kube::core::cel::CompiledSchema>>,
     /// Served from a CustomResourceDefinition (vs built in).
     pub custom: bool,
 }
@@ -58,6 +60,7 @@ impl ResourceInfo {
             categories: vec![],
             status_subresource: status,
             schema: None,
+            compiled: None,
             custom: false,
         }
     }
@@ -402,7 +405,7 @@ impl Store {
 
     fn admit(&self, ri: &ResourceInfo, obj: &mut Value, old: Option<&Value>) -> ApiResult<()> {
         if let Some(schema) = &ri.schema {
-            let errs = schema::admit(schema, obj, old);
+            let errs = schema::admit(schema, ri.compiled.as_deref(), obj, old);
             if !errs.is_empty() {
                 let name = md_str(obj, "name").unwrap_or("").to_string();
                 return Err(Self::invalid(ri, &name, errs));

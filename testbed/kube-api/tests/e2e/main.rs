@@ -5,4 +5,5 @@ mod core;
 mod crd;
 mod faults;
 mod integrations;
+mod scale;
 mod watch;
