@@ -126,7 +126,7 @@ def deployments_match(helm, kustomize):
     kp, kc = container(kustomize)
     for field in ("securityContext", "terminationGracePeriodSeconds", "automountServiceAccountToken"):
         check(hp.get(field) == kp.get(field), f"pod {field} differs: chart {hp.get(field)} kustomize {kp.get(field)}")
-    for field in ("args", "ports", "livenessProbe", "readinessProbe", "securityContext", "resources", "imagePullPolicy"):
+    for field in ("command", "args", "ports", "livenessProbe", "readinessProbe", "securityContext", "resources", "imagePullPolicy"):
         check(hc.get(field) == kc.get(field), f"container {field} differs: chart {hc.get(field)} kustomize {kc.get(field)}")
     h_env = [e["name"] for e in hc.get("env", [])]
     k_env = [e["name"] for e in kc.get("env", [])]
