@@ -54,8 +54,19 @@ impl ApiError {
 
     /// 422 Invalid; `kind_group` is e.g. `SnapshotExport.elasticache-export.io`.
     pub fn invalid(kind_group: &str, group: &str, kind: &str, name: &str, causes: Vec<Cause>) -> Self {
-        let rendered: Vec<String> =
-            causes.iter().map(|c| if c.field.is_empty() { c.message.clone() } else { format!("{}: {}", c.field, c.message) }).collect();
+        let rendered: Vec<String> = causes
+            .iter()
+            .map(|c| {
+                if c.field.is_empty() && c.message.starts_with("Invalid value") {
+                    // a rule on the root object: the apiserver prints a nil field path
+                    format!("<nil>: {}", c.message)
+                } else if c.field.is_empty() {
+                    c.message.clone()
+                } else {
+                    format!("{}: {}", c.field, c.message)
+                }
+            })
+            .collect();
         let joined = if rendered.len() == 1 { rendered[0].clone() } else { format!("[{}]", rendered.join(", ")) };
         let causes_json: Vec<Value> = causes.iter().map(|c| json!({"reason": c.reason, "message": c.message, "field": c.field})).collect();
         Self::new(422, "Invalid", format!("{kind_group} \"{name}\" is invalid: {joined}"))

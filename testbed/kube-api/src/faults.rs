@@ -7,7 +7,8 @@ use std::sync::Arc;
 
 /// Which requests a fault applies to, and how it answers.
 ///
-/// `verb`: `get`, `list`, `watch`, `create`, `update`, `patch`, `delete`, `deletecollection` or `*`.
+/// `verb`: `get`, `list`, `watch`, `create`, `update`, `patch` (any patch type), `apply` (only
+/// server-side-apply patches), `delete`, `deletecollection` or `*`.
 /// `resource`: the plural (`leases`, `snapshotexports`, ...) or `*`.
 /// `subresource`: `None` matches only requests to the main resource, `Some("status")` only the
 /// status subresource, `Some("*")` both. `status`: the HTTP code to answer (409, 500, 429, ...).
@@ -41,8 +42,8 @@ impl FaultRule {
         self
     }
 
-    fn matches(&self, verb: &str, resource: &str, sub: Option<&str>) -> bool {
-        (self.verb == "*" || self.verb == verb)
+    fn matches(&self, verb: &str, apply: bool, resource: &str, sub: Option<&str>) -> bool {
+        (self.verb == "*" || self.verb == verb || (self.verb == "apply" && apply))
             && (self.resource == "*" || self.resource == resource)
             && match (self.subresource.as_deref(), sub) {
                 (Some("*"), _) => true,
@@ -74,10 +75,10 @@ fn splitmix(state: &mut u64) -> f64 {
 
 impl FaultState {
     /// Should this request fail? Returns the HTTP status to answer.
-    pub fn check(&mut self, verb: &str, resource: &str, sub: Option<&str>) -> Option<u16> {
+    pub fn check(&mut self, verb: &str, apply: bool, resource: &str, sub: Option<&str>) -> Option<u16> {
         let mut hit = None;
         for (rule, mode) in self.rules.iter_mut() {
-            if !rule.matches(verb, resource, sub) {
+            if !rule.matches(verb, apply, resource, sub) {
                 continue;
             }
             match mode {

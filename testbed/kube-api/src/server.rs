@@ -239,7 +239,9 @@ fn resource_request(
         let mut st = shared.stats.lock().expect("stats lock");
         *st.requests.entry(res_key).or_default().entry(verb.to_string()).or_default() += 1;
     }
-    let injected = shared.faults.lock().expect("faults lock").check(verb, &ri.plural, sub);
+    let is_apply = verb == "patch"
+        && headers.get("content-type").and_then(|c| c.to_str().ok()).is_some_and(|c| c.starts_with("application/apply-patch"));
+    let injected = shared.faults.lock().expect("faults lock").check(verb, is_apply, &ri.plural, sub);
     if let Some(code) = injected {
         shared.stats.lock().expect("stats lock").injected += 1;
         return Err(ApiError::injected(code, verb, &crate::error::gr(&ri.group, &ri.plural), name));

@@ -494,7 +494,7 @@ impl Store {
         let stored = Stored { obj, managed };
         let view = Self::view(ri, &stored);
         self.data.entry(ri.gr()).or_default().insert((ns.clone(), name), Stored { obj: stored.obj.clone(), managed: stored.managed });
-        self.emit(ri.gr(), ns, "ADDED", stored.obj.clone(), None);
+        self.emit(ri.gr(), ns, "ADDED", view.clone(), None);
         self.after_write(ri, &view, false);
         Ok((201, view))
     }
@@ -751,14 +751,14 @@ impl Store {
         if deleting && finalizers(&new).is_empty() {
             map.remove(&key);
             let view = Self::view(ri, &Stored { obj: new.clone(), managed: managed_entries });
-            self.emit(ri.gr(), ns, "DELETED", new, Some(old));
+            self.emit(ri.gr(), ns, "DELETED", view.clone(), Some(old));
             self.after_write(ri, &view, true);
             return Ok((200, view));
         }
         stored.obj = new.clone();
         stored.managed = managed_entries;
         let view = Self::view(ri, stored);
-        self.emit(ri.gr(), ns, "MODIFIED", new, Some(old));
+        self.emit(ri.gr(), ns, "MODIFIED", view.clone(), Some(old));
         self.after_write(ri, &view, false);
         Ok((200, view))
     }
@@ -811,7 +811,7 @@ impl Store {
             let s = self.data.get_mut(&ri.gr()).expect("exists").get_mut(&key).expect("exists");
             s.obj = new.clone();
             let view = Self::view(ri, s);
-            self.emit(ri.gr(), key.0.clone(), "MODIFIED", new, Some(current));
+            self.emit(ri.gr(), key.0.clone(), "MODIFIED", view.clone(), Some(current));
             return Ok((200, view));
         }
         let s = self.data.get_mut(&ri.gr()).expect("exists").remove(&key).expect("exists");
@@ -819,7 +819,7 @@ impl Store {
         let mut obj = s.obj;
         md(&mut obj).insert("resourceVersion".into(), Value::String(self.rv.to_string()));
         let view = Self::view(ri, &Stored { obj: obj.clone(), managed: s.managed });
-        self.emit(ri.gr(), key.0.clone(), "DELETED", obj, None);
+        self.emit(ri.gr(), key.0.clone(), "DELETED", view.clone(), None);
         self.after_write(ri, &view, true);
         let uid = md_str(&view, "uid").unwrap_or("").to_string();
         Ok((
@@ -905,7 +905,7 @@ impl Store {
                                 gr: gr.clone(),
                                 ns: k.0.clone(),
                                 etype: "ADDED",
-                                obj: s.obj.clone(),
+                                obj: Self::view(ri, s),
                                 old: None,
                             })
                         })

@@ -112,6 +112,31 @@ async fn crd_cel_rules_and_transition_rules() {
     let e = api_err(api.patch("c", &PatchParams::default(), &Patch::Merge(json!({"spec": {"bucket": "other"}}))).await.unwrap_err());
     assert_eq!(e.code, 422);
     assert!(e.message.contains("spec.bucket: Invalid value: \"string\": bucket is immutable"), "{}", e.message);
+    // a rule on the root object (transition rule on the whole spec): nil field path like the apiserver
+    let mut crd = widget_crd();
+    crd["metadata"]["name"] = json!("frozens.example.test");
+    crd["spec"]["names"] = json!({"plural": "frozens", "kind": "Frozen"});
+    crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["x-kubernetes-validations"] =
+        json!([{"rule": "self.spec == oldSelf.spec", "message": "spec is immutable"}]);
+    let crds: Api<kube::api::DynamicObject> = Api::all_with(
+        bed.client.clone(),
+        &kube::api::ApiResource::from_gvk_with_plural(
+            &kube::api::GroupVersionKind::gvk("apiextensions.k8s.io", "v1", "CustomResourceDefinition"),
+            "customresourcedefinitions",
+        ),
+    );
+    crds.create(&PostParams::default(), &serde_json::from_value(crd).unwrap()).await.unwrap();
+    let frozen: Api<kube::api::DynamicObject> = Api::default_namespaced_with(
+        bed.client.clone(),
+        &kube::api::ApiResource::from_gvk_with_plural(&kube::api::GroupVersionKind::gvk("example.test", "v1", "Frozen"), "frozens"),
+    );
+    let mut f = widget("ice", json!({"bucket": "abc"}));
+    f.types = Some(kube::api::TypeMeta { api_version: "example.test/v1".into(), kind: "Frozen".into() });
+    frozen.create(&PostParams::default(), &f).await.unwrap();
+    let e = api_err(frozen.patch("ice", &PatchParams::default(), &Patch::Merge(json!({"spec": {"replicas": 1}}))).await.unwrap_err());
+    assert_eq!(e.message, "Frozen.example.test \"ice\" is invalid: <nil>: Invalid value: \"object\": spec is immutable");
+    frozen.patch("ice", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"labels": {"ok": "yes"}}}))).await.unwrap();
+
     // other changes pass
     let w = api.patch("c", &PatchParams::default(), &Patch::Merge(json!({"spec": {"replicas": 2}}))).await.unwrap();
     assert_eq!(w.data["spec"]["replicas"], 2);

@@ -45,16 +45,24 @@ async fn fail_next_409_500_429_then_recover() {
     assert_eq!(e.code, 409);
     w.patch_status("x", &PatchParams::default(), &Patch::Merge(json!({"status": {"phase": "A"}}))).await.unwrap();
 
+    // `apply` targets only server-side-apply patches
+    faults.fail_next(FaultRule::new("apply", "leases", 500));
+    leases.patch("f", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"labels": {"x": "y"}}}))).await.unwrap();
+    let cfg = json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": {"labels": {"x": "y"}}});
+    let e = api_err(leases.patch("f", &PatchParams::apply("m"), &Patch::Apply(&cfg)).await.unwrap_err());
+    assert_eq!(e.code, 500);
+    leases.patch("f", &PatchParams::apply("m"), &Patch::Apply(&cfg)).await.unwrap();
+
     // clear removes pending rules
     faults.fail_next(FaultRule::new("get", "leases", 500).count(100));
     faults.clear();
     leases.get("f").await.unwrap();
 
     let st = bed.server.stats();
-    assert_eq!(st.injected_faults, 6);
+    assert_eq!(st.injected_faults, 7);
     assert_eq!(st.count("update", "leases"), 2);
     assert_eq!(st.count("patch", "widgets/status"), 2);
-    assert_eq!(st.writes("leases"), 3);
+    assert_eq!(st.writes("leases"), 6);
     assert_eq!(st.writes("widgets"), 4);
 }
 

@@ -107,6 +107,29 @@ async fn lease_manager_exclusive_acquire_and_handover() {
 }
 
 #[tokio::test]
+async fn lease_manager_takes_over_an_expired_lease() {
+    let bed = start().await;
+    let make = |id: &str| {
+        LeaseManagerBuilder::new(bed.client.clone(), "expiring")
+            .with_namespace("default")
+            .with_identity(id)
+            .with_duration(2)
+            .with_grace(1)
+            .build()
+    };
+    let a = make("crashed-a").await.unwrap();
+    let b = make("survivor-b").await.unwrap();
+    assert!(tokio::time::timeout(Duration::from_secs(5), a.changed()).await.unwrap().unwrap());
+    // a stops renewing (as if it crashed); b takes over once the lease expires
+    assert!(tokio::time::timeout(Duration::from_secs(10), b.changed()).await.unwrap().unwrap());
+    let leases: Api<Lease> = Api::default_namespaced(bed.client.clone());
+    let l = leases.get("expiring").await.unwrap();
+    assert_eq!(l.spec.as_ref().unwrap().holder_identity.as_deref(), Some("survivor-b"));
+    drop(a);
+    b.release().await.unwrap();
+}
+
+#[tokio::test]
 async fn binary_serves_until_sigterm() {
     use std::io::BufRead;
     let dir = tempfile::tempdir().unwrap();
