@@ -3,6 +3,7 @@
 //! sees: status and conditions, Events, objects in S3, and the AWS calls made.
 
 mod harness;
+mod rbac;
 #[path = "../common/validation_cases.rs"]
 mod validation_cases;
 

@@ -1,0 +1,380 @@
+//! Least privilege, checked against a real run: the operator talks to the local API through a
+//! recording proxy while it goes through everything it does (leader election, an export that
+//! stalls on a bucket grant and repeats its Warning, the fix, an in-region copy with
+//! `deletionPolicy: Delete`, its deletion, a graceful shutdown). Every API call it made must be
+//! allowed by the shipped RBAC rules (no gap), and every rule must have been used (no excess).
+//! The rules come from `config/rbac/` (kustomize) and from `helm template` of the chart (when
+//! helm is installed in `.tools/bin`, as `make test` does).
+
+use crate::harness::*;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::collections::BTreeSet;
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const LEASE_NAME: &str = "elasticache-export-operator";
+
+/// One API request: (API group, resource[/subresource], RBAC verb, object name, namespace).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct Call {
+    group: String,
+    resource: String,
+    verb: String,
+    name: Option<String>,
+    namespace: Option<String>,
+}
+
+/// A plain-HTTP proxy in front of the test bed API that records every request line. Each
+/// request is forwarded with `Connection: close`, so one connection carries one request and the
+/// request line is all there is to parse.
+struct RecordingProxy {
+    url: String,
+    requests: Arc<Mutex<Vec<(String, String)>>>,
+}
+
+impl RecordingProxy {
+    fn start(upstream: std::net::SocketAddr) -> RecordingProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let log = requests.clone();
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                let log = log.clone();
+                std::thread::spawn(move || {
+                    let _ = forward(client, upstream, &log);
+                });
+            }
+        });
+        RecordingProxy { url, requests }
+    }
+
+    fn requests(&self) -> Vec<(String, String)> {
+        self.requests.lock().unwrap().clone()
+    }
+}
+
+fn forward(mut client: TcpStream, upstream: std::net::SocketAddr, log: &Mutex<Vec<(String, String)>>) -> std::io::Result<()> {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 8192];
+    let head_end = loop {
+        let n = client.read(&mut chunk)?;
+        if n == 0 {
+            return Ok(());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        if let Some(pos) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break pos;
+        }
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
+    let mut lines = head.split("\r\n");
+    let request_line = lines.next().unwrap_or_default().to_string();
+    let mut parts = request_line.split(' ');
+    let (method, target) = (parts.next().unwrap_or_default().to_string(), parts.next().unwrap_or_default().to_string());
+    log.lock().unwrap().push((method, target));
+    let mut rewritten = format!("{request_line}\r\n");
+    for line in lines {
+        let lower = line.to_ascii_lowercase();
+        if !lower.starts_with("connection:") && !lower.starts_with("keep-alive:") {
+            rewritten.push_str(line);
+            rewritten.push_str("\r\n");
+        }
+    }
+    rewritten.push_str("Connection: close\r\n\r\n");
+    let mut server = TcpStream::connect(upstream)?;
+    server.write_all(rewritten.as_bytes())?;
+    server.write_all(&buf[head_end + 4..])?;
+    let (mut client_read, mut server_write) = (client.try_clone()?, server.try_clone()?);
+    let upload = std::thread::spawn(move || {
+        let _ = std::io::copy(&mut client_read, &mut server_write);
+        let _ = server_write.shutdown(Shutdown::Write);
+    });
+    let _ = std::io::copy(&mut server, &mut client);
+    let _ = client.shutdown(Shutdown::Both);
+    let _ = server.shutdown(Shutdown::Both);
+    let _ = upload.join();
+    Ok(())
+}
+
+/// A request line as an RBAC request: `/apis/<group>/<version>/[namespaces/<ns>/]<resource>[/<name>[/<sub>]]`.
+fn to_call(method: &str, target: &str) -> Result<Call, String> {
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    let watch = query.split('&').any(|kv| kv == "watch=true" || kv == "watch=1");
+    let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let (group, rest) = match segs.as_slice() {
+        ["api", _version, rest @ ..] => ("", rest),
+        ["apis", group, _version, rest @ ..] => (*group, rest),
+        _ => return Err(format!("a non-resource request {method} {target}")),
+    };
+    let (namespace, rest) = match rest {
+        ["namespaces", ns, rest @ ..] if !rest.is_empty() => (Some(ns.to_string()), rest),
+        _ => (None, rest),
+    };
+    let (resource, name) = match rest {
+        [resource] => (resource.to_string(), None),
+        [resource, name] => (resource.to_string(), Some(name.to_string())),
+        [resource, name, sub] => (format!("{resource}/{sub}"), Some(name.to_string())),
+        _ => return Err(format!("an unexpected path {method} {target}")),
+    };
+    let verb = match (method, &name) {
+        ("GET", Some(_)) => "get",
+        ("GET", None) if watch => "watch",
+        ("GET", None) => "list",
+        ("POST", _) => "create",
+        ("PUT", _) => "update",
+        ("PATCH", _) => "patch",
+        ("DELETE", Some(_)) => "delete",
+        ("DELETE", None) => "deletecollection",
+        _ => return Err(format!("an unexpected method {method} {target}")),
+    };
+    Ok(Call { group: group.into(), resource, verb: verb.into(), name, namespace })
+}
+
+/// One RBAC policy rule, flattened: (group, resource, verb, resourceNames).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct Grant {
+    group: String,
+    resource: String,
+    verb: String,
+    names: Vec<String>,
+}
+
+impl Grant {
+    fn allows(&self, call: &Call) -> bool {
+        self.group == call.group
+            && self.resource == call.resource
+            && self.verb == call.verb
+            && (self.names.is_empty() || call.name.as_ref().is_some_and(|n| self.names.contains(n)))
+    }
+}
+
+fn strings(v: &Value) -> Vec<String> {
+    v.as_array().map(|a| a.iter().filter_map(|s| s.as_str().map(str::to_string)).collect()).unwrap_or_default()
+}
+
+/// The grants of the operator's own (Cluster)Roles in a multi-document YAML stream: every Role
+/// or ClusterRole except the aggregated user roles (`aggregate-to-*` labels).
+fn grants_in(yaml: &str) -> Vec<Grant> {
+    let mut grants = Vec::new();
+    for doc in serde_yaml::Deserializer::from_str(yaml) {
+        let Ok(value) = Value::deserialize(doc) else { continue };
+        let kind = value["kind"].as_str().unwrap_or_default();
+        if kind != "Role" && kind != "ClusterRole" {
+            continue;
+        }
+        let aggregated = value["metadata"]["labels"]
+            .as_object()
+            .is_some_and(|labels| labels.keys().any(|k| k.starts_with("rbac.authorization.k8s.io/aggregate-to-")));
+        if aggregated {
+            continue;
+        }
+        for rule in value["rules"].as_array().cloned().unwrap_or_default() {
+            for group in strings(&rule["apiGroups"]) {
+                for resource in strings(&rule["resources"]) {
+                    for verb in strings(&rule["verbs"]) {
+                        grants.push(Grant {
+                            group: group.clone(),
+                            resource: resource.clone(),
+                            verb,
+                            names: strings(&rule["resourceNames"]),
+                        });
+                    }
+                }
+            }
+        }
+    }
+    grants.sort();
+    grants.dedup();
+    grants
+}
+
+/// Gaps (calls no grant allows) and excess (grants no call used), as readable lines.
+fn compare(calls: &BTreeSet<Call>, grants: &[Grant]) -> (Vec<String>, Vec<String>) {
+    let gaps = calls
+        .iter()
+        .filter(|c| !grants.iter().any(|g| g.allows(c)))
+        .map(|c| format!("{} {}.{} name={:?} ns={:?}", c.verb, c.resource, c.group, c.name, c.namespace))
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let excess = grants
+        .iter()
+        .filter(|g| !calls.iter().any(|c| g.allows(c)))
+        .map(|g| format!("{} {}.{} resourceNames={:?}", g.verb, g.resource, g.group, g.names))
+        .collect();
+    (gaps, excess)
+}
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// `helm template` of the chart with its default values (leader election on), or None when helm
+/// is not installed (`make tools` installs it into .tools/bin).
+fn chart_rendering() -> Option<String> {
+    let helm = std::env::var("HELM").map(PathBuf::from).unwrap_or_else(|_| repo().join(".tools/bin/helm"));
+    if !helm.exists() {
+        return None;
+    }
+    let out = Command::new(&helm)
+        .args(["template", "ecx", "charts/elasticache-export-operator", "--namespace", "ecx-system"])
+        .args(["--set", &format!("leaderElection.leaseName={LEASE_NAME}")])
+        .current_dir(repo())
+        .env("HELM_CACHE_HOME", repo().join(".tools/helm/cache"))
+        .env("HELM_CONFIG_HOME", repo().join(".tools/helm/config"))
+        .env("HELM_DATA_HOME", repo().join(".tools/helm/data"))
+        .output()
+        .expect("run helm");
+    assert!(out.status.success(), "helm template failed: {}", String::from_utf8_lossy(&out.stderr));
+    Some(String::from_utf8(out.stdout).unwrap())
+}
+
+fn kustomize_rbac() -> String {
+    ["config/rbac/role.yaml", "config/rbac/leader_election_role.yaml"]
+        .iter()
+        .map(|p| std::fs::read_to_string(repo().join(p)).unwrap_or_else(|e| panic!("{p}: {e}")))
+        .collect::<Vec<_>>()
+        .join("\n---\n")
+}
+
+fn start_operator(bed: &Bed, kubeconfig: &Path, log: &Path) -> Child {
+    let ns = bed.cluster.namespace.as_str();
+    let mut cmd = Command::new(operator_binary());
+    cmd.args(["run", "--namespaces", ns, "--s3-path-style"])
+        .args(TEST_TIMING)
+        .args(["--leader-elect", "--lease-namespace", ns, "--lease-name", LEASE_NAME, "--lease-duration-seconds", "15"])
+        .args(["--allow-export", &format!("{ns}=ecx-rbac")])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("KUBECONFIG", kubeconfig)
+        .env("RUST_LOG", "info,ecx=debug")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log).unwrap());
+    for (k, v) in bed.emulator.aws_env() {
+        cmd.env(k, v);
+    }
+    cmd.spawn().expect("start the operator")
+}
+
+/// SIGTERM, then wait for a graceful exit (the lease is released on the way out).
+fn terminate(child: &mut Child) {
+    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if child.try_wait().ok().flatten().is_some() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    panic!("the operator did not exit within 20 s of SIGTERM");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rbac_rules_are_exactly_the_calls_the_operator_makes() {
+    let bed = Bed::without_operator().await;
+    let Some(testbed) = bed.cluster.testbed.as_ref() else {
+        eprintln!("skipped: the recording proxy needs the local test bed API (not E2E_KUBECONFIG)");
+        return;
+    };
+    let ns = bed.cluster.namespace.clone();
+    let proxy = RecordingProxy::start(testbed.addr());
+    let kubeconfig = bed.dir.path().join("kubeconfig-recorded");
+    std::fs::write(&kubeconfig, kube_testbed::kubeconfig_yaml(&proxy.url, &ns)).unwrap();
+    let log = bed.dir.path().join("operator-rbac.log");
+    let logs = [log.clone()];
+    let mut operator = start_operator(&bed, &kubeconfig, &log);
+
+    // An export whose CopySnapshot is refused (the caller lacks permission): each retry repeats
+    // the same Warning, which the Recorder counts into an Event series (PATCH).
+    bed.emulator.seed_snapshot("rbac-src", 1);
+    create_bucket(&bed.s3, "ecx-rbac", REGION, Access::FULL_ACL).await;
+    bed.emulator.set_config(json!({"deny_copy_snapshot": true}));
+    bed.cluster.apply("rbac-export", json!({"sourceSnapshotName": "rbac-src", "targetSnapshotName": "rbac-exp", "targetBucket": "ecx-rbac"})).await;
+    bed.cluster
+        .wait_for("rbac-export", "Stalled", Duration::from_secs(60), &logs, |o| condition(o, "Stalled").is_some_and(|c| c.0 == "True"))
+        .await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !proxy.requests().iter().any(|(m, t)| m == "PATCH" && t.contains("/apis/events.k8s.io/")) {
+        if Instant::now() > deadline {
+            let seen: BTreeSet<String> = proxy.requests().iter().map(|(m, t)| format!("{m} {}", t.split('?').next().unwrap_or_default())).collect();
+            let tail = std::fs::read_to_string(&log).unwrap_or_default();
+            let tail: Vec<&str> = tail.lines().rev().take(8).collect();
+            panic!("the repeated Warning was never counted into an Event series (PATCH)\nrequests: {seen:#?}\nlog tail (newest first):\n{}", tail.join("\n"));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // The fix heals it.
+    bed.emulator.set_config(json!({"deny_copy_snapshot": false}));
+    bed.cluster.wait_for("rbac-export", "Ready", Duration::from_secs(60), &logs, |o| is_true(o, "Ready")).await;
+
+    // An in-region copy with deletionPolicy: Delete, then its deletion (finalizer added and removed).
+    bed.cluster
+        .apply("rbac-copy", json!({"sourceSnapshotName": "rbac-src", "targetSnapshotName": "rbac-copy", "deletionPolicy": "Delete"}))
+        .await;
+    bed.cluster.wait_for("rbac-copy", "Ready", Duration::from_secs(60), &logs, |o| is_true(o, "Ready")).await;
+    bed.cluster.delete("rbac-copy").await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while bed.cluster.exports().get_opt("rbac-copy").await.unwrap().is_some() {
+        assert!(Instant::now() < deadline, "rbac-copy was not finalized");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(bed.emulator.calls("DeleteSnapshot").len(), 1, "the copy was deleted");
+    terminate(&mut operator);
+
+    let mut calls = BTreeSet::new();
+    let mut problems = Vec::new();
+    for (method, target) in proxy.requests() {
+        match to_call(&method, &target) {
+            Ok(call) => {
+                calls.insert(call);
+            }
+            Err(e) => problems.push(e),
+        }
+    }
+    assert!(problems.is_empty(), "requests RBAC cannot express as resource rules: {problems:#?}");
+    for call in &calls {
+        assert_eq!(call.namespace.as_deref(), Some(ns.as_str()), "a call outside the operator's namespaces: {call:?}");
+    }
+    let summary: Vec<String> =
+        calls.iter().map(|c| format!("{} {}.{}", c.verb, c.resource, c.group)).collect::<BTreeSet<_>>().into_iter().collect();
+    eprintln!("API calls the operator made:\n  {}", summary.join("\n  "));
+
+    let mut sources = vec![("config/rbac (kustomize)", kustomize_rbac())];
+    match chart_rendering() {
+        Some(rendered) => sources.push(("helm template charts/elasticache-export-operator", rendered)),
+        None => eprintln!("helm is not in .tools/bin (run `make tools`): only config/rbac is compared"),
+    }
+    for (source, yaml) in sources {
+        let grants = grants_in(&yaml);
+        assert!(!grants.is_empty(), "{source}: no rules found");
+        let (gaps, excess) = compare(&calls, &grants);
+        assert!(
+            gaps.is_empty() && excess.is_empty(),
+            "{source} does not match the calls the operator makes.\nCalls not allowed (gap): {gaps:#?}\nRules never used (excess): {excess:#?}\nCalls made: {summary:#?}"
+        );
+    }
+}
+
+#[test]
+fn request_lines_map_to_rbac_requests() {
+    let c = to_call("GET", "/apis/elasticache-export.io/v1alpha1/namespaces/a/snapshotexports?watch=true&resourceVersion=1").unwrap();
+    assert_eq!((c.group.as_str(), c.resource.as_str(), c.verb.as_str()), ("elasticache-export.io", "snapshotexports", "watch"));
+    let c = to_call("PUT", "/apis/elasticache-export.io/v1alpha1/namespaces/a/snapshotexports/x/status").unwrap();
+    assert_eq!((c.resource.as_str(), c.verb.as_str(), c.name.as_deref()), ("snapshotexports/status", "update", Some("x")));
+    let c = to_call("GET", "/apis/coordination.k8s.io/v1/namespaces/a/leases/l").unwrap();
+    assert_eq!((c.verb.as_str(), c.name.as_deref(), c.namespace.as_deref()), ("get", Some("l"), Some("a")));
+    let c = to_call("GET", "/api/v1/namespaces/a").unwrap();
+    assert_eq!((c.group.as_str(), c.resource.as_str(), c.verb.as_str()), ("", "namespaces", "get"));
+    assert!(to_call("GET", "/version").is_err());
+    let g = Grant { group: "coordination.k8s.io".into(), resource: "leases".into(), verb: "get".into(), names: vec!["l".into()] };
+    assert!(g.allows(&to_call("GET", "/apis/coordination.k8s.io/v1/namespaces/a/leases/l").unwrap()));
+    assert!(!g.allows(&to_call("GET", "/apis/coordination.k8s.io/v1/namespaces/a/leases/other").unwrap()));
+}
