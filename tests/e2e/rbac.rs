@@ -297,17 +297,23 @@ async fn rbac_rules_are_exactly_the_calls_the_operator_makes() {
     bed.emulator.seed_snapshot("rbac-src", 1);
     create_bucket(&bed.s3, "ecx-rbac", REGION, Access::FULL_ACL).await;
     bed.emulator.set_config(json!({"deny_copy_snapshot": true}));
-    bed.cluster.apply("rbac-export", json!({"sourceSnapshotName": "rbac-src", "targetSnapshotName": "rbac-exp", "targetBucket": "ecx-rbac"})).await;
+    bed.cluster
+        .apply("rbac-export", json!({"sourceSnapshotName": "rbac-src", "targetSnapshotName": "rbac-exp", "targetBucket": "ecx-rbac"}))
+        .await;
     bed.cluster
         .wait_for("rbac-export", "Stalled", Duration::from_secs(60), &logs, |o| condition(o, "Stalled").is_some_and(|c| c.0 == "True"))
         .await;
     let deadline = Instant::now() + Duration::from_secs(30);
     while !proxy.requests().iter().any(|(m, t)| m == "PATCH" && t.contains("/apis/events.k8s.io/")) {
         if Instant::now() > deadline {
-            let seen: BTreeSet<String> = proxy.requests().iter().map(|(m, t)| format!("{m} {}", t.split('?').next().unwrap_or_default())).collect();
+            let seen: BTreeSet<String> =
+                proxy.requests().iter().map(|(m, t)| format!("{m} {}", t.split('?').next().unwrap_or_default())).collect();
             let tail = std::fs::read_to_string(&log).unwrap_or_default();
             let tail: Vec<&str> = tail.lines().rev().take(8).collect();
-            panic!("the repeated Warning was never counted into an Event series (PATCH)\nrequests: {seen:#?}\nlog tail (newest first):\n{}", tail.join("\n"));
+            panic!(
+                "the repeated Warning was never counted into an Event series (PATCH)\nrequests: {seen:#?}\nlog tail (newest first):\n{}",
+                tail.join("\n")
+            );
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -377,4 +383,65 @@ fn request_lines_map_to_rbac_requests() {
     let g = Grant { group: "coordination.k8s.io".into(), resource: "leases".into(), verb: "get".into(), names: vec!["l".into()] };
     assert!(g.allows(&to_call("GET", "/apis/coordination.k8s.io/v1/namespaces/a/leases/l").unwrap()));
     assert!(!g.allows(&to_call("GET", "/apis/coordination.k8s.io/v1/namespaces/a/leases/other").unwrap()));
+}
+
+/// The Deployment's command line and export policy in each chart rendering (default and `ci/`
+/// values) and in the kustomize build are accepted by this operator binary: no unknown flag, no
+/// bad value, a policy file it can parse. Skipped without helm (`make tools`).
+#[test]
+fn packaged_command_lines_and_policies_are_accepted_by_the_binary() {
+    let helm = repo().join(".tools/bin/helm");
+    let kubectl = repo().join(".tools/bin/kubectl");
+    if !helm.exists() || !kubectl.exists() {
+        eprintln!("skipped: helm and kubectl are not in .tools/bin (run `make tools`)");
+        return;
+    }
+    let run = |cmd: &Path, args: &[&str]| -> String {
+        let out = Command::new(cmd)
+            .args(args)
+            .current_dir(repo())
+            .env("HELM_CACHE_HOME", repo().join(".tools/helm/cache"))
+            .env("HELM_CONFIG_HOME", repo().join(".tools/helm/config"))
+            .env("HELM_DATA_HOME", repo().join(".tools/helm/data"))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{} {args:?}: {}", cmd.display(), String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let chart = "charts/elasticache-export-operator";
+    let mut renderings = vec![("chart defaults".to_string(), run(&helm, &["template", "ecx", chart]))];
+    for entry in std::fs::read_dir(repo().join(chart).join("ci")).unwrap() {
+        let path = entry.unwrap().path();
+        let values = path.to_string_lossy().to_string();
+        renderings.push((format!("chart with {}", path.display()), run(&helm, &["template", "ecx", chart, "-f", &values])));
+    }
+    renderings.push(("config/default".to_string(), run(&kubectl, &["kustomize", "config/default"])));
+    for (name, yaml) in renderings {
+        let docs: Vec<Value> = serde_yaml::Deserializer::from_str(&yaml).filter_map(|d| Value::deserialize(d).ok()).collect();
+        let deployment = docs.iter().find(|d| d["kind"] == "Deployment").unwrap_or_else(|| panic!("{name}: no Deployment"));
+        let container = &deployment["spec"]["template"]["spec"]["containers"][0];
+        let command = strings(&container["command"]);
+        assert_eq!(command, ["/elasticache-export-operator"], "{name}: command");
+        let args = strings(&container["args"]);
+        assert_eq!(args.first().map(String::as_str), Some("run"), "{name}: args start with run");
+        // Parsing happens before anything else: with a policy file that does not exist and no
+        // Kubernetes API the binary stops with an error, but not with a usage error (exit 2).
+        let out = Command::new(operator_binary())
+            .args(&args)
+            .env_clear()
+            .env("KUBECONFIG", "/nonexistent/kubeconfig")
+            .env("AWS_REGION", "us-east-1")
+            .env("POD_NAMESPACE", "ecx")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_ne!(out.status.code(), Some(2), "{name}: the binary refuses its arguments {args:?}:\n{stderr}");
+        assert!(!stderr.contains("unexpected argument") && !stderr.contains("invalid value"), "{name}: {stderr}");
+        for doc in docs.iter().filter(|d| d["kind"] == "ConfigMap") {
+            if let Some(text) = doc["data"]["policy.yaml"].as_str() {
+                let policy = ecx::policy::ExportPolicy::parse(text).unwrap_or_else(|e| panic!("{name}: export policy: {e}\n{text}"));
+                policy.validate().unwrap_or_else(|e| panic!("{name}: export policy: {e}\n{text}"));
+            }
+        }
+    }
 }

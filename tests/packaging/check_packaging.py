@@ -126,12 +126,21 @@ def deployments_match(helm, kustomize):
     kp, kc = container(kustomize)
     for field in ("securityContext", "terminationGracePeriodSeconds", "automountServiceAccountToken"):
         check(hp.get(field) == kp.get(field), f"pod {field} differs: chart {hp.get(field)} kustomize {kp.get(field)}")
-    for field in ("command", "args", "ports", "livenessProbe", "readinessProbe", "securityContext", "resources", "imagePullPolicy"):
+    for field in ("command", "args", "ports", "livenessProbe", "readinessProbe", "securityContext", "resources", "imagePullPolicy", "volumeMounts"):
         check(hc.get(field) == kc.get(field), f"container {field} differs: chart {hc.get(field)} kustomize {kc.get(field)}")
     h_env = [e["name"] for e in hc.get("env", [])]
     k_env = [e["name"] for e in kc.get("env", [])]
     # the chart sets AWS_REGION only when aws.region is set; kustomize always does
     check([n for n in k_env if n != "AWS_REGION"] == h_env, f"env differs: chart {h_env} kustomize {k_env}")
+    h_vol = [(v["name"], sorted(v)) for v in hp.get("volumes", [])]
+    k_vol = [(v["name"], sorted(v)) for v in kp.get("volumes", [])]
+    check(h_vol == k_vol, f"volumes differ: chart {h_vol} kustomize {k_vol}")
+    policies = []
+    for documents in (helm, kustomize):
+        cms = [d for d in documents if d.get("kind") == "ConfigMap" and "policy.yaml" in (d.get("data") or {})]
+        check(len(cms) == 1, "expected one export policy ConfigMap")
+        policies.append(yaml.safe_load(cms[0]["data"]["policy.yaml"]) if cms else None)
+    check(policies[0] == policies[1], f"the default export policy differs: chart {policies[0]} kustomize {policies[1]}")
     sc = hc.get("securityContext", {})
     check(sc.get("readOnlyRootFilesystem") is True, "the root filesystem must be read-only")
     check(sc.get("allowPrivilegeEscalation") is False, "privilege escalation must be off")
