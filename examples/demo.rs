@@ -52,7 +52,12 @@ async fn main() {
 
     say("Starting the operator");
     let timing = ["--metrics-addr", "127.0.0.1:0", "--poll-min-seconds", "1", "--poll-max-seconds", "4", "--stalled-retry-seconds", "3"];
-    let operator = Operator::start(&cluster, &emulator, &dir, 0, &timing);
+    // Secure by default: without a rule the operator refuses every S3 export (docs/safe-exports.md).
+    let rule = format!("{}={GOOD_BUCKET}", cluster.namespace);
+    let rule_b = format!("{}=team-b-*", cluster.namespace);
+    let args: Vec<&str> = timing.iter().copied().chain(["--allow-export", &rule, "--allow-export", &rule_b]).collect();
+    let operator = Operator::start(&cluster, &emulator, &dir, 0, &args);
+    println!("export policy: --allow-export {rule} --allow-export {rule_b} (without a rule, S3 exports are refused)");
     println!("operator log: {}", operator.log.display());
 
     say("Applying config/samples/ and one export to the broken bucket");
@@ -83,8 +88,8 @@ async fn main() {
     say("Why team-b-to-s3 is Stalled");
     println!("reason:  {reason}");
     println!("message: {message}");
-    println!("ElastiCache refused the export because the bucket does not grant it View Permissions (READ_ACP).");
-    println!("The operator turned the documented AWS error into a Warning Event carrying the documented fix,");
+    println!("The operator's bucket preflight found that the bucket does not grant ElastiCache View Permissions");
+    println!("(READ_ACP) and did not call CopySnapshot; it reports ElastiCache's documented error as a Warning Event with the fix,");
     println!("and retries slowly, so fixing the bucket is enough: nobody has to edit the object.");
 
     say(&format!("Fixing the bucket: granting READ_ACP on {BROKEN_BUCKET} to ElastiCache's canonical ID"));

@@ -22,6 +22,10 @@ pub enum Command {
     Run(RunArgs),
     /// Print the SnapshotExport CustomResourceDefinition as YAML (pipe it to `kubectl apply -f -`).
     Crd,
+    /// Check a bucket for ElastiCache exports from a shell: the operator's preflight, each check
+    /// as PASS / FAIL with the exact fix. Exit code 0 only when an export would succeed, 1 when a
+    /// check fails, 3 when the bucket cannot be inspected, 2 for usage errors.
+    CheckBucket(CheckBucketArgs),
 }
 
 #[derive(clap::Args, Debug, Clone)]
@@ -79,6 +83,23 @@ pub struct RunArgs {
     /// How long a lease lasts without renewal; a replica that loses it stops within this time.
     #[arg(long, env = "ECX_LEASE_DURATION_SECONDS", default_value_t = 15)]
     pub lease_duration_seconds: u64,
+    /// Export policy file (YAML or JSON, e.g. a mounted ConfigMap; re-read when it changes):
+    /// which namespaces may export to which buckets. See docs/safe-exports.md. With no rule at
+    /// all, every S3 export is refused.
+    #[arg(long, env = "ECX_EXPORT_POLICY_FILE")]
+    pub export_policy_file: Option<std::path::PathBuf>,
+    /// Allow an export: NAMESPACE_GLOB=BUCKET_GLOB[,SOURCE_GLOB] (`*` and `?`); repeatable, and
+    /// added to the file's rules. In the environment, separate rules with `;`.
+    #[arg(long = "allow-export", env = "ECX_ALLOW_EXPORT", value_delimiter = ';', value_name = "NAMESPACE_GLOB=BUCKET_GLOB[,SOURCE_GLOB]")]
+    pub allow_export: Vec<String>,
+    /// Inspect the bucket before each export's CopySnapshot (region, ElastiCache's grants, the
+    /// first key, public access). `--preflight=false` for buckets the operator's role cannot
+    /// inspect; CopySnapshot's own checks still apply.
+    #[arg(long, env = "ECX_PREFLIGHT", default_value_t = true, action = clap::ArgAction::Set)]
+    pub preflight: bool,
+    /// Refuse (stall) exports to publicly accessible buckets instead of warning.
+    #[arg(long, env = "ECX_REFUSE_PUBLIC_BUCKETS", default_value_t = false)]
+    pub refuse_public_buckets: bool,
     /// Log format.
     #[arg(long, env = "ECX_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -88,6 +109,25 @@ pub struct RunArgs {
 pub enum LogFormat {
     Text,
     Json,
+}
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct CheckBucketArgs {
+    /// The bucket to check.
+    #[arg(long)]
+    pub bucket: String,
+    /// The snapshots' region; defaults to the standard AWS configuration (AWS_REGION).
+    #[arg(long, env = "ECX_REGION")]
+    pub region: Option<String>,
+    /// Also check that `<name>-0001.rdb` is free in the bucket.
+    #[arg(long)]
+    pub target_snapshot_name: Option<String>,
+    /// Address S3 buckets path-style (`https://endpoint/bucket`), as most S3 emulators need.
+    #[arg(long, env = "ECX_S3_PATH_STYLE", default_value_t = false)]
+    pub s3_path_style: bool,
+    /// Count a publicly accessible bucket as a failure (as the operator does with this flag).
+    #[arg(long, default_value_t = false)]
+    pub refuse_public_buckets: bool,
 }
 
 impl RunArgs {

@@ -9,5 +9,7 @@ pub mod events;
 pub mod http;
 pub mod leader;
 pub mod metrics;
+pub mod policy;
+pub mod preflight;
 pub mod reconcile;
 pub mod telemetry;

@@ -18,6 +18,10 @@ fn main() -> ExitCode {
             print!("{}", ecx::api::crd_yaml());
             ExitCode::SUCCESS
         }
+        Command::CheckBucket(args) => {
+            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("a tokio runtime");
+            runtime.block_on(ecx::preflight::check_bucket(args))
+        }
         Command::Run(args) => {
             let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("a tokio runtime");
             match runtime.block_on(run(args)) {
@@ -43,6 +47,7 @@ async fn run(args: RunArgs) -> Result<(), String> {
     let aws = SdkSnapshots::new(&aws_config, args.s3_path_style)
         .with_rate_limit(RateLimit::new(args.aws_requests_per_second, args.aws_burst))
         .with_metrics(metrics.clone());
+    let safety = ecx::preflight::export_safety(&args, &aws_config, &region)?;
     let readiness = Arc::new(Readiness::default());
     let instance = std::env::var("POD_NAME").ok().or_else(|| std::env::var("HOSTNAME").ok());
     let ctx = Arc::new(Context::new(
@@ -52,6 +57,7 @@ async fn run(args: RunArgs) -> Result<(), String> {
         timing,
         metrics.clone(),
     ));
+    let ctx = Arc::new(Arc::into_inner(ctx).expect("the context is not shared yet").with_export_safety(safety));
 
     let addr = args.metrics_addr;
     let server = tokio::spawn(ecx::http::serve(addr, metrics, readiness.clone()));

@@ -1,12 +1,16 @@
 //! AWS as the reconciler sees it: a small trait in our own domain types, the SDK implementation
 //! beside it (`sdk.rs`), and the classification of AWS errors (`errors.rs`).
 
+mod bucket;
+mod bucket_sdk;
 mod errors;
 pub mod limit;
 mod sdk;
 
 use std::future::Future;
 
+pub use bucket::{AclGrant, BucketAcl, BucketInspector, Grantee, PublicAccessBlock, INSPECTION_ACTIONS};
+pub use bucket_sdk::SdkBuckets;
 pub use errors::{AwsError, CopyFault, S3Problem};
 pub use sdk::{aws_sdk_config, SdkSnapshots};
 

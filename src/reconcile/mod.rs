@@ -58,6 +58,8 @@ pub struct Context<A> {
     pub metrics: Arc<Metrics>,
     /// The shared DescribeSnapshots sweep that follows copies and exports in flight.
     pub sweep: Arc<sweep::Sweep>,
+    /// The export policy and the bucket preflight (`crate::preflight`; set with `with_export_safety`).
+    pub safety: crate::preflight::ExportSafety,
     /// Per object (by UID): consecutive transient errors, for backoff.
     errors: Mutex<HashMap<String, u32>>,
 }
@@ -65,7 +67,8 @@ pub struct Context<A> {
 impl<A> Context<A> {
     pub fn new(client: Client, aws: A, events: Events, timing: Timing, metrics: Arc<Metrics>) -> Self {
         let sweep = Arc::new(sweep::Sweep::new(timing.poll_min, timing.poll_max));
-        Self { client, aws, events, timing, metrics, sweep, errors: Mutex::new(HashMap::new()) }
+        let safety = crate::preflight::ExportSafety::default();
+        Self { client, aws, events, timing, metrics, sweep, safety, errors: Mutex::new(HashMap::new()) }
     }
 
     /// The next delay after a transient error: exponential with full jitter in its upper half.
@@ -107,7 +110,7 @@ pub async fn reconcile<A: SnapshotApi>(obj: Arc<SnapshotExport>, ctx: Arc<Contex
 
     if obj.meta().deletion_timestamp.is_some() {
         let action = finalize::cleanup(&api, &obj, &ctx).await;
-        if matches!(action, Ok(_)) {
+        if action.is_ok() {
             ctx.forget(&uid, &obj_ref);
         }
         return action;
@@ -128,6 +131,9 @@ pub async fn reconcile<A: SnapshotApi>(obj: Arc<SnapshotExport>, ctx: Arc<Contex
     let problems = validate_spec(&obj.spec);
     let mut decision = if !problems.is_empty() {
         invalid_spec(&problems)
+    } else if let Some(refused) = ctx.safety.refusal(&obj, &status) {
+        // The export policy refuses it: no AWS call at all.
+        refused
     } else {
         match observe(&ctx, &obj_ref, &obj.spec, &status).await {
             Ok(Some(observed)) => decide(&obj.spec, &status, &uid, &observed, Timestamp::now()),
@@ -136,6 +142,10 @@ pub async fn reconcile<A: SnapshotApi>(obj: Arc<SnapshotExport>, ctx: Arc<Contex
             Err(err) => retry_later(&err),
         }
     };
+    if decision == Decision::RequestCopy {
+        // Bucket preflight: only right before a request, never on a poll.
+        decision = ctx.safety.preflight(&obj.spec, &ctx.events, &current).await;
+    }
     let mut aws_error = match &decision {
         Decision::RetryLater { message, .. } => Some(message.clone()),
         _ => None,

@@ -160,6 +160,14 @@ pub async fn create_bucket(s3: &aws_sdk_s3::Client, bucket: &str, region: &str, 
         create = create.create_bucket_configuration(location);
     }
     create.send().await.unwrap_or_else(|e| panic!("create bucket {bucket}: {e:?}"));
+    // As S3 creates buckets today: all four Block Public Access settings on.
+    let block = aws_sdk_s3::types::PublicAccessBlockConfiguration::builder()
+        .block_public_acls(true)
+        .ignore_public_acls(true)
+        .block_public_policy(true)
+        .restrict_public_buckets(true)
+        .build();
+    s3.put_public_access_block().bucket(bucket).public_access_block_configuration(block).send().await.expect("put public access block");
     grant(s3, bucket, region, access).await;
 }
 
@@ -323,7 +331,7 @@ async fn client_for(kubeconfig: &Path) -> Client {
     Client::try_from(config).expect("a kube client")
 }
 
-async fn create_namespace(client: &Client, name: &str) {
+pub async fn create_namespace(client: &Client, name: &str) {
     let namespaces: Api<Namespace> = Api::all(client.clone());
     let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": name}})).unwrap();
     match namespaces.create(&PostParams::default(), &ns).await {
@@ -341,6 +349,11 @@ pub fn condition(obj: &SnapshotExport, type_: &str) -> Option<(String, String, S
 pub fn is_true(obj: &SnapshotExport, type_: &str) -> bool {
     condition(obj, type_).is_some_and(|c| c.0 == "True")
 }
+
+/// The export policy every scenario runs with unless it starts its operator with
+/// [`Bed::start_operator_with_policy`]: any namespace may export to any bucket (without a rule
+/// the operator refuses every S3 export).
+pub const TEST_POLICY: &[&str] = &["--allow-export", "*=*"];
 
 /// Fast timing for tests: poll every 0.3-2 s, retry stalled objects every second.
 pub const TEST_TIMING: &[&str] = &[
@@ -434,9 +447,17 @@ impl Bed {
         Bed { emulator, cluster, s3, operators: vec![], dir }
     }
 
-    pub fn start_operator(&mut self, extra: &[&str]) {
+    /// Start an operator without [`TEST_POLICY`]: `extra` carries the export policy flags (none:
+    /// every S3 export is refused).
+    pub fn start_operator_with_policy(&mut self, extra: &[&str]) {
         let n = self.operators.len();
         let args: Vec<&str> = TEST_TIMING.iter().chain(extra).copied().collect();
+        self.operators.push(Operator::start(&self.cluster, &self.emulator, self.dir.path(), n, &args));
+    }
+
+    pub fn start_operator(&mut self, extra: &[&str]) {
+        let n = self.operators.len();
+        let args: Vec<&str> = TEST_TIMING.iter().chain(TEST_POLICY).chain(extra).copied().collect();
         self.operators.push(Operator::start(&self.cluster, &self.emulator, self.dir.path(), n, &args));
     }
 

@@ -1,0 +1,465 @@
+//! Safe exports (docs/safe-exports.md): the bucket preflight against moto's S3, the export policy
+//! (namespace × bucket × source rules, secure by default, healed by a policy file change), and
+//! the `check-bucket` command.
+
+use crate::harness::*;
+use ecx::api::SnapshotExport;
+use k8s_openapi::api::events::v1::Event;
+use kube::api::{Api, ListParams, PostParams};
+use serde_json::{json, Value};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// Warning Events about one object in `namespace`, as (reason, note).
+async fn warnings(bed: &Bed, namespace: &str, name: &str) -> Vec<(String, String)> {
+    let events: Api<Event> = Api::namespaced(bed.cluster.client.clone(), namespace);
+    let list = events.list(&ListParams::default()).await.expect("list events").items;
+    list.into_iter()
+        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name) && e.type_.as_deref() == Some("Warning"))
+        .map(|e| (e.reason.unwrap_or_default(), e.note.unwrap_or_default()))
+        .collect()
+}
+
+async fn apply_in(bed: &Bed, namespace: &str, name: &str, spec: Value) {
+    let obj: SnapshotExport = serde_json::from_value(json!({
+        "apiVersion": "elasticache-export.io/v1alpha1", "kind": "SnapshotExport",
+        "metadata": {"name": name, "namespace": namespace}, "spec": spec
+    }))
+    .unwrap();
+    let api: Api<SnapshotExport> = Api::namespaced(bed.cluster.client.clone(), namespace);
+    api.create(&PostParams::default(), &obj).await.unwrap_or_else(|e| panic!("create {namespace}/{name}: {e}"));
+}
+
+/// Wait until `done` holds for `namespace/name`.
+async fn wait_in(bed: &Bed, namespace: &str, name: &str, what: &str, done: impl Fn(&SnapshotExport) -> bool) -> SnapshotExport {
+    let api: Api<SnapshotExport> = Api::namespaced(bed.cluster.client.clone(), namespace);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let obj = api.get_opt(name).await.ok().flatten();
+        if let Some(obj) = obj.as_ref().filter(|o| done(o)) {
+            return obj.clone();
+        }
+        if Instant::now() > deadline {
+            let status = obj.and_then(|o| o.status);
+            let log = bed.logs().iter().map(|p| std::fs::read_to_string(p).unwrap_or_default()).collect::<Vec<_>>().join("\n");
+            let tail: Vec<&str> = log.lines().rev().take(40).collect();
+            panic!(
+                "{namespace}/{name}: not {what}; status {status:#?}\nlog tail:\n{}",
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn stalled_with(reason: &str) -> impl Fn(&SnapshotExport) -> bool + '_ {
+    move |o| condition(o, "Stalled").is_some_and(|c| c.0 == "True" && c.1 == reason)
+}
+
+/// Remove Block Public Access and grant everyone READ through the ACL.
+async fn make_public(bed: &Bed, bucket: &str) {
+    bed.s3.delete_public_access_block().bucket(bucket).send().await.expect("delete public access block");
+    let acl = bed.s3.get_bucket_acl().bucket(bucket).send().await.unwrap();
+    let mut policy = aws_sdk_s3::types::AccessControlPolicy::builder().owner(acl.owner().cloned().unwrap());
+    for g in acl.grants() {
+        policy = policy.grants(g.clone());
+    }
+    let everyone = aws_sdk_s3::types::Grantee::builder()
+        .r#type(aws_sdk_s3::types::Type::Group)
+        .uri("http://acs.amazonaws.com/groups/global/AllUsers")
+        .build()
+        .unwrap();
+    policy = policy.grants(aws_sdk_s3::types::Grant::builder().grantee(everyone).permission(aws_sdk_s3::types::Permission::Read).build());
+    bed.s3.put_bucket_acl().bucket(bucket).access_control_policy(policy.build()).send().await.expect("public acl");
+}
+
+struct Case {
+    name: &'static str,
+    bucket: &'static str,
+    /// `None`: the export completes.
+    reason: Option<&'static str>,
+    message: &'static str,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn preflight_stops_each_bucket_mistake_before_copy_snapshot() {
+    let bed = Bed::start().await;
+    let cases = [
+        Case { name: "acl", bucket: "ecx-pf-acl", reason: None, message: "" },
+        Case { name: "policy", bucket: "ecx-pf-policy", reason: None, message: "" },
+        Case { name: "public", bucket: "ecx-pf-public", reason: None, message: "" },
+        Case {
+            name: "missing",
+            bucket: "ecx-pf-missing",
+            reason: Some("S3BucketNotFound"),
+            message: "The S3 bucket ecx-pf-missing does not exist. Create an Amazon S3 bucket in the same region as your snapshot",
+        },
+        Case {
+            name: "outside",
+            bucket: "ecx-pf-outside",
+            reason: Some("S3BucketOutsideRegion"),
+            message: "The S3 bucket ecx-pf-outside is outside of the region. Create an Amazon S3 bucket in the same region as your snapshot",
+        },
+        Case {
+            name: "no-read",
+            bucket: "ecx-pf-no-read",
+            reason: Some("S3ReadPermissionMissing"),
+            message: "ElastiCache has not been granted READ permissions ecx-pf-no-read on the S3 Bucket. Add List and Read permissions on the bucket for ElastiCache",
+        },
+        Case {
+            name: "no-write",
+            bucket: "ecx-pf-no-write",
+            reason: Some("S3WritePermissionMissing"),
+            message: "ElastiCache has not been granted WRITE permissions ecx-pf-no-write on the S3 Bucket. Add Upload/Delete permissions on the bucket for ElastiCache",
+        },
+        Case {
+            name: "no-read-acp",
+            bucket: "ecx-pf-no-read-acp",
+            reason: Some("S3ReadAcpPermissionMissing"),
+            message: "ElastiCache has not been granted READ_ACP permissions ecx-pf-no-read-acp on the S3 Bucket. Add View Permissions on the bucket for ElastiCache",
+        },
+        Case {
+            name: "policy-no-write",
+            bucket: "ecx-pf-policy-no-write",
+            reason: Some("S3WritePermissionMissing"),
+            message: "ElastiCache has not been granted WRITE permissions ecx-pf-policy-no-write on the S3 Bucket. Add Upload/Delete permissions",
+        },
+        Case {
+            name: "collision",
+            bucket: "ecx-pf-collision",
+            reason: Some("S3ObjectAlreadyExists"),
+            message: "The S3 bucket ecx-pf-collision already contains an object with key pf-collision-0001.rdb. Give the TargetSnapshotName a new and unique value",
+        },
+    ];
+    create_bucket(&bed.s3, "ecx-pf-acl", REGION, Access::FULL_ACL).await;
+    create_bucket(&bed.s3, "ecx-pf-policy", REGION, Access::Policy).await;
+    create_bucket(&bed.s3, "ecx-pf-public", REGION, Access::FULL_ACL).await;
+    make_public(&bed, "ecx-pf-public").await;
+    create_bucket(&bed.s3, "ecx-pf-outside", "us-west-2", Access::FULL_ACL).await;
+    create_bucket(&bed.s3, "ecx-pf-no-read", REGION, Access::Acl { read: false, write: true, read_acp: true }).await;
+    create_bucket(&bed.s3, "ecx-pf-no-write", REGION, Access::Acl { read: true, write: false, read_acp: true }).await;
+    create_bucket(&bed.s3, "ecx-pf-no-read-acp", REGION, Access::Acl { read: true, write: true, read_acp: false }).await;
+    // ACLs disabled and a policy without s3:PutObject.
+    create_bucket(&bed.s3, "ecx-pf-policy-no-write", REGION, Access::Policy).await;
+    let mut statement = ecx::preflight::policy_statement("ecx-pf-policy-no-write", REGION);
+    statement["Action"] = json!(["s3:ListBucket", "s3:GetBucketLocation", "s3:GetBucketAcl"]);
+    let doc = json!({"Version": "2012-10-17", "Statement": [statement]}).to_string();
+    bed.s3.put_bucket_policy().bucket("ecx-pf-policy-no-write").policy(doc).send().await.unwrap();
+    create_bucket(&bed.s3, "ecx-pf-collision", REGION, Access::FULL_ACL).await;
+    bed.s3.put_object().bucket("ecx-pf-collision").key("pf-collision-0001.rdb").body(b"not ours".to_vec().into()).send().await.unwrap();
+
+    for c in &cases {
+        // One source per export: exports of one source run one at a time.
+        bed.emulator.seed_snapshot(&format!("pf-src-{}", c.name), 1);
+        let spec = json!({"sourceSnapshotName": format!("pf-src-{}", c.name), "targetSnapshotName": format!("pf-{}", c.name), "targetBucket": c.bucket});
+        bed.cluster.apply(c.name, spec).await;
+    }
+    for c in &cases {
+        let target = format!("pf-{}", c.name);
+        match c.reason {
+            None => {
+                let done = bed.wait_ready(c.name).await;
+                assert_eq!(done.status.unwrap().exported_objects, [format!("s3://{}/{target}-0001.rdb", c.bucket)], "{}", c.name);
+                assert_eq!(bed.emulator.copy_calls(&target).len(), 1, "{}: one CopySnapshot", c.name);
+            }
+            Some(reason) => {
+                let stalled = bed.wait_stalled(c.name, reason).await;
+                let (_, _, message) = condition(&stalled, "Stalled").unwrap();
+                assert!(message.starts_with(c.message), "{}: the documented message and solution first:\n{message}", c.name);
+                assert_eq!(stalled.status.as_ref().unwrap().last_error.as_ref().unwrap().reason, reason);
+                let events = warnings(&bed, &bed.cluster.namespace, c.name).await;
+                assert!(events.iter().any(|(r, note)| r == reason && note.starts_with(c.message)), "{}: {events:?}", c.name);
+                assert!(bed.emulator.copy_calls(&target).is_empty(), "{}: no CopySnapshot call", c.name);
+                assert!(stalled.status.unwrap().copy_requested_at.is_none(), "{}: no intent left behind", c.name);
+            }
+        }
+    }
+    // The permission failures name the exact grant: the canonical ID, or (ACLs disabled) the policy.
+    let acl_msg = condition(&bed.cluster.get("no-read-acp").await, "Stalled").unwrap().2;
+    assert!(acl_msg.contains(&format!("grant READ_ACP to ElastiCache's canonical ID {ELASTICACHE_CANONICAL_ID}")), "{acl_msg}");
+    let policy_msg = condition(&bed.cluster.get("policy-no-write").await, "Stalled").unwrap().2;
+    assert!(
+        policy_msg.contains("ACLs are disabled") && policy_msg.contains("us-east-1.elasticache-snapshot.amazonaws.com s3:PutObject"),
+        "{policy_msg}"
+    );
+    // The public bucket exported, with a Warning saying why the bucket is public.
+    let public = warnings(&bed, &bed.cluster.namespace, "public").await;
+    let note = public.iter().find(|(r, _)| r == "BucketPubliclyAccessible").map(|(_, n)| n.clone());
+    let note = note.unwrap_or_else(|| panic!("no BucketPubliclyAccessible warning: {public:?}"));
+    assert!(
+        note.contains("ecx-pf-public") && note.contains("AllUsers") && note.contains("Block Public Access is not configured"),
+        "{note}"
+    );
+    // A private bucket gets no such warning.
+    assert!(!warnings(&bed, &bed.cluster.namespace, "acl").await.iter().any(|(r, _)| r == "BucketPubliclyAccessible"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refuse_public_buckets_stalls_until_the_bucket_is_private() {
+    let mut bed = Bed::without_operator().await;
+    bed.start_operator(&["--refuse-public-buckets"]);
+    bed.emulator.seed_snapshot("pub-src", 1);
+    create_bucket(&bed.s3, "ecx-public", REGION, Access::FULL_ACL).await;
+    make_public(&bed, "ecx-public").await;
+    bed.cluster
+        .apply("to-public", json!({"sourceSnapshotName": "pub-src", "targetSnapshotName": "pub", "targetBucket": "ecx-public"}))
+        .await;
+    let stalled = bed.wait_stalled("to-public", "BucketPubliclyAccessible").await;
+    let message = condition(&stalled, "Stalled").unwrap().2;
+    assert!(message.contains("--refuse-public-buckets") && message.contains("put-public-access-block"), "{message}");
+    assert!(bed.emulator.copy_calls("pub").is_empty(), "no CopySnapshot to a public bucket");
+    // Block public access again (the AllUsers grant is then ignored): it heals without an edit.
+    let block = aws_sdk_s3::types::PublicAccessBlockConfiguration::builder()
+        .block_public_acls(true)
+        .ignore_public_acls(true)
+        .block_public_policy(true)
+        .restrict_public_buckets(true)
+        .build();
+    bed.s3.put_public_access_block().bucket("ecx-public").public_access_block_configuration(block).send().await.unwrap();
+    bed.wait_ready("to-public").await;
+    assert_eq!(bed.emulator.copy_calls("pub").len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn preflight_off_leaves_the_checks_to_copy_snapshot() {
+    let mut bed = Bed::without_operator().await;
+    bed.start_operator(&["--preflight=false"]);
+    bed.emulator.seed_snapshot("off-src", 1);
+    create_bucket(&bed.s3, "ecx-off", REGION, Access::Acl { read: true, write: true, read_acp: false }).await;
+    bed.emulator.ctl("DELETE", "/calls", None); // the setup's own S3 calls
+    bed.cluster.apply("off", json!({"sourceSnapshotName": "off-src", "targetSnapshotName": "off", "targetBucket": "ecx-off"})).await;
+    bed.wait_stalled("off", "S3ReadAcpPermissionMissing").await;
+    assert!(!bed.emulator.copy_calls("off").is_empty(), "without preflight, CopySnapshot reports the problem");
+    let inspections =
+        bed.emulator.all_calls().into_iter().filter(|c| c["action"] == "GetBucketAcl" || c["action"] == "GetBucketLocation").count();
+    assert_eq!(inspections, 0, "no bucket inspection with --preflight=false");
+}
+
+/// One object of the matrix.
+struct Want {
+    namespace: String,
+    name: String,
+    source: String,
+    bucket: Option<&'static str>,
+    allowed: bool,
+    /// The rule the refusal must name.
+    rule: String,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn export_policy_matrix_refuses_without_any_aws_call_and_a_policy_change_heals() {
+    let mut bed = Bed::without_operator().await;
+    let base = bed.cluster.namespace.clone();
+    let (a, a_dev, b, c) = (format!("{base}-team-a"), format!("{base}-team-a-dev"), format!("{base}-team-b"), format!("{base}-team-c"));
+    for ns in [&a, &a_dev, &b, &c] {
+        create_namespace(&bed.cluster.client, ns).await;
+    }
+    for bucket in ["ecx-bucket-a", "ecx-bucket-b"] {
+        create_bucket(&bed.s3, bucket, REGION, Access::FULL_ACL).await;
+    }
+    let policy_file = bed.dir.path().join("export-policy.yaml");
+    std::fs::write(
+        &policy_file,
+        format!(
+            "# team-a (and team-a-*) may export anything to bucket-a; team-b only src-b-* to bucket-b\nrules:\n  - namespaces: [\"{base}-team-a*\"]\n    buckets: [ecx-bucket-a]\n  - namespaces: [\"{base}-team-b\"]\n    buckets: [ecx-bucket-b]\n    sources: [\"src-b-*\"]\n"
+        ),
+    )
+    .unwrap();
+    let watched = [base.as_str(), &a, &a_dev, &b, &c].join(",");
+    bed.start_operator_with_policy(&["--namespaces", &watched, "--export-policy-file", policy_file.to_str().unwrap()]);
+
+    let mut wants: Vec<Want> = Vec::new();
+    let mut n = 0;
+    let mut add = |namespace: &str, source_prefix: &str, bucket: Option<&'static str>, allowed: bool, rule: String| {
+        n += 1;
+        wants.push(Want {
+            namespace: namespace.into(),
+            name: format!("m-{n:02}"),
+            source: format!("{source_prefix}-{n:02}"),
+            bucket,
+            allowed,
+            rule,
+        });
+    };
+    // namespace × bucket (any source)
+    for ns in [&a, &a_dev, &b, &c] {
+        for bucket in ["ecx-bucket-a", "ecx-bucket-b"] {
+            let allowed = bucket == "ecx-bucket-a" && (ns == &a || ns == &a_dev);
+            let rule = if ns == &b && bucket == "ecx-bucket-b" {
+                // team-b may export to bucket-b, but not this source: the rule to add names it.
+                format!("{{namespaces: [{ns}], buckets: [{bucket}], sources: [src-x-")
+            } else {
+                format!("{{namespaces: [{ns}], buckets: [{bucket}]}}")
+            };
+            add(ns, "src-x", Some(bucket), allowed, rule);
+        }
+    }
+    // the source rule of team-b, for exports and in-region copies
+    add(&b, "src-b", Some("ecx-bucket-b"), true, String::new());
+    add(&b, "src-b", None, true, String::new());
+    add(&b, "src-y", None, false, format!("{{namespaces: [{b}], sources: [src-y-")); // + the number
+                                                                                     // in-region copies elsewhere: team-a's rule has no sources; team-c and the base namespace have no rule
+    add(&a, "src-z", None, true, String::new());
+    add(&c, "src-z", None, true, String::new());
+    add(&base, "src-z", None, true, String::new());
+    add(&base, "src-z", Some("ecx-bucket-a"), false, format!("{{namespaces: [{base}], buckets: [ecx-bucket-a]}}"));
+
+    for w in &wants {
+        bed.emulator.seed_snapshot(&w.source, 1);
+        let mut spec = json!({"sourceSnapshotName": w.source, "targetSnapshotName": format!("t-{}", w.name)});
+        if let Some(bucket) = w.bucket {
+            spec["targetBucket"] = json!(bucket);
+        }
+        apply_in(&bed, &w.namespace, &w.name, spec).await;
+    }
+    for w in &wants {
+        let case = format!("{} {} {:?} {}", w.namespace, w.source, w.bucket, if w.allowed { "allowed" } else { "refused" });
+        if w.allowed {
+            wait_in(&bed, &w.namespace, &w.name, "Ready", |o| is_true(o, "Ready")).await;
+            continue;
+        }
+        let stalled = wait_in(&bed, &w.namespace, &w.name, "refused", stalled_with("ExportNotAllowed")).await;
+        let message = condition(&stalled, "Stalled").unwrap().2;
+        assert!(message.contains(&w.rule), "{case}: names the rule to add {:?}: {message}", w.rule);
+        let events = warnings(&bed, &w.namespace, &w.name).await;
+        assert!(events.iter().any(|(r, note)| r == "ExportNotAllowed" && note.contains(&w.rule)), "{case}: {events:?}");
+    }
+    // Zero AWS calls for a refused object: no call names its source or its target.
+    let calls = bed.emulator.all_calls();
+    for w in wants.iter().filter(|w| !w.allowed) {
+        let target = format!("t-{}", w.name);
+        let touching: Vec<&Value> = calls
+            .iter()
+            .filter(|call| {
+                let params = call["params"].to_string();
+                params.contains(&format!("\"{}\"", w.source)) || params.contains(&target)
+            })
+            .collect();
+        assert!(touching.is_empty(), "{}/{}: refused, yet AWS was called: {touching:#?}", w.namespace, w.name);
+        assert!(bed.emulator.copy_calls(&target).is_empty());
+    }
+
+    // A policy change (the mounted ConfigMap is updated) heals every refused object, unedited.
+    std::fs::write(&policy_file, "rules:\n  - namespaces: [\"*\"]\n    buckets: [\"*\"]\n").unwrap();
+    for w in &wants {
+        let done = wait_in(&bed, &w.namespace, &w.name, "Ready after the policy change", |o| is_true(o, "Ready")).await;
+        assert_eq!(done.metadata.generation, Some(1), "healed without an edit");
+        let accepted = bed.emulator.copy_calls(&format!("t-{}", w.name)).into_iter().filter(|c| c["status"] == 200).count();
+        assert_eq!(accepted, 1, "{}/{}: exactly one CopySnapshot", w.namespace, w.name);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_policy_every_s3_export_is_refused() {
+    let mut bed = Bed::without_operator().await;
+    bed.start_operator_with_policy(&[]);
+    bed.emulator.seed_snapshot("nopol-src", 1);
+    create_bucket(&bed.s3, "ecx-nopol", REGION, Access::FULL_ACL).await;
+    bed.cluster
+        .apply("nopol", json!({"sourceSnapshotName": "nopol-src", "targetSnapshotName": "nopol", "targetBucket": "ecx-nopol"}))
+        .await;
+    bed.cluster.apply("nopol-copy", json!({"sourceSnapshotName": "nopol-src", "targetSnapshotName": "nopol-copy"})).await;
+    let stalled = bed.wait_stalled("nopol", "ExportNotAllowed").await;
+    let ns = &bed.cluster.namespace;
+    let message = condition(&stalled, "Stalled").unwrap().2;
+    let rule = format!("{{namespaces: [{ns}], buckets: [ecx-nopol]}}");
+    assert!(message.contains(&rule) && message.contains(&format!("--allow-export {ns}=ecx-nopol")), "{message}");
+    assert_eq!(stalled.status.unwrap().phase, Some(ecx::api::Phase::Failed));
+    // In-region copies stay allowed without a rule.
+    bed.wait_ready("nopol-copy").await;
+    assert!(bed.emulator.copy_calls("nopol").is_empty());
+    let touching = bed.emulator.all_calls().into_iter().filter(|c| c["params"].to_string().contains("\"nopol\"")).count();
+    assert_eq!(touching, 0, "no AWS call for the refused export");
+}
+
+fn check_bucket(emulator: &Emulator, args: &[&str]) -> (i32, String) {
+    let mut cmd = Command::new(operator_binary());
+    cmd.arg("check-bucket").args(args).env_clear().env("PATH", std::env::var("PATH").unwrap_or_default());
+    for (k, v) in emulator.aws_env() {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("run check-bucket");
+    (out.status.code().unwrap_or(-1), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_bucket_prints_each_check_with_its_fix_and_exits_zero_only_when_an_export_would_succeed() {
+    let emulator = Emulator::start(1.0, 1.0);
+    let s3 = emulator.s3().await;
+    create_bucket(&s3, "ecx-cb-good", REGION, Access::FULL_ACL).await;
+    create_bucket(&s3, "ecx-cb-policy", REGION, Access::Policy).await;
+    create_bucket(&s3, "ecx-cb-no-read-acp", REGION, Access::Acl { read: true, write: true, read_acp: false }).await;
+    create_bucket(&s3, "ecx-cb-taken", REGION, Access::FULL_ACL).await;
+    s3.put_object().bucket("ecx-cb-taken").key("nightly-0001.rdb").body(b"x".to_vec().into()).send().await.unwrap();
+    let common = ["--region", REGION, "--s3-path-style", "--target-snapshot-name", "nightly"];
+    let run = |bucket: &str| {
+        let mut args = vec!["--bucket", bucket];
+        args.extend(common);
+        check_bucket(&emulator, &args)
+    };
+
+    for bucket in ["ecx-cb-good", "ecx-cb-policy"] {
+        let (code, out) = run(bucket);
+        assert_eq!(code, 0, "{out}");
+        for line in [
+            "PASS  bucket exists".to_string(),
+            "PASS  bucket is in the snapshots' region (us-east-1): us-east-1".into(),
+            "PASS  ElastiCache has READ (List and Read)".into(),
+            "PASS  ElastiCache has WRITE (Upload/Delete)".into(),
+            "PASS  ElastiCache has READ_ACP (View Permissions)".into(),
+            "PASS  key nightly-0001.rdb is free".into(),
+            "PASS  bucket is not publicly accessible".into(),
+            format!("RESULT: an export to s3://{bucket} would succeed"),
+        ] {
+            assert!(out.lines().any(|l| l.starts_with(&line)), "{bucket}: missing {line:?} in\n{out}");
+        }
+    }
+    let (_, out) = run("ecx-cb-policy");
+    assert!(out.contains("bucket policy allows us-east-1.elasticache-snapshot.amazonaws.com"), "{out}");
+
+    let (code, out) = run("ecx-cb-no-read-acp");
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("FAIL  ElastiCache has READ_ACP (View Permissions): ElastiCache has not been granted READ_ACP permissions ecx-cb-no-read-acp on the S3 Bucket."),
+        "{out}"
+    );
+    assert!(out.contains(&format!("--grant-read-acp id={ELASTICACHE_CANONICAL_ID}")), "the exact ACL grant: {out}");
+    assert!(out.contains("\"Principal\":{\"Service\":\"us-east-1.elasticache-snapshot.amazonaws.com\"}"), "the policy statement: {out}");
+    assert!(out.contains("RESULT: an export to s3://ecx-cb-no-read-acp would fail"), "{out}");
+
+    let (code, out) = run("ecx-cb-taken");
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains(
+            "FAIL  key nightly-0001.rdb is free: The S3 bucket ecx-cb-taken already contains an object with key nightly-0001.rdb."
+        ),
+        "{out}"
+    );
+
+    let (code, out) = run("ecx-cb-missing");
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("FAIL  bucket exists: The S3 bucket ecx-cb-missing does not exist."), "{out}");
+    assert!(out.contains("SKIP  ElastiCache has READ"), "{out}");
+
+    let (code, out) = check_bucket(&emulator, &["--bucket", "ecx-cb-good", "--region", "us-west-2", "--s3-path-style"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("FAIL  bucket is in the snapshots' region (us-west-2): The S3 bucket ecx-cb-good is outside of the region."),
+        "{out}"
+    );
+
+    // A public bucket passes with a warning, and fails with --refuse-public-buckets.
+    create_bucket(&s3, "ecx-cb-public", REGION, Access::FULL_ACL).await;
+    s3.delete_public_access_block().bucket("ecx-cb-public").send().await.unwrap();
+    let (code, out) = run("ecx-cb-public");
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("WARN  bucket is not publicly accessible: S3 Block Public Access is not configured"), "{out}");
+    let (code, out) =
+        check_bucket(&emulator, &["--bucket", "ecx-cb-public", "--region", REGION, "--s3-path-style", "--refuse-public-buckets"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("FAIL  bucket is not publicly accessible"), "{out}");
+
+    // Usage errors exit 2.
+    let (code, out) = check_bucket(&emulator, &["--region", REGION]);
+    assert_eq!(code, 2, "{out}");
+}
