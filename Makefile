@@ -6,7 +6,7 @@ VENV  := .venv
 PY    := $(VENV)/bin/python
 CRD   := config/crd/elasticache-export.io_snapshotexports.yaml
 
-.PHONY: demo test unit e2e emulator-test lint fmt crd build venv clean tools chart-test
+.PHONY: demo test unit e2e emulator-test lint fmt crd build venv clean tools chart-test bench
 
 ## demo: run the operator against the local AWS emulator and Kubernetes API and watch it work
 demo: venv
@@ -16,6 +16,13 @@ demo: venv
 ## test: install what the tests need, then lint, packaging, unit, emulator and end-to-end tests
 test: venv tools lint chart-test emulator-test
 	$(CARGO) test --workspace --no-fail-fast
+
+## bench: the operator's AWS calls, API writes, memory and CPU for N = 100, 1,000 and 10,000
+## exports (BENCH_N="100 1000" to choose; BENCH_IDLE_SECONDS for the idle window); see docs/performance.md
+bench: venv
+	$(CARGO) build --release --quiet --bin elasticache-export-operator
+	$(CARGO) build --release --quiet --example bench
+	ECX_OPERATOR_BIN=$(CURDIR)/target/release/elasticache-export-operator $(CARGO) run --release --quiet --example bench
 
 ## unit: the Rust unit and table tests only (no emulator needed)
 unit:

@@ -23,6 +23,9 @@ pub enum Observation {
     InRegion { target: Option<SnapshotInfo>, owner_tag: Option<Option<String>> },
     /// Export: the source snapshot and the `<target>-NNNN.rdb` keys in the bucket.
     Export { source: Option<SnapshotInfo>, objects: Vec<String> },
+    /// Nothing was looked at: no request was ever made for this object, so nothing of ours can
+    /// exist, and CopySnapshot itself refuses (one call, the same outcome) what a look would find.
+    NeverRequested,
 }
 
 /// What to do next.
@@ -50,6 +53,7 @@ pub fn decide(spec: &SnapshotExportSpec, status: &SnapshotExportStatus, uid: &st
     let accepted = matches!(status.phase, Some(Phase::Copying | Phase::Exporting));
     let intent = status.copy_requested_at.is_some();
     match observed {
+        Observation::NeverRequested => Decision::RequestCopy,
         Observation::InRegion { target: None, .. } if accepted => Decision::Stalled {
             reason: "TargetSnapshotDisappeared".into(),
             message: format!(
@@ -186,10 +190,18 @@ fn exporting(spec: &SnapshotExportSpec, detail: String, source_status: Option<St
 /// Decide from the answer to CopySnapshot.
 pub fn after_copy(spec: &SnapshotExportSpec, result: &Result<SnapshotInfo, AwsError>) -> Decision {
     match result {
-        Ok(snapshot) if spec.is_export() => exporting(spec, "export requested".into(), Some(snapshot.status.as_str().to_string())),
+        // The same words the first look after the request will use, so that look rewrites nothing.
+        Ok(snapshot) if spec.is_export() => {
+            exporting(spec, format!("the source snapshot is {}", snapshot.status.as_str()), Some(snapshot.status.as_str().to_string()))
+        }
         Ok(snapshot) => Decision::InProgress {
             phase: Phase::Copying,
-            message: format!("Copying {:?} to {:?}: copy requested.", spec.source_snapshot_name, spec.target_snapshot_name),
+            message: format!(
+                "Copying {:?} to {:?}: the copy is {}.",
+                spec.source_snapshot_name,
+                spec.target_snapshot_name,
+                snapshot.status.as_str()
+            ),
             target_arn: snapshot.arn.clone(),
             target_status: Some(snapshot.status.as_str().to_string()),
             source_status: None,
@@ -287,6 +299,7 @@ mod tests {
     #[test]
     fn in_region_copy_table() {
         let cases: Vec<(&str, SnapshotExportStatus, Observation, &str)> = vec![
+            ("never requested: no look needed", status(None, false, None), Observation::NeverRequested, "RequestCopy"),
             ("fresh, target absent", status(None, false, None), in_region(None, None), "RequestCopy"),
             (
                 "intent, outcome unknown, target absent: the call never took effect",

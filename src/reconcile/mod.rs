@@ -220,9 +220,10 @@ fn followed_snapshots(spec: &SnapshotExportSpec) -> Vec<String> {
 /// What AWS shows for this object now; `None` when it is in flight and the shared sweep has not
 /// looked since it began to be followed.
 ///
-/// A request AWS accepted is followed through the shared sweep (no per-object describe); before
-/// a request, the object looks for itself, so the decision to call CopySnapshot always rests on
-/// a fresh look.
+/// A request AWS accepted is followed through the shared sweep (no per-object describe). An
+/// object that never made a request needs no look (CopySnapshot refuses whatever a look would
+/// find). Otherwise (an intent whose outcome is unknown, a retry after a refusal) the object looks
+/// for itself, so a repeated request always rests on a fresh look.
 async fn observe<A: SnapshotApi>(
     ctx: &Context<A>,
     obj_ref: &ObjectRef<SnapshotExport>,
@@ -246,6 +247,9 @@ async fn observe<A: SnapshotApi>(
             return Ok(Some(Observation::Export { source, objects }));
         }
         return in_region_observation(aws, swept(&spec.target_snapshot_name), status).await.map(Some);
+    }
+    if status.attempts == 0 && status.copy_requested_at.is_none() {
+        return Ok(Some(Observation::NeverRequested));
     }
     direct_observation(aws, spec, status).await.map(Some)
 }

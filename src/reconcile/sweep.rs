@@ -90,6 +90,10 @@ impl Sweep {
                 continue;
             }
             tokio::time::sleep(interval).await;
+            if self.following() == 0 {
+                // Everything finished while we slept: an idle operator makes no AWS call.
+                continue;
+            }
             let started = Instant::now();
             let listed = match list_all(aws).await {
                 Ok(listed) => listed,

@@ -85,6 +85,16 @@ impl Emulator {
         self.ctl("GET", &format!("/calls?action={action}"), None).as_array().cloned().unwrap_or_default()
     }
 
+    /// Every logged AWS call (all services and actions), in order.
+    pub fn all_calls(&self) -> Vec<Value> {
+        self.ctl("GET", "/calls", None).as_array().cloned().unwrap_or_default()
+    }
+
+    /// Force a snapshot's status (e.g. one ElastiCache never documented).
+    pub fn set_snapshot_status(&self, name: &str, status: &str) {
+        self.ctl("POST", &format!("/snapshots/{name}/status"), Some(json!({"status": status})));
+    }
+
     /// CopySnapshot calls for one target name.
     pub fn copy_calls(&self, target: &str) -> Vec<Value> {
         self.calls("CopySnapshot").into_iter().filter(|c| c["params"]["TargetSnapshotName"] == target).collect()
@@ -232,10 +242,17 @@ pub struct Cluster {
 
 impl Cluster {
     pub async fn start(dir: &Path) -> Cluster {
+        Self::start_with(dir, kube_testbed::Options::default()).await
+    }
+
+    /// As [`Cluster::start`], with test bed options (e.g. a short watch history, so that a
+    /// re-watch after a dropped stream is answered `410 Gone` and the watcher re-lists). A real
+    /// cluster (`E2E_KUBECONFIG`) ignores them.
+    pub async fn start_with(dir: &Path, options: kube_testbed::Options) -> Cluster {
         if let Ok(path) = std::env::var("E2E_KUBECONFIG") {
             return Self::real(PathBuf::from(path)).await;
         }
-        let testbed = kube_testbed::TestApiServer::start(kube_testbed::Options::default()).await.expect("start the test bed API");
+        let testbed = kube_testbed::TestApiServer::start(options).await.expect("start the test bed API");
         let kubeconfig = dir.join("kubeconfig");
         testbed.write_kubeconfig(&kubeconfig, "default").unwrap();
         let client = client_for(&kubeconfig).await;
@@ -409,6 +426,11 @@ impl Operator {
         Operator { child: cmd.spawn().expect("start the operator"), log }
     }
 
+    /// The operator's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// SIGKILL: no graceful shutdown, as in a crash.
     pub fn kill(&mut self) {
         let _ = self.child.kill();
@@ -445,6 +467,26 @@ impl Bed {
         let cluster = Cluster::start(dir.path()).await;
         let s3 = emulator.s3().await;
         Bed { emulator, cluster, s3, operators: vec![], dir }
+    }
+
+    /// Emulator with the given copy and export delays (seconds), and a cluster started with
+    /// test bed `options`; no operator yet.
+    pub async fn with_options(copy_delay: f64, export_delay: f64, options: kube_testbed::Options) -> Bed {
+        let dir = tempfile::tempdir().unwrap();
+        let emulator = Emulator::start(copy_delay, export_delay);
+        let cluster = Cluster::start_with(dir.path(), options).await;
+        let s3 = emulator.s3().await;
+        Bed { emulator, cluster, s3, operators: vec![], dir }
+    }
+
+    /// The test bed's fault controls; `None` on a real cluster.
+    pub fn kube_faults(&self) -> Option<kube_testbed::Faults> {
+        self.cluster.testbed.as_ref().map(|t| t.faults())
+    }
+
+    /// Every operator log so far, concatenated.
+    pub fn log_text(&self) -> String {
+        self.logs().iter().map(|p| std::fs::read_to_string(p).unwrap_or_default()).collect::<Vec<_>>().join("\n")
     }
 
     /// Start an operator without [`TEST_POLICY`]: `extra` carries the export policy flags (none:

@@ -242,8 +242,9 @@ async fn a_missing_source_is_reported_as_source_snapshot_not_found() {
         let reasons = event_reasons(&bed.cluster.events(name).await);
         assert!(reasons.contains(&("Warning".into(), "SourceSnapshotNotFound".into())), "{name}: {reasons:?}");
     }
-    // The export looks at its source first and never calls CopySnapshot for a missing one.
-    assert!(bed.emulator.copy_calls("c2").is_empty());
+    // AWS refused the request (no copy made) with SnapshotNotFoundFault; nothing was accepted.
+    let calls = bed.emulator.copy_calls("c2");
+    assert!(!calls.is_empty() && calls.iter().all(|c| c["error_code"] == "SnapshotNotFoundFault"), "{calls:#?}");
     // Creating the snapshot heals both.
     bed.emulator.seed_snapshot("does-not-exist", 1);
     bed.wait_ready("no-source-copy").await;

@@ -1,0 +1,286 @@
+//! `make bench`: the real operator binary against the local Kubernetes API and the AWS emulator
+//! (fixed completion delay) for N = 100, 1,000 and 10,000 SnapshotExports (override with
+//! `BENCH_N="100 1000"`). Prints, per N: seconds until every CopySnapshot was made and until every
+//! export is Completed, AWS calls per export by operation, Kubernetes writes per export, the
+//! operator's peak RSS, and over an idle window after completion (`BENCH_IDLE_SECONDS`, default
+//! 60): AWS calls, API writes and CPU seconds. The local API's raw write rate is measured in the
+//! same run, so throughput is quoted as a ratio to what the API allows.
+
+#[path = "../tests/e2e/harness.rs"]
+mod harness;
+
+use futures::StreamExt;
+use harness::*;
+use k8s_openapi::api::coordination::v1::Lease;
+use kube::api::{Api, ListParams, PostParams};
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+const DELAY: f64 = 5.0;
+const CONCURRENCY: usize = 32;
+
+struct Figures {
+    n: usize,
+    requested_s: f64,
+    completed_s: f64,
+    aws_per_export: BTreeMap<String, f64>,
+    writes_per_export: f64,
+    write_detail: String,
+    peak_rss_mib: f64,
+    idle_aws: u64,
+    idle_writes: u64,
+    idle_cpu_s: f64,
+    raw_writes_per_s: f64,
+}
+
+#[tokio::main]
+async fn main() {
+    let sizes: Vec<usize> = std::env::var("BENCH_N")
+        .unwrap_or_else(|_| "100 1000 10000".into())
+        .split_whitespace()
+        .map(|s| s.parse().expect("BENCH_N holds numbers"))
+        .collect();
+    let idle: u64 = std::env::var("BENCH_IDLE_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(60);
+    let mut all = Vec::new();
+    for n in sizes {
+        eprintln!("== N = {n}");
+        let figures = run(n, idle).await;
+        print_one(&figures);
+        all.push(figures);
+    }
+    println!("\n| N | all requested (s) | all Completed (s) | AWS calls/export | K8s writes/export | peak RSS (MiB) | idle AWS calls | idle writes | idle CPU (s) | exports/s | API allows (exports/s) | ratio |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
+    for f in &all {
+        let total: f64 = f.aws_per_export.values().sum();
+        let rate = f.n as f64 / f.completed_s.max(0.001);
+        let allowed = f.raw_writes_per_s / f.writes_per_export.max(1.0);
+        let effective = f.n as f64 / (f.completed_s - DELAY).max(0.001);
+        println!(
+            "| {} | {:.1} | {:.1} | {:.2} | {:.2} | {:.1} | {} | {} | {:.2} | {:.1} | {:.1} | {:.2} |",
+            f.n,
+            f.requested_s,
+            f.completed_s,
+            total,
+            f.writes_per_export,
+            f.peak_rss_mib,
+            f.idle_aws,
+            f.idle_writes,
+            f.idle_cpu_s,
+            rate,
+            allowed,
+            effective / allowed
+        );
+    }
+    println!(
+        "\nratio = N / (seconds to Completed - the emulator's fixed {DELAY} s delay), divided by (raw API writes/s / writes per export)"
+    );
+}
+
+fn print_one(f: &Figures) {
+    println!("\nN = {}", f.n);
+    println!("  every CopySnapshot made after   {:.1} s", f.requested_s);
+    println!("  every export Completed after    {:.1} s (emulator delay {DELAY} s)", f.completed_s);
+    let total: f64 = f.aws_per_export.values().sum();
+    println!("  AWS calls per export            {total:.2}");
+    for (op, v) in &f.aws_per_export {
+        println!("    {op:<22} {v:.3}");
+    }
+    println!("  Kubernetes writes per export    {:.2} ({})", f.writes_per_export, f.write_detail);
+    println!("  operator peak RSS               {:.1} MiB", f.peak_rss_mib);
+    println!("  idle window: AWS calls {}, API writes {}, CPU {:.2} s", f.idle_aws, f.idle_writes, f.idle_cpu_s);
+    println!("  local API raw write rate        {:.0} writes/s", f.raw_writes_per_s);
+}
+
+async fn run(n: usize, idle: u64) -> Figures {
+    let dir = tempfile::tempdir().unwrap();
+    let emulator = Emulator::start(DELAY, DELAY);
+    let cluster = Cluster::start(dir.path()).await;
+    let testbed = cluster.testbed.as_ref().expect("the bench runs on the local API");
+    let s3 = emulator.s3().await;
+
+    // Half in-region copies from ten shared sources; half exports, each of its own source (a
+    // source being exported refuses other copies until it is done).
+    let copies = n / 2;
+    let exports = n - copies;
+    for i in 0..10 {
+        emulator.seed_snapshot(&format!("src-copy-{i}"), 1);
+    }
+    let seeding = Instant::now();
+    futures::stream::iter(0..exports)
+        .for_each_concurrent(8, |i| {
+            let endpoint = emulator.endpoint.clone();
+            async move {
+                tokio::task::spawn_blocking(move || {
+                    http_json(
+                        &endpoint,
+                        "POST",
+                        "/_emulator/snapshots",
+                        Some(json!({"name": format!("src-exp-{i}"), "region": REGION, "node_groups": 1})),
+                    )
+                })
+                .await
+                .unwrap();
+            }
+        })
+        .await;
+    eprintln!("seeded {exports} sources in {:.1} s", seeding.elapsed().as_secs_f64());
+    create_bucket(&s3, "bench-exports", REGION, Access::FULL_ACL).await;
+
+    let raw_writes_per_s = raw_write_rate(&cluster, n.min(2000)).await;
+
+    let args = [
+        "--metrics-addr",
+        "127.0.0.1:0",
+        "--concurrency",
+        "32",
+        "--aws-requests-per-second",
+        "500",
+        "--aws-burst",
+        "100",
+        "--poll-min-seconds",
+        "2",
+        "--poll-max-seconds",
+        "30",
+        "--stalled-retry-seconds",
+        "60",
+        "--allow-export",
+        "*=*",
+    ];
+    let operator = Operator::start(&cluster, &emulator, dir.path(), 0, &args);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    emulator.ctl("DELETE", "/calls", None);
+    testbed.reset_stats();
+    let mut calls = CallCounter::default();
+
+    let t0 = Instant::now();
+    let api = cluster.exports();
+    futures::stream::iter(0..n)
+        .for_each_concurrent(CONCURRENCY, |i| {
+            let api = api.clone();
+            async move {
+                let spec = if i < copies {
+                    json!({"sourceSnapshotName": format!("src-copy-{}", i % 10), "targetSnapshotName": format!("copy-{i}")})
+                } else {
+                    let e = i - copies;
+                    json!({"sourceSnapshotName": format!("src-exp-{e}"), "targetSnapshotName": format!("exp-{e}"), "targetBucket": "bench-exports"})
+                };
+                let obj: ecx::api::SnapshotExport = serde_json::from_value(json!({
+                    "apiVersion": "elasticache-export.io/v1alpha1", "kind": "SnapshotExport",
+                    "metadata": {"name": format!("sx-{i}")}, "spec": spec
+                }))
+                .unwrap();
+                api.create(&PostParams::default(), &obj).await.expect("create a SnapshotExport");
+            }
+        })
+        .await;
+    eprintln!("created {n} objects in {:.1} s", t0.elapsed().as_secs_f64());
+
+    let limit = Duration::from_secs(120 + n as u64 / 5);
+    let mut requested_s = None;
+    let completed_s = loop {
+        calls.poll(&emulator);
+        if requested_s.is_none() && calls.accepted_copies >= n as u64 {
+            requested_s = Some(t0.elapsed().as_secs_f64());
+        }
+        let list = api.list(&ListParams::default()).await.expect("list");
+        let done = list.items.iter().filter(|o| is_true(o, "Ready")).count();
+        if done == n {
+            break t0.elapsed().as_secs_f64();
+        }
+        assert!(
+            t0.elapsed() < limit,
+            "N={n}: only {done} of {n} Completed after {limit:?} (accepted CopySnapshot: {})",
+            calls.accepted_copies
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    };
+    calls.poll(&emulator);
+    let stats = testbed.stats();
+    let sx_writes = stats.writes("snapshotexports").saturating_sub(n as u64);
+    let event_writes = stats.writes("events");
+    let lease_writes = stats.writes("leases");
+    let writes_per_export = (sx_writes + event_writes) as f64 / n as f64;
+    let write_detail = format!("object and status {:.2}, events {:.2}", sx_writes as f64 / n as f64, event_writes as f64 / n as f64);
+    let _ = lease_writes;
+    let aws_per_export = calls.by_action.iter().map(|(k, v)| (k.clone(), *v as f64 / n as f64)).collect();
+
+    // Idle window: nothing to do, so nothing should be done.
+    let aws_before = calls.total;
+    let writes_before = stats.writes("snapshotexports") + stats.writes("events");
+    let cpu_before = cpu_seconds(operator.pid());
+    tokio::time::sleep(Duration::from_secs(idle)).await;
+    calls.poll(&emulator);
+    let stats = testbed.stats();
+    let idle_writes = stats.writes("snapshotexports") + stats.writes("events") - writes_before;
+    let idle_cpu_s = cpu_seconds(operator.pid()) - cpu_before;
+    let peak_rss_mib = peak_rss_kib(operator.pid()) as f64 / 1024.0;
+    Figures {
+        n,
+        requested_s: requested_s.unwrap_or(completed_s),
+        completed_s,
+        aws_per_export,
+        writes_per_export,
+        write_detail,
+        peak_rss_mib,
+        idle_aws: calls.total - aws_before,
+        idle_writes,
+        idle_cpu_s,
+        raw_writes_per_s,
+    }
+}
+
+/// Creates per second the local API sustains from one client with the same concurrency
+/// (Leases, which the operator does not watch).
+async fn raw_write_rate(cluster: &Cluster, count: usize) -> f64 {
+    let leases: Api<Lease> = Api::namespaced(cluster.client.clone(), &cluster.namespace);
+    let start = Instant::now();
+    futures::stream::iter(0..count)
+        .for_each_concurrent(CONCURRENCY, |i| {
+            let leases = leases.clone();
+            async move {
+                let lease: Lease = serde_json::from_value(json!({"metadata": {"name": format!("raw-{i}")}})).unwrap();
+                leases.create(&PostParams::default(), &lease).await.expect("create a lease");
+            }
+        })
+        .await;
+    count as f64 / start.elapsed().as_secs_f64()
+}
+
+/// Incremental reading of the emulator's call log.
+#[derive(Default)]
+struct CallCounter {
+    since: u64,
+    total: u64,
+    accepted_copies: u64,
+    by_action: BTreeMap<String, u64>,
+}
+
+impl CallCounter {
+    fn poll(&mut self, emulator: &Emulator) {
+        let calls = emulator.ctl("GET", &format!("/calls?since_seq={}", self.since), None);
+        for call in calls.as_array().cloned().unwrap_or_default() {
+            self.since = self.since.max(call["seq"].as_u64().unwrap_or(0));
+            let action = call["action"].as_str().unwrap_or("?").to_string();
+            if action == "CopySnapshot" && call["status"] == 200 {
+                self.accepted_copies += 1;
+            }
+            self.total += 1;
+            *self.by_action.entry(action).or_default() += 1;
+        }
+    }
+}
+
+fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse().ok()).unwrap_or(0)
+}
+
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which may hold spaces): utime and stime are fields 14, 15.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = fields.get(11).and_then(|v| v.parse().ok()).unwrap_or(0) + fields.get(12).and_then(|v| v.parse().ok()).unwrap_or(0);
+    ticks as f64 / 100.0
+}
