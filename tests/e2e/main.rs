@@ -4,6 +4,7 @@
 
 mod harness;
 mod rbac;
+mod reliability;
 mod safe_exports;
 #[path = "../common/validation_cases.rs"]
 mod validation_cases;

@@ -1,0 +1,555 @@
+//! Reliability (issue 6): AWS faults, Kubernetes API faults, operator crashes and bad input must
+//! never duplicate a copy, lose an export or wedge the controller. Each scenario prints its
+//! figures (`[reliability] ...` lines; run with `--nocapture` to see them) and asserts
+//! duplicates = 0 and lost = 0 from the emulator's call log, which records refused and throttled
+//! attempts too. Sized for CI; `ECX_LONG=1` runs the bigger numbers of the issue.
+//! See docs/reliability.md.
+
+use crate::harness::*;
+use ecx::api::{Phase, SnapshotExport};
+use kube::api::{Api, ApiResource, DynamicObject, PostParams};
+use kube::ResourceExt;
+use rand::{Rng, SeedableRng};
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// `ECX_LONG=1`: the long run (the issue's figures) instead of the CI size.
+fn long() -> bool {
+    std::env::var("ECX_LONG").is_ok_and(|v| v == "1")
+}
+
+fn size(ci: usize, long_run: usize) -> usize {
+    if long() {
+        long_run
+    } else {
+        ci
+    }
+}
+
+/// Object `i`: Kubernetes name `objNNN`, source snapshot `objNNN-src`, target `objNNN-dst`.
+/// Every AWS call about it names one of these, so the call log can be split per object.
+fn name(i: usize) -> String {
+    format!("obj{i:03}")
+}
+
+/// The object a logged AWS call is about (`objNNN`), from any of its parameters.
+fn object_of(call: &Value) -> Option<String> {
+    let params = call["params"].as_object()?;
+    params.values().filter_map(Value::as_str).find_map(|v| {
+        let at = v.find("obj")?;
+        let digits = v.get(at + 3..at + 6)?;
+        digits.bytes().all(|b| b.is_ascii_digit()).then(|| format!("obj{digits}"))
+    })
+}
+
+fn epoch_now() -> f64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs_f64()
+}
+
+/// A transient AWS answer (the caller backs off and tries again).
+fn is_transient(call: &Value) -> bool {
+    let status = call["status"].as_u64().unwrap_or(0);
+    status >= 500 || status == 429 || matches!(call["error_code"].as_str(), Some("Throttling" | "SlowDown"))
+}
+
+/// The figures of one scenario.
+#[derive(Default)]
+struct Figures {
+    scenario: &'static str,
+    exports: usize,
+    aws_calls: usize,
+    copy_calls: usize,
+    accepted: usize,
+    refused: usize,
+    duplicates: usize,
+    lost: usize,
+    retries: usize,
+    seconds: f64,
+    extra: Vec<(&'static str, String)>,
+}
+
+impl Figures {
+    /// Count from the call log and the final objects; `names` are the objects of the scenario.
+    fn measure(scenario: &'static str, calls: &[Value], objects: &[SnapshotExport], names: &[String], started: Instant) -> Figures {
+        let mut accepted: BTreeMap<String, usize> = names.iter().map(|n| (n.clone(), 0)).collect();
+        let mut f = Figures { scenario, exports: names.len(), seconds: started.elapsed().as_secs_f64(), ..Default::default() };
+        for call in calls {
+            let Some(obj) = object_of(call) else { continue };
+            if !accepted.contains_key(&obj) {
+                continue;
+            }
+            f.aws_calls += 1;
+            if is_transient(call) {
+                f.retries += 1;
+            }
+            if call["action"] == "CopySnapshot" {
+                f.copy_calls += 1;
+                if call["status"] == 200 {
+                    *accepted.get_mut(&obj).unwrap() += 1;
+                    f.accepted += 1;
+                } else {
+                    f.refused += 1;
+                }
+            }
+        }
+        f.duplicates = accepted.values().map(|n| n.saturating_sub(1)).sum();
+        let completed =
+            |n: &String| objects.iter().any(|o| &o.name_any() == n && o.status.as_ref().and_then(|s| s.phase) == Some(Phase::Completed));
+        f.lost = names.iter().filter(|n| accepted[*n] == 0 || !completed(n)).count();
+        for (n, count) in &accepted {
+            assert!(*count <= 1, "{scenario}: {n} has {count} accepted CopySnapshot calls");
+        }
+        f
+    }
+
+    fn with(mut self, key: &'static str, value: impl ToString) -> Self {
+        self.extra.push((key, value.to_string()));
+        self
+    }
+
+    fn report(&self) {
+        let extra: String = self.extra.iter().map(|(k, v)| format!(" {k}={v}")).collect();
+        eprintln!(
+            "[reliability] {}: exports={} aws_calls={} copy_snapshot_calls={} accepted={} refused={} duplicates={} lost={} retries={} seconds={:.1}{extra}",
+            self.scenario,
+            self.exports,
+            self.aws_calls,
+            self.copy_calls,
+            self.accepted,
+            self.refused,
+            self.duplicates,
+            self.lost,
+            self.retries,
+            self.seconds
+        );
+        assert_eq!(self.duplicates, 0, "{}: duplicated copies", self.scenario);
+        assert_eq!(self.lost, 0, "{}: lost exports", self.scenario);
+    }
+}
+
+/// Seed sources and create `n` objects: even ones in-region copies, odd ones exports to `bucket`.
+async fn create_objects(bed: &Bed, range: std::ops::Range<usize>, bucket: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    for i in range {
+        names.push(create_object(bed, i, bucket).await);
+    }
+    names
+}
+
+async fn create_object(bed: &Bed, i: usize, bucket: &str) -> String {
+    bed.emulator.seed_snapshot(&format!("{}-src", name(i)), 1 + (i % 3) as u32);
+    apply_object(bed, i, bucket).await
+}
+
+/// Create object `i` (its source is already seeded).
+async fn apply_object(bed: &Bed, i: usize, bucket: &str) -> String {
+    let n = name(i);
+    let mut spec = json!({"sourceSnapshotName": format!("{n}-src"), "targetSnapshotName": format!("{n}-dst")});
+    if i % 2 == 1 {
+        spec["targetBucket"] = json!(bucket);
+    }
+    // The API may be faulted: try again.
+    for attempt in 0.. {
+        let obj: SnapshotExport = serde_json::from_value(json!({
+            "apiVersion": "elasticache-export.io/v1alpha1", "kind": "SnapshotExport",
+            "metadata": {"name": n, "namespace": bed.cluster.namespace}, "spec": spec
+        }))
+        .unwrap();
+        match bed.cluster.exports().create(&PostParams::default(), &obj).await {
+            Ok(_) => break,
+            Err(kube::Error::Api(e)) if e.code == 409 && e.reason == "AlreadyExists" => break,
+            Err(e) if attempt < 50 => {
+                eprintln!("create {n}: {e}; again");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("create {n}: {e}"),
+        }
+    }
+    n
+}
+
+/// Wait until every object in `names` is Ready; fail with the stragglers and the log tail.
+async fn wait_all_ready(bed: &Bed, names: &[String], timeout: Duration) -> Vec<SnapshotExport> {
+    let deadline = Instant::now() + timeout;
+    let mut last: Vec<SnapshotExport> = Vec::new();
+    loop {
+        // The API may be faulted: a failed list is just tried again.
+        // Listed raw and decoded one by one: an undecodable object must not hide the others.
+        let resource = ApiResource::erase::<SnapshotExport>(&());
+        let raw: Api<DynamicObject> = Api::namespaced_with(bed.cluster.client.clone(), &bed.cluster.namespace, &resource);
+        if let Ok(list) = raw.list(&Default::default()).await {
+            last = list
+                .items
+                .into_iter()
+                .filter(|o| names.contains(&o.name_any()))
+                .filter_map(|o| serde_json::to_value(o).ok().and_then(|v| serde_json::from_value(v).ok()))
+                .collect();
+            if last.len() == names.len() && last.iter().all(|o| is_true(o, "Ready")) {
+                return last;
+            }
+        }
+        if Instant::now() > deadline {
+            let pending: Vec<String> = last
+                .iter()
+                .filter(|o| !is_true(o, "Ready"))
+                .map(|o| format!("{}: {}", o.name_any(), serde_json::to_string(&o.status).unwrap()))
+                .collect();
+            let log = bed.log_text();
+            let tail: Vec<&str> = log.lines().rev().take(60).collect::<Vec<_>>().into_iter().rev().collect();
+            panic!(
+                "not Ready after {timeout:?} ({} of {} listed):\n{}\noperator log tail:\n{}",
+                pending.len(),
+                last.len(),
+                pending.join("\n"),
+                tail.join("\n")
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// The most calls about one object within any one-second window, and the object.
+fn busiest_second(calls: &[Value]) -> (usize, String) {
+    let mut per_object: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+    for call in calls {
+        if let Some(obj) = object_of(call) {
+            per_object.entry(obj).or_default().push(call["time"].as_f64().unwrap_or_default());
+        }
+    }
+    let mut best = (0, String::new());
+    for (obj, mut times) in per_object {
+        times.sort_by(f64::total_cmp);
+        let mut start = 0;
+        for end in 0..times.len() {
+            while times[end] - times[start] >= 1.0 {
+                start += 1;
+            }
+            if end + 1 - start > best.0 {
+                best = (end + 1 - start, obj.clone());
+            }
+        }
+    }
+    best
+}
+
+/// Gaps (seconds) between consecutive successful first pages of the shared DescribeSnapshots
+/// sweep (no SnapshotName, no Marker).
+fn sweep_gaps(calls: &[Value]) -> Vec<f64> {
+    let starts: Vec<f64> = calls
+        .iter()
+        .filter(|c| {
+            c["action"] == "DescribeSnapshots"
+                && c["status"] == 200
+                && c["params"].get("SnapshotName").is_none()
+                && c["params"].get("Marker").is_none_or(|m| m.as_str().is_none_or(str::is_empty))
+        })
+        .filter_map(|c| c["time"].as_f64())
+        .collect();
+    starts.windows(2).map(|w| w[1] - w[0]).collect()
+}
+
+/// The poll interval the test operators start from (`--poll-min-seconds` in TEST_TIMING).
+const POLL_MIN: f64 = 0.3;
+/// One reconcile makes at most three AWS requests (look, look, CopySnapshot) and the SDK tries
+/// each at most three times; more than this within one second means something polls too fast.
+const MAX_CALLS_PER_OBJECT_PER_SECOND: usize = 9;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aws_throttling_and_5xx_never_duplicate_or_lose_an_export() {
+    let n = size(60, 200);
+    let mut bed = Bed::without_operator().await;
+    create_bucket(&bed.s3, "ecx-rel-faults", REGION, Access::FULL_ACL).await;
+    let started = Instant::now();
+    let names = create_objects(&bed, 0..n, "ecx-rel-faults").await;
+    // 30% throttled (ElastiCache 400 Throttling, S3 503 SlowDown), 10% 5xx, fixed seed; the
+    // faults apply before any state change, so a faulted CopySnapshot did nothing.
+    bed.emulator.set_faults(json!({"throttle_rate": 0.3, "error_rate": 0.1, "seed": 42, "services": ["elasticache", "s3"]}));
+    bed.start_operator(&[]);
+    let objects = wait_all_ready(&bed, &names, Duration::from_secs(if long() { 900 } else { 150 })).await;
+    bed.emulator.set_faults(json!({}));
+    let calls = bed.emulator.all_calls();
+
+    let (busiest, busiest_obj) = busiest_second(&calls);
+    let gaps = sweep_gaps(&calls);
+    let min_gap = gaps.iter().copied().fold(f64::INFINITY, f64::min);
+    let throttled = calls.iter().filter(|c| matches!(c["error_code"].as_str(), Some("Throttling" | "SlowDown"))).count();
+    let server_errors = calls.iter().filter(|c| c["status"].as_u64().is_some_and(|s| s >= 500) && c["error_code"] != "SlowDown").count();
+    Figures::measure("aws-throttling-30%-5xx-10%", &calls, &objects, &names, started)
+        .with("copies", names.len().div_ceil(2))
+        .with("s3_exports", names.len() / 2)
+        .with("all_aws_calls", calls.len())
+        .with("throttled", throttled)
+        .with("server_errors", server_errors)
+        .with("max_calls_per_object_per_second", format!("{busiest}({busiest_obj})"))
+        .with("sweep_rounds", gaps.len() + 1)
+        .with("min_sweep_gap_s", format!("{min_gap:.2}"))
+        .report();
+    // Backoff visible in the call log: the shared sweep never polls faster than its interval,
+    // and no object is hammered.
+    assert!(min_gap >= POLL_MIN * 0.8, "the sweep polled after {min_gap:.3}s, faster than its {POLL_MIN}s minimum: {gaps:?}");
+    assert!(
+        busiest <= MAX_CALLS_PER_OBJECT_PER_SECOND,
+        "{busiest_obj} saw {busiest} AWS calls within one second (at most {MAX_CALLS_PER_OBJECT_PER_SECOND} expected)"
+    );
+    for o in &objects {
+        assert!(o.status.as_ref().unwrap().attempts >= 1, "{}", o.name_any());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubernetes_api_faults_converge_without_duplicate_work() {
+    // A short watch history: a re-watch after a dropped stream is answered 410 Gone and the
+    // watcher re-lists.
+    let options = kube_testbed::Options { watch_history: 8, ..Default::default() };
+    let mut bed = Bed::with_options(1.0, 1.0, options).await;
+    let Some(faults) = bed.kube_faults() else {
+        eprintln!("skipped on a real cluster: it needs the test bed's fault hooks");
+        return;
+    };
+    let n = size(16, 60);
+    create_bucket(&bed.s3, "ecx-rel-kube", REGION, Access::FULL_ACL).await;
+    let started = Instant::now();
+    let names = create_objects(&bed, 0..n, "ecx-rel-kube").await;
+    // 409 Conflict on 30% of status writes, for the whole run.
+    faults.fail_rate(kube_testbed::FaultRule::new("update", "snapshotexports", 409).subresource("status"), 0.3, 6);
+    faults.fail_rate(kube_testbed::FaultRule::new("patch", "snapshotexports", 409).subresource("status"), 0.3, 7);
+    bed.start_operator(&[]);
+    // Meanwhile: drop every watch stream each 1.5 s, and a burst of 500s or 429s on anything
+    // every third time (reads, writes, watches, Events).
+    let chaos = {
+        let faults = faults.clone();
+        tokio::spawn(async move {
+            let mut drops = 0usize;
+            let mut bursts = 0usize;
+            loop {
+                tokio::time::sleep(Duration::from_millis(1500)).await;
+                faults.drop_watches();
+                drops += 1;
+                if drops % 3 == 0 {
+                    let status = if bursts % 2 == 0 { 500 } else { 429 };
+                    faults.fail_next(kube_testbed::FaultRule::new("*", "*", status).subresource("*").count(6));
+                    bursts += 1;
+                }
+                if drops >= 1000 {
+                    return (drops, bursts);
+                }
+            }
+        })
+    };
+    let objects = wait_all_ready(&bed, &names, Duration::from_secs(if long() { 600 } else { 120 })).await;
+    chaos.abort();
+    faults.clear();
+    let stats = bed.cluster.testbed.as_ref().unwrap().stats();
+    let calls = bed.emulator.all_calls();
+    let relists = stats.count("list", "snapshotexports");
+    let seconds = started.elapsed().as_secs_f64();
+    Figures::measure("kube-api-faults", &calls, &objects, &names, started)
+        .with("status_writes", stats.count("update", "snapshotexports/status") + stats.count("patch", "snapshotexports/status"))
+        .with("injected_kube_faults", stats.injected_faults)
+        .with("watch_drops", (seconds / 1.5) as u64)
+        .with("watches_opened", stats.count("watch", "snapshotexports"))
+        .with("relists", relists)
+        .report();
+    // The initial list plus at least one re-list after a 410 Gone.
+    assert!(relists >= 2, "the watcher never re-listed: {stats:?}");
+    assert!(stats.injected_faults > 0);
+    for o in &objects {
+        assert_eq!(o.status.as_ref().unwrap().phase, Some(Phase::Completed), "{}", o.name_any());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operator_killed_at_random_points_calls_copy_snapshot_exactly_once() {
+    let n = size(10, 20);
+    let kills = size(15, 50);
+    let mut bed = Bed::without_operator().await;
+    create_bucket(&bed.s3, "ecx-rel-kill", REGION, Access::FULL_ACL).await;
+    // CopySnapshot answers 0.6 s late, so a kill often lands after the intent is recorded and
+    // the request sent, before the answer is read and written to status.
+    const LATENCY: f64 = 0.6;
+    bed.emulator.set_faults(json!({"latency_ms": (LATENCY * 1000.0) as u64, "actions": ["CopySnapshot"]}));
+    let started = Instant::now();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(0xEC5);
+    let mut names = Vec::new();
+    let mut kill_times = Vec::new();
+    let mut targeted = 0;
+    // Objects arrive over the run so that kills hit every stage of their lives.
+    let per_kill = n.div_ceil(kills.min(n).max(1));
+    for k in 0..kills {
+        let first = names.len();
+        for i in first..(first + per_kill).min(n) {
+            names.push(create_object(&bed, i, "ecx-rel-kill").await);
+        }
+        bed.start_operator(&[]);
+        let log = bed.operators.last().unwrap().log.clone();
+        if k % 2 == 1 {
+            // Right after CopySnapshot was sent (its intent is recorded), before the answer.
+            let deadline = Instant::now() + Duration::from_secs(4);
+            while Instant::now() < deadline && !std::fs::read_to_string(&log).unwrap_or_default().contains("calling CopySnapshot") {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            tokio::time::sleep(Duration::from_millis(rng.random_range(50..400))).await;
+            targeted += 1;
+        } else {
+            tokio::time::sleep(Duration::from_millis(rng.random_range(150..2500))).await;
+        }
+        kill_times.push(epoch_now());
+        bed.operators.last_mut().unwrap().kill();
+    }
+    if names.len() < n {
+        let rest = create_objects(&bed, names.len()..n, "ecx-rel-kill").await;
+        names.extend(rest);
+    }
+    bed.start_operator(&[]);
+    let objects = wait_all_ready(&bed, &names, Duration::from_secs(if long() { 300 } else { 120 })).await;
+    let calls = bed.emulator.all_calls();
+    // A kill "in flight": a CopySnapshot had arrived and was still being answered.
+    let in_flight = kill_times
+        .iter()
+        .filter(|k| {
+            calls.iter().any(|c| c["action"] == "CopySnapshot" && c["time"].as_f64().is_some_and(|t| t <= **k && **k < t + LATENCY))
+        })
+        .count();
+    let attempts: u32 = objects.iter().map(|o| o.status.as_ref().unwrap().attempts).sum();
+    Figures::measure("operator-killed", &calls, &objects, &names, started)
+        .with("kills", kills)
+        .with("kills_aimed_after_copy_snapshot", targeted)
+        .with("kills_with_copy_snapshot_in_flight", in_flight)
+        .with("intents_recorded", attempts)
+        .with("operator_starts", bed.operators.len())
+        .report();
+    assert!(in_flight >= 1, "no kill landed while a CopySnapshot was in flight; the scenario proves nothing");
+}
+
+/// A CRD whose schema accepts anything under spec and status (an older or hand-edited schema).
+async fn install_schemaless_crd(bed: &Bed) {
+    type Crd = k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    let crds: Api<Crd> = Api::all(bed.cluster.client.clone());
+    let mut crd = serde_json::to_value(crds.get("snapshotexports.elasticache-export.io").await.unwrap()).unwrap();
+    for version in crd["spec"]["versions"].as_array_mut().unwrap() {
+        let schema = &mut version["schema"]["openAPIV3Schema"];
+        schema.as_object_mut().unwrap().remove("x-kubernetes-validations");
+        for part in ["spec", "status"] {
+            schema["properties"][part] = json!({"type": "object", "x-kubernetes-preserve-unknown-fields": true});
+        }
+    }
+    let crd: Crd = serde_json::from_value(crd).unwrap();
+    crds.replace("snapshotexports.elasticache-export.io", &Default::default(), &crd).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_object_the_operator_cannot_decode_is_reported_and_skipped() {
+    let mut bed = Bed::without_operator().await;
+    if !bed.cluster.is_testbed() {
+        eprintln!("skipped on a real cluster: it needs a CRD without its schema");
+        return;
+    }
+    let started = Instant::now();
+    install_schemaless_crd(&bed).await;
+    create_bucket(&bed.s3, "ecx-rel-decode", REGION, Access::FULL_ACL).await;
+    let resource = ApiResource::erase::<SnapshotExport>(&());
+    let dynamic: Api<DynamicObject> = Api::namespaced_with(bed.cluster.client.clone(), &bed.cluster.namespace, &resource);
+    let raw = |n: &str, spec: Value| -> DynamicObject {
+        serde_json::from_value(json!({
+            "apiVersion": "elasticache-export.io/v1alpha1", "kind": "SnapshotExport",
+            "metadata": {"name": n}, "spec": spec
+        }))
+        .unwrap()
+    };
+    bed.emulator.seed_snapshot("obj900-src", 1);
+    // Undecodable: tags is not a list; a required field is missing; a status of the wrong types.
+    dynamic
+        .create(
+            &PostParams::default(),
+            &raw("obj900", json!({"sourceSnapshotName": "obj900-src", "targetSnapshotName": "obj900-dst", "tags": "not-a-list"})),
+        )
+        .await
+        .unwrap();
+    dynamic.create(&PostParams::default(), &raw("obj901", json!({"targetSnapshotName": "obj901-dst"}))).await.unwrap();
+    bed.emulator.seed_snapshot("obj902-src", 1);
+    let mut bad_status = dynamic
+        .create(&PostParams::default(), &raw("obj902", json!({"sourceSnapshotName": "obj902-src", "targetSnapshotName": "obj902-dst"})))
+        .await
+        .unwrap();
+    bad_status.data["status"] = json!({"phase": 42, "attempts": "many", "conditions": "none"});
+    dynamic.replace_status("obj902", &PostParams::default(), &bad_status).await.unwrap();
+    // Good objects around them: one before the operator starts, one after.
+    let mut names = create_objects(&bed, 0..2, "ecx-rel-decode").await;
+    bed.start_operator(&[]);
+    names.extend(create_objects(&bed, 2..4, "ecx-rel-decode").await);
+    let objects = wait_all_ready(&bed, &names, Duration::from_secs(60)).await;
+
+    let log = bed.log_text();
+    for bad in ["obj900", "obj901", "obj902"] {
+        assert!(
+            log.lines().any(|l| l.contains("cannot decode this SnapshotExport") && l.contains(bad)),
+            "{bad}: no report in the operator log"
+        );
+    }
+    let untouched = dynamic.get("obj900").await.unwrap();
+    assert!(untouched.data.get("status").is_none_or(Value::is_null), "the operator wrote to an object it cannot read: {untouched:?}");
+    assert!(bed.emulator.copy_calls("obj900-dst").is_empty() && bed.emulator.copy_calls("obj902-dst").is_empty());
+
+    // Fixed by hand, each is served like any other.
+    let mut fixed = dynamic.get("obj900").await.unwrap();
+    fixed.data["spec"]["tags"] = json!([{"key": "team", "value": "data"}]);
+    dynamic.replace("obj900", &PostParams::default(), &fixed).await.unwrap();
+    let mut fixed = dynamic.get("obj902").await.unwrap();
+    fixed.data["status"] = json!({});
+    dynamic.replace_status("obj902", &PostParams::default(), &fixed).await.unwrap();
+    let healed = wait_all_ready(&bed, &["obj900".to_string(), "obj902".to_string()], Duration::from_secs(60)).await;
+    let mut all_names = names.clone();
+    all_names.extend(["obj900".to_string(), "obj902".to_string()]);
+    let all: Vec<SnapshotExport> = objects.into_iter().chain(healed).collect();
+    let calls = bed.emulator.all_calls();
+    let reports = log.lines().filter(|l| l.contains("cannot decode this SnapshotExport")).count();
+    Figures::measure("undecodable-object", &calls, &all, &all_names, started)
+        .with("undecodable_objects", 3)
+        .with("decode_reports_logged", reports)
+        .with("good_objects_completed_meanwhile", names.len())
+        .with("fixed_then_completed", 2)
+        .report();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_snapshot_status_keeps_the_export_reconciling_until_it_becomes_available() {
+    let bed = Bed::start().await;
+    let started = Instant::now();
+    // The copy stays `creating` long enough to replace its status by one nobody documented.
+    bed.emulator.set_config(json!({"copy_delay": 120.0}));
+    bed.emulator.seed_snapshot("obj000-src", 1);
+    bed.emulator.seed_snapshot("obj001-src", 1);
+    bed.emulator.set_snapshot_status("obj001-src", "weird");
+    create_bucket(&bed.s3, "ecx-rel-weird", REGION, Access::FULL_ACL).await;
+    let names = vec![apply_object(&bed, 0, "ecx-rel-weird").await, apply_object(&bed, 1, "ecx-rel-weird").await];
+
+    bed.wait_for("obj000", "Copying", 30, |o| o.status.as_ref().is_some_and(|s| s.phase == Some(Phase::Copying))).await;
+    bed.emulator.set_snapshot_status("obj000-dst", "weird");
+    let reconciling = |o: &SnapshotExport| {
+        condition(o, "Reconciling").is_some_and(|c| c.0 == "True" && c.2.contains("weird"))
+            && !is_true(o, "Stalled")
+            && !is_true(o, "Ready")
+    };
+    for n in ["obj000", "obj001"] {
+        bed.wait_for(n, "Reconciling with the unknown status in its message", 30, reconciling).await;
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let mut messages = Vec::new();
+    for n in ["obj000", "obj001"] {
+        let o = bed.cluster.get(n).await;
+        assert!(reconciling(&o), "{n}: {:?}", o.status);
+        messages.push(condition(&o, "Reconciling").unwrap().2);
+    }
+    assert_eq!(bed.cluster.get("obj000").await.status.unwrap().target_snapshot_status.as_deref(), Some("weird"));
+    // ElastiCache refuses to export a source in any state but available; nothing was accepted.
+    let refused = bed.emulator.copy_calls("obj001-dst");
+    assert!(refused.iter().all(|c| c["status"] != 200 && c["error_code"] == "InvalidSnapshotState"), "{refused:#?}");
+
+    bed.emulator.set_snapshot_status("obj000-dst", "available");
+    bed.emulator.set_snapshot_status("obj001-src", "available");
+    let objects = wait_all_ready(&bed, &names, Duration::from_secs(60)).await;
+    Figures::measure("unknown-snapshot-status", &bed.emulator.all_calls(), &objects, &names, started)
+        .with("messages", format!("{messages:?}"))
+        .report();
+}
