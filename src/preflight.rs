@@ -564,6 +564,44 @@ pub struct PreflightConfig {
     /// The snapshots' region (the operator's).
     pub region: String,
     pub refuse_public_buckets: bool,
+    /// Bucket-level facts (location, ACL, ownership, policy, public access) by bucket, reused
+    /// for [`BUCKET_FACTS_TTL`]: a batch of exports to one bucket inspects it once. The first
+    /// target key is checked for every export.
+    pub cache: std::sync::Mutex<std::collections::HashMap<String, (std::time::Instant, BucketFacts)>>,
+}
+
+/// How long inspected bucket facts are reused. Shorter than the stalled retry, so a bucket fixed
+/// after a failed preflight is always inspected afresh.
+pub const BUCKET_FACTS_TTL: std::time::Duration = std::time::Duration::from_secs(60);
+
+impl PreflightConfig {
+    pub fn new(inspector: Arc<dyn BucketInspector>, region: String, refuse_public_buckets: bool) -> Self {
+        Self { inspector, region, refuse_public_buckets, cache: Default::default() }
+    }
+
+    /// The bucket's facts with the first target key checked: bucket-level facts from the cache
+    /// when fresh and passing, otherwise inspected now.
+    async fn facts(&self, bucket: &str, key: &str) -> Result<BucketFacts, AwsError> {
+        let cached = {
+            let cache = self.cache.lock().expect("preflight cache");
+            cache.get(bucket).filter(|(at, _)| at.elapsed() < BUCKET_FACTS_TTL).map(|(_, f)| f.clone())
+        };
+        let mut facts = match cached {
+            Some(facts) => facts,
+            None => {
+                let facts = inspect(self.inspector.as_ref(), bucket, &self.region, None).await?;
+                // Only a bucket that passes is remembered: a failing one is looked at every time.
+                if evaluate(&facts).failure_message().is_none() {
+                    self.cache.lock().expect("preflight cache").insert(bucket.to_string(), (std::time::Instant::now(), facts.clone()));
+                }
+                facts
+            }
+        };
+        if let Some(access) = facts.access.as_mut() {
+            access.first_key = Some((key.to_string(), self.inspector.object_exists(bucket, key).await?));
+        }
+        Ok(facts)
+    }
 }
 
 impl Default for ExportSafety {
@@ -610,7 +648,7 @@ impl ExportSafety {
             return Decision::RequestCopy;
         };
         let key = export_object_key(&spec.target_snapshot_name, 1);
-        let facts = match inspect(config.inspector.as_ref(), bucket, &config.region, Some(&key)).await {
+        let facts = match config.facts(bucket, &key).await {
             Ok(facts) => facts,
             Err(err) => return inspection_failed(bucket, &err),
         };
@@ -648,10 +686,12 @@ pub fn export_safety(args: &crate::cli::RunArgs, config: &aws_config::SdkConfig,
         tracing::warn!("the export policy has no rule: every S3 export is refused (see --allow-export and --export-policy-file)");
     }
     tracing::info!(rules, file = ?policy.file(), preflight = args.preflight, refuse_public_buckets = args.refuse_public_buckets, "export policy");
-    let preflight = args.preflight.then(|| PreflightConfig {
-        inspector: Arc::new(crate::aws::SdkBuckets::new(config, args.s3_path_style)),
-        region: region.to_string(),
-        refuse_public_buckets: args.refuse_public_buckets,
+    let preflight = args.preflight.then(|| {
+        PreflightConfig::new(
+            Arc::new(crate::aws::SdkBuckets::new(config, args.s3_path_style)),
+            region.to_string(),
+            args.refuse_public_buckets,
+        )
     });
     Ok(ExportSafety { policy, preflight })
 }
