@@ -431,7 +431,8 @@ mod tests {
             allow_in_region_copies: true,
         };
         // (namespace, bucket, source, allowed by rule index)
-        let cases: Vec<(&str, Option<&str>, &str, Result<Option<usize>, &str>)> = vec![
+        type Case<'a> = (&'a str, Option<&'a str>, &'a str, Result<Option<usize>, &'a str>);
+        let cases: Vec<Case> = vec![
             ("team-a", Some("team-a-exports"), "anything", Ok(Some(0))),
             ("team-a-dev", Some("team-a-exports"), "anything", Ok(Some(0))),
             ("team-a", Some("team-b-exports"), "prod-b-1", Err("{namespaces: [team-a], buckets: [team-b-exports]}")),

@@ -995,7 +995,8 @@ mod tests {
         let public_group = AclGrant { grantee: Grantee::Group(ALL_USERS.into()), permission: "READ".into() };
         let open_policy =
             policy_doc(json!([{"Effect": "Allow", "Principal": "*", "Action": "s3:GetObject", "Resource": "arn:aws:s3:::bkt/*"}]));
-        let cases: Vec<(&str, Box<dyn Fn(&mut AccessFacts)>, usize)> = vec![
+        type Mutation = Box<dyn Fn(&mut AccessFacts)>;
+        let cases: Vec<(&str, Mutation, usize)> = vec![
             ("private", Box::new(|_| {}), 0),
             ("no block public access", Box::new(|a| a.public_access_block = None), 1),
             (
