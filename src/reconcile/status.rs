@@ -50,15 +50,7 @@ pub fn next_status(current: &SnapshotExportStatus, decision: &Decision, generati
         }
         Decision::InProgress { phase, message, target_arn, target_status, source_status } => {
             next.phase = Some(*phase);
-            if target_arn.is_some() {
-                next.target_snapshot_arn = target_arn.clone();
-            }
-            if target_status.is_some() {
-                next.target_snapshot_status = target_status.clone();
-            }
-            if source_status.is_some() {
-                next.source_snapshot_status = source_status.clone();
-            }
+            record_seen(&mut next, target_arn, target_status, source_status);
             next.last_error = None;
             let reason = if *phase == Phase::Exporting { "Exporting" } else { "Copying" };
             set_health(&mut next.conditions, Health::Progressing, reason, message, generation, now);
@@ -68,15 +60,7 @@ pub fn next_status(current: &SnapshotExportStatus, decision: &Decision, generati
             if next.completed_at.is_none() {
                 next.completed_at = Some(now.clone());
             }
-            if target_arn.is_some() {
-                next.target_snapshot_arn = target_arn.clone();
-            }
-            if target_status.is_some() {
-                next.target_snapshot_status = target_status.clone();
-            }
-            if source_status.is_some() {
-                next.source_snapshot_status = source_status.clone();
-            }
+            record_seen(&mut next, target_arn, target_status, source_status);
             next.exported_objects = exported_objects.clone();
             next.last_error = None;
             let (reason, message) = completion(exported_objects);
@@ -99,6 +83,24 @@ pub fn next_status(current: &SnapshotExportStatus, decision: &Decision, generati
         }
     }
     next
+}
+
+/// Keep what was just seen of the snapshots; what was not looked at stays as last recorded.
+fn record_seen(
+    next: &mut SnapshotExportStatus,
+    target_arn: &Option<String>,
+    target_status: &Option<String>,
+    source_status: &Option<String>,
+) {
+    if target_arn.is_some() {
+        next.target_snapshot_arn = target_arn.clone();
+    }
+    if target_status.is_some() {
+        next.target_snapshot_status = target_status.clone();
+    }
+    if source_status.is_some() {
+        next.source_snapshot_status = source_status.clone();
+    }
 }
 
 fn completion(exported_objects: &[String]) -> (&'static str, String) {

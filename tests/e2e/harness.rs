@@ -171,6 +171,12 @@ pub async fn create_bucket(s3: &aws_sdk_s3::Client, bucket: &str, region: &str, 
     }
     create.send().await.unwrap_or_else(|e| panic!("create bucket {bucket}: {e:?}"));
     // As S3 creates buckets today: all four Block Public Access settings on.
+    block_public_access(s3, bucket).await;
+    grant(s3, bucket, region, access).await;
+}
+
+/// Turn on all four Block Public Access settings of a bucket.
+pub async fn block_public_access(s3: &aws_sdk_s3::Client, bucket: &str) {
     let block = aws_sdk_s3::types::PublicAccessBlockConfiguration::builder()
         .block_public_acls(true)
         .ignore_public_acls(true)
@@ -178,7 +184,6 @@ pub async fn create_bucket(s3: &aws_sdk_s3::Client, bucket: &str, region: &str, 
         .restrict_public_buckets(true)
         .build();
     s3.put_public_access_block().bucket(bucket).public_access_block_configuration(block).send().await.expect("put public access block");
-    grant(s3, bucket, region, access).await;
 }
 
 /// Set ElastiCache's access on an existing bucket (the "fix the bucket" step).

@@ -214,13 +214,7 @@ async fn refuse_public_buckets_stalls_until_the_bucket_is_private() {
     assert!(message.contains("--refuse-public-buckets") && message.contains("put-public-access-block"), "{message}");
     assert!(bed.emulator.copy_calls("pub").is_empty(), "no CopySnapshot to a public bucket");
     // Block public access again (the AllUsers grant is then ignored): it heals without an edit.
-    let block = aws_sdk_s3::types::PublicAccessBlockConfiguration::builder()
-        .block_public_acls(true)
-        .ignore_public_acls(true)
-        .block_public_policy(true)
-        .restrict_public_buckets(true)
-        .build();
-    bed.s3.put_public_access_block().bucket("ecx-public").public_access_block_configuration(block).send().await.unwrap();
+    block_public_access(&bed.s3, "ecx-public").await;
     bed.wait_ready("to-public").await;
     assert_eq!(bed.emulator.copy_calls("pub").len(), 1);
 }
