@@ -224,6 +224,23 @@ pub fn after_copy(spec: &SnapshotExportSpec, result: &Result<SnapshotInfo, AwsEr
     }
 }
 
+/// Decide from the answer to a CopySnapshot sent while an earlier request's outcome was still
+/// unknown (its intent was recorded and never resolved: the operator crashed with it in flight,
+/// or it failed transiently). For an export, "the source is busy" or "the object key exists" may
+/// be that earlier request at work: keep the intent and look again (export objects written under
+/// an intent are adopted), rather than clear it and later report our own objects as someone
+/// else's (`S3ObjectAlreadyExists`).
+pub fn after_repeated_copy(spec: &SnapshotExportSpec, result: &Result<SnapshotInfo, AwsError>) -> Decision {
+    let ours_maybe = matches!(
+        result.as_ref().err().and_then(AwsError::fault),
+        Some(CopyFault::InvalidSnapshotState { .. } | CopyFault::S3(S3Problem::ObjectAlreadyExists { .. }))
+    );
+    if spec.is_export() && ours_maybe {
+        return Decision::Recheck;
+    }
+    after_copy(spec, result)
+}
+
 /// A transient failure as a decision.
 pub fn retry_later(err: &AwsError) -> Decision {
     let reason = match err {
@@ -466,6 +483,28 @@ mod tests {
         for (bucket, result, want) in cases {
             assert_eq!(kind(&after_copy(&spec(bucket), &result)), want, "{result:?}");
         }
+    }
+
+    #[test]
+    fn a_repeated_export_refused_as_busy_or_existing_keeps_its_intent() {
+        let fault = |code: &str, msg: &str| Err(AwsError::classify("CopySnapshot", Some(code), Some(msg), Some(400)));
+        let busy = || fault("InvalidSnapshotState", "Snapshot src is not in the available state (current state: exporting).");
+        let exists = || fault("InvalidParameterValue", "The S3 bucket bkt already contains an object with key dst-0001.rdb.");
+        let cases: Vec<(Option<&str>, Result<SnapshotInfo, AwsError>, &str)> = vec![
+            // The earlier request may be the export that keeps the source busy or wrote the keys.
+            (Some("bkt"), busy(), "Recheck"),
+            (Some("bkt"), exists(), "Recheck"),
+            // Anything else is decided as for a first request.
+            (Some("bkt"), Ok(snap("exporting", 1)), "InProgress:Exporting"),
+            (Some("bkt"), fault("InvalidParameterValue", "The S3 bucket bkt does not exist."), "Stalled:S3BucketNotFound:clear"),
+            (None, busy(), "Wait:SourceSnapshotNotReady"),
+            (None, fault("SnapshotAlreadyExistsFault", "exists"), "Recheck"),
+        ];
+        for (bucket, result, want) in cases {
+            assert_eq!(kind(&after_repeated_copy(&spec(bucket), &result)), want, "{result:?}");
+        }
+        // A first request refused as busy waits for the source (and clears its intent).
+        assert_eq!(kind(&after_copy(&spec(Some("bkt")), &busy())), "Wait:SourceSnapshotNotReady");
     }
 
     #[test]

@@ -10,7 +10,7 @@ use crate::api::{validation::validate_spec, Phase, SnapshotExport, SnapshotExpor
 use crate::aws::{AwsError, CopyRequest, SnapshotApi};
 use crate::events::Events;
 use crate::metrics::Metrics;
-use decide::{after_copy, decide, invalid_spec, retry_later, Decision, Observation};
+use decide::{after_copy, after_repeated_copy, decide, invalid_spec, retry_later, Decision, Observation};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams, PostParams};
@@ -154,6 +154,8 @@ pub async fn reconcile<A: SnapshotApi>(obj: Arc<SnapshotExport>, ctx: Arc<Contex
     let previous = status.clone();
     if decision == Decision::RequestCopy {
         let now = Time(Timestamp::now());
+        // An earlier request whose outcome is still unknown may be at work in AWS.
+        let earlier_intent = current.status.as_ref().unwrap_or(&status).copy_requested_at.is_some();
         let intent = status::with_intent(current.status.as_ref().unwrap_or(&status), &obj.spec, generation, &now);
         // The intent must be stored (and accepted under our resourceVersion) before the call.
         current = write_status(&api, &current, intent).await.map_err(kube_err)?;
@@ -165,7 +167,7 @@ pub async fn reconcile<A: SnapshotApi>(obj: Arc<SnapshotExport>, ctx: Arc<Contex
             warn!(object = %key, error = %err, "CopySnapshot failed");
             aws_error = err.is_transient().then(|| err.to_string());
         }
-        decision = after_copy(&obj.spec, &result);
+        decision = if earlier_intent { after_repeated_copy(&obj.spec, &result) } else { after_copy(&obj.spec, &result) };
         from_call = true;
     }
 
