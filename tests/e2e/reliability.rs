@@ -553,3 +553,36 @@ async fn an_unknown_snapshot_status_keeps_the_export_reconciling_until_it_become
         .with("messages", format!("{messages:?}"))
         .report();
 }
+
+/// The bug the kill scenario found: an export whose CopySnapshot was in flight when the operator
+/// died was requested again by the next operator (the source still looked available); ElastiCache
+/// refused the second request (source busy, or the keys already written by the first), the intent
+/// was cleared, and the export's own objects were then reported as someone else's
+/// (`S3ObjectAlreadyExists`), stalled for good.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_with_an_export_request_in_flight_does_not_strand_the_export() {
+    let mut bed = Bed::without_operator().await;
+    create_bucket(&bed.s3, "ecx-rel-inflight", REGION, Access::FULL_ACL).await;
+    let started = Instant::now();
+    // CopySnapshot is answered 2 s late: the operator dies with the request in flight and the
+    // next one starts at once, while the source still looks available and no object exists.
+    bed.emulator.set_faults(json!({"latency_ms": 2000, "actions": ["CopySnapshot"]}));
+    let names = vec![create_object(&bed, 1, "ecx-rel-inflight").await];
+    bed.start_operator(&[]);
+    let log = bed.operators[0].log.clone();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !std::fs::read_to_string(&log).unwrap_or_default().contains("calling CopySnapshot") {
+        assert!(Instant::now() < deadline, "CopySnapshot was never called");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    bed.operators[0].kill();
+    bed.start_operator(&[]);
+    let objects = wait_all_ready(&bed, &names, Duration::from_secs(60)).await;
+    let calls = bed.emulator.copy_calls("obj001-dst");
+    assert_eq!(calls.len(), 2, "the restarted operator asked again while the first request was in flight: {calls:#?}");
+    let refusal = calls.iter().find(|c| c["status"] != 200).map(|c| c["error_code"].clone()).unwrap_or_default();
+    Figures::measure("export-request-in-flight-at-crash", &bed.emulator.all_calls(), &objects, &names, started)
+        .with("second_request_refused_with", refusal)
+        .report();
+}
