@@ -590,8 +590,9 @@ impl PreflightConfig {
             Some(facts) => facts,
             None => {
                 let facts = inspect(self.inspector.as_ref(), bucket, &self.region, None).await?;
-                // Only a bucket that passes is remembered: a failing one is looked at every time.
-                if evaluate(&facts).failure_message().is_none() {
+                // Only a bucket that passes is remembered: a failing one (or a public one that
+                // --refuse-public-buckets refuses) is looked at every time.
+                if evaluate(&facts).export_would_succeed(self.refuse_public_buckets) {
                     self.cache.lock().expect("preflight cache").insert(bucket.to_string(), (std::time::Instant::now(), facts.clone()));
                 }
                 facts
@@ -648,27 +649,64 @@ impl ExportSafety {
             return Decision::RequestCopy;
         };
         let key = export_object_key(&spec.target_snapshot_name, 1);
+        // An earlier request whose outcome is unknown (its intent is recorded) may be at work:
+        // the key it writes is not a collision (look again: objects written under an intent are
+        // adopted), and no failure may clear its intent.
+        let earlier_intent = obj.status.as_ref().is_some_and(|s| s.copy_requested_at.is_some());
         let facts = match config.facts(bucket, &key).await {
             Ok(facts) => facts,
-            Err(err) => return inspection_failed(bucket, &err),
+            Err(err) => {
+                return match inspection_failed(bucket, &err) {
+                    Decision::Stalled { reason, message, .. } => Decision::Stalled { reason, message, clear_intent: !earlier_intent },
+                    other => other,
+                }
+            }
         };
         let report = evaluate(&facts);
-        if let Some(message) = report.failure_message() {
-            let reason = report.problem.as_ref().map(S3Problem::reason).unwrap_or("PreflightFailed");
-            tracing::info!(object = %obj.name_any(), bucket = %bucket, reason, "preflight refused the export before CopySnapshot");
-            return Decision::Stalled { reason: reason.into(), message, clear_intent: true };
-        }
-        if let Some(message) = report.public_message() {
-            if config.refuse_public_buckets {
-                return Decision::Stalled {
-                    reason: PUBLIC_REASON.into(),
-                    message: format!("{message} The operator runs with --refuse-public-buckets, so it does not export there."),
-                    clear_intent: true,
-                };
+        match gate(&report, earlier_intent, config.refuse_public_buckets) {
+            Gate::Stop(decision) => {
+                if let Decision::Stalled { reason, .. } = &decision {
+                    tracing::info!(object = %obj.name_any(), bucket = %bucket, %reason, "preflight refused the export before CopySnapshot");
+                }
+                decision
             }
-            events.publish(obj, &EventNote { warning: true, reason: PUBLIC_REASON.into(), note: message }).await;
+            Gate::Proceed { public_warning } => {
+                if let Some(note) = public_warning {
+                    events.publish(obj, &EventNote { warning: true, reason: PUBLIC_REASON.into(), note }).await;
+                }
+                Decision::RequestCopy
+            }
         }
-        Decision::RequestCopy
+    }
+}
+
+/// What the preflight's report means for the request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Gate {
+    /// Request the copy; with a `BucketPubliclyAccessible` Warning to publish first.
+    Proceed { public_warning: Option<String> },
+    /// Do not request it: this decision instead.
+    Stop(Decision),
+}
+
+/// The gate for a report (pure). `earlier_intent`: an earlier request's outcome is unknown (its
+/// intent is recorded), so it may be at work: the key it writes is no collision (look again;
+/// objects written under an intent are adopted) and no failure may clear its intent.
+pub fn gate(report: &Report, earlier_intent: bool, refuse_public: bool) -> Gate {
+    if earlier_intent && matches!(report.problem, Some(S3Problem::ObjectAlreadyExists { .. })) {
+        return Gate::Stop(Decision::Recheck);
+    }
+    if let Some(message) = report.failure_message() {
+        let reason = report.problem.as_ref().map(S3Problem::reason).unwrap_or("PreflightFailed");
+        return Gate::Stop(Decision::Stalled { reason: reason.into(), message, clear_intent: !earlier_intent });
+    }
+    match report.public_message() {
+        Some(message) if refuse_public => Gate::Stop(Decision::Stalled {
+            reason: PUBLIC_REASON.into(),
+            message: format!("{message} The operator runs with --refuse-public-buckets, so it does not export there."),
+            clear_intent: !earlier_intent,
+        }),
+        public_warning => Gate::Proceed { public_warning },
     }
 }
 
@@ -1038,6 +1076,45 @@ mod tests {
             assert!(report.problem.is_none(), "{name}: public is not a failure");
             assert_eq!(report.export_would_succeed(true), findings == 0, "{name}");
             assert_eq!(report.public_message().is_some(), findings > 0, "{name}");
+        }
+    }
+
+    #[test]
+    fn gate_table() {
+        let ok = evaluate(&facts(good()));
+        let mut a = good();
+        a.acl = acl(&["READ"]);
+        let no_write = evaluate(&facts(a));
+        let mut a = good();
+        a.first_key = Some(("t-0001.rdb".into(), true));
+        let taken = evaluate(&facts(a));
+        let mut a = good();
+        a.public_access_block = None;
+        let public = evaluate(&facts(a));
+        let kind = |g: Gate| match g {
+            Gate::Proceed { public_warning: None } => "proceed".to_string(),
+            Gate::Proceed { public_warning: Some(_) } => "proceed+warning".to_string(),
+            Gate::Stop(Decision::Recheck) => "recheck".to_string(),
+            Gate::Stop(Decision::Stalled { reason, clear_intent, .. }) => {
+                format!("stall:{reason}:{}", if clear_intent { "clear" } else { "keep" })
+            }
+            Gate::Stop(other) => format!("{other:?}"),
+        };
+        let cases = [
+            (&ok, false, false, "proceed"),
+            (&ok, true, true, "proceed"),
+            (&no_write, false, false, "stall:S3WritePermissionMissing:clear"),
+            // an earlier request may be in flight: keep its intent
+            (&no_write, true, false, "stall:S3WritePermissionMissing:keep"),
+            (&taken, false, false, "stall:S3ObjectAlreadyExists:clear"),
+            // the key may be the earlier request's own object: look again
+            (&taken, true, false, "recheck"),
+            (&public, false, false, "proceed+warning"),
+            (&public, false, true, "stall:BucketPubliclyAccessible:clear"),
+            (&public, true, true, "stall:BucketPubliclyAccessible:keep"),
+        ];
+        for (report, intent, refuse, want) in cases {
+            assert_eq!(kind(gate(report, intent, refuse)), want, "intent {intent} refuse {refuse}: {:?}", report.problem);
         }
     }
 
