@@ -32,6 +32,7 @@ struct Figures {
     idle_writes: u64,
     idle_cpu_s: f64,
     raw_writes_per_s: f64,
+    emulator_calls_per_s: f64,
 }
 
 #[tokio::main]
@@ -49,8 +50,8 @@ async fn main() {
         print_one(&figures);
         all.push(figures);
     }
-    println!("\n| N | all requested (s) | all Completed (s) | AWS calls/export | K8s writes/export | peak RSS (MiB) | idle AWS calls | idle writes | idle CPU (s) | exports/s | API allows (exports/s) | ratio |");
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("\n| N | all requested (s) | all Completed (s) | AWS calls/export | K8s writes/export | peak RSS (MiB) | idle AWS calls | idle writes | idle CPU (s) | exports/s | API allows (exports/s) | ratio | emulator allows (exports/s) |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for f in &all {
         let total: f64 = f.aws_per_export.values().sum();
         let rate = f.n as f64 / f.completed_s.max(0.001);
@@ -90,6 +91,7 @@ fn print_one(f: &Figures) {
     println!("  operator peak RSS               {:.1} MiB", f.peak_rss_mib);
     println!("  idle window: AWS calls {}, API writes {}, CPU {:.2} s", f.idle_aws, f.idle_writes, f.idle_cpu_s);
     println!("  local API raw write rate        {:.0} writes/s", f.raw_writes_per_s);
+    println!("  AWS emulator raw call rate      {:.0} calls/s (DescribeSnapshots by name, same concurrency)", f.emulator_calls_per_s);
 }
 
 async fn run(n: usize, idle: u64) -> Figures {
@@ -129,6 +131,7 @@ async fn run(n: usize, idle: u64) -> Figures {
     create_bucket(&s3, "bench-exports", REGION, Access::FULL_ACL).await;
 
     let raw_writes_per_s = raw_write_rate(&cluster, n.min(2000)).await;
+    let emulator_calls_per_s = emulator_call_rate(&emulator, 500).await;
 
     let args = [
         "--metrics-addr",
@@ -228,7 +231,33 @@ async fn run(n: usize, idle: u64) -> Figures {
         idle_writes,
         idle_cpu_s,
         raw_writes_per_s,
+        emulator_calls_per_s,
     }
+}
+
+/// Calls per second the AWS emulator answers (DescribeSnapshots of one name through the SDK,
+/// the operator's cheapest call), which bounds the operator's throughput in this bed.
+async fn emulator_call_rate(emulator: &Emulator, count: usize) -> f64 {
+    let env: std::collections::HashMap<_, _> = emulator.aws_env().into_iter().collect();
+    let creds =
+        aws_sdk_elasticache::config::Credentials::new(&env["AWS_ACCESS_KEY_ID"], &env["AWS_SECRET_ACCESS_KEY"], None, None, "bench");
+    let config = aws_sdk_elasticache::config::Builder::new()
+        .behavior_version(aws_sdk_elasticache::config::BehaviorVersion::latest())
+        .region(aws_sdk_elasticache::config::Region::new(REGION))
+        .endpoint_url(&emulator.endpoint)
+        .credentials_provider(creds)
+        .build();
+    let client = aws_sdk_elasticache::Client::from_conf(config);
+    let start = Instant::now();
+    futures::stream::iter(0..count)
+        .for_each_concurrent(CONCURRENCY, |_| {
+            let client = client.clone();
+            async move {
+                let _ = client.describe_snapshots().snapshot_name("src-copy-0").send().await;
+            }
+        })
+        .await;
+    count as f64 / start.elapsed().as_secs_f64()
 }
 
 /// Creates per second the local API sustains from one client with the same concurrency

@@ -2,12 +2,15 @@
 //! bursts of `burst`, so ten thousand new objects never burst the (per-account) ElastiCache API.
 
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+// tokio's clock, so paused-time tests see the same time the limiter does.
+use tokio::time::Instant;
 
 pub struct RateLimit {
     interval: Duration,
     burst: u32,
-    /// The earliest time the next call may start (generic cell rate algorithm).
+    /// When the bucket of calls would be empty again at the current pace (generic cell rate
+    /// algorithm: the theoretical arrival time of the next call).
     next: Mutex<Instant>,
 }
 
@@ -22,13 +25,13 @@ impl RateLimit {
         let wait = {
             let mut next = self.next.lock().expect("rate limit lock");
             let now = Instant::now();
-            let earliest = now.checked_sub(self.interval * (self.burst - 1)).unwrap_or(now);
-            if *next < earliest {
-                *next = earliest;
+            if *next < now {
+                *next = now;
             }
-            let slot = *next;
+            // Up to `burst` calls may run ahead of the pace; later ones wait for their turn.
+            let wait = next.duration_since(now).saturating_sub(self.interval * (self.burst - 1));
             *next += self.interval;
-            slot.saturating_duration_since(now)
+            wait
         };
         if !wait.is_zero() {
             tokio::time::sleep(wait).await;

@@ -313,6 +313,21 @@ impl Cluster {
         list
     }
 
+    /// Wait for an Event of `type_` (Normal or Warning) and `reason` about `name`: Events are
+    /// published just after the status write that a test may already have seen.
+    pub async fn wait_event(&self, name: &str, type_: &str, reason: &str) -> Event {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let events = self.events(name).await;
+            if let Some(found) = events.iter().find(|e| e.type_.as_deref() == Some(type_) && e.reason.as_deref() == Some(reason)) {
+                return found.clone();
+            }
+            let seen: Vec<_> = events.iter().map(|e| (e.type_.clone(), e.reason.clone())).collect();
+            assert!(Instant::now() < deadline, "{name}: no {type_} Event {reason} within 30 s; seen {seen:?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// Poll `name` until `done` holds, or fail with its last status and the operator's log.
     pub async fn wait_for(
         &self,

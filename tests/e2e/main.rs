@@ -14,10 +14,6 @@ use kube::ResourceExt;
 use serde_json::{json, Value};
 use std::time::Duration;
 
-fn event_reasons(events: &[k8s_openapi::api::events::v1::Event]) -> Vec<(String, String)> {
-    events.iter().map(|e| (e.type_.clone().unwrap_or_default(), e.reason.clone().unwrap_or_default())).collect()
-}
-
 /// The tags of a logged CopySnapshot call, as (key, value) pairs.
 fn call_tags(call: &Value) -> Vec<(String, String)> {
     let params = call["params"].as_object().cloned().unwrap_or_default();
@@ -57,9 +53,8 @@ async fn in_region_copy_completes_once_and_costs_nothing_afterwards() {
     assert!(tags.contains(&("team".into(), "data".into())), "{tags:?}");
     assert!(tags.contains(&("elasticache-export.io/owner-uid".into(), created.uid().unwrap())), "ownership tag: {tags:?}");
 
-    let reasons = event_reasons(&bed.cluster.events("copy-a").await);
-    assert!(reasons.contains(&("Normal".into(), "CopyRequested".into())), "{reasons:?}");
-    assert!(reasons.contains(&("Normal".into(), "CopyCompleted".into())), "{reasons:?}");
+    bed.cluster.wait_event("copy-a", "Normal", "CopyRequested").await;
+    bed.cluster.wait_event("copy-a", "Normal", "CopyCompleted").await;
 
     // A restarted operator re-lists the completed object: no AWS call, no write.
     let calls_before = bed.emulator.ctl("GET", "/calls", None).as_array().unwrap().len();
@@ -99,11 +94,8 @@ async fn export_completes_and_lists_its_objects_for_acl_and_policy_buckets() {
         let accepted = calls.iter().filter(|c| c["status"] == 200).count();
         assert_eq!(accepted, 1, "{bucket}: {calls:#?}");
         assert!(calls.iter().filter(|c| c["status"] != 200).all(|c| c["error_code"] == "InvalidSnapshotState"), "{calls:#?}");
-        let reasons = event_reasons(&bed.cluster.events(name).await);
-        assert!(
-            reasons.contains(&("Normal".into(), "CopyRequested".into())) && reasons.contains(&("Normal".into(), "ExportCompleted".into())),
-            "{reasons:?}"
-        );
+        bed.cluster.wait_event(name, "Normal", "CopyRequested").await;
+        bed.cluster.wait_event(name, "Normal", "ExportCompleted").await;
     }
 }
 
@@ -186,11 +178,7 @@ async fn each_s3_error_stalls_with_its_documented_fix_and_heals_without_an_edit(
         assert_eq!(status.phase, Some(ecx::api::Phase::Failed));
         assert_eq!(status.last_error.as_ref().unwrap().reason, c.reason);
         assert_eq!(condition(&stalled, "Ready").unwrap().0, "False");
-        let events = bed.cluster.events(c.name).await;
-        let warning = events.iter().find(|e| e.type_.as_deref() == Some("Warning") && e.reason.as_deref() == Some(c.reason));
-        let note = warning
-            .and_then(|e| e.note.clone())
-            .unwrap_or_else(|| panic!("{}: no Warning {} in {:?}", c.name, c.reason, event_reasons(&events)));
+        let note = bed.cluster.wait_event(c.name, "Warning", c.reason).await.note.unwrap_or_default();
         assert!(note.contains(c.bucket) && note.contains(c.fix_hint), "{}: event note {note}", c.name);
     }
     // The key collision is seen before any request: no CopySnapshot, nothing overwritten.
@@ -223,8 +211,7 @@ async fn a_caller_without_permission_gets_insufficient_permissions_then_heals() 
     bed.cluster.apply("denied", json!({"sourceSnapshotName": "prod", "targetSnapshotName": "exp", "targetBucket": "ecx-denied"})).await;
     let stalled = bed.wait_stalled("denied", "InsufficientPermissions").await;
     assert!(condition(&stalled, "Stalled").unwrap().2.contains("Contact your system administrator"));
-    let events = bed.cluster.events("denied").await;
-    assert!(event_reasons(&events).contains(&("Warning".into(), "InsufficientPermissions".into())));
+    bed.cluster.wait_event("denied", "Warning", "InsufficientPermissions").await;
     bed.emulator.set_config(json!({"deny_copy_snapshot": false}));
     bed.wait_ready("denied").await;
 }
@@ -240,8 +227,7 @@ async fn a_missing_source_is_reported_as_source_snapshot_not_found() {
     for name in ["no-source-copy", "no-source-export"] {
         let stalled = bed.wait_stalled(name, "SourceSnapshotNotFound").await;
         assert_eq!(stalled.status.unwrap().phase, Some(ecx::api::Phase::Failed));
-        let reasons = event_reasons(&bed.cluster.events(name).await);
-        assert!(reasons.contains(&("Warning".into(), "SourceSnapshotNotFound".into())), "{name}: {reasons:?}");
+        bed.cluster.wait_event(name, "Warning", "SourceSnapshotNotFound").await;
     }
     // AWS refused the request (no copy made) with SnapshotNotFoundFault; nothing was accepted.
     let calls = bed.emulator.copy_calls("c2");
@@ -398,8 +384,7 @@ async fn an_invalid_spec_that_reaches_the_reconciler_is_invalid_spec_with_no_aws
         let stalled = bed.wait_stalled(&format!("bad-{i}"), "InvalidSpec").await;
         let message = condition(&stalled, "Stalled").unwrap().2;
         assert!(message.starts_with("The spec is invalid: "), "{name}: {message}");
-        let reasons = event_reasons(&bed.cluster.events(&format!("bad-{i}")).await);
-        assert!(reasons.contains(&("Warning".into(), "InvalidSpec".into())), "{name}: {reasons:?}");
+        bed.cluster.wait_event(&format!("bad-{i}"), "Warning", "InvalidSpec").await;
     }
     let calls = bed.emulator.ctl("GET", "/calls", None);
     assert_eq!(calls.as_array().unwrap().len(), 0, "no AWS call for an invalid spec: {calls:#}");
