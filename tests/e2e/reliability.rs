@@ -171,9 +171,16 @@ async fn apply_object(bed: &Bed, i: usize, bucket: &str) -> String {
 
 /// Wait until every object in `names` is Ready; fail with the stragglers and the log tail.
 async fn wait_all_ready(bed: &Bed, names: &[String], timeout: Duration) -> Vec<SnapshotExport> {
+    wait_all_ready_counted(bed, names, timeout).await.0
+}
+
+/// As [`wait_all_ready`], also returning how many list requests the wait made.
+async fn wait_all_ready_counted(bed: &Bed, names: &[String], timeout: Duration) -> (Vec<SnapshotExport>, u64) {
     let deadline = Instant::now() + timeout;
     let mut last: Vec<SnapshotExport> = Vec::new();
+    let mut polls = 0;
     loop {
+        polls += 1;
         // The API may be faulted: a failed list is just tried again.
         // Listed raw and decoded one by one: an undecodable object must not hide the others.
         let resource = ApiResource::erase::<SnapshotExport>(&());
@@ -186,7 +193,7 @@ async fn wait_all_ready(bed: &Bed, names: &[String], timeout: Duration) -> Vec<S
                 .filter_map(|o| serde_json::to_value(o).ok().and_then(|v| serde_json::from_value(v).ok()))
                 .collect();
             if last.len() == names.len() && last.iter().all(|o| is_true(o, "Ready")) {
-                return last;
+                return (last, polls);
             }
         }
         if Instant::now() > deadline {
@@ -195,8 +202,37 @@ async fn wait_all_ready(bed: &Bed, names: &[String], timeout: Duration) -> Vec<S
                 .filter(|o| !is_true(o, "Ready"))
                 .map(|o| format!("{}: {}", o.name_any(), serde_json::to_string(&o.status).unwrap()))
                 .collect();
+            // The log lines about the stragglers (the first 80 of each), or the tail.
             let log = bed.log_text();
-            let tail: Vec<&str> = log.lines().rev().take(60).collect::<Vec<_>>().into_iter().rev().collect();
+            let stuck: Vec<String> = last.iter().filter(|o| !is_true(o, "Ready")).map(|o| format!("/{} ", o.name_any())).collect();
+            let mut tail: Vec<&str> = Vec::new();
+            for name in &stuck {
+                tail.extend(log.lines().filter(|l| l.contains(name.as_str())).take(80));
+            }
+            if tail.is_empty() {
+                tail = log.lines().rev().take(60).collect::<Vec<_>>().into_iter().rev().collect();
+            }
+            let aws: Vec<String> = bed
+                .emulator
+                .all_calls()
+                .iter()
+                .filter(|c| object_of(c).is_some_and(|o| stuck.iter().any(|s| s.trim_matches(['/', ' ']) == o)))
+                .map(|c| {
+                    format!(
+                        "{:.3} {} {} {} {}",
+                        c["time"].as_f64().unwrap_or_default(),
+                        c["action"],
+                        c["status"],
+                        c["error_code"],
+                        c["params"]
+                    )
+                })
+                .collect();
+            tail.push("operator warnings and errors (last 30):");
+            let warnings: Vec<&str> = log.lines().filter(|l| l.contains("WARN") || l.contains("ERROR")).collect();
+            tail.extend(warnings.iter().rev().take(30).rev());
+            tail.push("AWS calls about them:");
+            tail.extend(aws.iter().map(String::as_str));
             panic!(
                 "not Ready after {timeout:?} ({} of {} listed):\n{}\noperator log tail:\n{}",
                 pending.len(),
@@ -315,39 +351,49 @@ async fn kubernetes_api_faults_converge_without_duplicate_work() {
     faults.fail_rate(kube_testbed::FaultRule::new("update", "snapshotexports", 409).subresource("status"), 0.3, 6);
     faults.fail_rate(kube_testbed::FaultRule::new("patch", "snapshotexports", 409).subresource("status"), 0.3, 7);
     bed.start_operator(&[]);
-    // Meanwhile: drop every watch stream each 1.5 s, and a burst of 500s or 429s on anything
-    // every third time (reads, writes, watches, Events).
+    // For the first `chaos` seconds (the 409s go on until the end), every second: drop every
+    // watch stream. Every other time, the watch is also
+    // refused twice (500) while 12 unrelated writes push its resourceVersion out of the short
+    // history, so that it resumes into `410 Gone` and the watcher re-lists. Every third time, a
+    // burst of six 500s or 429s on anything (reads, writes, watches, Events).
     let chaos = {
         let faults = faults.clone();
+        let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(bed.cluster.client.clone());
+        let steps = size(12, 40);
         tokio::spawn(async move {
-            let mut drops = 0usize;
-            let mut bursts = 0usize;
-            loop {
-                tokio::time::sleep(Duration::from_millis(1500)).await;
-                faults.drop_watches();
-                drops += 1;
-                if drops % 3 == 0 {
-                    let status = if bursts % 2 == 0 { 500 } else { 429 };
-                    faults.fail_next(kube_testbed::FaultRule::new("*", "*", status).subresource("*").count(6));
-                    bursts += 1;
+            for step in 1..=steps {
+                tokio::time::sleep(Duration::from_millis(1000)).await;
+                if step % 2 == 0 {
+                    faults.fail_next(kube_testbed::FaultRule::new("watch", "snapshotexports", 500).count(2));
                 }
-                if drops >= 1000 {
-                    return (drops, bursts);
+                faults.drop_watches();
+                if step % 2 == 0 {
+                    for k in 0..12 {
+                        let ns: k8s_openapi::api::core::v1::Namespace =
+                            serde_json::from_value(json!({"metadata": {"name": format!("filler-{step}-{k}")}})).unwrap();
+                        let _ = namespaces.create(&PostParams::default(), &ns).await;
+                    }
+                }
+                if step % 3 == 0 {
+                    let status = if step % 2 == 0 { 500 } else { 429 };
+                    faults.fail_next(kube_testbed::FaultRule::new("*", "*", status).subresource("*").count(6));
                 }
             }
+            steps
         })
     };
-    let objects = wait_all_ready(&bed, &names, Duration::from_secs(if long() { 600 } else { 120 })).await;
-    chaos.abort();
+    let (objects, polls) = wait_all_ready_counted(&bed, &names, Duration::from_secs(if long() { 600 } else { 120 })).await;
+    let chaos_steps = chaos.await.unwrap();
     faults.clear();
     let stats = bed.cluster.testbed.as_ref().unwrap().stats();
     let calls = bed.emulator.all_calls();
-    let relists = stats.count("list", "snapshotexports");
-    let seconds = started.elapsed().as_secs_f64();
+    // The operator's lists: all lists but this test's own polls.
+    let relists = stats.count("list", "snapshotexports").saturating_sub(polls);
     Figures::measure("kube-api-faults", &calls, &objects, &names, started)
         .with("status_writes", stats.count("update", "snapshotexports/status") + stats.count("patch", "snapshotexports/status"))
         .with("injected_kube_faults", stats.injected_faults)
-        .with("watch_drops", (seconds / 1.5) as u64)
+        .with("watch_drops", chaos_steps)
+        .with("forced_410_gone", chaos_steps / 2)
         .with("watches_opened", stats.count("watch", "snapshotexports"))
         .with("relists", relists)
         .report();
