@@ -177,6 +177,14 @@ impl SnapshotApi for SdkSnapshots {
             let Some(page) = page.await? else { return Ok(Vec::new()) };
             keys.extend(page.contents().iter().filter_map(|o| o.key()).filter(|k| is_export_key(k, &prefix)).map(str::to_string));
             match page.next_continuation_token() {
+                // A listing that hands back the token it was given would be followed forever.
+                Some(next) if page.is_truncated() == Some(true) && token.as_deref() == Some(next) => {
+                    return Err(AwsError::Transient {
+                        operation: "ListObjectsV2",
+                        code: "RepeatedContinuationToken".into(),
+                        message: format!("S3 answered the listing of s3://{bucket}/{prefix} with the continuation token it was given"),
+                    })
+                }
                 Some(next) if page.is_truncated() == Some(true) => token = Some(next.to_string()),
                 _ => break,
             }
