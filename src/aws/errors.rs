@@ -25,6 +25,12 @@ impl AwsError {
             let code = if code.is_empty() { format!("HTTP {}", http_status.unwrap_or(0)) } else { code };
             return Self::Transient { operation, code, message };
         }
+        // A success status whose body could not be read as the answer (a proxy's page, garbage):
+        // no refusal was given, so the request may have taken effect. Never a fault.
+        if let Some(status) = http_status.filter(|s| *s < 400) {
+            let message = if message.is_empty() { "AWS answered with a body that is not the expected response".into() } else { message };
+            return Self::Transient { operation, code: format!("HTTP {status}"), message };
+        }
         Self::Fault { operation, fault: CopyFault::classify(&code, &message) }
     }
 
