@@ -1,0 +1,367 @@
+//! Hostile AWS responses (issue 6): the SDK implementation (`SdkSnapshots`) against a raw HTTP
+//! stub that answers malformed XML, unknown snapshot statuses, messages that match no known
+//! pattern, HTML error pages, empty bodies and a 5,000-snapshot page. Each must become a clear
+//! condition (transient: retry with backoff; a fault: a stall that quotes AWS), never a panic.
+//! Plus a property test of `decide`: no panic on any status × observation, and an accepted
+//! request is never requested again.
+
+use ecx::api::{DeletionPolicy, Phase, SnapshotExportSpec, SnapshotExportStatus};
+use ecx::aws::{AwsError, CopyRequest, SdkSnapshots, SnapshotApi, SnapshotInfo, SnapshotStatus};
+use ecx::reconcile::decide::{after_copy, decide, retry_later, Decision, Observation};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
+use proptest::prelude::*;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// One canned answer: HTTP status, content type, body.
+type Answer = (u16, &'static str, String);
+
+/// A stub AWS endpoint: every request is answered by `respond(request head and body)`.
+/// Returns its URL and a counter of requests.
+async fn stub(respond: impl Fn(&str) -> Answer + Send + Sync + 'static) -> (String, Arc<AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let respond = Arc::new(respond);
+    let count = Arc::new(AtomicUsize::new(0));
+    let counter = count.clone();
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            let respond = respond.clone();
+            let counter = counter.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 16384];
+                let (head_end, length) = loop {
+                    let n = sock.read(&mut chunk).await.unwrap_or(0);
+                    if n == 0 {
+                        return;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                    if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+                        let length = head
+                            .lines()
+                            .find_map(|l| l.strip_prefix("content-length:"))
+                            .and_then(|v| v.trim().parse::<usize>().ok())
+                            .unwrap_or(0);
+                        break (end + 4, length);
+                    }
+                };
+                while buf.len() < head_end + length {
+                    let n = sock.read(&mut chunk).await.unwrap_or(0);
+                    if n == 0 {
+                        break;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                }
+                counter.fetch_add(1, Ordering::SeqCst);
+                let (status, content_type, body) = respond(&String::from_utf8_lossy(&buf));
+                let response = format!(
+                    "HTTP/1.1 {status} Stub\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nx-amzn-requestid: stub\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = sock.write_all(response.as_bytes()).await;
+                let _ = sock.shutdown().await;
+            });
+        }
+    });
+    (url, count)
+}
+
+/// The operator's AWS client against `url`, with SDK retries off (each answer is seen once).
+async fn client(url: &str) -> SdkSnapshots {
+    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .endpoint_url(url)
+        .credentials_provider(aws_sdk_elasticache::config::Credentials::new("AKIDSTUB", "stub-secret", None, None, "stub"))
+        .retry_config(aws_config::retry::RetryConfig::disabled())
+        .timeout_config(aws_config::timeout::TimeoutConfig::builder().operation_timeout(Duration::from_secs(30)).build())
+        .load()
+        .await;
+    SdkSnapshots::new(&config, true)
+}
+
+const XML: &str = "text/xml";
+const NS: &str = "http://elasticache.amazonaws.com/doc/2015-02-02/";
+
+fn snapshot_xml(name: &str, status: &str, groups: &str) -> String {
+    format!(
+        "<Snapshot><SnapshotName>{name}</SnapshotName><SnapshotStatus>{status}</SnapshotStatus><ARN>arn:aws:elasticache:us-east-1:123456789012:snapshot:{name}</ARN><NumNodeGroups>{groups}</NumNodeGroups></Snapshot>"
+    )
+}
+
+fn describe_xml(snapshots: &str, marker: Option<&str>) -> String {
+    let marker = marker.map(|m| format!("<Marker>{m}</Marker>")).unwrap_or_default();
+    format!(
+        "<DescribeSnapshotsResponse xmlns=\"{NS}\"><DescribeSnapshotsResult><Snapshots>{snapshots}</Snapshots>{marker}</DescribeSnapshotsResult><ResponseMetadata><RequestId>r</RequestId></ResponseMetadata></DescribeSnapshotsResponse>"
+    )
+}
+
+fn error_xml(code: &str, message: &str) -> String {
+    format!("<ErrorResponse xmlns=\"{NS}\"><Error><Type>Sender</Type><Code>{code}</Code><Message>{message}</Message></Error><RequestId>r</RequestId></ErrorResponse>")
+}
+
+fn spec(bucket: Option<&str>) -> SnapshotExportSpec {
+    SnapshotExportSpec {
+        source_snapshot_name: "src".into(),
+        target_snapshot_name: "dst".into(),
+        target_bucket: bucket.map(str::to_string),
+        kms_key_id: None,
+        tags: vec![],
+        deletion_policy: DeletionPolicy::Retain,
+    }
+}
+
+fn copy(bucket: Option<&str>) -> CopyRequest {
+    CopyRequest { source: "src".into(), target: "dst".into(), bucket: bucket.map(str::to_string), kms_key_id: None, tags: vec![] }
+}
+
+/// A transient error must become `RetryLater` with a message a person can read.
+fn assert_retry(err: &AwsError, what: &str) {
+    assert!(err.is_transient(), "{what}: {err:?}");
+    let Decision::RetryLater { reason, message } = retry_later(err) else { unreachable!() };
+    assert_eq!(reason, "AwsUnavailable", "{what}");
+    assert!(message.contains("retrying with backoff"), "{what}: {message}");
+}
+
+#[tokio::test]
+async fn malformed_xml_is_a_transient_error_never_a_panic() {
+    let bodies: Vec<(&str, Answer)> = vec![
+        ("not XML at all", (200, XML, "{\"this\": \"is json\"}".into())),
+        ("wrong root element", (200, XML, "<Html><Body>hello</Body></Html>".into())),
+        ("non-numeric NumNodeGroups", (200, XML, describe_xml(&snapshot_xml("src", "available", "many"), None))),
+        ("HTML 502 from a proxy", (502, "text/html", "<html><body><h1>502 Bad Gateway</h1></body></html>".into())),
+        ("empty 503", (503, XML, String::new())),
+        ("garbage error body at 500", (500, XML, "\u{0}\u{1}garbage".into())),
+    ];
+    for (what, answer) in bodies {
+        let (url, _) = stub(move |_| answer.clone()).await;
+        let aws = client(&url).await;
+        let err = aws.describe_snapshot("src").await.expect_err(what);
+        assert_retry(&err, what);
+        let err = aws.describe_snapshots_page(None).await.expect_err(what);
+        assert_retry(&err, what);
+        // CopySnapshot answered unreadably: the outcome is unknown, so the intent is kept
+        // (RetryLater never clears it) and the next look adopts whatever the call did.
+        let err = aws.copy_snapshot(&copy(Some("bkt"))).await.expect_err(what);
+        assert_retry(&err, what);
+        assert!(matches!(after_copy(&spec(Some("bkt")), &Err(err)), Decision::RetryLater { .. }), "{what}");
+    }
+}
+
+/// The SDK's XML reader is lenient: a body cut short (with a Content-Length that matches it, so
+/// HTTP cannot tell) is read as far as it goes. Whatever comes out, nothing panics; what the
+/// operator makes of a partial answer is covered by the intent (see docs/reliability.md).
+#[tokio::test]
+async fn xml_cut_short_is_read_leniently_without_a_panic() {
+    let full = describe_xml(&snapshot_xml("src", "available", "1"), None);
+    for cut in [full.len() / 4, full.len() / 2, full.len() * 3 / 4, full.len() - 10] {
+        let body = full[..cut].to_string();
+        let (url, _) = stub(move |_| (200, XML, body.clone())).await;
+        let aws = client(&url).await;
+        let described = aws.describe_snapshot("src").await;
+        let page = aws.describe_snapshots_page(None).await;
+        eprintln!("[reliability] hostile-aws: DescribeSnapshots cut at {cut}/{}: {described:?}", full.len());
+        if let Err(err) = described.as_ref() {
+            assert_retry(err, "cut XML");
+        }
+        if let Err(err) = page.as_ref() {
+            assert_retry(err, "cut XML page");
+        }
+    }
+    let (url, _) = stub(|_| (200, "application/xml", "<ListBucketResult><Contents><Key>dst-0001".into())).await;
+    let listed = client(&url).await.export_objects("bkt", "dst").await;
+    eprintln!("[reliability] hostile-aws: ListObjectsV2 cut short: {listed:?}");
+    if let Err(err) = listed.as_ref() {
+        assert_retry(err, "cut S3 listing");
+    }
+}
+
+#[tokio::test]
+async fn a_copy_answered_without_a_snapshot_is_transient() {
+    let (url, _) = stub(|_| {
+        (200, XML, format!("<CopySnapshotResponse xmlns=\"{NS}\"><CopySnapshotResult></CopySnapshotResult></CopySnapshotResponse>"))
+    })
+    .await;
+    let err = client(&url).await.copy_snapshot(&copy(None)).await.expect_err("no snapshot in the answer");
+    assert_retry(&err, "empty CopySnapshot result");
+}
+
+#[tokio::test]
+async fn an_unknown_snapshot_status_is_in_progress_with_the_status_in_the_message() {
+    let (url, _) = stub(|_| (200, XML, describe_xml(&snapshot_xml("dst", "weird-new-state", "-3"), None))).await;
+    let aws = client(&url).await;
+    let snapshot = aws.describe_snapshot("dst").await.unwrap().expect("listed");
+    assert_eq!(snapshot.status, SnapshotStatus::InProgress("weird-new-state".into()));
+    assert_eq!(snapshot.node_groups, 1, "a negative node group count falls back to 1");
+    let status = SnapshotExportStatus {
+        phase: Some(Phase::Copying),
+        copy_requested_at: Some(Time(Timestamp::now())),
+        target_snapshot_arn: snapshot.arn.clone(),
+        attempts: 1,
+        ..Default::default()
+    };
+    let observed = Observation::InRegion { target: Some(snapshot), owner_tag: None };
+    match decide(&spec(None), &status, "uid", &observed, Timestamp::now()) {
+        Decision::InProgress { message, target_status, .. } => {
+            assert!(message.contains("weird-new-state"), "{message}");
+            assert_eq!(target_status.as_deref(), Some("weird-new-state"));
+        }
+        other => panic!("{other:?}"),
+    }
+    // An export whose source is in an unknown state waits for it, saying so.
+    let (url, _) = stub(|_| (200, XML, describe_xml(&snapshot_xml("src", "weird-new-state", "1"), None))).await;
+    let source = client(&url).await.describe_snapshot("src").await.unwrap();
+    let observed = Observation::Export { source, objects: vec![] };
+    match decide(&spec(Some("bkt")), &SnapshotExportStatus { attempts: 1, ..Default::default() }, "uid", &observed, Timestamp::now()) {
+        Decision::WaitForSource { message, .. } => assert!(message.contains("weird-new-state"), "{message}"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_message_that_matches_no_known_pattern_stalls_quoting_aws() {
+    let cases: Vec<(&str, &str, Option<&str>, &str)> = vec![
+        ("InvalidParameterValue", "Something entirely new went wrong with bkt.", Some("bkt"), "InvalidParameterValue"),
+        ("BrandNewFault", "A fault nobody documented yet.", Some("bkt"), "CopySnapshotFailed"),
+        ("BrandNewFault", "A fault nobody documented yet.", None, "CopySnapshotFailed"),
+        ("", "", None, "CopySnapshotFailed"),
+    ];
+    for (code, message, bucket, reason) in cases {
+        let body = error_xml(code, message);
+        let (url, _) = stub(move |_| (400, XML, body.clone())).await;
+        let err = client(&url).await.copy_snapshot(&copy(bucket)).await.expect_err(code);
+        assert!(!err.is_transient(), "{code}: a 400 refusal is not retried fast: {err:?}");
+        match after_copy(&spec(bucket), &Err(err)) {
+            Decision::Stalled { reason: got, message: text, clear_intent } => {
+                assert_eq!(got, reason, "{code}");
+                assert!(text.contains(message), "{code}: the stall quotes AWS: {text}");
+                assert!(!text.trim().is_empty());
+                assert!(clear_intent, "{code}: AWS refused, nothing of ours is in flight");
+            }
+            other => panic!("{code}: {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_page_of_five_thousand_snapshots_is_read_whole() {
+    let page: String = (0..5000)
+        .map(|i| snapshot_xml(&format!("snap-{i:05}"), ["available", "creating", "exporting", "failed", "mystery"][i % 5], "2"))
+        .collect();
+    let first = describe_xml(&page, Some("next-page"));
+    let second = describe_xml(&snapshot_xml("last", "available", "1"), None);
+    let (url, count) = stub(move |req| (200, XML, if req.contains("Marker=next-page") { second.clone() } else { first.clone() })).await;
+    let aws = client(&url).await;
+    let started = std::time::Instant::now();
+    let one = aws.describe_snapshots_page(None).await.unwrap();
+    assert_eq!(one.snapshots.len(), 5000);
+    assert_eq!(one.next_marker.as_deref(), Some("next-page"));
+    assert_eq!(one.snapshots[4].status, SnapshotStatus::InProgress("mystery".into()));
+    assert_eq!(one.snapshots[3].status, SnapshotStatus::Failed);
+    assert!(one.snapshots.iter().all(|s| s.node_groups == 2));
+    let two = aws.describe_snapshots_page(one.next_marker).await.unwrap();
+    assert_eq!(two.snapshots.len(), 1);
+    assert_eq!(two.next_marker, None);
+    assert_eq!(count.load(Ordering::SeqCst), 2);
+    eprintln!("[reliability] hostile-aws: a 5,000-snapshot page ({} bytes) parsed in {:?}", 5000 * 200, started.elapsed());
+}
+
+#[tokio::test]
+async fn s3_keys_that_only_look_like_exports_are_ignored_and_5xx_is_transient() {
+    // Keys that look almost like export objects are not ours; a listing cut short is transient.
+    let listing = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><ListBucketResult xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><Name>bkt</Name><Prefix>dst-</Prefix><KeyCount>5</KeyCount><MaxKeys>1000</MaxKeys><IsTruncated>false</IsTruncated>\
+        <Contents><Key>dst-0001.rdb</Key></Contents><Contents><Key>dst-1.rdb</Key></Contents><Contents><Key>dst-00001.rdb</Key></Contents>\
+        <Contents><Key>dst-abcd.rdb</Key></Contents><Contents><Key>dst-0002.rdb.tmp</Key></Contents></ListBucketResult>";
+    let (url, _) = stub(move |_| (200, "application/xml", listing.to_string())).await;
+    assert_eq!(client(&url).await.export_objects("bkt", "dst").await.unwrap(), ["dst-0001.rdb"]);
+    let (url, _) = stub(|_| (500, "application/xml", "<Error><Code>InternalError</Code><Message>oops</Message></Error>".into())).await;
+    assert_retry(&client(&url).await.export_objects("bkt", "dst").await.expect_err("S3 500"), "S3 500");
+}
+
+#[tokio::test]
+async fn an_s3_listing_that_repeats_its_continuation_token_does_not_loop_forever() {
+    let looping = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><ListBucketResult xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><Name>bkt</Name><IsTruncated>true</IsTruncated><NextContinuationToken>same</NextContinuationToken><Contents><Key>dst-0001.rdb</Key></Contents></ListBucketResult>";
+    let (url, count) = stub(move |_| (200, "application/xml", looping.to_string())).await;
+    let aws = client(&url).await;
+    let outcome = tokio::time::timeout(Duration::from_secs(10), aws.export_objects("bkt", "dst")).await;
+    let requests = count.load(Ordering::SeqCst);
+    eprintln!("[reliability] hostile-aws: a repeating S3 continuation token: {requests} requests, {outcome:?}");
+    let Ok(result) = outcome else { panic!("export_objects kept following the same continuation token ({requests} requests in 10 s)") };
+    assert_retry(&result.expect_err("a repeated token is an error"), "repeated continuation token");
+    assert_eq!(requests, 2);
+}
+
+fn arb_snapshot() -> impl Strategy<Value = Option<SnapshotInfo>> {
+    proptest::option::of(
+        (
+            prop_oneof![Just("available".to_string()), Just("failed".to_string()), Just("creating".to_string()), ".{0,12}"],
+            proptest::option::of(prop_oneof![Just("arn:dst".to_string()), ".{0,8}"]),
+            0u32..600,
+        )
+            .prop_map(|(status, arn, node_groups)| SnapshotInfo {
+                name: "dst".into(),
+                arn,
+                status: SnapshotStatus::parse(&status),
+                node_groups,
+            }),
+    )
+}
+
+fn arb_status() -> impl Strategy<Value = SnapshotExportStatus> {
+    (
+        proptest::option::of(prop_oneof![
+            Just(Phase::Pending),
+            Just(Phase::Copying),
+            Just(Phase::Exporting),
+            Just(Phase::Completed),
+            Just(Phase::Failed)
+        ]),
+        proptest::option::of(0i64..2_000_000),
+        proptest::option::of(prop_oneof![Just("arn:dst".to_string()), ".{0,8}"]),
+        0u32..5,
+    )
+        .prop_map(|(phase, intent_at, arn, attempts)| SnapshotExportStatus {
+            phase,
+            copy_requested_at: intent_at.map(|s| Time(Timestamp::from_second(s).unwrap())),
+            target_snapshot_arn: arn,
+            attempts,
+            ..Default::default()
+        })
+}
+
+fn arb_observation() -> impl Strategy<Value = Observation> {
+    prop_oneof![
+        Just(Observation::NeverRequested),
+        (arb_snapshot(), proptest::option::of(proptest::option::of(prop_oneof![Just("uid".to_string()), ".{0,6}"])))
+            .prop_map(|(target, owner_tag)| Observation::InRegion { target, owner_tag }),
+        (
+            arb_snapshot(),
+            proptest::collection::vec(prop_oneof![Just("dst-0001.rdb".to_string()), Just("dst-0002.rdb".to_string()), ".{0,14}"], 0..4)
+        )
+            .prop_map(|(source, objects)| Observation::Export { source, objects }),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+
+    /// No panic on any status × observation; an accepted request (Copying / Exporting) is never
+    /// requested again, whatever AWS shows.
+    #[test]
+    fn decide_never_panics_and_never_repeats_an_accepted_request(
+        export in any::<bool>(),
+        status in arb_status(),
+        observed in arb_observation(),
+        now in 0i64..4_000_000,
+    ) {
+        let spec = spec(export.then_some("bkt"));
+        let decision = decide(&spec, &status, "uid", &observed, Timestamp::from_second(now).unwrap());
+        if matches!(status.phase, Some(Phase::Copying | Phase::Exporting)) && observed != Observation::NeverRequested {
+            prop_assert_ne!(decision, Decision::RequestCopy);
+        }
+    }
+}
