@@ -62,5 +62,8 @@ pub fn invalid_cases() -> Vec<(&'static str, Value, Refused)> {
             Refused::Cel("reserved"),
         ),
         ("empty kms key", with("kmsKeyId", json!("")), Refused::Bound("kmsKeyId")),
+        ("2049-character kms key", with("kmsKeyId", long(2049)), Refused::Bound("kmsKeyId")),
+        ("bucket uppercase in a later label", with("targetBucket", json!("my.Bucket")), Refused::Cel("DNS-compliant")),
+        ("tag key exactly 'aws:'", with("tags", json!([{"key": "aws:", "value": "x"}])), Refused::Cel("'aws:'")),
     ]
 }
