@@ -129,8 +129,10 @@ fn error_policy<A: SnapshotApi>(obj: Arc<SnapshotExport>, err: &ReconcileError, 
 /// written under another schema) is logged and skipped; it must not stop the others.
 fn decode_event(event: watcher::Result<watcher::Event<DynamicObject>>) -> Option<watcher::Result<watcher::Event<SnapshotExport>>> {
     use watcher::Event::*;
-    let decode = |obj: DynamicObject| -> Option<SnapshotExport> {
+    let decode = |mut obj: DynamicObject| -> Option<SnapshotExport> {
         let name = format!("{}/{}", obj.namespace().unwrap_or_default(), obj.name_any());
+        // The cache keeps every object; managedFields are never read and are much of its size.
+        obj.metadata.managed_fields = None;
         match serde_json::to_value(&obj).and_then(serde_json::from_value::<SnapshotExport>) {
             Ok(decoded) => Some(decoded),
             Err(err) => {
