@@ -2,12 +2,12 @@
 //! `sdk.rs` (endpoint overrides included; `s3_path_style` for emulators).
 
 use super::bucket::{AclGrant, BucketAcl, BucketInspector, Grantee, PublicAccessBlock};
+use super::sdk::classify;
 use super::AwsError;
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use futures::future::BoxFuture;
 use futures::FutureExt;
-use std::fmt::Debug;
 
 /// An S3 client for bucket inspection.
 #[derive(Clone)]
@@ -34,25 +34,6 @@ fn status<E>(err: &SdkError<E, HttpResponse>) -> Option<u16> {
     match err {
         SdkError::ServiceError(ctx) => Some(ctx.raw().status().as_u16()),
         _ => None,
-    }
-}
-
-/// Classify an SDK error; an S3 403 without a code is AccessDenied.
-fn classify<E: ProvideErrorMetadata + Debug>(operation: &'static str, err: SdkError<E, HttpResponse>) -> AwsError {
-    match &err {
-        SdkError::ServiceError(ctx) => {
-            let status = ctx.raw().status().as_u16();
-            let code = ctx.err().code().or((status == 403).then_some("AccessDenied"));
-            AwsError::classify(operation, code, ctx.err().message(), Some(status))
-        }
-        SdkError::TimeoutError(_) => AwsError::network(operation, "the request timed out"),
-        SdkError::DispatchFailure(f) => AwsError::network(operation, format!("could not reach AWS: {f:?}")),
-        SdkError::ResponseError(r) => AwsError::Transient {
-            operation,
-            code: format!("HTTP {}", r.raw().status().as_u16()),
-            message: "AWS sent a response that could not be read (malformed or truncated)".into(),
-        },
-        _ => AwsError::Transient { operation, code: "SdkError".into(), message: format!("{err}") },
     }
 }
 

@@ -69,12 +69,14 @@ impl SdkSnapshots {
     }
 }
 
-/// Turn an SDK error into our classification; no credentials ever reach the message.
-fn classify<E: ProvideErrorMetadata + Debug>(operation: &'static str, err: SdkError<E, HttpResponse>) -> AwsError {
+/// Turn an SDK error (ElastiCache or S3) into our classification; no credentials ever reach the
+/// message. A 403 without an error code (S3 answers HEAD and some GETs so) is AccessDenied.
+pub(crate) fn classify<E: ProvideErrorMetadata + Debug>(operation: &'static str, err: SdkError<E, HttpResponse>) -> AwsError {
     match &err {
         SdkError::ServiceError(ctx) => {
             let status = ctx.raw().status().as_u16();
-            AwsError::classify(operation, ctx.err().code(), ctx.err().message(), Some(status))
+            let code = ctx.err().code().or((status == 403).then_some("AccessDenied"));
+            AwsError::classify(operation, code, ctx.err().message(), Some(status))
         }
         SdkError::TimeoutError(_) => AwsError::network(operation, "the request timed out"),
         SdkError::DispatchFailure(f) => AwsError::network(operation, format!("could not reach AWS: {f:?}")),
