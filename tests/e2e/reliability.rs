@@ -348,10 +348,13 @@ async fn kubernetes_api_faults_converge_without_duplicate_work() {
     let started = Instant::now();
     let names = create_objects(&bed, 0..n, "ecx-rel-kube").await;
     // 409 Conflict on 30% of status writes, for the whole run.
-    faults.fail_rate(kube_testbed::FaultRule::new("update", "snapshotexports", 409).subresource("status"), 0.3, 6);
-    faults.fail_rate(kube_testbed::FaultRule::new("patch", "snapshotexports", 409).subresource("status"), 0.3, 7);
+    let conflicts = |faults: &kube_testbed::Faults, seed: u64| {
+        faults.fail_rate(kube_testbed::FaultRule::new("update", "snapshotexports", 409).subresource("status"), 0.3, seed);
+        faults.fail_rate(kube_testbed::FaultRule::new("patch", "snapshotexports", 409).subresource("status"), 0.3, seed + 1);
+    };
+    conflicts(&faults, 6);
     bed.start_operator(&[]);
-    // For the first `chaos` seconds (the 409s go on until the end), every second: drop every
+    // For the first `steps` seconds (the 409s go on until the end), every second: drop every
     // watch stream. Every other time, the watch is also
     // refused twice (500) while 12 unrelated writes push its resourceVersion out of the short
     // history, so that it resumes into `410 Gone` and the watcher re-lists. Every third time, a
@@ -363,6 +366,10 @@ async fn kubernetes_api_faults_converge_without_duplicate_work() {
         tokio::spawn(async move {
             for step in 1..=steps {
                 tokio::time::sleep(Duration::from_millis(1000)).await;
+                // Faults not used up in the last step are dropped: a watcher in backoff makes few
+                // requests, and refusals left queued would outlive the chaos window by minutes.
+                faults.clear();
+                conflicts(&faults, 6 + 2 * step as u64);
                 if step % 2 == 0 {
                     faults.fail_next(kube_testbed::FaultRule::new("watch", "snapshotexports", 500).count(2));
                 }
@@ -379,6 +386,8 @@ async fn kubernetes_api_faults_converge_without_duplicate_work() {
                     faults.fail_next(kube_testbed::FaultRule::new("*", "*", status).subresource("*").count(6));
                 }
             }
+            faults.clear();
+            conflicts(&faults, 1000);
             steps
         })
     };
