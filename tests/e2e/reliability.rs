@@ -204,7 +204,7 @@ async fn wait_all_ready_counted(bed: &Bed, names: &[String], timeout: Duration) 
                 .collect();
             // The log lines about the stragglers (the first 80 of each), or the tail.
             let log = bed.log_text();
-            let stuck: Vec<String> = last.iter().filter(|o| !is_true(o, "Ready")).map(|o| format!("/{} ", o.name_any())).collect();
+            let stuck: Vec<String> = last.iter().filter(|o| !is_true(o, "Ready")).map(|o| o.name_any()).collect();
             let mut tail: Vec<&str> = Vec::new();
             for name in &stuck {
                 tail.extend(log.lines().filter(|l| l.contains(name.as_str())).take(80));
@@ -216,7 +216,7 @@ async fn wait_all_ready_counted(bed: &Bed, names: &[String], timeout: Duration) 
                 .emulator
                 .all_calls()
                 .iter()
-                .filter(|c| object_of(c).is_some_and(|o| stuck.iter().any(|s| s.trim_matches(['/', ' ']) == o)))
+                .filter(|c| object_of(c).is_some_and(|o| stuck.contains(&o)))
                 .map(|c| {
                     format!(
                         "{:.3} {} {} {} {}",
