@@ -100,8 +100,29 @@ pub enum ReconcileError {
     Aws { object: String, source: AwsError },
 }
 
-/// Reconcile one object.
+/// Reconcile one object. A write refused with 409 Conflict means our copy of the object was
+/// stale (the watch lags, or was cut): read the object afresh and decide again, once, rather
+/// than wait for the watch to catch up. Every write carries the resourceVersion it was decided
+/// on, so a stale view never overwrites newer state.
 pub async fn reconcile<A: SnapshotApi>(obj: Arc<SnapshotExport>, ctx: Arc<Context<A>>) -> Result<Action, ReconcileError> {
+    match reconcile_once(obj.clone(), &ctx).await {
+        Err(ReconcileError::Kube { source: kube::Error::Api(status), .. }) if status.code == 409 => {
+            let api: Api<SnapshotExport> = Api::namespaced(ctx.client.clone(), &obj.namespace().unwrap_or_default());
+            let key = format!("{}/{}", obj.namespace().unwrap_or_default(), obj.name_any());
+            match api.get_opt(&obj.name_any()).await {
+                Ok(Some(fresh)) => {
+                    debug!(object = %key, "status write conflicted: deciding again on the object as it is now");
+                    reconcile_once(Arc::new(fresh), &ctx).await
+                }
+                Ok(None) => Ok(Action::await_change()),
+                Err(source) => Err(ReconcileError::Kube { object: key, source }),
+            }
+        }
+        other => other,
+    }
+}
+
+async fn reconcile_once<A: SnapshotApi>(obj: Arc<SnapshotExport>, ctx: &Arc<Context<A>>) -> Result<Action, ReconcileError> {
     let key = format!("{}/{}", obj.namespace().unwrap_or_default(), obj.name_any());
     let uid = obj.uid().unwrap_or_default();
     let api: Api<SnapshotExport> = Api::namespaced(ctx.client.clone(), &obj.namespace().unwrap_or_default());
@@ -109,7 +130,7 @@ pub async fn reconcile<A: SnapshotApi>(obj: Arc<SnapshotExport>, ctx: Arc<Contex
     let obj_ref = ObjectRef::from_obj(&*obj);
 
     if obj.meta().deletion_timestamp.is_some() {
-        let action = finalize::cleanup(&api, &obj, &ctx).await;
+        let action = finalize::cleanup(&api, &obj, ctx).await;
         if action.is_ok() {
             ctx.forget(&uid, &obj_ref);
         }
@@ -135,7 +156,7 @@ pub async fn reconcile<A: SnapshotApi>(obj: Arc<SnapshotExport>, ctx: Arc<Contex
         // The export policy refuses it: no AWS call at all.
         refused
     } else {
-        match observe(&ctx, &obj_ref, &obj.spec, &status).await {
+        match observe(ctx, &obj_ref, &obj.spec, &status).await {
             Ok(Some(observed)) => decide(&obj.spec, &status, &uid, &observed, Timestamp::now()),
             // In flight, and no sweep has looked since: nothing new to decide.
             Ok(None) => return Ok(Action::requeue(ctx.timing.poll_max)),

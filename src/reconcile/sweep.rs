@@ -147,16 +147,20 @@ async fn list_all<A: SnapshotApi>(aws: &A) -> Result<(Vec<SnapshotInfo>, usize),
     let mut marker = None;
     let mut pages = 0;
     loop {
-        let page = aws.describe_snapshots_page(marker).await?;
+        let page = aws.describe_snapshots_page(marker.clone()).await?;
         pages += 1;
         all.extend(page.snapshots);
         match page.next_marker {
+            // A marker that repeats would page forever: give up this sweep, try the next.
+            Some(next) if marker.as_ref() == Some(&next) => {
+                return Err(crate::aws::AwsError::Transient {
+                    operation: "DescribeSnapshots",
+                    code: "RepeatedMarker".into(),
+                    message: "DescribeSnapshots returned the same Marker twice".into(),
+                })
+            }
             Some(next) if !next.is_empty() => marker = Some(next),
             _ => return Ok((all, pages)),
-        }
-        // A runaway marker must not loop forever.
-        if pages > 100_000 {
-            return Ok((all, pages));
         }
     }
 }

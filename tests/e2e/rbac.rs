@@ -291,6 +291,9 @@ async fn rbac_rules_are_exactly_the_calls_the_operator_makes() {
     let log = bed.dir.path().join("operator-rbac.log");
     let logs = [log.clone()];
     let mut operator = start_operator(&bed, &kubeconfig, &log);
+    // One status write meets 409 Conflict (as with a stale cache): the operator reads the object
+    // afresh (GET) and decides again.
+    testbed.faults().fail_next(kube_testbed::FaultRule::new("update", "snapshotexports", 409).subresource("status"));
 
     // An export whose CopySnapshot is refused (the caller lacks permission): each retry repeats
     // the same Warning, which the Recorder counts into an Event series (PATCH).

@@ -371,16 +371,17 @@ async fn kubernetes_api_faults_converge_without_duplicate_work() {
                 faults.clear();
                 conflicts(&faults, 6 + 2 * step as u64);
                 if step % 2 == 0 {
-                    faults.fail_next(kube_testbed::FaultRule::new("watch", "snapshotexports", 500).count(2));
-                }
-                faults.drop_watches();
-                if step % 2 == 0 {
+                    // The filler goes first, while the watch is still open: its resourceVersion is
+                    // already out of the history when the stream is cut, so however soon the
+                    // watcher resumes, it meets 410 Gone.
                     for k in 0..12 {
                         let ns: k8s_openapi::api::core::v1::Namespace =
                             serde_json::from_value(json!({"metadata": {"name": format!("filler-{step}-{k}")}})).unwrap();
                         let _ = namespaces.create(&PostParams::default(), &ns).await;
                     }
+                    faults.fail_next(kube_testbed::FaultRule::new("watch", "snapshotexports", 500).count(2));
                 }
+                faults.drop_watches();
                 if step % 3 == 0 {
                     let status = if step % 2 == 0 { 500 } else { 429 };
                     faults.fail_next(kube_testbed::FaultRule::new("*", "*", status).subresource("*").count(6));
@@ -388,13 +389,28 @@ async fn kubernetes_api_faults_converge_without_duplicate_work() {
             }
             faults.clear();
             conflicts(&faults, 1000);
+            // A last, fault-free 410: the history moves on while the watch is open, then the
+            // stream is cut; the watcher resumes at once into 410 Gone and re-lists (the earlier
+            // 410s may have met a watcher still backing off from the injected 500s).
+            for k in 0..12 {
+                let ns: k8s_openapi::api::core::v1::Namespace =
+                    serde_json::from_value(json!({"metadata": {"name": format!("filler-last-{k}")}})).unwrap();
+                let _ = namespaces.create(&PostParams::default(), &ns).await;
+            }
+            faults.drop_watches();
             steps
         })
     };
     let (objects, polls) = wait_all_ready_counted(&bed, &names, Duration::from_secs(if long() { 600 } else { 120 })).await;
     let chaos_steps = chaos.await.unwrap();
     faults.clear();
-    let stats = bed.cluster.testbed.as_ref().unwrap().stats();
+    // Give the watcher the time to resume into that last 410 and re-list (bounded).
+    let testbed = bed.cluster.testbed.as_ref().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while testbed.stats().count("list", "snapshotexports").saturating_sub(polls) < 2 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let stats = testbed.stats();
     let calls = bed.emulator.all_calls();
     // The operator's lists: all lists but this test's own polls.
     let relists = stats.count("list", "snapshotexports").saturating_sub(polls);

@@ -74,15 +74,15 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 The operator's RBAC rules on SnapshotExports and Events, in the watched namespaces. Exactly the
 calls the operator makes (tests/e2e/rbac.rs compares them with a recorded run; config/rbac/role.yaml
 must hold the same rules):
-- snapshotexports: list and watch (the watch cache), patch (JSON patch of metadata.finalizers for
-  deletionPolicy: Delete).
+- snapshotexports: list and watch (the watch cache), get (a fresh read after a status write
+  conflicts with a stale cache), patch (JSON patch of metadata.finalizers for deletionPolicy: Delete).
 - snapshotexports/status: update (status is replaced under the object's resourceVersion).
 - events.k8s.io events: create, and patch to count repeats into a series.
 */}}
 {{- define "ecx.rules" -}}
 - apiGroups: ["elasticache-export.io"]
   resources: ["snapshotexports"]
-  verbs: ["list", "patch", "watch"]
+  verbs: ["get", "list", "patch", "watch"]
 - apiGroups: ["elasticache-export.io"]
   resources: ["snapshotexports/status"]
   verbs: ["update"]
