@@ -5,7 +5,7 @@
 //! Plus a property test of `decide`: no panic on any status × observation, and an accepted
 //! request is never requested again.
 
-use ecx::api::{DeletionPolicy, Phase, SnapshotExportSpec, SnapshotExportStatus};
+use ecx::api::{Phase, SnapshotExportSpec, SnapshotExportStatus};
 use ecx::aws::{AwsError, CopyRequest, SdkSnapshots, SnapshotApi, SnapshotInfo, SnapshotStatus};
 use ecx::reconcile::decide::{after_copy, decide, retry_later, Decision, Observation};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -105,14 +105,7 @@ fn error_xml(code: &str, message: &str) -> String {
 }
 
 fn spec(bucket: Option<&str>) -> SnapshotExportSpec {
-    SnapshotExportSpec {
-        source_snapshot_name: "src".into(),
-        target_snapshot_name: "dst".into(),
-        target_bucket: bucket.map(str::to_string),
-        kms_key_id: None,
-        tags: vec![],
-        deletion_policy: DeletionPolicy::Retain,
-    }
+    SnapshotExportSpec::new("src", "dst", bucket)
 }
 
 fn copy(bucket: Option<&str>) -> CopyRequest {

@@ -177,6 +177,19 @@ pub struct SnapshotExportStatus {
 }
 
 impl SnapshotExportSpec {
+    /// A copy of `source` named `target`, exported to `bucket` when one is given; no KMS key, no
+    /// tags, `Retain`.
+    pub fn new(source: &str, target: &str, bucket: Option<&str>) -> Self {
+        Self {
+            source_snapshot_name: source.into(),
+            target_snapshot_name: target.into(),
+            target_bucket: bucket.map(str::to_string),
+            kms_key_id: None,
+            tags: vec![],
+            deletion_policy: DeletionPolicy::Retain,
+        }
+    }
+
     /// True when this object exports to S3 rather than copying in-region.
     pub fn is_export(&self) -> bool {
         self.target_bucket.is_some()

@@ -266,20 +266,13 @@ pub fn invalid_spec(problems: &[String]) -> Decision {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::{DeletionPolicy, SnapshotExportSpec};
+    use crate::api::SnapshotExportSpec;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
     const UID: &str = "uid-1";
 
     fn spec(bucket: Option<&str>) -> SnapshotExportSpec {
-        SnapshotExportSpec {
-            source_snapshot_name: "src".into(),
-            target_snapshot_name: "dst".into(),
-            target_bucket: bucket.map(str::to_string),
-            kms_key_id: None,
-            tags: vec![],
-            deletion_policy: DeletionPolicy::Retain,
-        }
+        SnapshotExportSpec::new("src", "dst", bucket)
     }
     fn now() -> Timestamp {
         Timestamp::from_second(1_000_000).unwrap()

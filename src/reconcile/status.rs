@@ -148,21 +148,13 @@ pub fn events_for(previous: &SnapshotExportStatus, decision: &Decision, spec: &S
 mod tests {
     use super::*;
     use crate::api::conditions::{find, READY, RECONCILING, STALLED};
-    use crate::api::DeletionPolicy;
     use k8s_openapi::jiff::Timestamp;
 
     fn t(s: i64) -> Time {
         Time(Timestamp::from_second(s).unwrap())
     }
     fn spec() -> SnapshotExportSpec {
-        SnapshotExportSpec {
-            source_snapshot_name: "src".into(),
-            target_snapshot_name: "dst".into(),
-            target_bucket: Some("bkt".into()),
-            kms_key_id: None,
-            tags: vec![],
-            deletion_policy: DeletionPolicy::Retain,
-        }
+        SnapshotExportSpec::new("src", "dst", Some("bkt"))
     }
     fn stalled() -> Decision {
         Decision::Stalled {
