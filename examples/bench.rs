@@ -58,7 +58,7 @@ async fn main() {
         let allowed = f.raw_writes_per_s / f.writes_per_export.max(1.0);
         let effective = f.n as f64 / (f.completed_s - DELAY).max(0.001);
         println!(
-            "| {} | {:.1} | {:.1} | {:.2} | {:.2} | {:.1} | {} | {} | {:.2} | {:.1} | {:.1} | {:.2} |",
+            "| {} | {:.1} | {:.1} | {:.2} | {:.2} | {:.1} | {} | {} | {:.2} | {:.1} | {:.1} | {:.2} | {:.1} |",
             f.n,
             f.requested_s,
             f.completed_s,
@@ -70,7 +70,9 @@ async fn main() {
             f.idle_cpu_s,
             rate,
             allowed,
-            effective / allowed
+            effective / allowed,
+            // AWS calls the emulator answers per second, over the calls one export needs.
+            f.emulator_calls_per_s / total.max(1.0)
         );
     }
     println!(
