@@ -167,17 +167,14 @@ async fn reconcile_once<A: SnapshotApi>(obj: Arc<SnapshotExport>, ctx: &Arc<Cont
         // Bucket preflight: only right before a request, never on a poll.
         decision = ctx.safety.preflight(&obj.spec, &ctx.events, &current).await;
     }
-    let mut aws_error = match &decision {
-        Decision::RetryLater { message, .. } => Some(message.clone()),
-        _ => None,
-    };
     let mut from_call = false;
     let previous = status.clone();
     if decision == Decision::RequestCopy {
         let now = Time(Timestamp::now());
+        let recorded = current.status.as_ref().unwrap_or(&status);
         // An earlier request whose outcome is still unknown may be at work in AWS.
-        let earlier_intent = current.status.as_ref().unwrap_or(&status).copy_requested_at.is_some();
-        let intent = status::with_intent(current.status.as_ref().unwrap_or(&status), &obj.spec, generation, &now);
+        let earlier_intent = recorded.copy_requested_at.is_some();
+        let intent = status::with_intent(recorded, &obj.spec, generation, &now);
         // The intent must be stored (and accepted under our resourceVersion) before the call.
         current = write_status(&api, &current, intent).await.map_err(kube_err)?;
         let request = copy_request(&obj.spec, &uid);
@@ -186,7 +183,6 @@ async fn reconcile_once<A: SnapshotApi>(obj: Arc<SnapshotExport>, ctx: &Arc<Cont
         ctx.metrics.copy_snapshot_result(&result);
         if let Err(err) = &result {
             warn!(object = %key, error = %err, "CopySnapshot failed");
-            aws_error = err.is_transient().then(|| err.to_string());
         }
         decision = if earlier_intent { after_repeated_copy(&obj.spec, &result) } else { after_copy(&obj.spec, &result) };
         from_call = true;
@@ -225,8 +221,8 @@ async fn reconcile_once<A: SnapshotApi>(obj: Arc<SnapshotExport>, ctx: &Arc<Cont
             ctx.forget(&uid, &obj_ref);
             Action::requeue(ctx.timing.stalled_retry)
         }
-        Decision::RetryLater { .. } => {
-            let message = aws_error.unwrap_or_default();
+        // The decision carries what failed; the controller's error policy backs off.
+        Decision::RetryLater { message, .. } => {
             return Err(ReconcileError::Aws {
                 object: key,
                 source: AwsError::Transient { operation: "reconcile", code: "Transient".into(), message },
