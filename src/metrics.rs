@@ -1,7 +1,7 @@
 //! Prometheus metrics, served on `/metrics`.
 
 use crate::api::{Phase, SnapshotExport};
-use crate::aws::{AwsError, SnapshotInfo};
+use crate::aws::AwsError;
 use kube::runtime::reflector::Store;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -36,7 +36,6 @@ pub struct Metrics {
     registry: Registry,
     pub reconciles: Family<ResultLabels, Counter>,
     pub reconcile_seconds: Histogram,
-    pub copy_snapshot_calls: Family<ResultLabels, Counter>,
     pub aws_calls: Family<CallLabels, Counter>,
     pub warning_events: Family<ReasonLabels, Counter>,
     pub exports: Family<PhaseLabels, Gauge>,
@@ -49,43 +48,20 @@ impl Default for Metrics {
         let mut registry = Registry::with_prefix("ecx");
         let reconciles = Family::<ResultLabels, Counter>::default();
         let reconcile_seconds = Histogram::new(exponential_buckets(0.005, 2.0, 14));
-        let copy_snapshot_calls = Family::<ResultLabels, Counter>::default();
         registry.register("reconciles", "Reconciles by result (ok, error)", reconciles.clone());
         registry.register("reconcile_duration_seconds", "Duration of one reconcile", reconcile_seconds.clone());
-        registry.register(
-            "copy_snapshot_calls",
-            "CopySnapshot calls by outcome (accepted, refused, transient)",
-            copy_snapshot_calls.clone(),
-        );
         let aws_calls = Family::<CallLabels, Counter>::default();
         registry.register("aws_calls", "AWS calls by operation and outcome (ok, refused, transient)", aws_calls.clone());
         let warning_events = Family::<ReasonLabels, Counter>::default();
         registry.register("warning_events", "Warning Events published, by reason", warning_events.clone());
         let exports = Family::<PhaseLabels, Gauge>::default();
         registry.register("exports", "SnapshotExports watched, by phase", exports.clone());
-        Self {
-            registry,
-            reconciles,
-            reconcile_seconds,
-            copy_snapshot_calls,
-            aws_calls,
-            warning_events,
-            exports,
-            stores: Mutex::new(Vec::new()),
-        }
+        Self { registry, reconciles, reconcile_seconds, aws_calls, warning_events, exports, stores: Mutex::new(Vec::new()) }
     }
 }
 
 impl Metrics {
-    pub fn copy_snapshot_result(&self, result: &Result<SnapshotInfo, AwsError>) {
-        let result = match result {
-            Ok(_) => "accepted",
-            Err(e) if e.is_transient() => "transient",
-            Err(_) => "refused",
-        };
-        self.copy_snapshot_calls.get_or_create(&ResultLabels { result: result.into() }).inc();
-    }
-
+    /// Count one AWS call (CopySnapshot among them) by operation and outcome.
     pub fn aws_call<T>(&self, operation: &str, result: &Result<T, AwsError>) {
         let outcome = match result {
             Ok(_) => "ok",

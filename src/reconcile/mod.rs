@@ -180,7 +180,6 @@ async fn reconcile_once<A: SnapshotApi>(obj: Arc<SnapshotExport>, ctx: &Arc<Cont
         let request = copy_request(&obj.spec, &uid);
         info!(object = %key, source = %request.source, target = %request.target, bucket = ?request.bucket, "calling CopySnapshot");
         let result = ctx.aws.copy_snapshot(&request).await;
-        ctx.metrics.copy_snapshot_result(&result);
         if let Err(err) = &result {
             warn!(object = %key, error = %err, "CopySnapshot failed");
         }
