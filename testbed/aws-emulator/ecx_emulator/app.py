@@ -274,16 +274,15 @@ class EmulatorApp:
         if sub == "/calls":
             if method == "DELETE":
                 with STATE.lock:
-                    STATE.calls = []
+                    STATE.calls.clear()
                 return ok({"cleared": True})
+            since = int(query["since_seq"]) if query.get("since_seq") else 0
             with STATE.lock:
-                calls = sorted(STATE.calls, key=lambda c: c["seq"])
+                calls = STATE.calls.since(since)  # already in seq order
             if query.get("service"):
                 calls = [c for c in calls if c["service"] == query["service"]]
             if query.get("action"):
                 calls = [c for c in calls if c["action"] == query["action"]]
-            if query.get("since_seq"):
-                calls = [c for c in calls if c["seq"] > int(query["since_seq"])]
             return ok(calls)
 
         if sub == "/faults":

@@ -12,13 +12,16 @@ few extra ``ecx_*`` attributes (node snapshots, creation time).
 from __future__ import annotations
 
 import base64
+import bisect
 import datetime as dt
+import operator
 import re
+import threading
 import traceback
 from typing import Any, Callable
 from xml.sax.saxutils import escape
 
-from moto.elasticache.models import Snapshot, elasticache_backends
+from moto.elasticache.models import ElastiCacheBackend, Snapshot, elasticache_backends
 
 from . import s3perm
 from .state import STATE, Job, now
@@ -53,6 +56,108 @@ def invalid_value(msg: str) -> EcError:
     return EcError("InvalidParameterValue", msg)
 
 
+class SnapshotIndex(dict):  # type: ignore[type-arg]
+    """moto's ``backend.snapshots`` (name -> Snapshot), plus its names kept
+    sorted, so a DescribeSnapshots page costs O(page + log n), not a sort of
+    every snapshot.  It is still the dict moto reads and writes; every way of
+    changing it keeps ``sorted_names`` in step."""
+
+    _mu = threading.Lock()  # shared by all instances (keeps them deep-copyable)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.sorted_names: list[str] = sorted(dict.keys(self))
+
+    def _drop_name(self, key: Any) -> None:
+        names = self.sorted_names
+        i = bisect.bisect_left(names, key)
+        if i < len(names) and names[i] == key:
+            del names[i]
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        with self._mu:
+            if not dict.__contains__(self, key):
+                bisect.insort(self.sorted_names, key)
+            dict.__setitem__(self, key, value)
+
+    def __delitem__(self, key: Any) -> None:
+        with self._mu:
+            dict.__delitem__(self, key)
+            self._drop_name(key)
+
+    _MISSING = object()
+
+    def pop(self, key: Any, default: Any = _MISSING) -> Any:
+        with self._mu:
+            if dict.__contains__(self, key):
+                self._drop_name(key)
+                return dict.pop(self, key)
+        if default is SnapshotIndex._MISSING:
+            raise KeyError(key)
+        return default
+
+    def popitem(self) -> Any:
+        with self._mu:
+            k, v = dict.popitem(self)
+            self._drop_name(k)
+            return k, v
+
+    def setdefault(self, key: Any, default: Any = None) -> Any:
+        with self._mu:
+            if not dict.__contains__(self, key):
+                bisect.insort(self.sorted_names, key)
+            return dict.setdefault(self, key, default)
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        for k, v in dict(*args, **kwargs).items():
+            self[k] = v
+
+    def clear(self) -> None:
+        with self._mu:
+            dict.clear(self)
+            self.sorted_names = []
+
+    def __ior__(self, other: Any) -> "SnapshotIndex":
+        self.update(other)
+        return self
+
+    def names_after(self, after: str | None, chunk: int) -> list[str]:
+        """Up to ``chunk`` names greater than ``after`` (all names if None), in order."""
+        with self._mu:
+            names = self.sorted_names
+            i = 0 if after is None else bisect.bisect_right(names, after)
+            return names[i:i + chunk]
+
+
+_index_lock = threading.Lock()
+
+
+def snapshots_of(backend: Any) -> SnapshotIndex:
+    """``backend.snapshots``, made a :class:`SnapshotIndex` if it is not one yet."""
+    snaps = backend.snapshots
+    if type(snaps) is not SnapshotIndex:
+        with _index_lock:
+            snaps = backend.snapshots
+            if type(snaps) is not SnapshotIndex:
+                snaps = SnapshotIndex(snaps)
+                backend.snapshots = snaps
+    return snaps
+
+
+_moto_backend_init = ElastiCacheBackend.__init__
+
+
+def _indexed_backend_init(self: Any, *args: Any, **kwargs: Any) -> None:
+    _moto_backend_init(self, *args, **kwargs)
+    self.snapshots = SnapshotIndex(self.snapshots)
+
+
+# Every ElastiCache backend moto creates (also on reset) gets the index.
+if not getattr(ElastiCacheBackend.__init__, "ecx_indexed", False):
+    _indexed_backend_init.ecx_indexed = True  # type: ignore[attr-defined]
+    ElastiCacheBackend.__init__ = _indexed_backend_init  # type: ignore[method-assign]
+
+
 class Ctx:
     def __init__(self, account: str, region: str, access_key: str, request_id: str):
         self.account = account
@@ -63,7 +168,9 @@ class Ctx:
     @property
     def backend(self) -> Any:
         STATE.touched.add((self.account, self.region))
-        return elasticache_backends[self.account][self.region]
+        backend = elasticache_backends[self.account][self.region]
+        snapshots_of(backend)
+        return backend
 
 
 # --------------------------------------------------------------------------
@@ -113,8 +220,38 @@ def ensure_extras(snap: Any) -> None:
         snap.num_node_groups = n
 
 
+# Everything render_snapshot reads from a snapshot; the cached XML is reused
+# while these are unchanged.
+_RENDERED = operator.attrgetter(
+    "snapshot_name", "replication_group_id", "replication_group_description", "cache_cluster_id",
+    "snapshot_status", "snapshot_source", "cache_node_type", "engine", "engine_version",
+    "num_cache_nodes", "preferred_availability_zone", "cache_cluster_create_time",
+    "preferred_maintenance_window", "topic_arn", "port", "cache_parameter_group_name",
+    "cache_subnet_group_name", "vpc_id", "auto_minor_version_upgrade", "snapshot_retention_limit",
+    "snapshot_window", "num_node_groups", "automatic_failover", "kms_key_id", "arn",
+    "ecx_node_snapshots",
+)
+
+
 def render_snapshot(snap: Any, show_node_group_config: bool = False) -> str:
+    """The <Snapshot> element.  Sweeps render the same snapshots over and over,
+    so the XML is cached on the snapshot and rebuilt only when a rendered field
+    (usually the status) changed.  Node snapshot dicts are never changed in
+    place (copies get their own list), so the list stands for its content."""
     ensure_extras(snap)
+    sig = (_RENDERED(snap), len(snap.ecx_node_snapshots), getattr(snap, "ecx_data_tiering", "disabled"))
+    cache = snap.__dict__.get("ecx_xml")
+    if cache is None:
+        cache = snap.__dict__["ecx_xml"] = {}
+    hit = cache.get(show_node_group_config)
+    if hit is not None and hit[0] == sig:
+        return hit[1]
+    xml = _render_snapshot(snap, show_node_group_config)
+    cache[show_node_group_config] = (sig, xml)
+    return xml
+
+
+def _render_snapshot(snap: Any, show_node_group_config: bool) -> str:
     nodes = []
     for ns in snap.ecx_node_snapshots:
         ngc = ""
@@ -333,14 +470,12 @@ def fake_rdb(target: str, node_group: str, snap: Any) -> bytes:
 def advance(t: float | None = None) -> None:
     """Complete every pending copy/export whose time has come."""
     t = now() if t is None else t
+    # Every request calls this: without the lock, and O(1) when nothing is due.
+    first = STATE.jobs.next_due()
+    if first is None or first > t:
+        return
     with STATE.lock:
-        if not STATE.jobs:
-            return
-        due = [j for j in STATE.jobs if j.due <= t]
-        if not due:
-            return
-        STATE.jobs = [j for j in STATE.jobs if j.due > t]
-        for job in due:
+        for job in STATE.jobs.pop_due(t):
             backend = elasticache_backends[job.account][job.region]
             snap = backend.snapshots.get(job.snapshot_name)
             if job.kind == "copy":
@@ -425,22 +560,28 @@ def describe_snapshots(ctx: Ctx, p: dict[str, str]) -> str:
             "InvalidParameterCombination",
             "Cannot specify both CacheClusterId and ReplicationGroupId.",
         )
-    snaps = list(backend.snapshots.values())
+    source = p.get("SnapshotSource")
+    want_source = None
+    if source:
+        want_source = {"system": "automated", "user": "manual"}.get(source.lower(), source.lower())
+
+    def wanted(s: Any) -> bool:
+        if rg and s.replication_group_id != rg:
+            return False
+        if cc and s.cache_cluster_id != cc:
+            return False
+        if want_source and (s.snapshot_source or "manual") != want_source:
+            return False
+        return True
+
     name = p.get("SnapshotName")
+    one = None
     if name:
         one = lookup(backend, name)
-        snaps = [s for s in snaps if s is one]
-        if not snaps:
+        if one is None:
             raise snapshot_not_found(name)
-    if rg:
-        snaps = [s for s in snaps if s.replication_group_id == rg]
-    if cc:
-        snaps = [s for s in snaps if s.cache_cluster_id == cc]
-    source = p.get("SnapshotSource")
-    if source:
-        want = {"system": "automated", "user": "manual"}.get(source.lower(), source.lower())
-        snaps = [s for s in snaps if (s.snapshot_source or "manual") == want]
-    snaps.sort(key=lambda s: s.snapshot_name)
+
+    after = None
     marker = p.get("Marker")
     if marker:
         try:
@@ -450,14 +591,39 @@ def describe_snapshots(ctx: Ctx, p: dict[str, str]) -> str:
             after = after[5:]
         except (ValueError, UnicodeDecodeError):
             raise invalid_value(f"Invalid marker: {marker}")
-        snaps = [s for s in snaps if s.snapshot_name > after]
-    page, rest = snaps[:max_records], snaps[max_records:]
+
+    index = snapshots_of(backend)
+    page: list[Any] = []
+    more = False
+    if one is not None:
+        if wanted(one) and (after is None or one.snapshot_name > after):
+            page = [one]
+    else:
+        # Walk the sorted names from the marker on, until one match past the page.
+        cursor = after
+        while not more:
+            names = index.names_after(cursor, max(64, 2 * max_records))
+            if not names:
+                break
+            for n in names:
+                s = index.get(n)
+                if s is None or not wanted(s):
+                    continue
+                if len(page) == max_records:
+                    more = True
+                    break
+                page.append(s)
+            cursor = names[-1]
     show = p.get("ShowNodeGroupConfig", "").lower() == "true"
-    inner = "<Snapshots>" + "".join(render_snapshot(s, show) for s in page) + "</Snapshots>"
-    if rest:
-        nxt = base64.urlsafe_b64encode(f"ecx1:{page[-1].snapshot_name}".encode()).decode()
-        inner = el("Marker", nxt) + inner
-    return wrap("DescribeSnapshots", inner, ctx.request_id)
+    nxt = base64.urlsafe_b64encode(f"ecx1:{page[-1].snapshot_name}".encode()).decode() if more else None
+
+    def render() -> str:  # called by handle() after it released STATE.lock
+        inner = "<Snapshots>" + "".join(render_snapshot(s, show) for s in page) + "</Snapshots>"
+        if nxt is not None:
+            inner = el("Marker", nxt) + inner
+        return wrap("DescribeSnapshots", inner, ctx.request_id)
+
+    return render  # type: ignore[return-value]
 
 
 def copy_snapshot(ctx: Ctx, p: dict[str, str]) -> str:
@@ -501,7 +667,7 @@ def copy_snapshot(ctx: Ctx, p: dict[str, str]) -> str:
         backend.snapshots[target_name] = dst
         if tags:
             backend.tagging_service.tag_resource(dst.arn, tags)
-        STATE.jobs.append(
+        STATE.jobs.push(
             Job("copy", now() + STATE.config.copy_delay, ctx.account, ctx.region, target_name)
         )
         return wrap("CopySnapshot", render_snapshot(dst), ctx.request_id)
@@ -529,7 +695,7 @@ def copy_snapshot(ctx: Ctx, p: dict[str, str]) -> str:
         if s3perm.object_exists(bucket, key):
             raise invalid_value(f"The S3 bucket {bucket_name} already contains an object with key {key}.")
     src.snapshot_status = "exporting"
-    STATE.jobs.append(
+    STATE.jobs.push(
         Job(
             "export",
             now() + STATE.config.export_delay,
@@ -620,7 +786,9 @@ def remove_tags(ctx: Ctx, p: dict[str, str]) -> str | None:
     return wrap("RemoveTagsFromResource", _tag_list(backend, arn), ctx.request_id)
 
 
-HANDLERS: dict[str, Callable[[Ctx, dict[str, str]], str | None]] = {
+# A handler returns the response XML, None (let moto answer), or a function
+# that renders the XML and is called after STATE.lock is released.
+HANDLERS: dict[str, Callable[[Ctx, dict[str, str]], Any]] = {
     "DescribeSnapshots": describe_snapshots,
     "CopySnapshot": copy_snapshot,
     "DeleteSnapshot": delete_snapshot,
@@ -646,4 +814,11 @@ def handle(action: str, ctx: Ctx, params: dict[str, str]) -> tuple[int, str] | N
             return 500, error_xml("InternalFailure", f"ecx-emulator internal error: {e!r}", ctx.request_id, False)
     if body is None:
         return None
+    if callable(body):
+        # rendering reads only the chosen snapshots; no need to hold the lock
+        try:
+            body = body()
+        except Exception as e:  # a bug in the emulator: still answer in AWS shape
+            traceback.print_exc()
+            return 500, error_xml("InternalFailure", f"ecx-emulator internal error: {e!r}", ctx.request_id, False)
     return 200, body

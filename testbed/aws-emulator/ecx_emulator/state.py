@@ -8,6 +8,8 @@ snapshot state (ours or moto's) happens while holding ``STATE.lock``.
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import random
 import threading
 import time
@@ -134,15 +136,87 @@ class Job:
     target: str | None = None
 
 
+class CallLog:
+    """The newest ``limit`` call records, in ``seq`` order.
+
+    Appending is amortised O(1): old entries are dropped in batches rather than
+    shifting the whole list on every call once the log is full.  ``seq`` values
+    are consecutive (every record gets the next one), so ``since(seq)`` is a
+    slice, not a scan or a sort.  Callers hold ``STATE.lock``.
+    """
+
+    def __init__(self, limit: int = MAX_CALLS) -> None:
+        self.limit = limit
+        self._items: list[dict[str, Any]] = []
+        self._head = 0  # index of the oldest visible entry in _items
+
+    def append(self, rec: dict[str, Any]) -> None:
+        self._items.append(rec)
+        if len(self._items) - self._head > self.limit:
+            self._head = len(self._items) - self.limit
+            if self._head >= max(1024, self.limit // 8):
+                del self._items[: self._head]
+                self._head = 0
+
+    def clear(self) -> None:
+        self._items = []
+        self._head = 0
+
+    def __len__(self) -> int:
+        return len(self._items) - self._head
+
+    def __iter__(self) -> Any:
+        return iter(self._items[self._head:])
+
+    def since(self, seq: int) -> list[dict[str, Any]]:
+        """Entries with ``seq`` greater than ``seq``, oldest first."""
+        if len(self) == 0:
+            return []
+        first = self._items[self._head]["seq"]
+        start = self._head + max(0, seq + 1 - first)
+        return self._items[start:]
+
+
+class JobQueue:
+    """Pending copies/exports, ordered by due time (a heap), so finding the
+    jobs that are due costs O(due jobs * log pending), not O(pending)."""
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[float, int, Job]] = []
+        self._tie = itertools.count()
+
+    def push(self, job: Job) -> None:
+        heapq.heappush(self._heap, (job.due, next(self._tie), job))
+
+    append = push
+
+    def next_due(self) -> float | None:
+        heap = self._heap
+        return heap[0][0] if heap else None
+
+    def pop_due(self, t: float) -> list[Job]:
+        out = []
+        heap = self._heap
+        while heap and heap[0][0] <= t:
+            out.append(heapq.heappop(heap)[2])
+        return out
+
+    def __len__(self) -> int:
+        return len(self._heap)
+
+    def __iter__(self) -> Any:
+        return iter([j for _, _, j in sorted(self._heap)])
+
+
 class State:
     def __init__(self, copy_delay: float = 2.0, export_delay: float = 2.0) -> None:
         self.lock = threading.RLock()
         self.defaults = (copy_delay, export_delay)
         self.config = Config(copy_delay=copy_delay, export_delay=export_delay)
         self.faults = Faults()
-        self.calls: list[dict[str, Any]] = []
+        self.calls = CallLog()
         self.seq = 0
-        self.jobs: list[Job] = []
+        self.jobs = JobQueue()
         # bucket name -> account id (emulator-side ownership override)
         self.bucket_owners: dict[str, str] = {}
         # access key id -> account id
@@ -155,9 +229,9 @@ class State:
             copy_delay, export_delay = self.defaults
             self.config = Config(copy_delay=copy_delay, export_delay=export_delay)
             self.faults = Faults()
-            self.calls = []
+            self.calls = CallLog()
             self.seq = 0
-            self.jobs = []
+            self.jobs = JobQueue()
             self.bucket_owners = {}
             self.access_keys = {}
             self.touched = set()
@@ -167,8 +241,6 @@ class State:
             self.seq += 1
             rec["seq"] = self.seq
             self.calls.append(rec)
-            if len(self.calls) > MAX_CALLS:
-                del self.calls[: len(self.calls) - MAX_CALLS]
 
 
 STATE = State()
