@@ -120,6 +120,12 @@ class QuietHandler(KeepAliveHandler):
     def log_request(self, *args: Any, **kwargs: Any) -> None:  # noqa: D401
         pass
 
+    def log_error(self, format: str, *args: Any) -> None:  # noqa: A002
+        # an idle kept-alive connection reaching `timeout` is routine, not an error
+        if format.startswith("Request timed out"):
+            return
+        super().log_error(format, *args)
+
 
 class Dispatcher(DomainDispatcherApplication):
     """moto's dispatcher, minus a directory listing of moto's package on every

@@ -370,3 +370,24 @@ def test_indexed_key_store_follows_moto_mutations() -> None:
     assert store.getlist("b/1") == [v1, v2]
     del store["a"]
     assert store.names_with_prefix("") == ["b/1"]
+
+
+def test_connection_close_and_http10_end_the_connection(emulator: Any) -> None:
+    """Clients that read to EOF (the Rust test harness's control client) still get EOF."""
+    import socket  # noqa: PLC0415
+
+    u = urlsplit(emulator.endpoint)
+    for request in (
+        b"GET /_emulator/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        b"GET /_emulator/health HTTP/1.0\r\n\r\n",
+    ):
+        with socket.create_connection((u.hostname, u.port), timeout=5) as s:
+            s.sendall(request)
+            data = b""
+            while True:
+                chunk = s.recv(65536)  # times out (fails) if the server kept it open
+                if not chunk:
+                    break
+                data += chunk
+        assert data.split(b"\r\n", 1)[0].endswith(b"200 OK")
+        assert data.endswith(b'{"status": "ok"}')
