@@ -22,10 +22,12 @@ struct Follow {
 #[derive(Default)]
 struct State {
     followers: HashMap<ObjectRef<SnapshotExport>, Follow>,
-    /// Snapshots of the last complete sweep, by name.
+    /// The followed snapshots the last complete sweep found, by lowercase name.
     snapshots: HashMap<String, SnapshotInfo>,
     /// When the last complete sweep started.
     swept_at: Option<Instant>,
+    /// Pages the last listing of every snapshot took.
+    listing_pages: Option<usize>,
 }
 
 pub struct Sweep {
@@ -94,17 +96,14 @@ impl Sweep {
                 // Everything finished while we slept: an idle operator makes no AWS call.
                 continue;
             }
-            let started = Instant::now();
-            let listed = match list_all(aws).await {
-                Ok(listed) => listed,
+            let changed = match self.sweep_once(aws).await {
+                Ok(changed) => changed,
                 Err(err) => {
                     warn!(error = %err, retry_in = ?interval, "snapshot sweep failed");
                     interval = (interval * 2).min(self.max);
                     continue;
                 }
             };
-            let (changed, pages) = self.apply(listed, started);
-            debug!(pages, changed = changed.len(), following = self.following(), "swept snapshots");
             interval = if changed.is_empty() { (interval * 2).min(self.max) } else { self.min };
             for obj in changed {
                 let _ = self.changed.send(obj);
@@ -112,12 +111,36 @@ impl Sweep {
         }
     }
 
-    /// Store a sweep's result; return the followed objects to reconcile, and the page count.
-    fn apply(&self, listed: (Vec<SnapshotInfo>, usize), started: Instant) -> (Vec<ObjectRef<SnapshotExport>>, usize) {
-        let (snapshots, pages) = listed;
-        // Keyed in lowercase: ElastiCache stores snapshot names in lowercase.
-        let fresh: HashMap<String, SnapshotInfo> = snapshots.into_iter().map(|s| (s.name.to_ascii_lowercase(), s)).collect();
+    /// One sweep: read the followed snapshots (by name or by listing, whichever takes fewer
+    /// calls), store them, and return the objects to reconcile.
+    async fn sweep_once<A: SnapshotApi>(&self, aws: &A) -> Result<Vec<ObjectRef<SnapshotExport>>, crate::aws::AwsError> {
+        let started = Instant::now();
+        let (names, listing_pages) = self.followed_names();
+        let (found, pages) = if read_by_name(names.len(), listing_pages) {
+            (describe_each(aws, &names).await?, None)
+        } else {
+            let (found, pages) = list_all(aws, &names).await?;
+            (found, Some(pages))
+        };
+        let changed = self.apply(found, pages, started);
+        debug!(names = names.len(), ?pages, changed = changed.len(), following = self.following(), "swept snapshots");
+        Ok(changed)
+    }
+
+    /// The followed snapshot names (lowercase: ElastiCache stores names in lowercase), and the
+    /// page count of the last listing of every snapshot, if any.
+    fn followed_names(&self) -> (HashSet<String>, Option<usize>) {
+        let state = self.state.lock().expect("sweep lock");
+        (state.followers.values().flat_map(|f| f.names.iter().map(|n| n.to_ascii_lowercase())).collect(), state.listing_pages)
+    }
+
+    /// Store a sweep's result (the followed snapshots it found, by lowercase name, and its page
+    /// count if it listed every snapshot); return the followed objects to reconcile.
+    fn apply(&self, fresh: HashMap<String, SnapshotInfo>, pages: Option<usize>, started: Instant) -> Vec<ObjectRef<SnapshotExport>> {
         let mut state = self.state.lock().expect("sweep lock");
+        if pages.is_some() {
+            state.listing_pages = pages;
+        }
         let changed_names: HashSet<&String> = state
             .followers
             .values()
@@ -138,18 +161,49 @@ impl Sweep {
             .collect();
         state.snapshots = fresh;
         state.swept_at = Some(started);
-        (changed, pages)
+        changed
     }
 }
 
-async fn list_all<A: SnapshotApi>(aws: &A) -> Result<(Vec<SnapshotInfo>, usize), crate::aws::AwsError> {
-    let mut all = Vec::new();
+/// Whether to read the followed snapshots one DescribeSnapshots call per name rather than by
+/// listing every snapshot in the region: only when that takes fewer calls than the last listing
+/// did (an account may hold far more snapshots than the operator follows). Until a listing has
+/// measured the account, list.
+fn read_by_name(followed: usize, listing_pages: Option<usize>) -> bool {
+    listing_pages.is_some_and(|pages| followed < pages)
+}
+
+/// Concurrent by-name reads per sweep; every call still waits for the AWS rate limit.
+const BY_NAME_CONCURRENCY: usize = 8;
+
+async fn describe_each<A: SnapshotApi>(aws: &A, names: &HashSet<String>) -> Result<HashMap<String, SnapshotInfo>, crate::aws::AwsError> {
+    use futures::{StreamExt, TryStreamExt};
+    futures::stream::iter(names.iter().cloned())
+        .map(|name: String| async move { aws.describe_snapshot(&name).await.map(|found| found.map(|s| (name, s))) })
+        .buffer_unordered(BY_NAME_CONCURRENCY)
+        .try_filter_map(|found| futures::future::ready(Ok(found)))
+        .try_collect()
+        .await
+}
+
+/// Page through every snapshot in the region, keeping only the followed ones (so memory grows
+/// with what is followed, not with the account); returns them and the page count.
+async fn list_all<A: SnapshotApi>(
+    aws: &A,
+    names: &HashSet<String>,
+) -> Result<(HashMap<String, SnapshotInfo>, usize), crate::aws::AwsError> {
+    let mut found = HashMap::new();
     let mut marker = None;
     let mut pages = 0;
     loop {
         let page = aws.describe_snapshots_page(marker.clone()).await?;
         pages += 1;
-        all.extend(page.snapshots);
+        for snapshot in page.snapshots {
+            let key = snapshot.name.to_ascii_lowercase();
+            if names.contains(&key) {
+                found.insert(key, snapshot);
+            }
+        }
         match page.next_marker {
             // A marker that repeats would page forever: give up this sweep, try the next.
             Some(next) if marker.as_ref() == Some(&next) => {
@@ -160,7 +214,7 @@ async fn list_all<A: SnapshotApi>(aws: &A) -> Result<(Vec<SnapshotInfo>, usize),
                 })
             }
             Some(next) if !next.is_empty() => marker = Some(next),
-            _ => return Ok((all, pages)),
+            _ => return Ok((found, pages)),
         }
     }
 }
@@ -176,6 +230,9 @@ mod tests {
     fn snap(name: &str, status: &str) -> SnapshotInfo {
         SnapshotInfo { name: name.into(), arn: None, status: SnapshotStatus::parse(status), node_groups: 1 }
     }
+    fn found(snapshots: Vec<SnapshotInfo>) -> HashMap<String, SnapshotInfo> {
+        snapshots.into_iter().map(|s| (s.name.clone(), s)).collect()
+    }
 
     #[test]
     fn views_come_only_from_sweeps_that_started_after_following_began() {
@@ -184,16 +241,16 @@ mod tests {
         sweep.follow(obj("a"), vec!["t".into()]);
         assert!(sweep.view(&obj("a")).is_none(), "no sweep yet");
         // A sweep that started before following began says nothing about our request.
-        let (changed, _) = sweep.apply((vec![snap("t", "creating")], 1), before);
+        let changed = sweep.apply(found(vec![snap("t", "creating")]), Some(1), before);
         assert!(changed.is_empty());
         assert!(sweep.view(&obj("a")).is_none());
-        let (changed, _) = sweep.apply((vec![snap("t", "creating")], 1), Instant::now());
+        let changed = sweep.apply(found(vec![snap("t", "creating")]), Some(1), Instant::now());
         assert_eq!(changed, vec![obj("a")], "first view announced");
         assert_eq!(sweep.view(&obj("a")).unwrap()["t"].as_ref().unwrap().status, SnapshotStatus::parse("creating"));
         // Unchanged: nobody is reconciled.
-        let (changed, _) = sweep.apply((vec![snap("t", "creating")], 1), Instant::now());
+        let changed = sweep.apply(found(vec![snap("t", "creating")]), Some(1), Instant::now());
         assert!(changed.is_empty());
-        let (changed, _) = sweep.apply((vec![snap("t", "available")], 1), Instant::now());
+        let changed = sweep.apply(found(vec![snap("t", "available")]), Some(1), Instant::now());
         assert_eq!(changed, vec![obj("a")]);
         sweep.unfollow(&obj("a"));
         assert!(sweep.view(&obj("a")).is_none());
@@ -204,12 +261,88 @@ mod tests {
         let sweep = Sweep::new(Duration::from_millis(1), Duration::from_millis(8));
         sweep.follow(obj("a"), vec!["ta".into()]);
         sweep.follow(obj("b"), vec!["src".into()]);
-        sweep.apply((vec![snap("ta", "creating"), snap("src", "exporting")], 2), Instant::now());
-        let (mut changed, _) = sweep.apply((vec![snap("ta", "available"), snap("src", "exporting")], 2), Instant::now());
+        sweep.apply(found(vec![snap("ta", "creating"), snap("src", "exporting")]), Some(1), Instant::now());
+        let mut changed = sweep.apply(found(vec![snap("ta", "available"), snap("src", "exporting")]), Some(1), Instant::now());
         changed.sort_by_key(|o| o.name.clone());
         assert_eq!(changed, vec![obj("a")]);
         // A snapshot that disappears is a change too.
-        let (changed, _) = sweep.apply((vec![snap("ta", "available")], 1), Instant::now());
+        let changed = sweep.apply(found(vec![snap("ta", "available")]), Some(1), Instant::now());
         assert_eq!(changed, vec![obj("b")]);
+    }
+
+    /// A region holding `total` snapshots `s0`, `s1`, … (all `creating`) that counts the calls.
+    struct Region {
+        total: usize,
+        pages: std::sync::atomic::AtomicUsize,
+        by_name: std::sync::atomic::AtomicUsize,
+    }
+
+    impl Region {
+        fn new(total: usize) -> Self {
+            Self { total, pages: Default::default(), by_name: Default::default() }
+        }
+        fn calls(&self) -> (usize, usize) {
+            use std::sync::atomic::Ordering::SeqCst;
+            (self.pages.swap(0, SeqCst), self.by_name.swap(0, SeqCst))
+        }
+    }
+
+    impl SnapshotApi for Region {
+        async fn describe_snapshot(&self, name: &str) -> Result<Option<SnapshotInfo>, crate::aws::AwsError> {
+            self.by_name.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let index: Option<usize> = name.strip_prefix('s').and_then(|i| i.parse().ok());
+            Ok(index.filter(|i| *i < self.total).map(|_| snap(name, "creating")))
+        }
+        async fn describe_snapshots_page(&self, marker: Option<String>) -> Result<crate::aws::SnapshotPage, crate::aws::AwsError> {
+            self.pages.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let start: usize = marker.map(|m| m.parse().unwrap()).unwrap_or(0);
+            let end = (start + crate::aws::SWEEP_PAGE_SIZE as usize).min(self.total);
+            Ok(crate::aws::SnapshotPage {
+                snapshots: (start..end).map(|i| snap(&format!("s{i}"), "creating")).collect(),
+                next_marker: (end < self.total).then(|| end.to_string()),
+            })
+        }
+        async fn owner_tag(&self, _: &str) -> Result<Option<String>, crate::aws::AwsError> {
+            unreachable!("a sweep reads no tags")
+        }
+        async fn copy_snapshot(&self, _: &crate::aws::CopyRequest) -> Result<SnapshotInfo, crate::aws::AwsError> {
+            unreachable!("a sweep copies nothing")
+        }
+        async fn delete_snapshot(&self, _: &str) -> Result<(), crate::aws::AwsError> {
+            unreachable!("a sweep deletes nothing")
+        }
+        async fn export_objects(&self, _: &str, _: &str) -> Result<Vec<String>, crate::aws::AwsError> {
+            unreachable!("a sweep lists no objects")
+        }
+    }
+
+    #[tokio::test]
+    async fn a_sweep_reads_by_name_only_when_that_takes_fewer_calls_than_listing_the_region() {
+        let region = Region::new(500); // 10 pages of 50
+        let sweep = Sweep::new(Duration::from_millis(1), Duration::from_millis(8));
+        sweep.follow(obj("a"), vec!["S1".into(), "s2".into(), "gone".into()]);
+        // The first sweep does not know the region's size: it lists it, keeping only what is followed.
+        sweep.sweep_once(&region).await.unwrap();
+        assert_eq!(region.calls(), (10, 0));
+        let view = sweep.view(&obj("a")).unwrap();
+        assert!(view["S1"].is_some() && view["s2"].is_some() && view["gone"].is_none());
+        assert_eq!(sweep.state.lock().unwrap().snapshots.len(), 2, "only followed snapshots are kept");
+        // Three names cost three calls, fewer than the ten pages of a listing.
+        sweep.sweep_once(&region).await.unwrap();
+        assert_eq!(region.calls(), (0, 3));
+        assert!(sweep.view(&obj("a")).unwrap()["s2"].is_some());
+        // Following as many names as the listing has pages: listing is no dearer, so list.
+        sweep.follow(obj("b"), (100..107).map(|i| format!("s{i}")).collect());
+        sweep.sweep_once(&region).await.unwrap();
+        assert_eq!(region.calls(), (10, 0));
+        assert_eq!(sweep.view(&obj("b")).unwrap().values().filter(|s| s.is_some()).count(), 7);
+    }
+
+    #[test]
+    fn reading_by_name_needs_a_measured_listing_that_costs_more() {
+        assert!(!read_by_name(1, None));
+        assert!(read_by_name(3, Some(10)));
+        assert!(!read_by_name(10, Some(10)));
+        assert!(!read_by_name(400, Some(10)));
     }
 }
