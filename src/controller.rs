@@ -5,6 +5,7 @@ use crate::api::SnapshotExport;
 use crate::aws::SnapshotApi;
 use crate::reconcile::{reconcile, Context, ReconcileError};
 use futures::{future, StreamExt};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, ApiResource, DynamicObject};
 use kube::runtime::controller::{Action, Config as ControllerConfig};
 use kube::runtime::reflector::{self};
@@ -125,15 +126,43 @@ fn error_policy<A: SnapshotApi>(obj: Arc<SnapshotExport>, err: &ReconcileError, 
     Action::requeue(delay)
 }
 
+/// The metadata the cache keeps of each object: what reconciles read (identity, generation,
+/// finalizers, deletion) and what writes are guarded by (resourceVersion). The cache holds every
+/// object for the operator's lifetime, and labels, annotations (a `kubectl apply` annotation
+/// holds the whole object again), owner references and managedFields are never read. Status
+/// writes keep the stored metadata whatever we send (the status subresource takes only status).
+fn cached_metadata(full: ObjectMeta) -> ObjectMeta {
+    ObjectMeta {
+        name: full.name,
+        namespace: full.namespace,
+        uid: full.uid,
+        resource_version: full.resource_version,
+        generation: full.generation,
+        creation_timestamp: full.creation_timestamp,
+        deletion_timestamp: full.deletion_timestamp,
+        finalizers: full.finalizers,
+        ..ObjectMeta::default()
+    }
+}
+
+/// A `SnapshotExport` from its untyped form: spec and status decoded in place (no round trip
+/// through a JSON value of the whole object), metadata slimmed for the cache.
+fn decode_export(mut obj: DynamicObject) -> serde_json::Result<SnapshotExport> {
+    let spec = serde_json::from_value(obj.data.get_mut("spec").map(serde_json::Value::take).unwrap_or_default())?;
+    let status = match obj.data.get_mut("status").map(serde_json::Value::take) {
+        None | Some(serde_json::Value::Null) => None,
+        Some(status) => Some(serde_json::from_value(status)?),
+    };
+    Ok(SnapshotExport { metadata: cached_metadata(obj.metadata), spec, status })
+}
+
 /// Decode watch events into `SnapshotExport`s. An object that does not decode (hand-edited, or
 /// written under another schema) is logged and skipped; it must not stop the others.
 fn decode_event(event: watcher::Result<watcher::Event<DynamicObject>>) -> Option<watcher::Result<watcher::Event<SnapshotExport>>> {
     use watcher::Event::*;
-    let decode = |mut obj: DynamicObject| -> Option<SnapshotExport> {
+    let decode = |obj: DynamicObject| -> Option<SnapshotExport> {
         let name = format!("{}/{}", obj.namespace().unwrap_or_default(), obj.name_any());
-        // The cache keeps every object; managedFields are never read and are much of its size.
-        obj.metadata.managed_fields = None;
-        match serde_json::to_value(&obj).and_then(serde_json::from_value::<SnapshotExport>) {
+        match decode_export(obj) {
             Ok(decoded) => Some(decoded),
             Err(err) => {
                 error!(object = %name, error = %err, "cannot decode this SnapshotExport; skipping it (fix or delete the object)");
@@ -149,4 +178,57 @@ fn decode_event(event: watcher::Result<watcher::Event<DynamicObject>>) -> Option
         Ok(Init) => Ok(Init),
         Ok(InitDone) => Ok(InitDone),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn dynamic(value: serde_json::Value) -> DynamicObject {
+        serde_json::from_value(value).unwrap()
+    }
+
+    #[test]
+    fn the_cache_keeps_what_reconciles_read_and_drops_the_rest() {
+        let obj = dynamic(json!({
+            "apiVersion": "elasticache-export.io/v1alpha1", "kind": "SnapshotExport",
+            "metadata": {
+                "name": "a", "namespace": "ns", "uid": "u1", "resourceVersion": "7", "generation": 2,
+                "finalizers": ["x"], "deletionTimestamp": "2026-11-23T10:00:00Z",
+                "labels": {"team": "data"},
+                "annotations": {"kubectl.kubernetes.io/last-applied-configuration": "{\"spec\":{}}"},
+                "managedFields": [{"manager": "kubectl", "operation": "Apply"}],
+                "ownerReferences": [{"apiVersion": "v1", "kind": "ConfigMap", "name": "o", "uid": "u0"}]
+            },
+            "spec": {"sourceSnapshotName": "src", "targetSnapshotName": "dst"},
+            "status": {"phase": "Copying"}
+        }));
+        let decoded = decode_export(obj).unwrap();
+        let md = &decoded.metadata;
+        assert_eq!((md.name.as_deref(), md.namespace.as_deref(), md.uid.as_deref()), (Some("a"), Some("ns"), Some("u1")));
+        assert_eq!((md.resource_version.as_deref(), md.generation), (Some("7"), Some(2)));
+        assert_eq!(md.finalizers, Some(vec!["x".to_string()]));
+        assert!(md.deletion_timestamp.is_some());
+        assert!(md.labels.is_none() && md.annotations.is_none() && md.managed_fields.is_none() && md.owner_references.is_none());
+        assert_eq!(decoded.spec.target_snapshot_name, "dst");
+        assert_eq!(decoded.status.unwrap().phase, Some(crate::api::Phase::Copying));
+    }
+
+    #[test]
+    fn an_object_that_does_not_decode_is_an_error_not_a_default() {
+        let meta = json!({"name": "a", "namespace": "ns"});
+        let no_spec = dynamic(json!({"apiVersion": "elasticache-export.io/v1alpha1", "kind": "SnapshotExport", "metadata": meta}));
+        assert!(decode_export(no_spec).is_err());
+        let bad_status = dynamic(json!({
+            "apiVersion": "elasticache-export.io/v1alpha1", "kind": "SnapshotExport", "metadata": meta,
+            "spec": {"sourceSnapshotName": "src", "targetSnapshotName": "dst"}, "status": {"phase": 7}
+        }));
+        assert!(decode_export(bad_status).is_err());
+        let no_status = dynamic(json!({
+            "apiVersion": "elasticache-export.io/v1alpha1", "kind": "SnapshotExport", "metadata": meta,
+            "spec": {"sourceSnapshotName": "src", "targetSnapshotName": "dst"}
+        }));
+        assert!(decode_export(no_status).unwrap().status.is_none());
+    }
 }
