@@ -22,7 +22,7 @@ test: venv tools lint chart-test emulator-test
 bench: venv
 	$(CARGO) build --release --quiet --bin elasticache-export-operator
 	$(CARGO) build --release --quiet --example bench
-	ECX_OPERATOR_BIN=$(CURDIR)/target/release/elasticache-export-operator $(CARGO) run --release --quiet --example bench
+	ECX_OPERATOR_BIN=$(CURDIR)/target/release/elasticache-export-operator ECX_OPERATOR_LOG=info $(CARGO) run --release --quiet --example bench
 
 ## unit: the Rust unit and table tests only (no emulator needed)
 unit:

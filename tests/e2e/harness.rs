@@ -33,6 +33,11 @@ pub struct Emulator {
 }
 
 impl Emulator {
+    /// The emulator's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn start(copy_delay: f64, export_delay: f64) -> Emulator {
         let python = std::env::var("ECX_PYTHON").map(PathBuf::from).unwrap_or_else(|_| repo().join(".venv/bin/python"));
         assert!(python.exists(), "{} is missing: run `make test` (it installs the AWS emulator's virtualenv)", python.display());
@@ -437,7 +442,8 @@ impl Operator {
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("KUBECONFIG", &cluster.kubeconfig)
-            .env("RUST_LOG", "info,ecx=debug")
+            // Tests read the debug log; the benchmark measures the operator as shipped (info).
+            .env("RUST_LOG", std::env::var("ECX_OPERATOR_LOG").unwrap_or_else(|_| "info,ecx=debug".into()))
             .stdout(Stdio::null())
             .stderr(file);
         for (k, v) in emulator.aws_env() {
