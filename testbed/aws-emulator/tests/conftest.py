@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
@@ -17,6 +16,10 @@ import pytest
 from botocore.config import Config
 
 PKG_DIR = Path(__file__).resolve().parent.parent  # testbed/aws-emulator
+sys.path.insert(0, str(PKG_DIR))
+
+from ecx_emulator.spawn import spawn  # noqa: E402
+
 COPY_DELAY = 0.4
 EXPORT_DELAY = 0.4
 ACCOUNT = "123456789012"
@@ -60,33 +63,8 @@ class Emulator:
 
 @pytest.fixture(scope="session")
 def emulator() -> Any:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = str(PKG_DIR) + os.pathsep + env.get("PYTHONPATH", "")
-    env.pop("MOTO_ACCOUNT_ID", None)
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "ecx_emulator",
-            "--port",
-            "0",
-            "--copy-delay",
-            str(COPY_DELAY),
-            "--export-delay",
-            str(EXPORT_DELAY),
-        ],
-        cwd=str(PKG_DIR),
-        env=env,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stdout is not None
-    line = proc.stdout.readline().strip()
-    prefix = "ecx-emulator listening on "
-    if not line.startswith(prefix):
-        proc.kill()
-        raise RuntimeError(f"unexpected first line from emulator: {line!r}")
-    emu = Emulator(line[len(prefix):], proc)
+    proc, endpoint = spawn(COPY_DELAY, EXPORT_DELAY)
+    emu = Emulator(endpoint, proc)
     deadline = time.time() + 10
     while True:
         try:

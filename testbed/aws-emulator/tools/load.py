@@ -33,7 +33,6 @@ import argparse
 import http.client
 import itertools
 import json
-import os
 import random
 import re
 import subprocess
@@ -45,6 +44,9 @@ from typing import Any, Callable
 from urllib.parse import urlencode, urlsplit
 
 PKG_DIR = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(PKG_DIR))
+
+from ecx_emulator.spawn import spawn  # noqa: E402
 REGION = "us-east-1"
 BUCKET = "load-exports"
 CANONICAL_ID = "540804c33a284a299d2547575ce1010f2312ef3da9b3a053c8bc45bf233e4353"
@@ -110,22 +112,10 @@ class Conn:
 
 
 def start_emulator(copy_delay: float, export_delay: float) -> tuple[subprocess.Popen, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = str(PKG_DIR) + os.pathsep + env.get("PYTHONPATH", "")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "ecx_emulator", "--port", "0", "--copy-delay", str(copy_delay), "--export-delay", str(export_delay)],
-        cwd=str(PKG_DIR),
-        env=env,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stdout is not None
-    line = proc.stdout.readline().strip()
-    prefix = "ecx-emulator listening on "
-    if not line.startswith(prefix):
-        proc.kill()
-        raise SystemExit(f"unexpected first line from emulator: {line!r}")
-    return proc, line[len(prefix):]
+    try:
+        return spawn(copy_delay, export_delay)
+    except RuntimeError as e:
+        raise SystemExit(str(e)) from e
 
 
 class Load:
