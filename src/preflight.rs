@@ -568,6 +568,9 @@ pub struct PreflightConfig {
     /// for [`BUCKET_FACTS_TTL`]: a batch of exports to one bucket inspects it once. The first
     /// target key is checked for every export.
     pub cache: std::sync::Mutex<std::collections::HashMap<String, (std::time::Instant, BucketFacts)>>,
+    /// One inspection of a bucket at a time: exports that arrive together wait for the first
+    /// and take its facts from the cache, instead of each inspecting the bucket.
+    inspecting: std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 /// How long inspected bucket facts are reused. Shorter than the stalled retry, so a bucket fixed
@@ -576,30 +579,40 @@ pub const BUCKET_FACTS_TTL: std::time::Duration = std::time::Duration::from_secs
 
 impl PreflightConfig {
     pub fn new(inspector: Arc<dyn BucketInspector>, region: String, refuse_public_buckets: bool) -> Self {
-        Self { inspector, region, refuse_public_buckets, cache: Default::default() }
+        Self { inspector, region, refuse_public_buckets, cache: Default::default(), inspecting: Default::default() }
+    }
+
+    fn cached(&self, bucket: &str) -> Option<BucketFacts> {
+        let cache = self.cache.lock().expect("preflight cache");
+        cache.get(bucket).filter(|(at, _)| at.elapsed() < BUCKET_FACTS_TTL).map(|(_, f)| f.clone())
     }
 
     /// The bucket's facts with the first target key checked: bucket-level facts from the cache
     /// when fresh and passing, otherwise inspected now.
     async fn facts(&self, bucket: &str, key: &str) -> Result<BucketFacts, AwsError> {
-        let cached = {
-            let cache = self.cache.lock().expect("preflight cache");
-            cache.get(bucket).filter(|(at, _)| at.elapsed() < BUCKET_FACTS_TTL).map(|(_, f)| f.clone())
-        };
-        let mut facts = match cached {
-            Some(facts) => facts,
-            None => {
-                let facts = inspect(self.inspector.as_ref(), bucket, &self.region, None).await?;
-                // Only a bucket that passes is remembered: a failing one (or a public one that
-                // --refuse-public-buckets refuses) is looked at every time.
-                if evaluate(&facts).export_would_succeed(self.refuse_public_buckets) {
-                    self.cache.lock().expect("preflight cache").insert(bucket.to_string(), (std::time::Instant::now(), facts.clone()));
-                }
-                facts
-            }
-        };
+        let mut facts = self.bucket_facts(bucket).await?;
         if let Some(access) = facts.access.as_mut() {
             access.first_key = Some((key.to_string(), self.inspector.object_exists(bucket, key).await?));
+        }
+        Ok(facts)
+    }
+
+    /// Bucket-level facts: from the cache when fresh, otherwise inspected now, one inspection
+    /// per bucket at a time (whoever waited behind it finds its facts cached).
+    async fn bucket_facts(&self, bucket: &str) -> Result<BucketFacts, AwsError> {
+        if let Some(facts) = self.cached(bucket) {
+            return Ok(facts);
+        }
+        let gate = self.inspecting.lock().expect("preflight gates").entry(bucket.to_string()).or_default().clone();
+        let _turn = gate.lock().await;
+        if let Some(facts) = self.cached(bucket) {
+            return Ok(facts);
+        }
+        let facts = inspect(self.inspector.as_ref(), bucket, &self.region, None).await?;
+        // Only a bucket that passes is remembered: a failing one (or a public one that
+        // --refuse-public-buckets refuses) is looked at every time.
+        if evaluate(&facts).export_would_succeed(self.refuse_public_buckets) {
+            self.cache.lock().expect("preflight cache").insert(bucket.to_string(), (std::time::Instant::now(), facts.clone()));
         }
         Ok(facts)
     }
@@ -1127,5 +1140,53 @@ mod tests {
         assert!(message.contains("--preflight=false"), "{message}");
         let slow = AwsError::classify("GetBucketAcl", Some("SlowDown"), None, Some(503));
         assert!(matches!(inspection_failed("bkt", &slow), Decision::RetryLater { .. }));
+    }
+
+    /// A private bucket in R granted to ElastiCache through its ACL, that counts the
+    /// bucket-level reads (GetBucketLocation) and answers each after a moment.
+    struct GrantedBucket {
+        locations: std::sync::atomic::AtomicUsize,
+    }
+
+    impl crate::aws::BucketInspector for GrantedBucket {
+        fn bucket_region<'a>(&'a self, _: &'a str) -> futures::future::BoxFuture<'a, Result<Option<String>, AwsError>> {
+            self.locations.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Box::pin(async {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                Ok(Some(R.to_string()))
+            })
+        }
+        fn bucket_acl<'a>(&'a self, _: &'a str) -> futures::future::BoxFuture<'a, Result<BucketAcl, AwsError>> {
+            Box::pin(async { Ok(acl(&["READ", "WRITE", "READ_ACP"])) })
+        }
+        fn object_ownership<'a>(&'a self, _: &'a str) -> futures::future::BoxFuture<'a, Result<Option<String>, AwsError>> {
+            Box::pin(async { Ok(Some("BucketOwnerPreferred".to_string())) })
+        }
+        fn bucket_policy<'a>(&'a self, _: &'a str) -> futures::future::BoxFuture<'a, Result<Option<String>, AwsError>> {
+            Box::pin(async { Ok(None) })
+        }
+        fn policy_is_public<'a>(&'a self, _: &'a str) -> futures::future::BoxFuture<'a, Result<Option<bool>, AwsError>> {
+            Box::pin(async { Ok(Some(false)) })
+        }
+        fn public_access_block<'a>(&'a self, _: &'a str) -> futures::future::BoxFuture<'a, Result<Option<PublicAccessBlock>, AwsError>> {
+            Box::pin(async { Ok(Some(PublicAccessBlock::ALL_ON)) })
+        }
+        fn object_exists<'a>(&'a self, _: &'a str, _: &'a str) -> futures::future::BoxFuture<'a, Result<bool, AwsError>> {
+            Box::pin(async { Ok(false) })
+        }
+    }
+
+    #[tokio::test]
+    async fn exports_arriving_together_inspect_their_bucket_once_and_each_checks_its_own_key() {
+        let inspector = Arc::new(GrantedBucket { locations: Default::default() });
+        let preflight = PreflightConfig::new(inspector.clone(), R.into(), false);
+        let keys: Vec<String> = (0..32).map(|i| format!("exp-{i}-0001.rdb")).collect();
+        let all = futures::future::join_all(keys.iter().map(|key| preflight.facts(B, key))).await;
+        assert_eq!(inspector.locations.load(std::sync::atomic::Ordering::SeqCst), 1, "one inspection of the bucket");
+        for (facts, key) in all.into_iter().zip(&keys) {
+            let facts = facts.unwrap();
+            assert!(evaluate(&facts).export_would_succeed(false));
+            assert_eq!(facts.access.unwrap().first_key, Some((key.clone(), false)));
+        }
     }
 }
