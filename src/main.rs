@@ -1,5 +1,5 @@
 use clap::Parser;
-use ecx::aws::limit::RateLimit;
+use ecx::aws::limit::{Pacer, RateLimit};
 use ecx::aws::{aws_sdk_config, SdkSnapshots};
 use ecx::cli::{Cli, Command, RunArgs};
 use ecx::controller::{self, Readiness};
@@ -44,10 +44,10 @@ async fn run(args: RunArgs) -> Result<(), String> {
     let aws_config = aws_sdk_config(args.region.clone()).await;
     let region = aws_config.region().map(|r| r.to_string()).ok_or("no AWS region configured: set AWS_REGION or --region")?;
     let metrics = Arc::new(Metrics::default());
-    let aws = SdkSnapshots::new(&aws_config, args.s3_path_style)
-        .with_rate_limit(RateLimit::new(args.aws_requests_per_second, args.aws_burst))
-        .with_metrics(metrics.clone());
-    let safety = ecx::preflight::export_safety(&args, &aws_config, &region)?;
+    // One gate for every AWS call: the reconciler's and the preflight's share the rate limit.
+    let pacer = Pacer::new(Some(RateLimit::new(args.aws_requests_per_second, args.aws_burst)), Some(metrics.clone()));
+    let aws = SdkSnapshots::new(&aws_config, args.s3_path_style).with_pacer(pacer.clone());
+    let safety = ecx::preflight::export_safety(&args, &aws_config, &region, pacer)?;
     let readiness = Arc::new(Readiness::default());
     let instance = std::env::var("POD_NAME").ok().or_else(|| std::env::var("HOSTNAME").ok());
     let ctx = Arc::new(Context::new(

@@ -724,7 +724,14 @@ pub fn gate(report: &Report, earlier_intent: bool, refuse_public: bool) -> Gate 
 }
 
 /// The export policy and preflight from the `run` flags; an unusable policy stops the start.
-pub fn export_safety(args: &crate::cli::RunArgs, config: &aws_config::SdkConfig, region: &str) -> Result<ExportSafety, String> {
+///
+/// The preflight's S3 calls pass `pacer`, the gate (rate limit and metrics) of every other AWS call.
+pub fn export_safety(
+    args: &crate::cli::RunArgs,
+    config: &aws_config::SdkConfig,
+    region: &str,
+    pacer: crate::aws::limit::Pacer,
+) -> Result<ExportSafety, String> {
     let rules = args
         .allow_export
         .iter()
@@ -739,7 +746,7 @@ pub fn export_safety(args: &crate::cli::RunArgs, config: &aws_config::SdkConfig,
     tracing::info!(rules, file = ?policy.file(), preflight = args.preflight, refuse_public_buckets = args.refuse_public_buckets, "export policy");
     let preflight = args.preflight.then(|| {
         PreflightConfig::new(
-            Arc::new(crate::aws::SdkBuckets::new(config, args.s3_path_style)),
+            Arc::new(crate::aws::SdkBuckets::new(config, args.s3_path_style).with_pacer(pacer)),
             region.to_string(),
             args.refuse_public_buckets,
         )

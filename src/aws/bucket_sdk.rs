@@ -2,6 +2,7 @@
 //! `sdk.rs` (endpoint overrides included; `s3_path_style` for emulators).
 
 use super::bucket::{AclGrant, BucketAcl, BucketInspector, Grantee, PublicAccessBlock};
+use super::limit::Pacer;
 use super::sdk::classify;
 use super::AwsError;
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
@@ -13,12 +14,19 @@ use futures::FutureExt;
 #[derive(Clone)]
 pub struct SdkBuckets {
     s3: aws_sdk_s3::Client,
+    pacer: Pacer,
 }
 
 impl SdkBuckets {
     pub fn new(config: &aws_config::SdkConfig, s3_path_style: bool) -> Self {
         let s3_config = aws_sdk_s3::config::Builder::from(config).force_path_style(s3_path_style).build();
-        Self { s3: aws_sdk_s3::Client::from_conf(s3_config) }
+        Self { s3: aws_sdk_s3::Client::from_conf(s3_config), pacer: Pacer::default() }
+    }
+
+    /// Pace and count every call through `pacer` (the one the reconciler's calls pass).
+    pub fn with_pacer(mut self, pacer: Pacer) -> Self {
+        self.pacer = pacer;
+        self
     }
 }
 
@@ -48,95 +56,111 @@ pub fn region_of_location(constraint: Option<&str>) -> String {
 
 impl BucketInspector for SdkBuckets {
     fn bucket_region<'a>(&'a self, bucket: &'a str) -> BoxFuture<'a, Result<Option<String>, AwsError>> {
-        async move {
-            match self.s3.get_bucket_location().bucket(bucket).send().await {
-                Ok(out) => Ok(Some(region_of_location(out.location_constraint().map(|c| c.as_str())))),
-                Err(err) if code(&err) == Some("NoSuchBucket") || (code(&err).is_none() && status(&err) == Some(404)) => Ok(None),
-                Err(err) => Err(classify("GetBucketLocation", err)),
-            }
-        }
-        .boxed()
+        self.pacer
+            .call("GetBucketLocation", async move {
+                match self.s3.get_bucket_location().bucket(bucket).send().await {
+                    Ok(out) => Ok(Some(region_of_location(out.location_constraint().map(|c| c.as_str())))),
+                    Err(err) if code(&err) == Some("NoSuchBucket") || (code(&err).is_none() && status(&err) == Some(404)) => Ok(None),
+                    Err(err) => Err(classify("GetBucketLocation", err)),
+                }
+            })
+            .boxed()
     }
 
     fn bucket_acl<'a>(&'a self, bucket: &'a str) -> BoxFuture<'a, Result<BucketAcl, AwsError>> {
-        async move {
-            let out = self.s3.get_bucket_acl().bucket(bucket).send().await.map_err(|e| classify("GetBucketAcl", e))?;
-            let grants = out
-                .grants()
-                .iter()
-                .filter_map(|g| {
-                    let grantee = g.grantee()?;
-                    let grantee = if let Some(id) = grantee.id() {
-                        Grantee::CanonicalUser(id.to_string())
-                    } else if let Some(uri) = grantee.uri() {
-                        Grantee::Group(uri.to_string())
-                    } else {
-                        Grantee::Email(grantee.email_address()?.to_string())
-                    };
-                    Some(AclGrant { grantee, permission: g.permission()?.as_str().to_string() })
-                })
-                .collect();
-            Ok(BucketAcl { owner_id: out.owner().and_then(|o| o.id()).map(str::to_string), grants })
-        }
-        .boxed()
+        self.pacer
+            .call("GetBucketAcl", async move {
+                let out = self.s3.get_bucket_acl().bucket(bucket).send().await.map_err(|e| classify("GetBucketAcl", e))?;
+                let grants = out
+                    .grants()
+                    .iter()
+                    .filter_map(|g| {
+                        let grantee = g.grantee()?;
+                        let grantee = if let Some(id) = grantee.id() {
+                            Grantee::CanonicalUser(id.to_string())
+                        } else if let Some(uri) = grantee.uri() {
+                            Grantee::Group(uri.to_string())
+                        } else {
+                            Grantee::Email(grantee.email_address()?.to_string())
+                        };
+                        Some(AclGrant { grantee, permission: g.permission()?.as_str().to_string() })
+                    })
+                    .collect();
+                Ok(BucketAcl { owner_id: out.owner().and_then(|o| o.id()).map(str::to_string), grants })
+            })
+            .boxed()
     }
 
     fn object_ownership<'a>(&'a self, bucket: &'a str) -> BoxFuture<'a, Result<Option<String>, AwsError>> {
-        async move {
-            match self.s3.get_bucket_ownership_controls().bucket(bucket).send().await {
-                Ok(out) => Ok(out.ownership_controls().and_then(|c| c.rules().first()).map(|r| r.object_ownership().as_str().to_string())),
-                Err(err) if code(&err) == Some("OwnershipControlsNotFoundError") => Ok(None),
-                Err(err) => Err(classify("GetBucketOwnershipControls", err)),
-            }
-        }
-        .boxed()
+        self.pacer
+            .call("GetBucketOwnershipControls", async move {
+                match self.s3.get_bucket_ownership_controls().bucket(bucket).send().await {
+                    Ok(out) => {
+                        Ok(out.ownership_controls().and_then(|c| c.rules().first()).map(|r| r.object_ownership().as_str().to_string()))
+                    }
+                    Err(err) if code(&err) == Some("OwnershipControlsNotFoundError") => Ok(None),
+                    Err(err) => Err(classify("GetBucketOwnershipControls", err)),
+                }
+            })
+            .boxed()
     }
 
     fn bucket_policy<'a>(&'a self, bucket: &'a str) -> BoxFuture<'a, Result<Option<String>, AwsError>> {
-        async move {
-            match self.s3.get_bucket_policy().bucket(bucket).send().await {
-                Ok(out) => Ok(out.policy().map(str::to_string).filter(|p| !p.trim().is_empty())),
-                Err(err) if code(&err) == Some("NoSuchBucketPolicy") => Ok(None),
-                Err(err) => Err(classify("GetBucketPolicy", err)),
-            }
-        }
-        .boxed()
+        self.pacer
+            .call("GetBucketPolicy", async move {
+                match self.s3.get_bucket_policy().bucket(bucket).send().await {
+                    Ok(out) => Ok(out.policy().map(str::to_string).filter(|p| !p.trim().is_empty())),
+                    Err(err) if code(&err) == Some("NoSuchBucketPolicy") => Ok(None),
+                    Err(err) => Err(classify("GetBucketPolicy", err)),
+                }
+            })
+            .boxed()
     }
 
     fn policy_is_public<'a>(&'a self, bucket: &'a str) -> BoxFuture<'a, Result<Option<bool>, AwsError>> {
-        async move {
-            match self.s3.get_bucket_policy_status().bucket(bucket).send().await {
-                Ok(out) => Ok(out.policy_status().and_then(|s| s.is_public())),
-                Err(err) if matches!(code(&err), Some("NoSuchBucketPolicy" | "NotImplemented" | "MethodNotAllowed")) => Ok(None),
-                Err(err) => Err(classify("GetBucketPolicyStatus", err)),
-            }
-        }
-        .boxed()
+        self.pacer
+            .call("GetBucketPolicyStatus", async move {
+                match self.s3.get_bucket_policy_status().bucket(bucket).send().await {
+                    Ok(out) => Ok(out.policy_status().and_then(|s| s.is_public())),
+                    Err(err) if matches!(code(&err), Some("NoSuchBucketPolicy" | "NotImplemented" | "MethodNotAllowed")) => Ok(None),
+                    Err(err) => Err(classify("GetBucketPolicyStatus", err)),
+                }
+            })
+            .boxed()
     }
 
     fn public_access_block<'a>(&'a self, bucket: &'a str) -> BoxFuture<'a, Result<Option<PublicAccessBlock>, AwsError>> {
-        async move {
-            match self.s3.get_public_access_block().bucket(bucket).send().await {
-                Ok(out) => Ok(out.public_access_block_configuration().map(|c| PublicAccessBlock {
-                    block_public_acls: c.block_public_acls().unwrap_or(false),
-                    ignore_public_acls: c.ignore_public_acls().unwrap_or(false),
-                    block_public_policy: c.block_public_policy().unwrap_or(false),
-                    restrict_public_buckets: c.restrict_public_buckets().unwrap_or(false),
-                })),
-                Err(err) if code(&err) == Some("NoSuchPublicAccessBlockConfiguration") => Ok(None),
-                Err(err) => Err(classify("GetPublicAccessBlock", err)),
-            }
-        }
-        .boxed()
+        self.pacer
+            .call("GetPublicAccessBlock", async move {
+                match self.s3.get_public_access_block().bucket(bucket).send().await {
+                    Ok(out) => Ok(out.public_access_block_configuration().map(|c| PublicAccessBlock {
+                        block_public_acls: c.block_public_acls().unwrap_or(false),
+                        ignore_public_acls: c.ignore_public_acls().unwrap_or(false),
+                        block_public_policy: c.block_public_policy().unwrap_or(false),
+                        restrict_public_buckets: c.restrict_public_buckets().unwrap_or(false),
+                    })),
+                    Err(err) if code(&err) == Some("NoSuchPublicAccessBlockConfiguration") => Ok(None),
+                    Err(err) => Err(classify("GetPublicAccessBlock", err)),
+                }
+            })
+            .boxed()
     }
 
     fn object_exists<'a>(&'a self, bucket: &'a str, key: &'a str) -> BoxFuture<'a, Result<bool, AwsError>> {
-        async move {
-            let out =
-                self.s3.list_objects_v2().bucket(bucket).prefix(key).max_keys(1).send().await.map_err(|e| classify("ListObjectsV2", e))?;
-            Ok(out.contents().iter().any(|o| o.key() == Some(key)))
-        }
-        .boxed()
+        self.pacer
+            .call("ListObjectsV2", async move {
+                let out = self
+                    .s3
+                    .list_objects_v2()
+                    .bucket(bucket)
+                    .prefix(key)
+                    .max_keys(1)
+                    .send()
+                    .await
+                    .map_err(|e| classify("ListObjectsV2", e))?;
+                Ok(out.contents().iter().any(|o| o.key() == Some(key)))
+            })
+            .boxed()
     }
 }
 

@@ -1,10 +1,39 @@
 //! A client-side rate limit for AWS calls: at most `per_second` calls a second on average, with
 //! bursts of `burst`, so ten thousand new objects never burst the (per-account) ElastiCache API.
 
-use std::sync::Mutex;
+use super::AwsError;
+use crate::metrics::Metrics;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 // tokio's clock, so paused-time tests see the same time the limiter does.
 use tokio::time::Instant;
+
+/// The gate every AWS call of the operator passes (ElastiCache and S3, the reconciler's and the
+/// preflight's): it waits for the one shared rate limit, and its outcome is counted.
+#[derive(Clone, Default)]
+pub struct Pacer {
+    limit: Option<Arc<RateLimit>>,
+    metrics: Option<Arc<Metrics>>,
+}
+
+impl Pacer {
+    pub fn new(limit: Option<RateLimit>, metrics: Option<Arc<Metrics>>) -> Self {
+        Self { limit: limit.map(Arc::new), metrics }
+    }
+
+    /// Run one AWS call: wait for the rate limit, then count its outcome.
+    pub async fn call<T>(&self, operation: &'static str, call: impl Future<Output = Result<T, AwsError>>) -> Result<T, AwsError> {
+        if let Some(limit) = &self.limit {
+            limit.acquire().await;
+        }
+        let result = call.await;
+        if let Some(metrics) = &self.metrics {
+            metrics.aws_call(operation, &result);
+        }
+        result
+    }
+}
 
 pub struct RateLimit {
     interval: Duration,

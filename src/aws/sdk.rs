@@ -3,15 +3,13 @@
 //! identity, EKS Pod Identity, instance metadata) and the endpoint overrides `AWS_ENDPOINT_URL`,
 //! `AWS_ENDPOINT_URL_ELASTICACHE` and `AWS_ENDPOINT_URL_S3`, so any emulator plugs in.
 
-use super::limit::RateLimit;
+use super::limit::Pacer;
 use super::{AwsError, CopyRequest, SnapshotApi, SnapshotInfo, SnapshotPage, SnapshotStatus, SWEEP_PAGE_SIZE};
-use crate::metrics::Metrics;
 use aws_sdk_elasticache::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_elasticache::types::Tag;
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use std::fmt::Debug;
 use std::future::Future;
-use std::sync::Arc;
 
 /// Load the shared AWS configuration; `region` overrides the configured one.
 pub async fn aws_sdk_config(region: Option<String>) -> aws_config::SdkConfig {
@@ -27,8 +25,7 @@ pub async fn aws_sdk_config(region: Option<String>) -> aws_config::SdkConfig {
 pub struct SdkSnapshots {
     pub(crate) elasticache: aws_sdk_elasticache::Client,
     pub(crate) s3: aws_sdk_s3::Client,
-    limit: Option<Arc<RateLimit>>,
-    metrics: Option<Arc<Metrics>>,
+    pacer: Pacer,
 }
 
 impl SdkSnapshots {
@@ -39,33 +36,19 @@ impl SdkSnapshots {
         Self {
             elasticache: aws_sdk_elasticache::Client::new(config),
             s3: aws_sdk_s3::Client::from_conf(s3_config),
-            limit: None,
-            metrics: None,
+            pacer: Pacer::default(),
         }
     }
 
-    /// Pace every AWS call through `limit`.
-    pub fn with_rate_limit(mut self, limit: RateLimit) -> Self {
-        self.limit = Some(Arc::new(limit));
+    /// Pace and count every AWS call through `pacer` (share it with the preflight's
+    /// [`super::SdkBuckets`] so that one limit covers them all).
+    pub fn with_pacer(mut self, pacer: Pacer) -> Self {
+        self.pacer = pacer;
         self
     }
 
-    /// Count every AWS call by operation and outcome.
-    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
-        self.metrics = Some(metrics);
-        self
-    }
-
-    /// Run one AWS call: wait for the rate limit, then count its outcome.
     pub(crate) async fn call<T>(&self, operation: &'static str, call: impl Future<Output = Result<T, AwsError>>) -> Result<T, AwsError> {
-        if let Some(limit) = &self.limit {
-            limit.acquire().await;
-        }
-        let result = call.await;
-        if let Some(metrics) = &self.metrics {
-            metrics.aws_call(operation, &result);
-        }
-        result
+        self.pacer.call(operation, call).await
     }
 }
 
