@@ -33,5 +33,7 @@ pub async fn serve(addr: SocketAddr, metrics: Arc<Metrics>, readiness: Arc<Readi
         )
         .with_state(Shared { metrics, readiness });
     let listener = tokio::net::TcpListener::bind(addr).await?;
+    // The bound address, also when the port was chosen by the system (`:0`).
+    tracing::info!(addr = %listener.local_addr()?, "serving /healthz, /readyz and /metrics");
     axum::serve(listener, app).await
 }

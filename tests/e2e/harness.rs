@@ -137,6 +137,11 @@ impl Drop for Emulator {
 
 /// A minimal blocking HTTP/1.1 JSON client for the emulator's control API.
 pub fn http_json(endpoint: &str, method: &str, path: &str, body: Option<Value>) -> Value {
+    serde_json::from_str(&http_call(endpoint, method, path, body)).unwrap_or(Value::Null)
+}
+
+/// One plain HTTP/1.1 request; the response body of a 2xx answer (anything else fails the test).
+pub fn http_call(endpoint: &str, method: &str, path: &str, body: Option<Value>) -> String {
     let addr = endpoint.trim_start_matches("http://");
     let mut stream = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
     stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
@@ -146,7 +151,7 @@ pub fn http_json(endpoint: &str, method: &str, path: &str, body: Option<Value>) 
     stream.read_to_string(&mut response).unwrap();
     let (head, payload) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
     assert!(head.starts_with("HTTP/1.1 2") || head.starts_with("HTTP/1.0 2"), "{method} {path}: {head}\n{payload}");
-    serde_json::from_str(payload).unwrap_or(Value::Null)
+    payload.to_string()
 }
 
 /// How the bucket grants ElastiCache access.
@@ -527,6 +532,16 @@ impl Bed {
         let n = self.operators.len();
         let args: Vec<&str> = TEST_TIMING.iter().chain(TEST_POLICY).chain(extra).copied().collect();
         self.operators.push(Operator::start(&self.cluster, &self.emulator, self.dir.path(), n, &args));
+    }
+
+    /// The latest operator's `/metrics` page (its address is in its log: it binds port 0).
+    pub fn metrics(&self) -> String {
+        let log = std::fs::read_to_string(&self.operators.last().expect("an operator").log).unwrap_or_default();
+        let line = log.lines().find(|l| l.contains("serving /healthz")).expect("the operator logs its metrics address");
+        // The tests bind 127.0.0.1:0; the log (text, maybe coloured) names the port chosen.
+        let (_, rest) = line.split_once("127.0.0.1:").expect("the bound address in the log line");
+        let port: String = rest.chars().take_while(char::is_ascii_digit).collect();
+        http_call(&format!("127.0.0.1:{port}"), "GET", "/metrics", None)
     }
 
     pub fn logs(&self) -> Vec<PathBuf> {

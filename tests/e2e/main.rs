@@ -423,3 +423,57 @@ async fn a_follower_takes_over_when_the_leader_dies_mid_export() {
     }
     assert!(std::fs::read_to_string(&logs[follower]).unwrap().contains("acquired leadership"), "the follower took over");
 }
+
+/// `ecx_aws_calls_total` from a `/metrics` page, summed over outcomes, by operation.
+fn aws_calls_by_operation(metrics: &str) -> std::collections::BTreeMap<String, u64> {
+    let mut by_operation = std::collections::BTreeMap::new();
+    for line in metrics.lines().filter(|l| l.starts_with("ecx_aws_calls_total{")) {
+        let operation = line.split("operation=\"").nth(1).and_then(|r| r.split('"').next()).unwrap().to_string();
+        let value: f64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+        *by_operation.entry(operation).or_default() += value as u64;
+    }
+    by_operation
+}
+
+/// The value of one sample (`name{labels}`) on a `/metrics` page.
+fn sample(metrics: &str, series: &str) -> Option<f64> {
+    metrics.lines().find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_every_aws_call_the_exports_by_phase_and_warnings_by_reason() {
+    let mut bed = Bed::without_operator().await;
+    bed.emulator.seed_snapshot("nightly", 1);
+    bed.emulator.seed_snapshot("weekly", 2);
+    create_bucket(&bed.s3, "ecx-metrics", REGION, Access::FULL_ACL).await;
+    bed.emulator.ctl("DELETE", "/calls", None);
+    bed.start_operator(&[]);
+    bed.cluster.apply("copy", json!({"sourceSnapshotName": "nightly", "targetSnapshotName": "nightly-copy"})).await;
+    bed.cluster
+        .apply("export", json!({"sourceSnapshotName": "weekly", "targetSnapshotName": "weekly", "targetBucket": "ecx-metrics"}))
+        .await;
+    bed.wait_ready("copy").await;
+    bed.wait_ready("export").await;
+
+    // Every call the emulator answered is counted under its operation, the preflight's bucket
+    // inspection included (it shares the rate limit and the counter with the reconciler's calls).
+    let metrics = bed.metrics();
+    let mut logged = std::collections::BTreeMap::<String, u64>::new();
+    for call in bed.emulator.all_calls() {
+        *logged.entry(call["action"].as_str().unwrap().to_string()).or_default() += 1;
+    }
+    assert_eq!(aws_calls_by_operation(&metrics), logged, "{metrics}");
+    assert!(logged.contains_key("GetBucketAcl") && logged["CopySnapshot"] == 2, "{logged:?}");
+    assert_eq!(sample(&metrics, "ecx_aws_calls_total{operation=\"CopySnapshot\",outcome=\"ok\"}"), Some(2.0), "{metrics}");
+    assert_eq!(sample(&metrics, "ecx_exports{phase=\"Completed\"}"), Some(2.0), "{metrics}");
+    assert!(sample(&metrics, "ecx_reconciles_total{result=\"ok\"}").unwrap() >= 2.0, "{metrics}");
+
+    // A refusal is counted as such, and its Warning by reason.
+    bed.cluster.apply("missing", json!({"sourceSnapshotName": "does-not-exist", "targetSnapshotName": "m1"})).await;
+    bed.wait_stalled("missing", "SourceSnapshotNotFound").await;
+    bed.cluster.wait_event("missing", "Warning", "SourceSnapshotNotFound").await;
+    let metrics = bed.metrics();
+    assert!(sample(&metrics, "ecx_aws_calls_total{operation=\"CopySnapshot\",outcome=\"refused\"}").unwrap() >= 1.0, "{metrics}");
+    assert!(sample(&metrics, "ecx_warning_events_total{reason=\"SourceSnapshotNotFound\"}").unwrap() >= 1.0, "{metrics}");
+    assert_eq!(sample(&metrics, "ecx_exports{phase=\"Failed\"}"), Some(1.0), "{metrics}");
+}
