@@ -8,6 +8,7 @@
 
 mod crd;
 mod error;
+mod events;
 mod faults;
 mod managed;
 mod schema;

@@ -398,6 +398,12 @@ impl Store {
                 }
                 crate::crd::set_status(obj, old);
             }
+            ("events.k8s.io", "events") => {
+                let errs = crate::events::validate(obj, old);
+                if !errs.is_empty() {
+                    return Err(Self::invalid(ri, md_str(obj, "name").unwrap_or(""), errs));
+                }
+            }
             _ => {}
         }
         Ok(())

@@ -60,6 +60,47 @@ async fn events_recorder_create_and_series_patch() {
 }
 
 #[tokio::test]
+async fn events_k8s_io_require_their_fields_and_keep_all_but_the_series_on_update() {
+    let bed = start().await;
+    let events: Api<K8sEvent> = Api::namespaced(bed.client.clone(), "default");
+    let event = |fields: &[(&str, serde_json::Value)]| -> K8sEvent {
+        let mut base = json!({
+            "metadata": {"name": "w1.1"}, "eventTime": "2026-11-23T10:00:00.000000Z",
+            "reportingController": "test-ctrl", "reportingInstance": "pod-1", "action": "Export",
+            "reason": "Exported", "type": "Normal", "note": "first", "regarding": {"kind": "Widget", "name": "w1"}
+        });
+        for (k, v) in fields {
+            base[*k] = v.clone();
+        }
+        serde_json::from_value(base).unwrap()
+    };
+    let refused = |err: kube::Error| match err {
+        kube::Error::Api(status) => (status.code, status.message),
+        other => panic!("expected an API refusal, got {other}"),
+    };
+    for missing in ["eventTime", "reportingController", "reportingInstance", "action", "reason"] {
+        let err = events.create(&PostParams::default(), &event(&[(missing, serde_json::Value::Null)])).await.unwrap_err();
+        let (code, message) = refused(err);
+        assert_eq!(code, 422, "{missing}: {message}");
+        assert!(message.contains(missing), "{message}");
+    }
+    let err = events.create(&PostParams::default(), &event(&[("type", json!("Info"))])).await.unwrap_err();
+    assert_eq!(refused(err).0, 422);
+    events.create(&PostParams::default(), &event(&[])).await.unwrap();
+
+    // A repeat extends the series; the note (like reason, action, type, regarding) is fixed.
+    let series = json!({"series": {"count": 2, "lastObservedTime": "2026-11-23T10:01:00.000000Z"}});
+    let patched = events.patch("w1.1", &PatchParams::default(), &Patch::Merge(&series)).await.unwrap();
+    assert_eq!(patched.series.map(|s| s.count), Some(2));
+    let err = events.patch("w1.1", &PatchParams::default(), &Patch::Merge(json!({"note": "second"}))).await.unwrap_err();
+    let (code, message) = refused(err);
+    assert_eq!(code, 422);
+    assert!(message.contains("note") && message.contains("immutable"), "{message}");
+    let err = events.patch("w1.1", &PatchParams::default(), &Patch::Merge(json!({"series": {"count": 1}}))).await.unwrap_err();
+    assert_eq!(refused(err).0, 422);
+}
+
+#[tokio::test]
 async fn lease_manager_exclusive_acquire_and_handover() {
     let bed = start().await;
     let make = |id: &str| {
