@@ -52,7 +52,8 @@ impl Events {
         }
         let event = EventFacts { warning: note.warning, reason: &note.reason, action, note: &truncate(&note.note, 1024) };
         if let Err(err) = self.recorder.publish(&event, &obj.object_ref(&())).await {
-            warn!(object = %obj.name_any(), reason = %note.reason, error = %err, "could not publish an Event");
+            let object = format!("{}/{}", obj.namespace().unwrap_or_default(), obj.name_any());
+            warn!(%object, reason = %note.reason, error = %err, "could not publish an Event");
         }
     }
 }
@@ -65,8 +66,9 @@ pub struct EventFacts<'a> {
     pub note: &'a str,
 }
 
-/// Publishes Events; the same (object, type, reason, action) again within six minutes adds to
-/// the first Event's `series` (count, last observed time) instead of creating another.
+/// Publishes Events; the same Event again (object, type, reason, action and note) within six
+/// minutes adds to the first one's `series` (count, last observed time) instead of creating
+/// another. A different note is a new Event: the API server keeps an Event's note immutable.
 pub struct Recorder {
     client: Client,
     controller: String,
@@ -74,9 +76,12 @@ pub struct Recorder {
     open: Mutex<OpenSeries>,
 }
 
-/// Series that may still be extended, keyed by (object UID, warning, reason, action).
+/// What makes two Events the same: object UID, warning, reason, action, and a hash of the note.
+type SeriesKey = (String, bool, String, String, u64);
+
+/// Series that may still be extended.
 struct OpenSeries {
-    by_key: HashMap<(String, bool, String, String), Series>,
+    by_key: HashMap<SeriesKey, Series>,
     pruned: Instant,
 }
 
@@ -97,21 +102,27 @@ impl Recorder {
         }
     }
 
-    /// How many series are held in memory (for tests and the benchmark).
+    /// How many series are held in memory.
     pub fn open_series(&self) -> usize {
         self.open.lock().expect("event series lock").by_key.len()
     }
 
     pub async fn publish(&self, event: &EventFacts<'_>, regarding: &ObjectReference) -> Result<(), kube::Error> {
         let namespace = regarding.namespace.clone().unwrap_or_else(|| "default".into());
-        let key = (regarding.uid.clone().unwrap_or_default(), event.warning, event.reason.to_string(), event.action.to_string());
+        let note_hash = {
+            use std::hash::{Hash, Hasher};
+            let mut hasher = std::collections::hash_map::DefaultHasher::new();
+            event.note.hash(&mut hasher);
+            hasher.finish()
+        };
+        let key = (regarding.uid.clone().unwrap_or_default(), event.warning, event.reason.to_string(), event.action.to_string(), note_hash);
         let repeat = self.take_open(&key);
         let events: Api<Event> = Api::namespaced(self.client.clone(), &namespace);
         let now = Instant::now();
         if let Some(series) = repeat {
             let count = series.count + 1;
+            // Only the series may change: the API server refuses any other field of an Event.
             let patch = serde_json::json!({
-                "note": event.note,
                 "series": EventSeries { count, last_observed_time: MicroTime(k8s_openapi::jiff::Timestamp::now()) },
             });
             match events.patch(&series.name, &PatchParams::default(), &Patch::Merge(&patch)).await {
@@ -148,7 +159,7 @@ impl Recorder {
 
     /// The open series for `key`, taken out so that a concurrent repeat starts its own rather
     /// than both patching one count.
-    fn take_open(&self, key: &(String, bool, String, String)) -> Option<Series> {
+    fn take_open(&self, key: &SeriesKey) -> Option<Series> {
         let mut open = self.open.lock().expect("event series lock");
         let now = Instant::now();
         if now.duration_since(open.pruned) >= PRUNE_EVERY {
@@ -158,7 +169,7 @@ impl Recorder {
         open.by_key.remove(key).filter(|s| now.duration_since(s.last) < SERIES_WINDOW)
     }
 
-    fn remember(&self, key: (String, bool, String, String), series: Series) {
+    fn remember(&self, key: SeriesKey, series: Series) {
         self.open.lock().expect("event series lock").by_key.insert(key, series);
     }
 }
@@ -209,13 +220,15 @@ mod tests {
         let recorder = Recorder::new(client, CONTROLLER_NAME, Some("pod-1".into()));
         let a = regarding("a", "uid-a");
         recorder.publish(&warning("bucket b is missing"), &a).await.unwrap();
-        recorder.publish(&warning("bucket b is still missing"), &a).await.unwrap();
+        recorder.publish(&warning("bucket b is missing"), &a).await.unwrap();
         recorder.publish(&warning("bucket b is missing"), &regarding("b", "uid-b")).await.unwrap();
+        // Another message under the same reason is another Event (an Event's note is immutable).
+        recorder.publish(&warning("bucket b is in another region"), &a).await.unwrap();
         let normal = EventFacts { warning: false, reason: "CopyRequested", action: "CopySnapshot", note: "requested" };
         recorder.publish(&normal, &a).await.unwrap();
 
         let mut list = events.list(&ListParams::default()).await.unwrap().items;
-        list.sort_by_key(|e| (e.regarding.as_ref().and_then(|r| r.name.clone()), e.reason.clone()));
+        list.sort_by_key(|e| (e.regarding.as_ref().and_then(|r| r.name.clone()), e.reason.clone(), e.series.is_none()));
         let summary: Vec<_> = list
             .iter()
             .map(|e| {
@@ -228,14 +241,16 @@ mod tests {
             vec![
                 ("a".into(), "CopyRequested".into(), "Normal".into(), None),
                 ("a".into(), "S3BucketNotFound".into(), "Warning".into(), Some(2)),
+                ("a".into(), "S3BucketNotFound".into(), "Warning".into(), None),
                 ("b".into(), "S3BucketNotFound".into(), "Warning".into(), None),
             ]
         );
-        let repeated = &list[1];
-        assert_eq!(repeated.note.as_deref(), Some("bucket b is still missing"), "a repeat carries the latest note");
+        let repeated = list.iter().find(|e| e.series.is_some()).unwrap();
+        assert_eq!(repeated.note.as_deref(), Some("bucket b is missing"));
+        assert_eq!(list[2].note.as_deref(), Some("bucket b is in another region"));
         assert_eq!(repeated.reporting_controller.as_deref(), Some(CONTROLLER_NAME));
         assert_eq!(repeated.reporting_instance.as_deref(), Some("pod-1"));
-        assert_eq!(recorder.open_series(), 3);
+        assert_eq!(recorder.open_series(), 4);
         server.shutdown().await;
     }
 
