@@ -568,10 +568,14 @@ pub struct PreflightConfig {
     /// for [`BUCKET_FACTS_TTL`]: a batch of exports to one bucket inspects it once. The first
     /// target key is checked for every export.
     pub cache: std::sync::Mutex<std::collections::HashMap<String, (std::time::Instant, BucketFacts)>>,
-    /// One inspection of a bucket at a time: exports that arrive together wait for the first
-    /// and take its facts from the cache, instead of each inspecting the bucket.
-    inspecting: std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Inspections in flight, by bucket: exports that arrive while a bucket is being inspected
+    /// share that inspection's outcome (passing, failing or an error) instead of inspecting it
+    /// again.
+    inspecting: std::sync::Mutex<std::collections::HashMap<String, Inspection>>,
 }
+
+/// One inspection of a bucket, awaited by every export that needs it.
+type Inspection = futures::future::Shared<futures::future::BoxFuture<'static, Result<BucketFacts, AwsError>>>;
 
 /// How long inspected bucket facts are reused. Shorter than the stalled retry, so a bucket fixed
 /// after a failed preflight is always inspected afresh.
@@ -597,18 +601,31 @@ impl PreflightConfig {
         Ok(facts)
     }
 
-    /// Bucket-level facts: from the cache when fresh, otherwise inspected now, one inspection
-    /// per bucket at a time (whoever waited behind it finds its facts cached).
+    /// Bucket-level facts: from the cache when fresh, otherwise from the inspection of the bucket
+    /// in flight, or from a new one.
     async fn bucket_facts(&self, bucket: &str) -> Result<BucketFacts, AwsError> {
+        use futures::FutureExt;
         if let Some(facts) = self.cached(bucket) {
             return Ok(facts);
         }
-        let gate = self.inspecting.lock().expect("preflight gates").entry(bucket.to_string()).or_default().clone();
-        let _turn = gate.lock().await;
-        if let Some(facts) = self.cached(bucket) {
-            return Ok(facts);
+        let inspection = {
+            let mut inspecting = self.inspecting.lock().expect("preflight inspections");
+            let new = || {
+                let (inspector, bucket, region) = (self.inspector.clone(), bucket.to_string(), self.region.clone());
+                async move { inspect(inspector.as_ref(), &bucket, &region, None).await }.boxed().shared()
+            };
+            inspecting.entry(bucket.to_string()).or_insert_with(new).clone()
+        };
+        let outcome = inspection.clone().await;
+        {
+            // The first to see it finish retires it: later exports look at the bucket afresh
+            // (a failing bucket is never cached, so fixing it takes effect at the next attempt).
+            let mut inspecting = self.inspecting.lock().expect("preflight inspections");
+            if inspecting.get(bucket).is_some_and(|current| current.ptr_eq(&inspection)) {
+                inspecting.remove(bucket);
+            }
         }
-        let facts = inspect(self.inspector.as_ref(), bucket, &self.region, None).await?;
+        let facts = outcome?;
         // Only a bucket that passes is remembered: a failing one (or a public one that
         // --refuse-public-buckets refuses) is looked at every time.
         if evaluate(&facts).export_would_succeed(self.refuse_public_buckets) {
@@ -1149,9 +1166,11 @@ mod tests {
         assert!(matches!(inspection_failed("bkt", &slow), Decision::RetryLater { .. }));
     }
 
-    /// A private bucket in R granted to ElastiCache through its ACL, that counts the
-    /// bucket-level reads (GetBucketLocation) and answers each after a moment.
+    /// A private bucket in R granted to ElastiCache through its ACL (or, with `exists` false, no
+    /// bucket at all), that counts the bucket-level reads (GetBucketLocation) and answers each
+    /// after a moment.
     struct GrantedBucket {
+        exists: bool,
         locations: std::sync::atomic::AtomicUsize,
     }
 
@@ -1160,7 +1179,7 @@ mod tests {
             self.locations.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             Box::pin(async {
                 tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-                Ok(Some(R.to_string()))
+                Ok(self.exists.then(|| R.to_string()))
             })
         }
         fn bucket_acl<'a>(&'a self, _: &'a str) -> futures::future::BoxFuture<'a, Result<BucketAcl, AwsError>> {
@@ -1185,7 +1204,7 @@ mod tests {
 
     #[tokio::test]
     async fn exports_arriving_together_inspect_their_bucket_once_and_each_checks_its_own_key() {
-        let inspector = Arc::new(GrantedBucket { locations: Default::default() });
+        let inspector = Arc::new(GrantedBucket { exists: true, locations: Default::default() });
         let preflight = PreflightConfig::new(inspector.clone(), R.into(), false);
         let keys: Vec<String> = (0..32).map(|i| format!("exp-{i}-0001.rdb")).collect();
         let all = futures::future::join_all(keys.iter().map(|key| preflight.facts(B, key))).await;
@@ -1195,5 +1214,19 @@ mod tests {
             assert!(evaluate(&facts).export_would_succeed(false));
             assert_eq!(facts.access.unwrap().first_key, Some((key.clone(), false)));
         }
+    }
+
+    #[tokio::test]
+    async fn exports_arriving_together_share_the_inspection_of_a_failing_bucket_and_later_ones_look_again() {
+        let inspector = Arc::new(GrantedBucket { exists: false, locations: Default::default() });
+        let preflight = PreflightConfig::new(inspector.clone(), R.into(), false);
+        let all =
+            futures::future::join_all((0..32).map(|i| preflight.facts(B, if i % 2 == 0 { "a-0001.rdb" } else { "b-0001.rdb" }))).await;
+        assert_eq!(inspector.locations.load(std::sync::atomic::Ordering::SeqCst), 1, "one inspection, shared");
+        assert!(all.iter().all(|f| f.as_ref().is_ok_and(|f| !evaluate(f).export_would_succeed(false))));
+        // A failing bucket is not remembered: the next export looks again (it may be fixed now).
+        preflight.facts(B, "c-0001.rdb").await.unwrap();
+        assert_eq!(inspector.locations.load(std::sync::atomic::Ordering::SeqCst), 2);
+        assert!(preflight.inspecting.lock().unwrap().is_empty(), "finished inspections are retired");
     }
 }
