@@ -112,8 +112,11 @@ impl SnapshotApi for SdkSnapshots {
     }
 
     async fn owner_tag(&self, arn: &str) -> Result<Option<String>, AwsError> {
-        let out =
-            self.elasticache.list_tags_for_resource().resource_name(arn).send().await.map_err(|e| classify("ListTagsForResource", e))?;
+        let out = self
+            .call("ListTagsForResource", async {
+                self.elasticache.list_tags_for_resource().resource_name(arn).send().await.map_err(|e| classify("ListTagsForResource", e))
+            })
+            .await?;
         Ok(out.tag_list().iter().find(|t| t.key() == Some(crate::api::OWNER_TAG_KEY)).and_then(|t| t.value().map(str::to_string)))
     }
 

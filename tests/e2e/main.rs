@@ -468,12 +468,18 @@ async fn metrics_count_every_aws_call_the_exports_by_phase_and_warnings_by_reaso
     assert_eq!(sample(&metrics, "ecx_exports{phase=\"Completed\"}"), Some(2.0), "{metrics}");
     assert!(sample(&metrics, "ecx_reconciles_total{result=\"ok\"}").unwrap() >= 2.0, "{metrics}");
 
-    // A refusal is counted as such, and its Warning by reason.
+    // A refusal is counted as such, and its Warning by reason; so is the ownership look (tags)
+    // at a target that already exists.
+    bed.emulator.seed_snapshot("taken", 1);
     bed.cluster.apply("missing", json!({"sourceSnapshotName": "does-not-exist", "targetSnapshotName": "m1"})).await;
+    bed.cluster.apply("clash", json!({"sourceSnapshotName": "nightly", "targetSnapshotName": "taken"})).await;
     bed.wait_stalled("missing", "SourceSnapshotNotFound").await;
+    bed.wait_stalled("clash", "TargetAlreadyExists").await;
     bed.cluster.wait_event("missing", "Warning", "SourceSnapshotNotFound").await;
     let metrics = bed.metrics();
+    assert!(aws_calls_by_operation(&metrics).get("ListTagsForResource").is_some_and(|n| *n >= 1), "{metrics}");
     assert!(sample(&metrics, "ecx_aws_calls_total{operation=\"CopySnapshot\",outcome=\"refused\"}").unwrap() >= 1.0, "{metrics}");
     assert!(sample(&metrics, "ecx_warning_events_total{reason=\"SourceSnapshotNotFound\"}").unwrap() >= 1.0, "{metrics}");
-    assert_eq!(sample(&metrics, "ecx_exports{phase=\"Failed\"}"), Some(1.0), "{metrics}");
+    assert_eq!(sample(&metrics, "ecx_exports{phase=\"Failed\"}"), Some(2.0), "{metrics}");
+    assert_eq!(sample(&metrics, "ecx_exports{phase=\"Completed\"}"), Some(2.0), "{metrics}");
 }
