@@ -138,7 +138,6 @@ fn cached_metadata(full: ObjectMeta) -> ObjectMeta {
         uid: full.uid,
         resource_version: full.resource_version,
         generation: full.generation,
-        creation_timestamp: full.creation_timestamp,
         deletion_timestamp: full.deletion_timestamp,
         finalizers: full.finalizers,
         ..ObjectMeta::default()
