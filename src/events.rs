@@ -109,21 +109,15 @@ impl Recorder {
 
     pub async fn publish(&self, event: &EventFacts<'_>, regarding: &ObjectReference) -> Result<(), kube::Error> {
         let namespace = regarding.namespace.clone().unwrap_or_else(|| "default".into());
-        let note_hash = {
-            use std::hash::{Hash, Hasher};
-            let mut hasher = std::collections::hash_map::DefaultHasher::new();
-            event.note.hash(&mut hasher);
-            hasher.finish()
-        };
-        let key = (regarding.uid.clone().unwrap_or_default(), event.warning, event.reason.to_string(), event.action.to_string(), note_hash);
+        let key = series_key(event, regarding);
         let repeat = self.take_open(&key);
         let events: Api<Event> = Api::namespaced(self.client.clone(), &namespace);
-        let now = Instant::now();
+        let (now, stamp) = (Instant::now(), k8s_openapi::jiff::Timestamp::now());
         if let Some(series) = repeat {
             let count = series.count + 1;
             // Only the series may change: the API server refuses any other field of an Event.
             let patch = serde_json::json!({
-                "series": EventSeries { count, last_observed_time: MicroTime(k8s_openapi::jiff::Timestamp::now()) },
+                "series": EventSeries { count, last_observed_time: MicroTime(stamp) },
             });
             match events.patch(&series.name, &PatchParams::default(), &Patch::Merge(&patch)).await {
                 Ok(_) => {
@@ -138,11 +132,10 @@ impl Recorder {
                 }
             }
         }
-        let name =
-            format!("{}.{:x}", regarding.name.as_deref().unwrap_or(&self.controller), k8s_openapi::jiff::Timestamp::now().as_nanosecond());
+        let name = format!("{}.{:x}", regarding.name.as_deref().unwrap_or(&self.controller), stamp.as_nanosecond());
         let created = Event {
             metadata: ObjectMeta { name: Some(name.clone()), namespace: Some(namespace), ..Default::default() },
-            event_time: Some(MicroTime(k8s_openapi::jiff::Timestamp::now())),
+            event_time: Some(MicroTime(stamp)),
             type_: Some(if event.warning { "Warning" } else { "Normal" }.into()),
             reason: Some(event.reason.into()),
             action: Some(event.action.into()),
@@ -172,6 +165,14 @@ impl Recorder {
     fn remember(&self, key: SeriesKey, series: Series) {
         self.open.lock().expect("event series lock").by_key.insert(key, series);
     }
+}
+
+/// The [`SeriesKey`] of an Event about `regarding`.
+fn series_key(event: &EventFacts<'_>, regarding: &ObjectReference) -> SeriesKey {
+    use std::hash::{Hash, Hasher};
+    let mut note = std::collections::hash_map::DefaultHasher::new();
+    event.note.hash(&mut note);
+    (regarding.uid.clone().unwrap_or_default(), event.warning, event.reason.to_string(), event.action.to_string(), note.finish())
 }
 
 /// Event notes are limited to 1 KiB by the API server.
