@@ -131,7 +131,7 @@ pub struct CheckBucketArgs {
 }
 
 impl RunArgs {
-    pub fn timing(&self) -> Result<crate::reconcile::Timing, String> {
+    pub fn timing(&self) -> Result<crate::export::Timing, String> {
         let secs = |name: &str, v: f64| -> Result<std::time::Duration, String> {
             if v.is_finite() && v > 0.0 {
                 Ok(std::time::Duration::from_secs_f64(v))
@@ -139,7 +139,7 @@ impl RunArgs {
                 Err(format!("--{name} must be a positive number of seconds, not {v}"))
             }
         };
-        let timing = crate::reconcile::Timing {
+        let timing = crate::export::Timing {
             poll_min: secs("poll-min-seconds", self.poll_min_seconds)?,
             poll_max: secs("poll-max-seconds", self.poll_max_seconds)?,
             error_min: secs("error-backoff-min-seconds", self.error_backoff_min_seconds)?,

@@ -3,7 +3,7 @@
 
 use crate::api::SnapshotExport;
 use crate::aws::SnapshotApi;
-use crate::reconcile::{reconcile, Context, ReconcileError};
+use crate::export::{reconcile, Context, ReconcileError};
 use futures::{future, StreamExt};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, ApiResource, DynamicObject};

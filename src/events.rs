@@ -7,7 +7,7 @@
 //! series needs (the Event's name, its count) and prunes at most once a minute.
 
 use crate::api::SnapshotExport;
-use crate::reconcile::status::EventNote;
+use crate::export::status::EventNote;
 use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::api::events::v1::{Event, EventSeries};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};

@@ -26,10 +26,10 @@ use crate::aws::{
     export_object_key, AwsError, BucketAcl, BucketInspector, CopyFault, Grantee, PublicAccessBlock, S3Problem, INSPECTION_ACTIONS,
 };
 use crate::events::Events;
+use crate::export::decide::{retry_later, Decision};
+use crate::export::status::EventNote;
+use crate::export::Context;
 use crate::policy::{ExportRequest, PolicySource, Refusal};
-use crate::reconcile::decide::{retry_later, Decision};
-use crate::reconcile::status::EventNote;
-use crate::reconcile::Context;
 use kube::ResourceExt;
 use serde_json::{json, Value};
 use std::process::ExitCode;

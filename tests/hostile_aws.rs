@@ -7,7 +7,7 @@
 
 use ecx::api::{Phase, SnapshotExportSpec, SnapshotExportStatus};
 use ecx::aws::{AwsError, CopyRequest, SdkSnapshots, SnapshotApi, SnapshotInfo, SnapshotStatus};
-use ecx::reconcile::decide::{after_copy, decide, retry_later, Decision, Observation};
+use ecx::export::decide::{after_copy, decide, retry_later, Decision, Observation};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use proptest::prelude::*;

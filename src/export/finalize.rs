@@ -4,7 +4,7 @@
 use super::{finalizers_patch, patch_params, Context, ReconcileError};
 use crate::api::{DeletionPolicy, SnapshotExport, FINALIZER};
 use crate::aws::{CopyFault, SnapshotApi};
-use crate::reconcile::status::EventNote;
+use crate::export::status::EventNote;
 use kube::api::Api;
 use kube::runtime::controller::Action;
 use kube::ResourceExt;
