@@ -1,4 +1,5 @@
-//! Command line: `run` (the controller) and `crd` (print the CustomResourceDefinition).
+//! Command line: `run` (the controller), `crd` (print the CustomResourceDefinition) and
+//! `check-bucket`. It only parses: `main.rs` turns the arguments into each layer's settings.
 
 use clap::{Parser, Subcommand, ValueEnum};
 use std::net::SocketAddr;
@@ -131,30 +132,6 @@ pub struct CheckBucketArgs {
 }
 
 impl RunArgs {
-    pub fn timing(&self) -> Result<crate::export::Timing, String> {
-        let secs = |name: &str, v: f64| -> Result<std::time::Duration, String> {
-            if v.is_finite() && v > 0.0 {
-                Ok(std::time::Duration::from_secs_f64(v))
-            } else {
-                Err(format!("--{name} must be a positive number of seconds, not {v}"))
-            }
-        };
-        let timing = crate::export::Timing {
-            poll_min: secs("poll-min-seconds", self.poll_min_seconds)?,
-            poll_max: secs("poll-max-seconds", self.poll_max_seconds)?,
-            error_min: secs("error-backoff-min-seconds", self.error_backoff_min_seconds)?,
-            error_max: secs("error-backoff-max-seconds", self.error_backoff_max_seconds)?,
-            stalled_retry: secs("stalled-retry-seconds", self.stalled_retry_seconds)?,
-        };
-        if timing.poll_min > timing.poll_max || timing.error_min > timing.error_max {
-            return Err("each minimum interval must not exceed its maximum".into());
-        }
-        if self.concurrency == 0 {
-            return Err("--concurrency must be at least 1".into());
-        }
-        Ok(timing)
-    }
-
     pub fn namespaces(&self) -> Vec<String> {
         self.namespaces.iter().map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect()
     }

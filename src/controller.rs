@@ -4,6 +4,7 @@
 use crate::api::SnapshotExport;
 use crate::aws::SnapshotApi;
 use crate::export::{reconcile, Context, ReconcileError};
+use crate::http::Readiness;
 use futures::{future, StreamExt};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, ApiResource, DynamicObject};
@@ -11,28 +12,10 @@ use kube::runtime::controller::{Action, Config as ControllerConfig};
 use kube::runtime::reflector::{self};
 use kube::runtime::{predicates, watcher, Controller, Predicate, WatchStreamExt};
 use kube::{Client, ResourceExt};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 use tracing::{error, info, warn};
-
-/// `/readyz`: ready once every watch has listed its objects or, with leader election, while
-/// standing by as a follower (readiness does not depend on leadership).
-#[derive(Default)]
-pub struct Readiness {
-    synced: AtomicBool,
-    standby: AtomicBool,
-}
-
-impl Readiness {
-    pub fn is_ready(&self) -> bool {
-        self.synced.load(Ordering::Relaxed) || self.standby.load(Ordering::Relaxed)
-    }
-
-    pub fn set_standby(&self, standby: bool) {
-        self.standby.store(standby, Ordering::Relaxed);
-    }
-}
 
 /// Run controllers for `namespaces` (empty = all namespaces) until `shutdown` resolves.
 pub async fn run<A: SnapshotApi>(
@@ -71,7 +54,7 @@ pub async fn run<A: SnapshotApi>(
             let store = reader.clone();
             tokio::spawn(async move {
                 if store.wait_until_ready().await.is_ok() && synced.fetch_add(1, Ordering::SeqCst) + 1 == total {
-                    readiness.synced.store(true, Ordering::Relaxed);
+                    readiness.set_synced();
                     info!("caches synced");
                 }
             });

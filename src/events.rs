@@ -7,7 +7,6 @@
 //! series needs (the Event's name, its count) and prunes at most once a minute.
 
 use crate::api::SnapshotExport;
-use crate::export::status::EventNote;
 use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::api::events::v1::{Event, EventSeries};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
@@ -25,6 +24,14 @@ pub const CONTROLLER_NAME: &str = "elasticache-export-operator";
 const SERIES_WINDOW: Duration = Duration::from_secs(6 * 60);
 /// How often closed series are dropped from memory.
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
+
+/// An Event to publish about the object.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EventNote {
+    pub warning: bool,
+    pub reason: String,
+    pub note: String,
+}
 
 #[derive(Clone)]
 pub struct Events {

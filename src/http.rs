@@ -1,10 +1,33 @@
 //! `/healthz`, `/readyz` and `/metrics`.
 
-use crate::controller::Readiness;
 use crate::metrics::Metrics;
 use axum::{extract::State, http::StatusCode, routing::get, Router};
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+
+/// `/readyz`: ready once every watch has listed its objects or, with leader election, while
+/// standing by as a follower (readiness does not depend on leadership).
+#[derive(Default)]
+pub struct Readiness {
+    synced: AtomicBool,
+    standby: AtomicBool,
+}
+
+impl Readiness {
+    pub fn is_ready(&self) -> bool {
+        self.synced.load(Ordering::Relaxed) || self.standby.load(Ordering::Relaxed)
+    }
+
+    pub fn set_standby(&self, standby: bool) {
+        self.standby.store(standby, Ordering::Relaxed);
+    }
+
+    /// Every watch has listed its objects.
+    pub fn set_synced(&self) {
+        self.synced.store(true, Ordering::Relaxed);
+    }
+}
 
 #[derive(Clone)]
 struct Shared {

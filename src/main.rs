@@ -1,12 +1,17 @@
+//! The binary: parses the command line (`cli`), turns it into each layer's settings (`Timing`,
+//! `SafetySettings`, `AwsSettings`) and starts the controllers, alone or as the elected leader.
+
 use clap::Parser;
 use ecx::aws::limit::{Pacer, RateLimit};
-use ecx::aws::{aws_sdk_config, SdkSnapshots};
-use ecx::cli::{Cli, Command, RunArgs};
-use ecx::controller::{self, Readiness};
+use ecx::aws::{aws_sdk_config, AwsSettings, SdkSnapshots};
+use ecx::cli::{CheckBucketArgs, Cli, Command, LogFormat, RunArgs};
+use ecx::controller;
 use ecx::events::Events;
-use ecx::export::Context;
+use ecx::export::{Context, Timing};
+use ecx::http::Readiness;
 use ecx::leader::{Leadership, LeaseConfig};
 use ecx::metrics::Metrics;
+use ecx::preflight::{CheckBucket, SafetySettings};
 use std::process::ExitCode;
 use std::sync::Arc;
 use tracing::{error, info};
@@ -20,7 +25,7 @@ fn main() -> ExitCode {
         }
         Command::CheckBucket(args) => {
             let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("a tokio runtime");
-            runtime.block_on(ecx::preflight::check_bucket(args))
+            runtime.block_on(ecx::preflight::check_bucket(check_bucket(args)))
         }
         Command::Run(args) => {
             let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("a tokio runtime");
@@ -37,17 +42,18 @@ fn main() -> ExitCode {
 }
 
 async fn run(args: RunArgs) -> Result<(), String> {
-    ecx::telemetry::init(args.log_format);
-    let timing = args.timing()?;
+    ecx::telemetry::init(args.log_format == LogFormat::Json);
+    let timing = timing(&args)?;
+    let aws_settings = aws_settings(&args);
     let client =
         kube::Client::try_default().await.map_err(|e| format!("cannot reach the Kubernetes API (in-cluster config or KUBECONFIG): {e}"))?;
-    let aws_config = aws_sdk_config(args.region.clone()).await;
+    let aws_config = aws_sdk_config(aws_settings.region.clone()).await;
     let region = aws_config.region().map(|r| r.to_string()).ok_or("no AWS region configured: set AWS_REGION or --region")?;
     let metrics = Arc::new(Metrics::default());
     // One gate for every AWS call: the reconciler's and the preflight's share the rate limit.
     let pacer = Pacer::new(Some(RateLimit::new(args.aws_requests_per_second, args.aws_burst)), Some(metrics.clone()));
-    let aws = SdkSnapshots::new(&aws_config, args.s3_path_style).with_pacer(pacer.clone());
-    let safety = ecx::preflight::export_safety(&args, &aws_config, &region, pacer)?;
+    let aws = SdkSnapshots::new(&aws_config, aws_settings.s3_path_style).with_pacer(pacer.clone());
+    let safety = ecx::preflight::export_safety(&safety_settings(&args), &aws_settings, &aws_config, &region, pacer)?;
     let readiness = Arc::new(Readiness::default());
     let instance = std::env::var("POD_NAME").ok().or_else(|| std::env::var("HOSTNAME").ok());
     let ctx = Arc::new(Context::new(
@@ -79,6 +85,53 @@ async fn run(args: RunArgs) -> Result<(), String> {
     };
     server.abort();
     result
+}
+
+/// The requeue timing from the `run` flags.
+fn timing(args: &RunArgs) -> Result<Timing, String> {
+    let secs = |name: &str, v: f64| -> Result<std::time::Duration, String> {
+        if v.is_finite() && v > 0.0 {
+            Ok(std::time::Duration::from_secs_f64(v))
+        } else {
+            Err(format!("--{name} must be a positive number of seconds, not {v}"))
+        }
+    };
+    let timing = Timing {
+        poll_min: secs("poll-min-seconds", args.poll_min_seconds)?,
+        poll_max: secs("poll-max-seconds", args.poll_max_seconds)?,
+        error_min: secs("error-backoff-min-seconds", args.error_backoff_min_seconds)?,
+        error_max: secs("error-backoff-max-seconds", args.error_backoff_max_seconds)?,
+        stalled_retry: secs("stalled-retry-seconds", args.stalled_retry_seconds)?,
+    };
+    if timing.poll_min > timing.poll_max || timing.error_min > timing.error_max {
+        return Err("each minimum interval must not exceed its maximum".into());
+    }
+    if args.concurrency == 0 {
+        return Err("--concurrency must be at least 1".into());
+    }
+    Ok(timing)
+}
+
+fn aws_settings(args: &RunArgs) -> AwsSettings {
+    AwsSettings { region: args.region.clone(), s3_path_style: args.s3_path_style }
+}
+
+fn safety_settings(args: &RunArgs) -> SafetySettings {
+    SafetySettings {
+        export_policy_file: args.export_policy_file.clone(),
+        allow_export: args.allow_export.clone(),
+        preflight: args.preflight,
+        refuse_public_buckets: args.refuse_public_buckets,
+    }
+}
+
+fn check_bucket(args: CheckBucketArgs) -> CheckBucket {
+    CheckBucket {
+        bucket: args.bucket,
+        target_snapshot_name: args.target_snapshot_name,
+        refuse_public_buckets: args.refuse_public_buckets,
+        aws: AwsSettings { region: args.region, s3_path_style: args.s3_path_style },
+    }
 }
 
 /// SIGINT or SIGTERM, awaitable from several places.

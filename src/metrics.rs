@@ -1,7 +1,6 @@
 //! Prometheus metrics, served on `/metrics`.
 
 use crate::api::{Phase, SnapshotExport};
-use crate::aws::AwsError;
 use kube::runtime::reflector::Store;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -61,13 +60,9 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    /// Count one AWS call (CopySnapshot among them) by operation and outcome.
-    pub fn aws_call<T>(&self, operation: &str, result: &Result<T, AwsError>) {
-        let outcome = match result {
-            Ok(_) => "ok",
-            Err(e) if e.is_transient() => "transient",
-            Err(_) => "refused",
-        };
+    /// Count one AWS call (CopySnapshot among them) by operation and outcome (`ok`, `refused`
+    /// or `transient`).
+    pub fn aws_call(&self, operation: &str, outcome: &str) {
         self.aws_calls.get_or_create(&CallLabels { operation: operation.into(), outcome: outcome.into() }).inc();
     }
 

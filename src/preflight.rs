@@ -740,11 +740,24 @@ pub fn gate(report: &Report, earlier_intent: bool, refuse_public: bool) -> Gate 
     }
 }
 
-/// The export policy and preflight from the `run` flags; an unusable policy stops the start.
+/// The safety settings of `run`.
+#[derive(Clone, Debug, Default)]
+pub struct SafetySettings {
+    /// The export policy file, re-read when it changes.
+    pub export_policy_file: Option<std::path::PathBuf>,
+    /// `NAMESPACE_GLOB=BUCKET_GLOB[,SOURCE_GLOB]` rules added to the file's.
+    pub allow_export: Vec<String>,
+    /// Inspect the bucket before each export's CopySnapshot.
+    pub preflight: bool,
+    pub refuse_public_buckets: bool,
+}
+
+/// The export policy and preflight from the settings; an unusable policy stops the start.
 ///
 /// The preflight's S3 calls pass `pacer`, the gate (rate limit and metrics) of every other AWS call.
 pub fn export_safety(
-    args: &crate::cli::RunArgs,
+    args: &SafetySettings,
+    aws: &crate::aws::AwsSettings,
     config: &aws_config::SdkConfig,
     region: &str,
     pacer: crate::aws::limit::Pacer,
@@ -763,7 +776,7 @@ pub fn export_safety(
     tracing::info!(rules, file = ?policy.file(), preflight = args.preflight, refuse_public_buckets = args.refuse_public_buckets, "export policy");
     let preflight = args.preflight.then(|| {
         PreflightConfig::new(
-            Arc::new(crate::aws::SdkBuckets::new(config, args.s3_path_style).with_pacer(pacer)),
+            Arc::new(crate::aws::SdkBuckets::new(config, aws.s3_path_style).with_pacer(pacer)),
             region.to_string(),
             args.refuse_public_buckets,
         )
@@ -807,15 +820,26 @@ pub fn inspection_denied_message(bucket: &str, operation: &str) -> String {
     )
 }
 
+/// What `check-bucket` checks.
+#[derive(Clone, Debug, Default)]
+pub struct CheckBucket {
+    pub bucket: String,
+    /// Also check that `<name>-0001.rdb` is free.
+    pub target_snapshot_name: Option<String>,
+    /// Count a publicly accessible bucket as a failure.
+    pub refuse_public_buckets: bool,
+    pub aws: crate::aws::AwsSettings,
+}
+
 /// `check-bucket`: run the preflight from a shell and print each check. Exit 0 when an export
 /// would succeed, 1 when a check fails, 3 when the bucket could not be inspected, 2 for usage.
-pub async fn check_bucket(args: crate::cli::CheckBucketArgs) -> ExitCode {
-    let config = crate::aws::aws_sdk_config(args.region.clone()).await;
+pub async fn check_bucket(args: CheckBucket) -> ExitCode {
+    let config = crate::aws::aws_sdk_config(args.aws.region.clone()).await;
     let Some(region) = config.region().map(|r| r.to_string()) else {
         eprintln!("elasticache-export-operator check-bucket: no AWS region: pass --region or set AWS_REGION");
         return ExitCode::from(2);
     };
-    let inspector = crate::aws::SdkBuckets::new(&config, args.s3_path_style);
+    let inspector = crate::aws::SdkBuckets::new(&config, args.aws.s3_path_style);
     let key = args.target_snapshot_name.as_deref().map(|t| export_object_key(t, 1));
     println!("Checking s3://{} for ElastiCache exports from {region}", args.bucket);
     println!(

@@ -1,5 +1,5 @@
-//! What the export preflight reads about a bucket (`crate::preflight`): a small trait in our own
-//! types, with the SDK implementation beside it (`bucket_sdk.rs`). The methods return boxed
+//! What the export preflight reads about a bucket: a small trait in our own types, with the SDK
+//! implementation beside it (`bucket_sdk.rs`). The methods return boxed
 //! futures so the reconciler can hold any inspector as `Arc<dyn BucketInspector>`, whatever its
 //! `SnapshotApi`.
 //!

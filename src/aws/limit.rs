@@ -29,7 +29,12 @@ impl Pacer {
         }
         let result = call.await;
         if let Some(metrics) = &self.metrics {
-            metrics.aws_call(operation, &result);
+            let outcome = match &result {
+                Ok(_) => "ok",
+                Err(e) if e.is_transient() => "transient",
+                Err(_) => "refused",
+            };
+            metrics.aws_call(operation, outcome);
         }
         result
     }

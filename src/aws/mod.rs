@@ -14,6 +14,15 @@ pub use bucket_sdk::SdkBuckets;
 pub use errors::{AwsError, CopyFault, S3Problem};
 pub use sdk::{aws_sdk_config, SdkSnapshots};
 
+/// Where and how to reach AWS, from the command line.
+#[derive(Clone, Debug, Default)]
+pub struct AwsSettings {
+    /// The snapshots' region; `None`: the standard AWS configuration (AWS_REGION).
+    pub region: Option<String>,
+    /// Address S3 buckets path-style, as most S3 emulators need.
+    pub s3_path_style: bool,
+}
+
 /// A snapshot's status. ElastiCache documents `creating | available | restoring | copying |
 /// deleting`; anything else (an export shows `exporting`) is read as in progress, and `failed`
 /// is terminal.

@@ -4,15 +4,8 @@
 use super::decide::Decision;
 use crate::api::conditions::{set_health, Health};
 use crate::api::{LastError, Phase, SnapshotExportSpec, SnapshotExportStatus};
+pub use crate::events::EventNote;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-
-/// An Event to publish about the object.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct EventNote {
-    pub warning: bool,
-    pub reason: String,
-    pub note: String,
-}
 
 /// The status that records the intent to call CopySnapshot: written (and confirmed by the API
 /// server) before the call is made.
