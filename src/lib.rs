@@ -10,6 +10,5 @@ pub mod export;
 pub mod http;
 pub mod leader;
 pub mod metrics;
-pub mod policy;
-pub mod preflight;
+pub mod safety;
 pub mod telemetry;

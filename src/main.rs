@@ -11,7 +11,7 @@ use ecx::export::{Context, Timing};
 use ecx::http::Readiness;
 use ecx::leader::{Leadership, LeaseConfig};
 use ecx::metrics::Metrics;
-use ecx::preflight::{CheckBucket, SafetySettings};
+use ecx::safety::{CheckBucket, SafetySettings};
 use std::process::ExitCode;
 use std::sync::Arc;
 use tracing::{error, info};
@@ -25,7 +25,7 @@ fn main() -> ExitCode {
         }
         Command::CheckBucket(args) => {
             let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("a tokio runtime");
-            runtime.block_on(ecx::preflight::check_bucket(check_bucket(args)))
+            runtime.block_on(ecx::safety::check_bucket(check_bucket(args)))
         }
         Command::Run(args) => {
             let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("a tokio runtime");
@@ -53,7 +53,7 @@ async fn run(args: RunArgs) -> Result<(), String> {
     // One gate for every AWS call: the reconciler's and the preflight's share the rate limit.
     let pacer = Pacer::new(Some(RateLimit::new(args.aws_requests_per_second, args.aws_burst)), Some(metrics.clone()));
     let aws = SdkSnapshots::new(&aws_config, aws_settings.s3_path_style).with_pacer(pacer.clone());
-    let safety = ecx::preflight::export_safety(&safety_settings(&args), &aws_settings, &aws_config, &region, pacer)?;
+    let safety = ecx::safety::export_safety(&safety_settings(&args), &aws_settings, &aws_config, &region, pacer)?;
     let readiness = Arc::new(Readiness::default());
     let instance = std::env::var("POD_NAME").ok().or_else(|| std::env::var("HOSTNAME").ok());
     let ctx = Arc::new(Context::new(

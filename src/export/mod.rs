@@ -59,7 +59,7 @@ pub struct Context<A> {
     /// The shared DescribeSnapshots sweep that follows copies and exports in flight.
     pub sweep: Arc<sweep::Sweep>,
     /// The export policy and the bucket preflight (`crate::preflight`; set with `with_export_safety`).
-    pub safety: crate::preflight::ExportSafety,
+    pub safety: crate::safety::ExportSafety,
     /// Per object (by UID): consecutive transient errors, for backoff.
     errors: Mutex<HashMap<String, u32>>,
 }
@@ -67,7 +67,7 @@ pub struct Context<A> {
 impl<A> Context<A> {
     pub fn new(client: Client, aws: A, events: Events, timing: Timing, metrics: Arc<Metrics>) -> Self {
         let sweep = Arc::new(sweep::Sweep::new(timing.poll_min, timing.poll_max));
-        let safety = crate::preflight::ExportSafety::default();
+        let safety = crate::safety::ExportSafety::default();
         Self { client, aws, events, timing, metrics, sweep, safety, errors: Mutex::new(HashMap::new()) }
     }
 

@@ -442,7 +442,8 @@ fn packaged_command_lines_and_policies_are_accepted_by_the_binary() {
         assert!(!stderr.contains("unexpected argument") && !stderr.contains("invalid value"), "{name}: {stderr}");
         for doc in docs.iter().filter(|d| d["kind"] == "ConfigMap") {
             if let Some(text) = doc["data"]["policy.yaml"].as_str() {
-                let policy = ecx::policy::ExportPolicy::parse(text).unwrap_or_else(|e| panic!("{name}: export policy: {e}\n{text}"));
+                let policy =
+                    ecx::safety::policy::ExportPolicy::parse(text).unwrap_or_else(|e| panic!("{name}: export policy: {e}\n{text}"));
                 policy.validate().unwrap_or_else(|e| panic!("{name}: export policy: {e}\n{text}"));
             }
         }

@@ -146,7 +146,7 @@ async fn preflight_stops_each_bucket_mistake_before_copy_snapshot() {
     create_bucket(&bed.s3, "ecx-pf-no-read-acp", REGION, Access::Acl { read: true, write: true, read_acp: false }).await;
     // ACLs disabled and a policy without s3:PutObject.
     create_bucket(&bed.s3, "ecx-pf-policy-no-write", REGION, Access::Policy).await;
-    let mut statement = ecx::preflight::policy_statement("ecx-pf-policy-no-write", REGION);
+    let mut statement = ecx::safety::policy_statement("ecx-pf-policy-no-write", REGION);
     statement["Action"] = json!(["s3:ListBucket", "s3:GetBucketLocation", "s3:GetBucketAcl"]);
     let doc = json!({"Version": "2012-10-17", "Statement": [statement]}).to_string();
     bed.s3.put_bucket_policy().bucket("ecx-pf-policy-no-write").policy(doc).send().await.unwrap();

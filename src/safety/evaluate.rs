@@ -29,7 +29,7 @@ use crate::events::Events;
 use crate::export::decide::{retry_later, Decision};
 use crate::export::status::EventNote;
 use crate::export::Context;
-use crate::policy::{ExportRequest, PolicySource, Refusal};
+use crate::safety::policy::{ExportRequest, PolicySource, Refusal};
 use kube::ResourceExt;
 use serde_json::{json, Value};
 use std::process::ExitCode;
@@ -467,9 +467,9 @@ fn list_matches(st: &Value, key: &str, not_key: &str, value: &str, case_insensit
     let matches = |patterns: Vec<String>| {
         patterns.iter().any(|p| {
             if case_insensitive {
-                crate::policy::glob_match(&p.to_ascii_lowercase(), &value.to_ascii_lowercase())
+                crate::safety::policy::glob_match(&p.to_ascii_lowercase(), &value.to_ascii_lowercase())
             } else {
-                crate::policy::glob_match(p, value)
+                crate::safety::policy::glob_match(p, value)
             }
         })
     };
@@ -766,7 +766,7 @@ pub fn export_safety(
         .allow_export
         .iter()
         .filter(|r| !r.trim().is_empty())
-        .map(|r| crate::policy::Rule::parse_flag(r))
+        .map(|r| crate::safety::policy::Rule::parse_flag(r))
         .collect::<Result<Vec<_>, _>>()?;
     let policy = PolicySource::new(args.export_policy_file.clone(), rules)?;
     let rules = policy.current().map(|p| p.rules.len()).unwrap_or_default();
