@@ -9,6 +9,7 @@
 
 use crate::api::{Phase, SnapshotExportSpec, SnapshotExportStatus};
 use crate::aws::{export_object_key, AwsError, CopyFault, S3Problem, SnapshotInfo, SnapshotStatus};
+use crate::safety::Verdict;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 
 /// How long an accepted export may show no objects while its source is `available` before it is
@@ -248,6 +249,16 @@ pub fn retry_later(err: &AwsError) -> Decision {
         _ => "AwsUnavailable",
     };
     Decision::RetryLater { reason, message: format!("{err}; retrying with backoff.") }
+}
+
+/// The safety gate's verdict (`crate::safety`) as a decision.
+pub fn from_safety(verdict: Verdict) -> Decision {
+    match verdict {
+        Verdict::Proceed => Decision::RequestCopy,
+        Verdict::Recheck => Decision::Recheck,
+        Verdict::Stalled { reason, message, clear_intent } => Decision::Stalled { reason, message, clear_intent },
+        Verdict::RetryLater(err) => retry_later(&err),
+    }
 }
 
 fn stalled_by(fault: &CopyFault, clear_intent: bool) -> Decision {

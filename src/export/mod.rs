@@ -58,7 +58,7 @@ pub struct Context<A> {
     pub metrics: Arc<Metrics>,
     /// The shared DescribeSnapshots sweep that follows copies and exports in flight.
     pub sweep: Arc<sweep::Sweep>,
-    /// The export policy and the bucket preflight (`crate::preflight`; set with `with_export_safety`).
+    /// The export policy and the bucket preflight (`crate::safety`; set with `with_export_safety`).
     pub safety: crate::safety::ExportSafety,
     /// Per object (by UID): consecutive transient errors, for backoff.
     errors: Mutex<HashMap<String, u32>>,
@@ -69,6 +69,12 @@ impl<A> Context<A> {
         let sweep = Arc::new(sweep::Sweep::new(timing.poll_min, timing.poll_max));
         let safety = crate::safety::ExportSafety::default();
         Self { client, aws, events, timing, metrics, sweep, safety, errors: Mutex::new(HashMap::new()) }
+    }
+
+    /// Set the export policy and the preflight.
+    pub fn with_export_safety(mut self, safety: crate::safety::ExportSafety) -> Self {
+        self.safety = safety;
+        self
     }
 
     /// The next delay after a transient error: exponential with full jitter in its upper half.
@@ -154,7 +160,7 @@ async fn reconcile_once<A: SnapshotApi>(obj: Arc<SnapshotExport>, ctx: &Arc<Cont
         invalid_spec(&problems)
     } else if let Some(refused) = ctx.safety.refusal(&obj, &status) {
         // The export policy refuses it: no AWS call at all.
-        refused
+        decide::from_safety(refused)
     } else {
         match observe(ctx, &obj_ref, &obj.spec, &status).await {
             Ok(Some(observed)) => decide(&obj.spec, &status, &uid, &observed, Timestamp::now()),
@@ -165,7 +171,7 @@ async fn reconcile_once<A: SnapshotApi>(obj: Arc<SnapshotExport>, ctx: &Arc<Cont
     };
     if decision == Decision::RequestCopy {
         // Bucket preflight: only right before a request, never on a poll.
-        decision = ctx.safety.preflight(&obj.spec, &ctx.events, &current).await;
+        decision = decide::from_safety(ctx.safety.preflight(&obj.spec, &ctx.events, &current).await);
     }
     let mut from_call = false;
     let previous = status.clone();

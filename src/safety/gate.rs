@@ -1,0 +1,272 @@
+//! The gate the reconciler calls: the export policy before any AWS call, and the bucket
+//! preflight right before CopySnapshot, each giving a [`Verdict`]; and the gate's construction
+//! from the settings.
+
+use super::evaluate::evaluate;
+use super::inspect::PreflightConfig;
+use super::policy::{ExportRequest, PolicySource, Refusal};
+use super::report::Report;
+use crate::api::{Phase, SnapshotExport, SnapshotExportSpec, SnapshotExportStatus};
+use crate::aws::{export_object_key, AwsError, CopyFault, S3Problem, INSPECTION_ACTIONS};
+use crate::events::{EventNote, Events};
+use kube::ResourceExt;
+use std::sync::Arc;
+
+pub const PUBLIC_REASON: &str = "BucketPubliclyAccessible";
+pub const INSPECTION_DENIED_REASON: &str = "BucketInspectionDenied";
+pub const INSPECTION_FAILED_REASON: &str = "BucketInspectionFailed";
+
+/// What the gate says about a request; the reconciler (`crate::export`) turns it into its
+/// decision.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Request the copy.
+    Proceed,
+    /// Do not request it yet: look again (the key may be an earlier request's own object).
+    Recheck,
+    /// Do not request it: stalled until something outside changes. `clear_intent` when no
+    /// request of ours can be in flight.
+    Stalled { reason: String, message: String, clear_intent: bool },
+    /// The bucket could not be inspected for now: back off and try again.
+    RetryLater(AwsError),
+}
+
+/// Export policy and preflight configuration, kept in the reconciler's `Context`.
+pub struct ExportSafety {
+    pub policy: PolicySource,
+    /// `None`: preflight off (`--preflight=false`, or no inspector).
+    pub preflight: Option<PreflightConfig>,
+}
+
+impl Default for ExportSafety {
+    /// Secure by default: no rule (every S3 export refused), no preflight.
+    fn default() -> Self {
+        Self { policy: PolicySource::default(), preflight: None }
+    }
+}
+
+impl ExportSafety {
+    /// The policy gate, before any AWS call: `Some(Stalled ExportNotAllowed)` when the policy
+    /// refuses the object. Objects whose request may already have reached AWS (an intent is
+    /// recorded, or the copy was accepted) are followed to the end whatever the policy says:
+    /// refusing them now could not undo the request.
+    pub fn refusal(&self, obj: &SnapshotExport, status: &SnapshotExportStatus) -> Option<Verdict> {
+        if status.copy_requested_at.is_some() || matches!(status.phase, Some(Phase::Copying | Phase::Exporting)) {
+            return None;
+        }
+        let namespace = obj.namespace().unwrap_or_default();
+        let request =
+            ExportRequest { namespace: &namespace, source: &obj.spec.source_snapshot_name, bucket: obj.spec.target_bucket.as_deref() };
+        match self.policy.check(&request) {
+            Ok(rule) => {
+                tracing::debug!(object = %obj.name_any(), namespace = %namespace, rule = ?rule, "export policy allows");
+                None
+            }
+            Err(refusal) => Some(refused(&refusal)),
+        }
+    }
+
+    /// The preflight, for a `RequestCopy` decision: the verdict (`Proceed` when the bucket is fine
+    /// or preflight is off). A public bucket gets a Warning Event
+    /// (or a stall with `--refuse-public-buckets`).
+    pub async fn preflight(&self, spec: &SnapshotExportSpec, events: &Events, obj: &SnapshotExport) -> Verdict {
+        let (Some(config), Some(bucket)) = (&self.preflight, &spec.target_bucket) else {
+            return Verdict::Proceed;
+        };
+        let key = export_object_key(&spec.target_snapshot_name, 1);
+        // An earlier request whose outcome is unknown (its intent is recorded) may be at work:
+        // the key it writes is not a collision (look again: objects written under an intent are
+        // adopted), and no failure may clear its intent.
+        let earlier_intent = obj.status.as_ref().is_some_and(|s| s.copy_requested_at.is_some());
+        let facts = match config.facts(bucket, &key).await {
+            Ok(facts) => facts,
+            Err(err) => {
+                return match inspection_failed(bucket, &err) {
+                    Verdict::Stalled { reason, message, .. } => Verdict::Stalled { reason, message, clear_intent: !earlier_intent },
+                    other => other,
+                }
+            }
+        };
+        let report = evaluate(&facts);
+        match gate(&report, earlier_intent, config.refuse_public_buckets) {
+            Gate::Stop(decision) => {
+                if let Verdict::Stalled { reason, .. } = &decision {
+                    tracing::info!(object = %obj.name_any(), bucket = %bucket, %reason, "preflight refused the export before CopySnapshot");
+                }
+                decision
+            }
+            Gate::Proceed { public_warning } => {
+                if let Some(note) = public_warning {
+                    events.publish(obj, &EventNote { warning: true, reason: PUBLIC_REASON.into(), note }).await;
+                }
+                Verdict::Proceed
+            }
+        }
+    }
+}
+
+/// What the preflight's report means for the request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Gate {
+    /// Request the copy; with a `BucketPubliclyAccessible` Warning to publish first.
+    Proceed { public_warning: Option<String> },
+    /// Do not request it: this decision instead.
+    Stop(Verdict),
+}
+
+/// The gate for a report (pure). `earlier_intent`: an earlier request's outcome is unknown (its
+/// intent is recorded), so it may be at work: the key it writes is no collision (look again;
+/// objects written under an intent are adopted) and no failure may clear its intent.
+pub fn gate(report: &Report, earlier_intent: bool, refuse_public: bool) -> Gate {
+    if earlier_intent && matches!(report.problem, Some(S3Problem::ObjectAlreadyExists { .. })) {
+        return Gate::Stop(Verdict::Recheck);
+    }
+    if let Some(message) = report.failure_message() {
+        let reason = report.problem.as_ref().map(S3Problem::reason).unwrap_or("PreflightFailed");
+        return Gate::Stop(Verdict::Stalled { reason: reason.into(), message, clear_intent: !earlier_intent });
+    }
+    match report.public_message() {
+        Some(message) if refuse_public => Gate::Stop(Verdict::Stalled {
+            reason: PUBLIC_REASON.into(),
+            message: format!("{message} The operator runs with --refuse-public-buckets, so it does not export there."),
+            clear_intent: !earlier_intent,
+        }),
+        public_warning => Gate::Proceed { public_warning },
+    }
+}
+
+/// The safety settings of `run`.
+#[derive(Clone, Debug, Default)]
+pub struct SafetySettings {
+    /// The export policy file, re-read when it changes.
+    pub export_policy_file: Option<std::path::PathBuf>,
+    /// `NAMESPACE_GLOB=BUCKET_GLOB[,SOURCE_GLOB]` rules added to the file's.
+    pub allow_export: Vec<String>,
+    /// Inspect the bucket before each export's CopySnapshot.
+    pub preflight: bool,
+    pub refuse_public_buckets: bool,
+}
+
+/// The export policy and preflight from the settings; an unusable policy stops the start.
+///
+/// The preflight's S3 calls pass `pacer`, the gate (rate limit and metrics) of every other AWS call.
+pub fn export_safety(
+    args: &SafetySettings,
+    aws: &crate::aws::AwsSettings,
+    config: &aws_config::SdkConfig,
+    region: &str,
+    pacer: crate::aws::limit::Pacer,
+) -> Result<ExportSafety, String> {
+    let rules = args
+        .allow_export
+        .iter()
+        .filter(|r| !r.trim().is_empty())
+        .map(|r| crate::safety::policy::Rule::parse_flag(r))
+        .collect::<Result<Vec<_>, _>>()?;
+    let policy = PolicySource::new(args.export_policy_file.clone(), rules)?;
+    let rules = policy.current().map(|p| p.rules.len()).unwrap_or_default();
+    if rules == 0 {
+        tracing::warn!("the export policy has no rule: every S3 export is refused (see --allow-export and --export-policy-file)");
+    }
+    tracing::info!(rules, file = ?policy.file(), preflight = args.preflight, refuse_public_buckets = args.refuse_public_buckets, "export policy");
+    let preflight = args.preflight.then(|| {
+        PreflightConfig::new(
+            Arc::new(crate::aws::SdkBuckets::new(config, aws.s3_path_style).with_pacer(pacer)),
+            region.to_string(),
+            args.refuse_public_buckets,
+        )
+    });
+    Ok(ExportSafety { policy, preflight })
+}
+
+/// The verdict for a policy refusal.
+pub fn refused(refusal: &Refusal) -> Verdict {
+    Verdict::Stalled { reason: Refusal::REASON.into(), message: refusal.message(), clear_intent: true }
+}
+
+/// The verdict when the bucket could not be inspected.
+pub fn inspection_failed(bucket: &str, err: &AwsError) -> Verdict {
+    match err {
+        AwsError::Transient { .. } => Verdict::RetryLater(err.clone()),
+        AwsError::Fault { operation, fault } => {
+            if matches!(fault, CopyFault::AccessDenied { .. }) {
+                Verdict::Stalled {
+                    reason: INSPECTION_DENIED_REASON.into(),
+                    message: inspection_denied_message(bucket, operation),
+                    clear_intent: true,
+                }
+            } else {
+                Verdict::Stalled {
+                    reason: INSPECTION_FAILED_REASON.into(),
+                    message: format!(
+                        "The operator cannot inspect bucket {bucket} before exporting: {operation} failed: {}. Check the bucket, or run the operator with --preflight=false (CopySnapshot's own checks then apply).",
+                        fault.message()
+                    ),
+                    clear_intent: true,
+                }
+            }
+        }
+    }
+}
+
+pub fn inspection_denied_message(bucket: &str, operation: &str) -> String {
+    format!(
+        "The operator cannot inspect bucket {bucket} (AccessDenied on {operation}); grant its role {INSPECTION_ACTIONS} on the bucket, or run the operator with --preflight=false (CopySnapshot's own checks then apply). A bucket in another account is refused this way too (ElastiCache exports only to buckets the account owns)."
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::safety::testing::*;
+
+    #[test]
+    fn gate_table() {
+        let ok = evaluate(&facts(good()));
+        let mut a = good();
+        a.acl = acl(&["READ"]);
+        let no_write = evaluate(&facts(a));
+        let mut a = good();
+        a.first_key = Some(("t-0001.rdb".into(), true));
+        let taken = evaluate(&facts(a));
+        let mut a = good();
+        a.public_access_block = None;
+        let public = evaluate(&facts(a));
+        let kind = |g: Gate| match g {
+            Gate::Proceed { public_warning: None } => "proceed".to_string(),
+            Gate::Proceed { public_warning: Some(_) } => "proceed+warning".to_string(),
+            Gate::Stop(Verdict::Recheck) => "recheck".to_string(),
+            Gate::Stop(Verdict::Stalled { reason, clear_intent, .. }) => {
+                format!("stall:{reason}:{}", if clear_intent { "clear" } else { "keep" })
+            }
+            Gate::Stop(other) => format!("{other:?}"),
+        };
+        let cases = [
+            (&ok, false, false, "proceed"),
+            (&ok, true, true, "proceed"),
+            (&no_write, false, false, "stall:S3WritePermissionMissing:clear"),
+            // an earlier request may be in flight: keep its intent
+            (&no_write, true, false, "stall:S3WritePermissionMissing:keep"),
+            (&taken, false, false, "stall:S3ObjectAlreadyExists:clear"),
+            // the key may be the earlier request's own object: look again
+            (&taken, true, false, "recheck"),
+            (&public, false, false, "proceed+warning"),
+            (&public, false, true, "stall:BucketPubliclyAccessible:clear"),
+            (&public, true, true, "stall:BucketPubliclyAccessible:keep"),
+        ];
+        for (report, intent, refuse, want) in cases {
+            assert_eq!(kind(gate(report, intent, refuse)), want, "intent {intent} refuse {refuse}: {:?}", report.problem);
+        }
+    }
+
+    #[test]
+    fn inspection_errors() {
+        let denied = AwsError::classify("GetBucketAcl", Some("AccessDenied"), Some("Access Denied"), Some(403));
+        let Verdict::Stalled { reason, message, .. } = inspection_failed("bkt", &denied) else { panic!() };
+        assert_eq!(reason, INSPECTION_DENIED_REASON);
+        assert!(message.starts_with("The operator cannot inspect bucket bkt (AccessDenied on GetBucketAcl); grant its role s3:GetBucketLocation, s3:GetBucketAcl"), "{message}");
+        assert!(message.contains("--preflight=false"), "{message}");
+        let slow = AwsError::classify("GetBucketAcl", Some("SlowDown"), None, Some(503));
+        assert!(matches!(inspection_failed("bkt", &slow), Verdict::RetryLater(_)));
+    }
+}

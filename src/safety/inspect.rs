@@ -1,0 +1,205 @@
+//! The bucket inspection: the S3 calls that gather a bucket's facts ([`inspect`]), and the
+//! preflight's memory of them (a bucket that passed is reused for a while; exports that arrive
+//! together share one inspection).
+
+use super::evaluate::evaluate;
+use crate::aws::{AwsError, BucketAcl, BucketInspector, PublicAccessBlock};
+use std::sync::Arc;
+
+/// What inspection found out about a bucket.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BucketFacts {
+    pub bucket: String,
+    /// The snapshots' region.
+    pub region: String,
+    /// The bucket's region; `None` when the bucket does not exist.
+    pub location: Option<String>,
+    /// Read only when the bucket exists in the right region.
+    pub access: Option<AccessFacts>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AccessFacts {
+    pub acl: BucketAcl,
+    pub object_ownership: Option<String>,
+    pub policy: Option<String>,
+    /// GetBucketPolicyStatus, when known.
+    pub policy_is_public: Option<bool>,
+    pub public_access_block: Option<PublicAccessBlock>,
+    /// The first target key and whether it exists (`None`: no target name given).
+    pub first_key: Option<(String, bool)>,
+}
+
+impl AccessFacts {
+    pub fn acls_disabled(&self) -> bool {
+        self.object_ownership.as_deref() == Some("BucketOwnerEnforced")
+    }
+}
+
+/// Gather the facts: GetBucketLocation first; the rest only for a bucket in the right region.
+pub async fn inspect(aws: &dyn BucketInspector, bucket: &str, region: &str, first_key: Option<&str>) -> Result<BucketFacts, AwsError> {
+    let location = aws.bucket_region(bucket).await?;
+    let mut facts = BucketFacts { bucket: bucket.into(), region: region.into(), location, access: None };
+    if facts.location.as_deref() != Some(region) {
+        return Ok(facts);
+    }
+    let (acl, object_ownership, policy, public_access_block) = futures::try_join!(
+        aws.bucket_acl(bucket),
+        aws.object_ownership(bucket),
+        aws.bucket_policy(bucket),
+        aws.public_access_block(bucket)
+    )?;
+    let policy_is_public = if policy.is_some() { aws.policy_is_public(bucket).await? } else { None };
+    let first_key = match first_key {
+        Some(key) => Some((key.to_string(), aws.object_exists(bucket, key).await?)),
+        None => None,
+    };
+    facts.access = Some(AccessFacts { acl, object_ownership, policy, policy_is_public, public_access_block, first_key });
+    Ok(facts)
+}
+
+pub struct PreflightConfig {
+    pub inspector: Arc<dyn BucketInspector>,
+    /// The snapshots' region (the operator's).
+    pub region: String,
+    pub refuse_public_buckets: bool,
+    /// Bucket-level facts (location, ACL, ownership, policy, public access) by bucket, reused
+    /// for [`BUCKET_FACTS_TTL`]: a batch of exports to one bucket inspects it once. The first
+    /// target key is checked for every export.
+    pub cache: std::sync::Mutex<std::collections::HashMap<String, (std::time::Instant, BucketFacts)>>,
+    /// Inspections in flight, by bucket: exports that arrive while a bucket is being inspected
+    /// share that inspection's outcome (passing, failing or an error) instead of inspecting it
+    /// again.
+    inspecting: std::sync::Mutex<std::collections::HashMap<String, Inspection>>,
+}
+
+/// One inspection of a bucket, awaited by every export that needs it.
+type Inspection = futures::future::Shared<futures::future::BoxFuture<'static, Result<BucketFacts, AwsError>>>;
+
+/// How long inspected bucket facts are reused. Shorter than the stalled retry, so a bucket fixed
+/// after a failed preflight is always inspected afresh.
+pub const BUCKET_FACTS_TTL: std::time::Duration = std::time::Duration::from_secs(60);
+
+impl PreflightConfig {
+    pub fn new(inspector: Arc<dyn BucketInspector>, region: String, refuse_public_buckets: bool) -> Self {
+        Self { inspector, region, refuse_public_buckets, cache: Default::default(), inspecting: Default::default() }
+    }
+
+    fn cached(&self, bucket: &str) -> Option<BucketFacts> {
+        let cache = self.cache.lock().expect("preflight cache");
+        cache.get(bucket).filter(|(at, _)| at.elapsed() < BUCKET_FACTS_TTL).map(|(_, f)| f.clone())
+    }
+
+    /// The bucket's facts with the first target key checked: bucket-level facts from the cache
+    /// when fresh and passing, otherwise inspected now.
+    pub(super) async fn facts(&self, bucket: &str, key: &str) -> Result<BucketFacts, AwsError> {
+        let mut facts = self.bucket_facts(bucket).await?;
+        if let Some(access) = facts.access.as_mut() {
+            access.first_key = Some((key.to_string(), self.inspector.object_exists(bucket, key).await?));
+        }
+        Ok(facts)
+    }
+
+    /// Bucket-level facts: from the cache when fresh, otherwise from the inspection of the bucket
+    /// in flight, or from a new one.
+    async fn bucket_facts(&self, bucket: &str) -> Result<BucketFacts, AwsError> {
+        use futures::FutureExt;
+        if let Some(facts) = self.cached(bucket) {
+            return Ok(facts);
+        }
+        let inspection = {
+            let mut inspecting = self.inspecting.lock().expect("preflight inspections");
+            let new = || {
+                let (inspector, bucket, region) = (self.inspector.clone(), bucket.to_string(), self.region.clone());
+                async move { inspect(inspector.as_ref(), &bucket, &region, None).await }.boxed().shared()
+            };
+            inspecting.entry(bucket.to_string()).or_insert_with(new).clone()
+        };
+        let outcome = inspection.clone().await;
+        {
+            // The first to see it finish retires it: later exports look at the bucket afresh
+            // (a failing bucket is never cached, so fixing it takes effect at the next attempt).
+            let mut inspecting = self.inspecting.lock().expect("preflight inspections");
+            if inspecting.get(bucket).is_some_and(|current| current.ptr_eq(&inspection)) {
+                inspecting.remove(bucket);
+            }
+        }
+        let facts = outcome?;
+        // Only a bucket that passes is remembered: a failing one (or a public one that
+        // --refuse-public-buckets refuses) is looked at every time.
+        if evaluate(&facts).export_would_succeed(self.refuse_public_buckets) {
+            self.cache.lock().expect("preflight cache").insert(bucket.to_string(), (std::time::Instant::now(), facts.clone()));
+        }
+        Ok(facts)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::safety::testing::{acl, B, R};
+
+    /// A private bucket in R granted to ElastiCache through its ACL (or, with `exists` false, no
+    /// bucket at all), that counts the bucket-level reads (GetBucketLocation) and answers each
+    /// after a moment.
+    struct GrantedBucket {
+        exists: bool,
+        locations: std::sync::atomic::AtomicUsize,
+    }
+
+    impl crate::aws::BucketInspector for GrantedBucket {
+        fn bucket_region<'a>(&'a self, _: &'a str) -> futures::future::BoxFuture<'a, Result<Option<String>, AwsError>> {
+            self.locations.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Box::pin(async {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                Ok(self.exists.then(|| R.to_string()))
+            })
+        }
+        fn bucket_acl<'a>(&'a self, _: &'a str) -> futures::future::BoxFuture<'a, Result<BucketAcl, AwsError>> {
+            Box::pin(async { Ok(acl(&["READ", "WRITE", "READ_ACP"])) })
+        }
+        fn object_ownership<'a>(&'a self, _: &'a str) -> futures::future::BoxFuture<'a, Result<Option<String>, AwsError>> {
+            Box::pin(async { Ok(Some("BucketOwnerPreferred".to_string())) })
+        }
+        fn bucket_policy<'a>(&'a self, _: &'a str) -> futures::future::BoxFuture<'a, Result<Option<String>, AwsError>> {
+            Box::pin(async { Ok(None) })
+        }
+        fn policy_is_public<'a>(&'a self, _: &'a str) -> futures::future::BoxFuture<'a, Result<Option<bool>, AwsError>> {
+            Box::pin(async { Ok(Some(false)) })
+        }
+        fn public_access_block<'a>(&'a self, _: &'a str) -> futures::future::BoxFuture<'a, Result<Option<PublicAccessBlock>, AwsError>> {
+            Box::pin(async { Ok(Some(PublicAccessBlock::ALL_ON)) })
+        }
+        fn object_exists<'a>(&'a self, _: &'a str, _: &'a str) -> futures::future::BoxFuture<'a, Result<bool, AwsError>> {
+            Box::pin(async { Ok(false) })
+        }
+    }
+
+    #[tokio::test]
+    async fn exports_arriving_together_inspect_their_bucket_once_and_each_checks_its_own_key() {
+        let inspector = Arc::new(GrantedBucket { exists: true, locations: Default::default() });
+        let preflight = PreflightConfig::new(inspector.clone(), R.into(), false);
+        let keys: Vec<String> = (0..32).map(|i| format!("exp-{i}-0001.rdb")).collect();
+        let all = futures::future::join_all(keys.iter().map(|key| preflight.facts(B, key))).await;
+        assert_eq!(inspector.locations.load(std::sync::atomic::Ordering::SeqCst), 1, "one inspection of the bucket");
+        for (facts, key) in all.into_iter().zip(&keys) {
+            let facts = facts.unwrap();
+            assert!(evaluate(&facts).export_would_succeed(false));
+            assert_eq!(facts.access.unwrap().first_key, Some((key.clone(), false)));
+        }
+    }
+
+    #[tokio::test]
+    async fn exports_arriving_together_share_the_inspection_of_a_failing_bucket_and_later_ones_look_again() {
+        let inspector = Arc::new(GrantedBucket { exists: false, locations: Default::default() });
+        let preflight = PreflightConfig::new(inspector.clone(), R.into(), false);
+        let all =
+            futures::future::join_all((0..32).map(|i| preflight.facts(B, if i % 2 == 0 { "a-0001.rdb" } else { "b-0001.rdb" }))).await;
+        assert_eq!(inspector.locations.load(std::sync::atomic::Ordering::SeqCst), 1, "one inspection, shared");
+        assert!(all.iter().all(|f| f.as_ref().is_ok_and(|f| !evaluate(f).export_would_succeed(false))));
+        // A failing bucket is not remembered: the next export looks again (it may be fixed now).
+        preflight.facts(B, "c-0001.rdb").await.unwrap();
+        assert_eq!(inspector.locations.load(std::sync::atomic::Ordering::SeqCst), 2);
+        assert!(preflight.inspecting.lock().unwrap().is_empty(), "finished inspections are retired");
+    }
+}
