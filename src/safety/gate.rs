@@ -4,7 +4,8 @@
 
 use super::evaluate::evaluate;
 use super::inspect::PreflightConfig;
-use super::policy::{ExportRequest, PolicySource, Refusal};
+use super::policy::{ExportRequest, Refusal};
+use super::policy_file::PolicySource;
 use super::report::Report;
 use crate::api::{Phase, SnapshotExport, SnapshotExportSpec, SnapshotExportStatus};
 use crate::aws::{export_object_key, AwsError, CopyFault, S3Problem, INSPECTION_ACTIONS};

@@ -23,7 +23,8 @@
 //!
 //! One file per concern:
 //!
-//! - `policy.rs`: the export policy (rules, the matcher, the file and its reload);
+//! - `policy.rs`, `policy_file.rs`, `glob.rs`: the export policy (rules and their matching, the
+//!   file and its reload, the globs);
 //! - `partition.rs`: canonical IDs and service principals per partition;
 //! - `inspect.rs`: the bucket inspection (S3 calls) and the preflight's memory of it;
 //! - `evaluate.rs`, `policy_document.rs`, `public.rs`, `report.rs`: the evaluation (pure:
@@ -36,10 +37,12 @@
 pub mod check_bucket;
 pub mod evaluate;
 pub mod gate;
+pub mod glob;
 pub mod inspect;
 pub mod partition;
 pub mod policy;
 mod policy_document;
+pub mod policy_file;
 mod public;
 pub mod report;
 #[cfg(test)]

@@ -22,10 +22,9 @@
 //!   no rule names may copy in-region, unless `allowInRegionCopies: false`, which requires a
 //!   rule for the namespace (its `buckets` may be empty).
 
+use super::glob::glob_match;
 use serde::{Deserialize, Serialize};
 use std::fmt;
-use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 
 /// One rule; each list holds globs.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -280,142 +279,13 @@ fn any_glob(patterns: &[String], text: &str) -> bool {
     patterns.iter().any(|p| glob_match(p, text))
 }
 
-/// Glob match: `*` matches any run of characters (including none), `?` exactly one; everything
-/// else literally, case-sensitively (Kubernetes namespaces and S3 buckets are lowercase).
-pub fn glob_match(pattern: &str, text: &str) -> bool {
-    let (p, t): (Vec<char>, Vec<char>) = (pattern.chars().collect(), text.chars().collect());
-    let (mut pi, mut ti) = (0, 0);
-    let mut star: Option<(usize, usize)> = None;
-    while ti < t.len() {
-        if pi < p.len() && (p[pi] == '?' || (p[pi] != '*' && p[pi] == t[ti])) {
-            pi += 1;
-            ti += 1;
-        } else if pi < p.len() && p[pi] == '*' {
-            star = Some((pi, ti));
-            pi += 1;
-        } else if let Some((sp, st)) = star {
-            pi = sp + 1;
-            ti = st + 1;
-            star = Some((sp, st + 1));
-        } else {
-            return false;
-        }
-    }
-    p[pi..].iter().all(|c| *c == '*')
-}
-
-/// Where the policy comes from: a file that may change at runtime (a mounted ConfigMap) plus
-/// rules from flags. The file is read again on each check (it is small) and parsed again only
-/// when its content changed; a file that cannot be read or parsed refuses every export until it
-/// is fixed (fail closed), with the error in the refusal.
-pub struct PolicySource {
-    file: Option<PathBuf>,
-    flag_rules: Vec<Rule>,
-    /// The file's bytes last read, and what they parsed to.
-    cache: Mutex<Option<(Vec<u8>, CurrentPolicy)>>,
-}
-
-/// The policy in force, or why there is none.
-pub type CurrentPolicy = Result<ExportPolicy, String>;
-
-impl PolicySource {
-    /// A fixed policy (no file).
-    pub fn fixed(policy: ExportPolicy) -> Self {
-        Self { file: None, flag_rules: Vec::new(), cache: Mutex::new(Some((Vec::new(), Ok(policy)))) }
-    }
-
-    /// Rules from flags and an optional file; the file is checked now (an operator that cannot
-    /// read its policy at startup should not start).
-    pub fn new(file: Option<PathBuf>, flag_rules: Vec<Rule>) -> Result<Self, String> {
-        let source = Self { file, flag_rules, cache: Mutex::new(None) };
-        source.current()?;
-        Ok(source)
-    }
-
-    pub fn file(&self) -> Option<&Path> {
-        self.file.as_deref()
-    }
-
-    /// The policy in force now.
-    pub fn current(&self) -> CurrentPolicy {
-        let Some(path) = &self.file else {
-            let mut cache = self.cache.lock().expect("policy lock");
-            return cache.get_or_insert_with(|| (Vec::new(), Ok(ExportPolicy::default().with_rules(self.flag_rules.clone())))).1.clone();
-        };
-        let bytes = match std::fs::read(path) {
-            Ok(bytes) => bytes,
-            Err(err) => return Err(format!("the export policy file {} cannot be read: {err}", path.display())),
-        };
-        let mut cache = self.cache.lock().expect("policy lock");
-        if let Some((seen, parsed)) = cache.as_ref() {
-            if *seen == bytes {
-                return parsed.clone();
-            }
-        }
-        let parsed = std::str::from_utf8(&bytes)
-            .map_err(|e| e.to_string())
-            .and_then(ExportPolicy::parse)
-            .map(|p| p.with_rules(self.flag_rules.clone()))
-            .map_err(|e| format!("the export policy file {} is invalid: {e}", path.display()));
-        match &parsed {
-            Ok(p) => tracing::info!(file = %path.display(), rules = p.rules.len(), "export policy loaded"),
-            Err(e) => tracing::error!(error = %e, "export policy unusable: refusing every export until it is fixed"),
-        }
-        *cache = Some((bytes, parsed.clone()));
-        parsed
-    }
-
-    /// Check a request against the policy in force.
-    pub fn check(&self, req: &ExportRequest<'_>) -> Result<Option<usize>, Refusal> {
-        match self.current() {
-            Ok(policy) => policy.check(req),
-            Err(problem) => {
-                Err(Refusal { why: format!("The operator refuses every copy and export because {problem}."), rule_to_add: None })
-            }
-        }
-    }
-}
-
-impl Default for PolicySource {
-    fn default() -> Self {
-        Self::fixed(ExportPolicy::default())
-    }
-}
-
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn rule(ns: &[&str], buckets: &[&str], sources: &[&str]) -> Rule {
+    pub(crate) fn rule(ns: &[&str], buckets: &[&str], sources: &[&str]) -> Rule {
         let v = |x: &[&str]| x.iter().map(|s| s.to_string()).collect();
         Rule { namespaces: v(ns), buckets: v(buckets), sources: v(sources) }
-    }
-
-    #[test]
-    fn glob_table() {
-        let cases = [
-            ("*", "", true),
-            ("*", "anything", true),
-            ("team-a", "team-a", true),
-            ("team-a", "team-ab", false),
-            ("team-*", "team-a", true),
-            ("team-*", "team-", true),
-            ("team-*", "tea", false),
-            ("team-?", "team-a", true),
-            ("team-?", "team-ab", false),
-            ("*-exports", "team-a-exports", true),
-            ("*-exports", "team-a-exports-old", false),
-            ("a*b*c", "aXXbYYc", true),
-            ("a*b*c", "aXXbYY", false),
-            ("prod-*-??", "prod-x-01", true),
-            ("**", "x", true),
-            ("Team", "team", false),
-            ("", "", true),
-            ("", "x", false),
-        ];
-        for (p, t, want) in cases {
-            assert_eq!(glob_match(p, t), want, "{p:?} vs {t:?}");
-        }
     }
 
     /// The namespace × bucket × source × rule table.
@@ -510,24 +380,5 @@ mod tests {
         let r = rule(&["team-a-*", "true"], &["b.c"], &["automatic.x-2026"]);
         let text = format!("rules: [{}]", r.to_flow_yaml());
         assert_eq!(ExportPolicy::parse(&text).unwrap().rules, [r]);
-    }
-
-    #[test]
-    fn the_file_is_reread_when_it_changes_and_fails_closed() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("policy.yaml");
-        std::fs::write(&path, "rules: []\n").unwrap();
-        let source = PolicySource::new(Some(path.clone()), vec![rule(&["ops"], &["*"], &[])]).unwrap();
-        let req = ExportRequest { namespace: "team-b", source: "s", bucket: Some("b") };
-        assert!(source.check(&req).is_err());
-        assert_eq!(source.check(&ExportRequest { namespace: "ops", ..req }), Ok(Some(0)), "flag rules apply");
-        std::fs::write(&path, "rules: [{namespaces: [team-b], buckets: [b]}]\n").unwrap();
-        assert_eq!(source.check(&req), Ok(Some(0)), "a changed file heals");
-        std::fs::write(&path, "rules: [{nope").unwrap();
-        let refusal = source.check(&req).unwrap_err();
-        assert!(refusal.message().contains("is invalid"), "{}", refusal.message());
-        std::fs::remove_file(&path).unwrap();
-        assert!(source.check(&req).unwrap_err().message().contains("cannot be read"));
-        assert!(PolicySource::new(Some(path), vec![]).is_err(), "a missing file stops the start");
     }
 }

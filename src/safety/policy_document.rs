@@ -45,9 +45,9 @@ fn list_matches(st: &Value, key: &str, not_key: &str, value: &str, case_insensit
     let matches = |patterns: Vec<String>| {
         patterns.iter().any(|p| {
             if case_insensitive {
-                crate::safety::policy::glob_match(&p.to_ascii_lowercase(), &value.to_ascii_lowercase())
+                crate::safety::glob::glob_match(&p.to_ascii_lowercase(), &value.to_ascii_lowercase())
             } else {
-                crate::safety::policy::glob_match(p, value)
+                crate::safety::glob::glob_match(p, value)
             }
         })
     };
