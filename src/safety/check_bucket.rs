@@ -89,7 +89,7 @@ pub fn render(report: &Report, refuse_public: bool) -> String {
 mod tests {
     use super::*;
     use crate::aws::PublicAccessBlock;
-    use crate::safety::inspect::{AccessFacts, BucketFacts};
+    use crate::safety::facts::{AccessFacts, BucketFacts};
     use crate::safety::testing::*;
 
     #[test]

@@ -1,7 +1,7 @@
 //! The evaluation (pure): a bucket's facts in, the checks and the report out, in the documented
 //! order (see `crate::safety`).
 
-use super::inspect::BucketFacts;
+use super::facts::BucketFacts;
 use super::partition::{canonical_id, partition, policy_statement, service_principal};
 use super::policy_document::{policy_allows_all, policy_statements};
 use super::public::public_findings;
@@ -229,7 +229,7 @@ fn put_bucket_acl_command(bucket: &str, acl: &BucketAcl, cid: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::safety::inspect::AccessFacts;
+    use crate::safety::facts::AccessFacts;
     use crate::safety::testing::*;
     use serde_json::json;
 

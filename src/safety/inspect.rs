@@ -3,38 +3,9 @@
 //! together share one inspection).
 
 use super::evaluate::evaluate;
-use crate::aws::{AwsError, BucketAcl, BucketInspector, PublicAccessBlock};
+use super::facts::{AccessFacts, BucketFacts};
+use crate::aws::{AwsError, BucketInspector};
 use std::sync::Arc;
-
-/// What inspection found out about a bucket.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct BucketFacts {
-    pub bucket: String,
-    /// The snapshots' region.
-    pub region: String,
-    /// The bucket's region; `None` when the bucket does not exist.
-    pub location: Option<String>,
-    /// Read only when the bucket exists in the right region.
-    pub access: Option<AccessFacts>,
-}
-
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct AccessFacts {
-    pub acl: BucketAcl,
-    pub object_ownership: Option<String>,
-    pub policy: Option<String>,
-    /// GetBucketPolicyStatus, when known.
-    pub policy_is_public: Option<bool>,
-    pub public_access_block: Option<PublicAccessBlock>,
-    /// The first target key and whether it exists (`None`: no target name given).
-    pub first_key: Option<(String, bool)>,
-}
-
-impl AccessFacts {
-    pub fn acls_disabled(&self) -> bool {
-        self.object_ownership.as_deref() == Some("BucketOwnerEnforced")
-    }
-}
 
 /// Gather the facts: GetBucketLocation first; the rest only for a bucket in the right region.
 pub async fn inspect(aws: &dyn BucketInspector, bucket: &str, region: &str, first_key: Option<&str>) -> Result<BucketFacts, AwsError> {
@@ -137,6 +108,7 @@ impl PreflightConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::aws::{BucketAcl, PublicAccessBlock};
     use crate::safety::testing::{acl, B, R};
 
     /// A private bucket in R granted to ElastiCache through its ACL (or, with `exists` false, no

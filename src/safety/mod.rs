@@ -26,7 +26,8 @@
 //! - `policy.rs`, `policy_file.rs`, `glob.rs`: the export policy (rules and their matching, the
 //!   file and its reload, the globs);
 //! - `partition.rs`: canonical IDs and service principals per partition;
-//! - `inspect.rs`: the bucket inspection (S3 calls) and the preflight's memory of it;
+//! - `inspect.rs`, `facts.rs`: the bucket inspection (S3 calls), the facts it finds, and the
+//!   preflight's memory of them;
 //! - `evaluate.rs`, `policy_document.rs`, `public.rs`, `report.rs`: the evaluation (pure:
 //!   facts in, checks out);
 //! - `gate.rs`: the gate the reconciler calls, and its construction from [`SafetySettings`];
@@ -36,6 +37,7 @@
 
 pub mod check_bucket;
 pub mod evaluate;
+pub mod facts;
 pub mod gate;
 pub mod glob;
 pub mod inspect;

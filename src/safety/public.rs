@@ -1,7 +1,7 @@
 //! Public-access findings: why a bucket is or may become publicly accessible (Block Public Access
 //! off, ACL grants to everyone, a bucket policy open to everyone).
 
-use super::inspect::AccessFacts;
+use super::facts::AccessFacts;
 use super::policy_document::principal_is_everyone;
 use crate::aws::Grantee;
 use serde_json::Value;
@@ -59,7 +59,7 @@ mod tests {
     use super::*;
     use crate::aws::{AclGrant, PublicAccessBlock};
     use crate::safety::evaluate::evaluate;
-    use crate::safety::inspect::AccessFacts;
+    use crate::safety::facts::AccessFacts;
     use crate::safety::testing::*;
     use serde_json::json;
 

@@ -1,6 +1,6 @@
 //! Fixtures for the safety tests: a bucket granted to ElastiCache, and the pieces to vary it.
 
-use super::inspect::{AccessFacts, BucketFacts};
+use super::facts::{AccessFacts, BucketFacts};
 use super::report::Report;
 use crate::aws::{AclGrant, BucketAcl, Grantee, PublicAccessBlock, S3Problem};
 use serde_json::{json, Value};
