@@ -1,5 +1,6 @@
-//! Controller wiring: a watch per namespace (or one for all), objects that cannot be decoded
-//! reported and skipped, reconciles with bounded concurrency, and the health/metrics server.
+//! The wiring that starts each controller: for `SnapshotExport` (`crate::export`), a watch per
+//! namespace (or one for all), objects that cannot be decoded reported and skipped, reconciles
+//! with bounded concurrency, the shared sweep, and readiness once the caches are synced.
 
 use crate::api::SnapshotExport;
 use crate::aws::SnapshotApi;
