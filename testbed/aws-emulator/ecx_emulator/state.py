@@ -30,6 +30,8 @@ class Config:
     denied_access_keys: list[str] = field(default_factory=list)
     # Real API model: DescribeSnapshots MaxRecords "minimum 20; maximum 50".
     max_records_limit: int = 50
+    # ServerlessCacheSnapshotQuotaExceededFault past this many serverless snapshots
+    serverless_snapshot_quota: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -39,6 +41,7 @@ class Config:
             "deny_copy_snapshot": self.deny_copy_snapshot,
             "denied_access_keys": list(self.denied_access_keys),
             "max_records_limit": self.max_records_limit,
+            "serverless_snapshot_quota": self.serverless_snapshot_quota,
         }
 
     def update(self, body: dict[str, Any]) -> None:
@@ -59,6 +62,9 @@ class Config:
             self.denied_access_keys = [str(k) for k in (body["denied_access_keys"] or [])]
         if "max_records_limit" in body:
             self.max_records_limit = int(body["max_records_limit"])
+        if "serverless_snapshot_quota" in body:
+            q = body["serverless_snapshot_quota"]
+            self.serverless_snapshot_quota = None if q is None else int(q)
 
 
 @dataclass
@@ -126,7 +132,7 @@ class Faults:
 
 @dataclass
 class Job:
-    kind: str  # "copy" | "export"
+    kind: str  # "copy" | "export" | serverless.JOB_KINDS
     due: float
     account: str
     region: str
@@ -223,6 +229,8 @@ class State:
         self.access_keys: dict[str, str] = {}
         # (account, region) pairs that have been touched by our layer
         self.touched: set[tuple[str, str]] = set()
+        # (account, region) -> serverless.Region
+        self.serverless: dict[tuple[str, str], Any] = {}
 
     def reset(self) -> None:
         with self.lock:
@@ -235,6 +243,7 @@ class State:
             self.bucket_owners = {}
             self.access_keys = {}
             self.touched = set()
+            self.serverless = {}
 
     def record_call(self, rec: dict[str, Any]) -> None:
         with self.lock:
