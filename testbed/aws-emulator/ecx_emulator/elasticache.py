@@ -23,7 +23,7 @@ from xml.sax.saxutils import escape
 
 from moto.elasticache.models import ElastiCacheBackend, Snapshot, elasticache_backends
 
-from . import s3perm, serverless
+from . import nodesnap, s3perm, serverless
 from .state import STATE, Job, now
 
 NS = "http://elasticache.amazonaws.com/doc/2015-02-02/"
@@ -802,6 +802,8 @@ HANDLERS: dict[str, Callable[[Ctx, dict[str, str]], Any]] = {
 
 # Serverless snapshot actions, and tag actions on their ARNs (serverless.py).
 serverless.install(HANDLERS, HANDLED_ACTIONS)
+# CreateSnapshot of node-based caches (nodesnap.py).
+nodesnap.install(HANDLERS, HANDLED_ACTIONS)
 
 
 def handle(action: str, ctx: Ctx, params: dict[str, str]) -> tuple[int, str] | None:

@@ -231,6 +231,8 @@ class State:
         self.touched: set[tuple[str, str]] = set()
         # (account, region) -> serverless.Region
         self.serverless: dict[tuple[str, str], Any] = {}
+        # (account, region) -> {"rg:<id>" | "cc:<id>": seeded node-based cache}
+        self.node_caches: dict[tuple[str, str], dict[str, Any]] = {}
 
     def reset(self) -> None:
         with self.lock:
@@ -244,6 +246,7 @@ class State:
             self.access_keys = {}
             self.touched = set()
             self.serverless = {}
+            self.node_caches = {}
 
     def record_call(self, rec: dict[str, Any]) -> None:
         with self.lock:
