@@ -21,7 +21,7 @@ from urllib.parse import parse_qsl
 from moto.elasticache.models import elasticache_backends
 
 from . import elasticache as ec
-from . import nodesnap, s3names, serverless
+from . import nodesnap, s3names, serverless_control
 from .state import DEFAULT_ACCOUNT, DEFAULT_REGION, STATE, Faults, now
 
 CREDENTIAL_RE = re.compile(r"Credential=([^/,\s]+)/(\d{8})/([^/]+)/([^/]+)/aws4_request")
@@ -325,7 +325,7 @@ class EmulatorApp:
                 STATE.reset()
             return ok({"reset": True})
 
-        res = serverless.control(method, sub, body) or nodesnap.control(method, sub, body)
+        res = serverless_control.control(method, sub, body) or nodesnap.control(method, sub, body)
         if res is not None:
             return ok(res[1], res[0])
 
