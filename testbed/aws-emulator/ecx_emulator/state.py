@@ -26,22 +26,22 @@ class Config:
     copy_delay: float = 2.0
     export_delay: float = 2.0
     snapshot_quota: int | None = None
+    # ServerlessCacheSnapshotQuotaExceededFault past this many serverless snapshots
+    serverless_snapshot_quota: int | None = None
     deny_copy_snapshot: bool = False
     denied_access_keys: list[str] = field(default_factory=list)
     # Real API model: DescribeSnapshots MaxRecords "minimum 20; maximum 50".
     max_records_limit: int = 50
-    # ServerlessCacheSnapshotQuotaExceededFault past this many serverless snapshots
-    serverless_snapshot_quota: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
             "copy_delay": self.copy_delay,
             "export_delay": self.export_delay,
             "snapshot_quota": self.snapshot_quota,
+            "serverless_snapshot_quota": self.serverless_snapshot_quota,
             "deny_copy_snapshot": self.deny_copy_snapshot,
             "denied_access_keys": list(self.denied_access_keys),
             "max_records_limit": self.max_records_limit,
-            "serverless_snapshot_quota": self.serverless_snapshot_quota,
         }
 
     def update(self, body: dict[str, Any]) -> None:
@@ -56,15 +56,15 @@ class Config:
         if "snapshot_quota" in body:
             q = body["snapshot_quota"]
             self.snapshot_quota = None if q is None else int(q)
+        if "serverless_snapshot_quota" in body:
+            q = body["serverless_snapshot_quota"]
+            self.serverless_snapshot_quota = None if q is None else int(q)
         if "deny_copy_snapshot" in body:
             self.deny_copy_snapshot = bool(body["deny_copy_snapshot"])
         if "denied_access_keys" in body:
             self.denied_access_keys = [str(k) for k in (body["denied_access_keys"] or [])]
         if "max_records_limit" in body:
             self.max_records_limit = int(body["max_records_limit"])
-        if "serverless_snapshot_quota" in body:
-            q = body["serverless_snapshot_quota"]
-            self.serverless_snapshot_quota = None if q is None else int(q)
 
 
 @dataclass
