@@ -385,3 +385,15 @@ def test_export_via_bucket_policy(emulator: Any, ec: Any, src: dict) -> None:
     ec.export_serverless_cache_snapshot(ServerlessCacheSnapshotName="src", S3BucketName="by-policy")
     time.sleep(EXPORT_DELAY + 0.3)
     assert [o["Key"] for o in s3.list_objects_v2(Bucket="by-policy")["Contents"]] == ["src-0001.rdb", "src-0002.rdb"]
+
+
+def test_background_ticker_completes_create_and_export(emulator: Any, ec: Any, src: dict) -> None:
+    make_bucket(emulator, "quiet")
+    ec.create_serverless_cache_snapshot(ServerlessCacheSnapshotName="fresh", ServerlessCacheName="prod")
+    ec.export_serverless_cache_snapshot(ServerlessCacheSnapshotName="src", S3BucketName="quiet")
+    time.sleep(max(COPY_DELAY, EXPORT_DELAY) + 0.4)
+    # the control listing does not advance state itself: the ticker did
+    assert {s["name"]: s["status"] for s in emulator.ctl("/serverless-snapshots")} == {
+        "src": "available",
+        "fresh": "available",
+    }
