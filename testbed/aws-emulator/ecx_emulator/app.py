@@ -21,7 +21,7 @@ from urllib.parse import parse_qsl
 from moto.elasticache.models import elasticache_backends
 
 from . import elasticache as ec
-from . import s3names
+from . import nodesnap, s3names, serverless_control
 from .state import DEFAULT_ACCOUNT, DEFAULT_REGION, STATE, Faults, now
 
 CREDENTIAL_RE = re.compile(r"Credential=([^/,\s]+)/(\d{8})/([^/]+)/([^/]+)/aws4_request")
@@ -324,6 +324,10 @@ class EmulatorApp:
                 moto_api_backend.reset()
                 STATE.reset()
             return ok({"reset": True})
+
+        res = serverless_control.control(method, sub, body) or nodesnap.control(method, sub, body)
+        if res is not None:
+            return ok(res[1], res[0])
 
         if sub == "/snapshots":
             # no advance() here on purpose: the background ticker must do it

@@ -23,7 +23,7 @@ from xml.sax.saxutils import escape
 
 from moto.elasticache.models import ElastiCacheBackend, Snapshot, elasticache_backends
 
-from . import s3perm
+from . import nodesnap, s3perm, serverless
 from .state import STATE, Job, now
 
 NS = "http://elasticache.amazonaws.com/doc/2015-02-02/"
@@ -487,6 +487,8 @@ def advance(t: float | None = None) -> None:
                         s3perm.put_export_object(job.bucket or "", key, fake_rdb(job.target or "", ng, snap))
                     if snap.snapshot_status == "exporting":
                         snap.snapshot_status = "available"
+            elif job.kind in serverless.JOB_KINDS:
+                serverless.complete(job)
 
 
 # --------------------------------------------------------------------------
@@ -796,6 +798,12 @@ HANDLERS: dict[str, Callable[[Ctx, dict[str, str]], Any]] = {
     "AddTagsToResource": add_tags,
     "RemoveTagsFromResource": remove_tags,
 }
+
+
+# Serverless snapshot actions, and tag actions on their ARNs (serverless.py).
+serverless.install(HANDLERS, HANDLED_ACTIONS)
+# CreateSnapshot of node-based caches (nodesnap.py).
+nodesnap.install(HANDLERS, HANDLED_ACTIONS)
 
 
 def handle(action: str, ctx: Ctx, params: dict[str, str]) -> tuple[int, str] | None:

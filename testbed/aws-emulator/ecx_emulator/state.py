@@ -26,6 +26,8 @@ class Config:
     copy_delay: float = 2.0
     export_delay: float = 2.0
     snapshot_quota: int | None = None
+    # ServerlessCacheSnapshotQuotaExceededFault past this many serverless snapshots
+    serverless_snapshot_quota: int | None = None
     deny_copy_snapshot: bool = False
     denied_access_keys: list[str] = field(default_factory=list)
     # Real API model: DescribeSnapshots MaxRecords "minimum 20; maximum 50".
@@ -36,6 +38,7 @@ class Config:
             "copy_delay": self.copy_delay,
             "export_delay": self.export_delay,
             "snapshot_quota": self.snapshot_quota,
+            "serverless_snapshot_quota": self.serverless_snapshot_quota,
             "deny_copy_snapshot": self.deny_copy_snapshot,
             "denied_access_keys": list(self.denied_access_keys),
             "max_records_limit": self.max_records_limit,
@@ -53,6 +56,9 @@ class Config:
         if "snapshot_quota" in body:
             q = body["snapshot_quota"]
             self.snapshot_quota = None if q is None else int(q)
+        if "serverless_snapshot_quota" in body:
+            q = body["serverless_snapshot_quota"]
+            self.serverless_snapshot_quota = None if q is None else int(q)
         if "deny_copy_snapshot" in body:
             self.deny_copy_snapshot = bool(body["deny_copy_snapshot"])
         if "denied_access_keys" in body:
@@ -126,7 +132,7 @@ class Faults:
 
 @dataclass
 class Job:
-    kind: str  # "copy" | "export"
+    kind: str  # "copy" | "export" | serverless.JOB_KINDS
     due: float
     account: str
     region: str
@@ -223,6 +229,10 @@ class State:
         self.access_keys: dict[str, str] = {}
         # (account, region) pairs that have been touched by our layer
         self.touched: set[tuple[str, str]] = set()
+        # (account, region) -> serverless.Region
+        self.serverless: dict[tuple[str, str], Any] = {}
+        # (account, region) -> {"rg:<id>" | "cc:<id>": seeded node-based cache}
+        self.node_caches: dict[tuple[str, str], dict[str, Any]] = {}
 
     def reset(self) -> None:
         with self.lock:
@@ -235,6 +245,8 @@ class State:
             self.bucket_owners = {}
             self.access_keys = {}
             self.touched = set()
+            self.serverless = {}
+            self.node_caches = {}
 
     def record_call(self, rec: dict[str, Any]) -> None:
         with self.lock:

@@ -207,6 +207,9 @@ def test_moto_actions_still_work(emulator: Any, ec: Any) -> None:
     s = ec.describe_snapshots(SnapshotName="moto-made")["Snapshots"][0]
     assert s["CacheClusterId"] == "plain"
     assert [n["NodeGroupId"] for n in s["NodeSnapshots"]] == ["0001"]
+    # CreateSnapshot is ours (test_create_snapshot.py): creating, then available
+    assert s["SnapshotStatus"] == "creating"
+    wait_for(lambda: ec.describe_snapshots(SnapshotName="moto-made")["Snapshots"][0]["SnapshotStatus"] == "available")
     r = ec.copy_snapshot(SourceSnapshotName="moto-made", TargetSnapshotName="moto-copy")
     assert r["Snapshot"]["SnapshotStatus"] == "creating"
 
