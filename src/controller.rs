@@ -48,7 +48,7 @@ pub async fn run<A: SnapshotApi>(
     let total = scopes.len();
     let sweeper = {
         let ctx = ctx.clone();
-        tokio::spawn(async move { ctx.sweep.run(&ctx.aws).await })
+        tokio::spawn(async move { ctx.sweep.run(&ctx.aws, |obj, uid| ctx.is_live(obj, uid)).await })
     };
     let synced = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let runs = scopes.into_iter().map(|scope| {
@@ -63,14 +63,28 @@ pub async fn run<A: SnapshotApi>(
             let objects = watcher(dynamic, watcher::Config::default())
                 .default_backoff()
                 .filter_map(|event| future::ready(decode_event(event)))
+                // A deleted object is forgotten at once (its UID is never reconciled again).
+                .inspect({
+                    let ctx = ctx.clone();
+                    move |event| {
+                        if let Ok(watcher::Event::Delete(obj)) = event {
+                            ctx.forget(&obj.uid().unwrap_or_default());
+                        }
+                    }
+                })
                 .reflect(writer)
                 .applied_objects()
                 // Our own status writes do not change generation or finalizers: no reconcile storm.
                 .predicate_filter(predicates::generation.combine(predicates::finalizers), Default::default());
             ctx.metrics.watch_store(reader.clone());
             let store = reader.clone();
+            let (ready_ctx, ready_scope) = (ctx.clone(), scope.clone());
             tokio::spawn(async move {
-                if store.wait_until_ready().await.is_ok() && synced.fetch_add(1, Ordering::SeqCst) + 1 == total {
+                if store.wait_until_ready().await.is_err() {
+                    return;
+                }
+                ready_ctx.watch_store(ready_scope, store);
+                if synced.fetch_add(1, Ordering::SeqCst) + 1 == total {
                     readiness.synced.store(true, Ordering::Relaxed);
                     info!("caches synced");
                 }

@@ -15,7 +15,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
-use kube::runtime::reflector::ObjectRef;
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Client, Resource, ResourceExt};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -62,13 +62,16 @@ pub struct Context<A> {
     pub safety: crate::preflight::ExportSafety,
     /// Per object (by UID): consecutive transient errors, for backoff.
     errors: Mutex<HashMap<String, u32>>,
+    /// The watch caches that have listed their objects, with their namespace (`None`: all):
+    /// which objects exist, and what other objects claim.
+    stores: Mutex<Vec<(Option<String>, Store<SnapshotExport>)>>,
 }
 
 impl<A> Context<A> {
     pub fn new(client: Client, aws: A, events: Events, timing: Timing, metrics: Arc<Metrics>) -> Self {
         let sweep = Arc::new(sweep::Sweep::new(timing.poll_min, timing.poll_max));
         let safety = crate::preflight::ExportSafety::default();
-        Self { client, aws, events, timing, metrics, sweep, safety, errors: Mutex::new(HashMap::new()) }
+        Self { client, aws, events, timing, metrics, sweep, safety, errors: Mutex::new(HashMap::new()), stores: Mutex::default() }
     }
 
     /// The next delay after a transient error: exponential with full jitter in its upper half.
@@ -80,10 +83,23 @@ impl<A> Context<A> {
         delay.mul_f64(rand::random_range(0.5..=1.0))
     }
 
-    /// The object needs no more following nor backoff.
-    fn forget(&self, uid: &str, obj: &ObjectRef<SnapshotExport>) {
+    /// The object needs no more following nor backoff (it is done, or deleted).
+    pub fn forget(&self, uid: &str) {
         self.errors.lock().expect("backoff lock").remove(uid);
-        self.sweep.unfollow(obj);
+        self.sweep.unfollow(uid);
+    }
+
+    /// Add a watch cache once it has listed its objects (the controller does, one per scope).
+    pub fn watch_store(&self, namespace: Option<String>, store: Store<SnapshotExport>) {
+        self.stores.lock().expect("stores lock").push((namespace, store));
+    }
+
+    /// Whether the object `uid` (at `obj`) still exists as far as the watch caches know. Until
+    /// the cache of its namespace has listed its objects, it counts as live.
+    pub fn is_live(&self, obj: &ObjectRef<SnapshotExport>, uid: &str) -> bool {
+        let stores = self.stores.lock().expect("stores lock");
+        let mut covering = stores.iter().filter(|(ns, _)| ns.is_none() || ns.as_ref() == obj.namespace.as_ref()).peekable();
+        covering.peek().is_none() || covering.any(|(_, s)| s.get(obj).is_some_and(|o| o.uid().as_deref() == Some(uid)))
     }
 }
 
@@ -132,7 +148,7 @@ async fn reconcile_once<A: SnapshotApi>(obj: Arc<SnapshotExport>, ctx: &Arc<Cont
     if obj.meta().deletion_timestamp.is_some() {
         let action = finalize::cleanup(&api, &obj, ctx).await;
         if action.is_ok() {
-            ctx.forget(&uid, &obj_ref);
+            ctx.forget(&uid);
         }
         return action;
     }
@@ -140,7 +156,7 @@ async fn reconcile_once<A: SnapshotApi>(obj: Arc<SnapshotExport>, ctx: &Arc<Cont
     let generation = obj.meta().generation;
     // A completed object costs nothing on resync: no AWS call, no write.
     if status.phase == Some(Phase::Completed) && status.observed_generation == generation {
-        ctx.forget(&uid, &obj_ref);
+        ctx.forget(&uid);
         return Ok(Action::await_change());
     }
 
@@ -156,7 +172,7 @@ async fn reconcile_once<A: SnapshotApi>(obj: Arc<SnapshotExport>, ctx: &Arc<Cont
         // The export policy refuses it: no AWS call at all.
         refused
     } else {
-        match observe(ctx, &obj_ref, &obj.spec, &status).await {
+        match observe(ctx, &uid, &obj_ref, &obj.spec, &status).await {
             Ok(Some(observed)) => decide(&obj.spec, &status, &uid, &observed, Timestamp::now()),
             // In flight, and no sweep has looked since: nothing new to decide.
             Ok(None) => return Ok(Action::requeue(ctx.timing.poll_max)),
@@ -205,19 +221,20 @@ async fn reconcile_once<A: SnapshotApi>(obj: Arc<SnapshotExport>, ctx: &Arc<Cont
         // The shared sweep reconciles the object when its snapshot changes; the requeue is a
         // safety net only.
         Decision::InProgress { .. } | Decision::WaitForSource { .. } => {
-            ctx.sweep.follow(obj_ref, followed_snapshots(&obj.spec));
+            let waiting = matches!(decision, Decision::WaitForSource { .. });
+            ctx.sweep.follow(&uid, obj_ref, followed_snapshots(&obj.spec, waiting));
             Action::requeue(ctx.timing.poll_max)
         }
         Decision::Completed { .. } => {
-            ctx.forget(&uid, &obj_ref);
+            ctx.forget(&uid);
             Action::await_change()
         }
         Decision::Stalled { ref reason, .. } if reason == "InvalidSpec" => {
-            ctx.forget(&uid, &obj_ref);
+            ctx.forget(&uid);
             Action::await_change()
         }
         Decision::Stalled { .. } => {
-            ctx.forget(&uid, &obj_ref);
+            ctx.forget(&uid);
             Action::requeue(ctx.timing.stalled_retry)
         }
         // The decision carries what failed; the controller's error policy backs off.
@@ -230,9 +247,10 @@ async fn reconcile_once<A: SnapshotApi>(obj: Arc<SnapshotExport>, ctx: &Arc<Cont
     })
 }
 
-/// The snapshot the sweep follows for an object: the copy, or the exported source.
-fn followed_snapshots(spec: &SnapshotExportSpec) -> Vec<String> {
-    vec![if spec.is_export() { spec.source_snapshot_name.clone() } else { spec.target_snapshot_name.clone() }]
+/// The snapshot the sweep follows for an object: the source while waiting for it or exporting
+/// it, otherwise the in-region copy.
+fn followed_snapshots(spec: &SnapshotExportSpec, waiting_for_source: bool) -> Vec<String> {
+    vec![if spec.is_export() || waiting_for_source { spec.source_snapshot_name.clone() } else { spec.target_snapshot_name.clone() }]
 }
 
 /// What AWS shows for this object now; `None` when it is in flight and the shared sweep has not
@@ -244,14 +262,15 @@ fn followed_snapshots(spec: &SnapshotExportSpec) -> Vec<String> {
 /// for itself, so a repeated request always rests on a fresh look.
 async fn observe<A: SnapshotApi>(
     ctx: &Context<A>,
+    uid: &str,
     obj_ref: &ObjectRef<SnapshotExport>,
     spec: &SnapshotExportSpec,
     status: &SnapshotExportStatus,
 ) -> Result<Option<Observation>, AwsError> {
     let aws = &ctx.aws;
     if matches!(status.phase, Some(Phase::Copying | Phase::Exporting)) {
-        let Some(view) = ctx.sweep.view(obj_ref) else {
-            ctx.sweep.follow(obj_ref.clone(), followed_snapshots(spec));
+        let Some(view) = ctx.sweep.view(uid) else {
+            ctx.sweep.follow(uid, obj_ref.clone(), followed_snapshots(spec, false));
             return Ok(None);
         };
         let swept = |name: &str| view.get(name).cloned().flatten();
@@ -342,4 +361,19 @@ pub(crate) fn finalizers_patch(obj: &SnapshotExport, finalizers: Vec<String>) ->
 
 pub(crate) fn patch_params() -> PatchParams {
     PatchParams::default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_sweep_follows_the_source_while_waiting_for_it_and_the_copy_or_source_otherwise() {
+        let copy = SnapshotExportSpec::new("src", "dst", None);
+        let export = SnapshotExportSpec::new("src", "dst", Some("bkt"));
+        assert_eq!(followed_snapshots(&copy, true), ["src"]);
+        assert_eq!(followed_snapshots(&copy, false), ["dst"]);
+        assert_eq!(followed_snapshots(&export, true), ["src"]);
+        assert_eq!(followed_snapshots(&export, false), ["src"]);
+    }
 }
