@@ -63,28 +63,27 @@ pub async fn run<A: SnapshotApi>(
             let objects = watcher(dynamic, watcher::Config::default())
                 .default_backoff()
                 .filter_map(|event| future::ready(decode_event(event)))
-                // A deleted object is forgotten at once (its UID is never reconciled again).
+                .reflect(writer)
                 .inspect({
-                    let ctx = ctx.clone();
-                    move |event| {
-                        if let Ok(watcher::Event::Delete(obj)) = event {
-                            ctx.forget(&obj.uid().unwrap_or_default());
+                    let (ctx, store, scope, mut listed) = (ctx.clone(), reader.clone(), scope.clone(), false);
+                    move |event| match event {
+                        // A deleted object is forgotten at once (its UID is never reconciled again).
+                        Ok(watcher::Event::Delete(obj)) => ctx.forget(&obj.uid().unwrap_or_default()),
+                        // The cache holds every object once the first listing is done.
+                        Ok(watcher::Event::InitDone) if !listed => {
+                            listed = true;
+                            ctx.watch_store(scope.clone(), store.clone());
                         }
+                        _ => {}
                     }
                 })
-                .reflect(writer)
                 .applied_objects()
                 // Our own status writes do not change generation or finalizers: no reconcile storm.
                 .predicate_filter(predicates::generation.combine(predicates::finalizers), Default::default());
             ctx.metrics.watch_store(reader.clone());
             let store = reader.clone();
-            let (ready_ctx, ready_scope) = (ctx.clone(), scope.clone());
             tokio::spawn(async move {
-                if store.wait_until_ready().await.is_err() {
-                    return;
-                }
-                ready_ctx.watch_store(ready_scope, store);
-                if synced.fetch_add(1, Ordering::SeqCst) + 1 == total {
+                if store.wait_until_ready().await.is_ok() && synced.fetch_add(1, Ordering::SeqCst) + 1 == total {
                     readiness.synced.store(true, Ordering::Relaxed);
                     info!("caches synced");
                 }

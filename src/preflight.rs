@@ -678,7 +678,7 @@ impl ExportSafety {
         let (Some(config), Some(bucket)) = (&self.preflight, &spec.target_bucket) else {
             return Decision::RequestCopy;
         };
-        let key = export_object_key(&spec.target_snapshot_name, 1);
+        let key = export_object_key(&spec.target_snapshot_name, "0001");
         // An earlier request whose outcome is unknown (its intent is recorded) may be at work:
         // the key it writes is not a collision (look again: objects written under an intent are
         // adopted), and no failure may clear its intent.
@@ -816,7 +816,7 @@ pub async fn check_bucket(args: crate::cli::CheckBucketArgs) -> ExitCode {
         return ExitCode::from(2);
     };
     let inspector = crate::aws::SdkBuckets::new(&config, args.s3_path_style);
-    let key = args.target_snapshot_name.as_deref().map(|t| export_object_key(t, 1));
+    let key = args.target_snapshot_name.as_deref().map(|t| export_object_key(t, "0001"));
     println!("Checking s3://{} for ElastiCache exports from {region}", args.bucket);
     println!(
         "  partition {}, ElastiCache canonical ID {}, service principal {}",

@@ -35,6 +35,9 @@ pub struct Timing {
     pub error_max: Duration,
     /// How often a stalled object is tried again (fixing the bucket heals it without an edit).
     pub stalled_retry: Duration,
+    /// How long an accepted export may show no objects, or a partial set that stopped growing,
+    /// once its source is available again, before it is reported as failed or incomplete.
+    pub export_grace: Duration,
 }
 
 impl Default for Timing {
@@ -45,6 +48,7 @@ impl Default for Timing {
             error_min: Duration::from_secs(1),
             error_max: Duration::from_secs(300),
             stalled_retry: Duration::from_secs(300),
+            export_grace: decide::EXPORT_START_GRACE.unsigned_abs(),
         }
     }
 }
@@ -92,6 +96,20 @@ impl<A> Context<A> {
     /// Add a watch cache once it has listed its objects (the controller does, one per scope).
     pub fn watch_store(&self, namespace: Option<String>, store: Store<SnapshotExport>) {
         self.stores.lock().expect("stores lock").push((namespace, store));
+    }
+
+    /// Another SnapshotExport (`namespace/name`) whose export to the same bucket and target AWS
+    /// accepted (it is exporting, or completed), as the watch caches know it.
+    pub fn claim_of(&self, uid: &str, spec: &SnapshotExportSpec) -> Option<String> {
+        let stores = self.stores.lock().expect("stores lock");
+        stores.iter().flat_map(|(_, s)| s.state()).find_map(|o| {
+            let claims = o.uid().as_deref() != Some(uid)
+                && o.spec.target_bucket.is_some()
+                && o.spec.target_bucket == spec.target_bucket
+                && o.spec.target_snapshot_name == spec.target_snapshot_name
+                && o.status.as_ref().is_some_and(|st| matches!(st.phase, Some(Phase::Exporting | Phase::Completed)));
+            claims.then(|| format!("{}/{}", o.namespace().unwrap_or_default(), o.name_any()))
+        })
     }
 
     /// Whether the object `uid` (at `obj`) still exists as far as the watch caches know. Until
@@ -173,7 +191,10 @@ async fn reconcile_once<A: SnapshotApi>(obj: Arc<SnapshotExport>, ctx: &Arc<Cont
         refused
     } else {
         match observe(ctx, &uid, &obj_ref, &obj.spec, &status).await {
-            Ok(Some(observed)) => decide(&obj.spec, &status, &uid, &observed, Timestamp::now()),
+            Ok(Some(observed)) => {
+                let grace = k8s_openapi::jiff::SignedDuration::try_from(ctx.timing.export_grace).unwrap_or(decide::EXPORT_START_GRACE);
+                decide(&obj.spec, &status, &uid, &observed, decide::Clock { now: Timestamp::now(), export_grace: grace })
+            }
             // In flight, and no sweep has looked since: nothing new to decide.
             Ok(None) => return Ok(Action::requeue(ctx.timing.poll_max)),
             Err(err) => retry_later(&err),
@@ -281,14 +302,23 @@ async fn observe<A: SnapshotApi>(
                 Some(s) if matches!(s.status, crate::aws::SnapshotStatus::InProgress(_)) => Vec::new(),
                 _ => aws.export_objects(bucket, &spec.target_snapshot_name).await?,
             };
-            return Ok(Some(Observation::Export { source, objects }));
+            return Ok(Some(Observation::Export { source, objects, claimed_by: None }));
         }
         return in_region_observation(aws, swept(&spec.target_snapshot_name), status).await.map(Some);
     }
     if status.attempts == 0 && status.copy_requested_at.is_none() {
         return Ok(Some(Observation::NeverRequested));
     }
-    direct_observation(aws, spec, status).await.map(Some)
+    let mut observed = direct_observation(aws, spec, status).await?;
+    // Objects found while our own outcome is unknown: does another object hold an accepted
+    // request for them? (Only then; an accepted request needs no such look.)
+    if let Observation::Export { objects, claimed_by, .. } = &mut observed {
+        if status.copy_requested_at.is_some() && !objects.is_empty() {
+            *claimed_by = ctx.claim_of(uid, spec);
+            debug!(?claimed_by, "looked for another object's accepted export of these objects");
+        }
+    }
+    Ok(Some(observed))
 }
 
 async fn direct_observation<A: SnapshotApi>(
@@ -299,7 +329,7 @@ async fn direct_observation<A: SnapshotApi>(
     if let Some(bucket) = &spec.target_bucket {
         let objects = aws.export_objects(bucket, &spec.target_snapshot_name).await?;
         let source = aws.describe_snapshot(&spec.source_snapshot_name).await?;
-        return Ok(Observation::Export { source, objects });
+        return Ok(Observation::Export { source, objects, claimed_by: None });
     }
     let target = aws.describe_snapshot(&spec.target_snapshot_name).await?;
     in_region_observation(aws, target, status).await

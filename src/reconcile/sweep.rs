@@ -253,7 +253,7 @@ mod tests {
         ObjectRef::new(name).within("ns")
     }
     fn snap(name: &str, status: &str) -> SnapshotInfo {
-        SnapshotInfo { name: name.into(), arn: None, status: SnapshotStatus::parse(status), node_groups: 1 }
+        SnapshotInfo { name: name.into(), arn: None, status: SnapshotStatus::parse(status), node_group_ids: vec!["0001".into()] }
     }
     fn found(snapshots: Vec<SnapshotInfo>) -> HashMap<String, SnapshotInfo> {
         snapshots.into_iter().map(|s| (s.name.clone(), s)).collect()
@@ -358,7 +358,7 @@ mod tests {
         async fn delete_snapshot(&self, _: &str) -> Result<(), crate::aws::AwsError> {
             unreachable!("a sweep deletes nothing")
         }
-        async fn export_objects(&self, _: &str, _: &str) -> Result<Vec<String>, crate::aws::AwsError> {
+        async fn export_objects(&self, _: &str, _: &str) -> Result<Vec<crate::aws::ExportObject>, crate::aws::AwsError> {
             unreachable!("a sweep lists no objects")
         }
     }
