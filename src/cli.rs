@@ -68,6 +68,11 @@ pub struct RunArgs {
     /// tried again, so fixing the cause heals it without editing the object.
     #[arg(long, env = "ECX_STALLED_RETRY_SECONDS", default_value_t = 300.0)]
     pub stalled_retry_seconds: f64,
+    /// How long (seconds) an accepted export may show no objects, or a partial set of objects
+    /// that stopped growing, once its source is available again, before it is reported as
+    /// `ExportFailed` / `ExportIncomplete`.
+    #[arg(long, env = "ECX_EXPORT_GRACE_SECONDS", default_value_t = 600.0)]
+    pub export_grace_seconds: f64,
     /// Address of the health (/healthz, /readyz) and metrics (/metrics) server.
     #[arg(long, env = "ECX_METRICS_ADDR", default_value = "0.0.0.0:8080")]
     pub metrics_addr: SocketAddr,

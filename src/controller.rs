@@ -32,7 +32,7 @@ pub async fn run<A: SnapshotApi>(
     let total = scopes.len();
     let sweeper = {
         let ctx = ctx.clone();
-        tokio::spawn(async move { ctx.sweep.run(&ctx.aws).await })
+        tokio::spawn(async move { ctx.sweep.run(&ctx.aws, |obj, uid| ctx.is_live(obj, uid)).await })
     };
     let synced = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let runs = scopes.into_iter().map(|scope| {
@@ -48,6 +48,19 @@ pub async fn run<A: SnapshotApi>(
                 .default_backoff()
                 .filter_map(|event| future::ready(decode_event(event)))
                 .reflect(writer)
+                .inspect({
+                    let (ctx, store, scope, mut listed) = (ctx.clone(), reader.clone(), scope.clone(), false);
+                    move |event| match event {
+                        // A deleted object is forgotten at once (its UID is never reconciled again).
+                        Ok(watcher::Event::Delete(obj)) => ctx.forget(&obj.uid().unwrap_or_default()),
+                        // The cache holds every object once the first listing is done.
+                        Ok(watcher::Event::InitDone) if !listed => {
+                            listed = true;
+                            ctx.watch_store(scope.clone(), store.clone());
+                        }
+                        _ => {}
+                    }
+                })
                 .applied_objects()
                 // Our own status writes do not change generation or finalizers: no reconcile storm.
                 .predicate_filter(predicates::generation.combine(predicates::finalizers), Default::default());

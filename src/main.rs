@@ -102,6 +102,7 @@ fn timing(args: &RunArgs) -> Result<Timing, String> {
         error_min: secs("error-backoff-min-seconds", args.error_backoff_min_seconds)?,
         error_max: secs("error-backoff-max-seconds", args.error_backoff_max_seconds)?,
         stalled_retry: secs("stalled-retry-seconds", args.stalled_retry_seconds)?,
+        export_grace: secs("export-grace-seconds", args.export_grace_seconds)?,
     };
     if timing.poll_min > timing.poll_max || timing.error_min > timing.error_max {
         return Err("each minimum interval must not exceed its maximum".into());

@@ -115,7 +115,7 @@ fn copy(bucket: Option<&str>) -> CopyRequest {
 /// A transient error must become `RetryLater` with a message a person can read.
 fn assert_retry(err: &AwsError, what: &str) {
     assert!(err.is_transient(), "{what}: {err:?}");
-    let Decision::RetryLater { reason, message } = retry_later(err) else { unreachable!() };
+    let Decision::RetryLater { reason, message, .. } = retry_later(err) else { unreachable!() };
     assert_eq!(reason, "AwsUnavailable", "{what}");
     assert!(message.contains("retrying with backoff"), "{what}: {message}");
 }
@@ -189,7 +189,7 @@ async fn an_unknown_snapshot_status_is_in_progress_with_the_status_in_the_messag
     let aws = client(&url).await;
     let snapshot = aws.describe_snapshot("dst").await.unwrap().expect("listed");
     assert_eq!(snapshot.status, SnapshotStatus::InProgress("weird-new-state".into()));
-    assert_eq!(snapshot.node_groups, 1, "a negative node group count falls back to 1");
+    assert_eq!(snapshot.node_group_ids, ["0001"], "a negative node group count falls back to one node group");
     let status = SnapshotExportStatus {
         phase: Some(Phase::Copying),
         copy_requested_at: Some(Time(Timestamp::now())),
@@ -208,7 +208,7 @@ async fn an_unknown_snapshot_status_is_in_progress_with_the_status_in_the_messag
     // An export whose source is in an unknown state waits for it, saying so.
     let (url, _) = stub(|_| (200, XML, describe_xml(&snapshot_xml("src", "weird-new-state", "1"), None))).await;
     let source = client(&url).await.describe_snapshot("src").await.unwrap();
-    let observed = Observation::Export { source, objects: vec![] };
+    let observed = Observation::Export { source, objects: vec![], claimed_by: None };
     match decide(&spec(Some("bkt")), &SnapshotExportStatus { attempts: 1, ..Default::default() }, "uid", &observed, Timestamp::now()) {
         Decision::WaitForSource { message, .. } => assert!(message.contains("weird-new-state"), "{message}"),
         other => panic!("{other:?}"),
@@ -241,6 +241,19 @@ async fn a_message_that_matches_no_known_pattern_stalls_quoting_aws() {
 }
 
 #[tokio::test]
+async fn node_groups_are_read_by_id_and_bounded() {
+    let ids = "<NodeSnapshots><NodeSnapshot><NodeGroupId>0003</NodeGroupId></NodeSnapshot><NodeSnapshot><NodeGroupId>0001</NodeGroupId></NodeSnapshot></NodeSnapshots>";
+    let with_ids = snapshot_xml("src", "available", "2").replace("</Snapshot>", &format!("{ids}</Snapshot>"));
+    let (url, _) = stub(move |_| (200, XML, describe_xml(&with_ids, None))).await;
+    let snapshot = client(&url).await.describe_snapshot("src").await.unwrap().unwrap();
+    assert_eq!(snapshot.node_group_ids, ["0001", "0003"], "the ids, not a count");
+    // An absurd NumNodeGroups is cut to the most ElastiCache allows before anything is sized by it.
+    let (url, _) = stub(|_| (200, XML, describe_xml(&snapshot_xml("src", "available", "2147483647"), None))).await;
+    let snapshot = client(&url).await.describe_snapshot("src").await.unwrap().unwrap();
+    assert_eq!(snapshot.node_group_ids.len(), ecx::aws::MAX_NODE_GROUPS);
+}
+
+#[tokio::test]
 async fn a_page_of_five_thousand_snapshots_is_read_whole() {
     let page: String = (0..5000)
         .map(|i| snapshot_xml(&format!("snap-{i:05}"), ["available", "creating", "exporting", "failed", "mystery"][i % 5], "2"))
@@ -255,7 +268,7 @@ async fn a_page_of_five_thousand_snapshots_is_read_whole() {
     assert_eq!(one.next_marker.as_deref(), Some("next-page"));
     assert_eq!(one.snapshots[4].status, SnapshotStatus::InProgress("mystery".into()));
     assert_eq!(one.snapshots[3].status, SnapshotStatus::Failed);
-    assert!(one.snapshots.iter().all(|s| s.node_groups == 2));
+    assert!(one.snapshots.iter().all(|s| s.node_group_ids == ["0001", "0002"]));
     let two = aws.describe_snapshots_page(one.next_marker).await.unwrap();
     assert_eq!(two.snapshots.len(), 1);
     assert_eq!(two.next_marker, None);
@@ -265,12 +278,14 @@ async fn a_page_of_five_thousand_snapshots_is_read_whole() {
 
 #[tokio::test]
 async fn s3_keys_that_only_look_like_exports_are_ignored_and_5xx_is_transient() {
-    // Keys that look almost like export objects are not ours; a listing cut short is transient.
+    // Keys that look almost like export objects are not ours (node group ids are 1 to 4 digits);
+    // a listing cut short is transient.
     let listing = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><ListBucketResult xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><Name>bkt</Name><Prefix>dst-</Prefix><KeyCount>5</KeyCount><MaxKeys>1000</MaxKeys><IsTruncated>false</IsTruncated>\
         <Contents><Key>dst-0001.rdb</Key></Contents><Contents><Key>dst-1.rdb</Key></Contents><Contents><Key>dst-00001.rdb</Key></Contents>\
         <Contents><Key>dst-abcd.rdb</Key></Contents><Contents><Key>dst-0002.rdb.tmp</Key></Contents></ListBucketResult>";
     let (url, _) = stub(move |_| (200, "application/xml", listing.to_string())).await;
-    assert_eq!(client(&url).await.export_objects("bkt", "dst").await.unwrap(), ["dst-0001.rdb"]);
+    let keys: Vec<String> = client(&url).await.export_objects("bkt", "dst").await.unwrap().into_iter().map(|o| o.key).collect();
+    assert_eq!(keys, ["dst-0001.rdb", "dst-1.rdb"]);
     let (url, _) = stub(|_| (500, "application/xml", "<Error><Code>InternalError</Code><Message>oops</Message></Error>".into())).await;
     assert_retry(&client(&url).await.export_objects("bkt", "dst").await.expect_err("S3 500"), "S3 500");
 }
@@ -299,7 +314,7 @@ fn arb_snapshot() -> impl Strategy<Value = Option<SnapshotInfo>> {
                 name: "dst".into(),
                 arn,
                 status: SnapshotStatus::parse(&status),
-                node_groups,
+                node_group_ids: (1..=node_groups).map(|n| format!("{n:04}")).collect(),
             }),
     )
 }
@@ -335,7 +350,14 @@ fn arb_observation() -> impl Strategy<Value = Observation> {
             arb_snapshot(),
             proptest::collection::vec(prop_oneof![Just("dst-0001.rdb".to_string()), Just("dst-0002.rdb".to_string()), ".{0,14}"], 0..4)
         )
-            .prop_map(|(source, objects)| Observation::Export { source, objects }),
+            .prop_map(|(source, objects)| Observation::Export {
+                source,
+                objects: objects
+                    .into_iter()
+                    .map(|key| ecx::aws::ExportObject { key, last_modified: Some(Timestamp::from_second(1_000_000).unwrap()) })
+                    .collect(),
+                claimed_by: None,
+            }),
     ]
 }
 
@@ -343,7 +365,7 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
 
     /// No panic on any status × observation; an accepted request (Copying / Exporting) is never
-    /// requested again, whatever AWS shows.
+    /// requested again, whatever AWS shows; an export never claims objects older than its intent.
     #[test]
     fn decide_never_panics_and_never_repeats_an_accepted_request(
         export in any::<bool>(),
@@ -354,7 +376,17 @@ proptest! {
         let spec = spec(export.then_some("bkt"));
         let decision = decide(&spec, &status, "uid", &observed, Timestamp::from_second(now).unwrap());
         if matches!(status.phase, Some(Phase::Copying | Phase::Exporting)) && observed != Observation::NeverRequested {
-            prop_assert_ne!(decision, Decision::RequestCopy);
+            prop_assert_ne!(&decision, &Decision::RequestCopy);
+        }
+        // An export claims only objects written after its first intent (less the skew margin);
+        // every generated object was written at 1,000,000.
+        if let (Decision::Completed { exported_objects, .. }, true) = (&decision, export) {
+            let written = Timestamp::from_second(1_000_000).unwrap();
+            let intent = status.copy_requested_at.as_ref().map(|t| t.0);
+            prop_assert!(
+                exported_objects.is_empty() || intent.is_some_and(|at| written >= at - ecx::export::decide::ADOPTION_CLOCK_SKEW),
+                "claimed objects written before the intent: {:?} {:?}", status, decision
+            );
         }
     }
 }

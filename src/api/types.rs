@@ -47,8 +47,9 @@ pub struct SnapshotExportSpec {
     pub source_snapshot_name: String,
 
     /// Name of the copy, 1 to 1,000 characters. For an in-region copy this is the new snapshot's
-    /// name; for an S3 export ElastiCache writes one object per node group named
-    /// `<targetSnapshotName>-0001.rdb`, `-0002.rdb`, and so on.
+    /// name; for an S3 export ElastiCache writes one object per node group, named by its id:
+    /// `<targetSnapshotName>-0001.rdb`, `-0002.rdb`, and so on (ids can be user-supplied, and are
+    /// not contiguous after shards were removed).
     #[schemars(length(min = 1, max = 1000))]
     pub target_snapshot_name: String,
 
@@ -159,7 +160,11 @@ pub struct SnapshotExportStatus {
     /// ARN of the in-region copy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target_snapshot_arn: Option<String>,
-    /// The exported objects, as `s3://<bucket>/<target>-NNNN.rdb`.
+    /// The objects an export must write, one per node group of the source, as
+    /// `s3://<bucket>/<target>-<node group id>.rdb`; recorded once the export is seen in flight.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub expected_objects: Vec<String>,
+    /// The exported objects, as `s3://<bucket>/<target>-<node group id>.rdb`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub exported_objects: Vec<String>,
     /// The source snapshot's status when last seen (exports), e.g. `available` or `exporting`.

@@ -43,12 +43,36 @@ impl AwsError {
         matches!(self, Self::Transient { .. })
     }
 
+    /// AWS certainly did not carry the request out: a refusal (4xx fault) or throttling. A
+    /// timeout, a cut connection, a 5xx or an unreadable 2xx may have taken effect.
+    pub fn refused_before_execution(&self) -> bool {
+        match self {
+            Self::Fault { .. } => true,
+            Self::Transient { code, .. } => is_throttling_code(code) || code == "HTTP 429",
+        }
+    }
+
     pub fn fault(&self) -> Option<&CopyFault> {
         match self {
             Self::Fault { fault, .. } => Some(fault),
             Self::Transient { .. } => None,
         }
     }
+}
+
+/// Throttling: the request was refused before anything was done.
+fn is_throttling_code(code: &str) -> bool {
+    matches!(
+        code,
+        "Throttling"
+            | "ThrottlingException"
+            | "ThrottledException"
+            | "RequestThrottled"
+            | "RequestThrottledException"
+            | "TooManyRequestsException"
+            | "SlowDown"
+            | "RequestLimitExceeded"
+    )
 }
 
 fn is_transient_code(code: &str) -> bool {
@@ -389,6 +413,23 @@ mod tests {
             assert!(AwsError::classify("DescribeSnapshots", Some(code), None, Some(status)).is_transient(), "{code} {status}");
         }
         assert!(AwsError::network("CopySnapshot", "connection refused").is_transient());
+    }
+
+    #[test]
+    fn only_refusals_and_throttling_prove_a_request_was_not_carried_out() {
+        let cases = [
+            (AwsError::classify("CopySnapshot", Some("Throttling"), Some("Rate exceeded"), Some(400)), true),
+            (AwsError::classify("CopySnapshot", Some("SlowDown"), None, Some(503)), true),
+            (AwsError::classify("CopySnapshot", Some(""), None, Some(429)), true),
+            (AwsError::classify("CopySnapshot", Some("InvalidParameterValue"), Some("no"), Some(400)), true),
+            (AwsError::classify("CopySnapshot", Some("InternalFailure"), None, Some(500)), false),
+            (AwsError::classify("CopySnapshot", Some(""), None, Some(502)), false),
+            (AwsError::classify("CopySnapshot", None, Some("garbage"), Some(200)), false),
+            (AwsError::network("CopySnapshot", "timeout"), false),
+        ];
+        for (err, refused) in cases {
+            assert_eq!(err.refused_before_execution(), refused, "{err}");
+        }
     }
 
     #[test]

@@ -58,8 +58,20 @@ pub struct SnapshotInfo {
     pub name: String,
     pub arn: Option<String>,
     pub status: SnapshotStatus,
-    /// Number of node groups (shards); an export writes one object per node group.
-    pub node_groups: u32,
+    /// The node group (shard) ids, sorted, at most [`MAX_NODE_GROUPS`]: an export writes one
+    /// object per node group, named by its id (`0001`, `0003`, or a user-supplied id).
+    pub node_group_ids: Vec<String>,
+}
+
+/// The most node groups a snapshot can have (ElastiCache allows 500 shards); node groups read
+/// from AWS are cut to this before anything is sized by them.
+pub const MAX_NODE_GROUPS: usize = 500;
+
+/// One object found in an export bucket, and when S3 says it was written.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExportObject {
+    pub key: String,
+    pub last_modified: Option<k8s_openapi::jiff::Timestamp>,
 }
 
 /// One CopySnapshot request.
@@ -72,9 +84,9 @@ pub struct CopyRequest {
     pub tags: Vec<(String, Option<String>)>,
 }
 
-/// The object key ElastiCache writes for node group `n` (1-based) of an export.
-pub fn export_object_key(target: &str, n: u32) -> String {
-    format!("{target}-{n:04}.rdb")
+/// The object key ElastiCache writes for the node group `node_group_id` of an export.
+pub fn export_object_key(target: &str, node_group_id: &str) -> String {
+    format!("{target}-{node_group_id}.rdb")
 }
 
 /// The ElastiCache and S3 calls the operator makes.
@@ -87,8 +99,9 @@ pub trait SnapshotApi: Send + Sync + 'static {
     fn copy_snapshot(&self, request: &CopyRequest) -> impl Future<Output = Result<SnapshotInfo, AwsError>> + Send;
     /// DeleteSnapshot; a snapshot that is already gone counts as deleted.
     fn delete_snapshot(&self, name: &str) -> impl Future<Output = Result<(), AwsError>> + Send;
-    /// Keys in `bucket` of the form `<target>-NNNN.rdb` (ListObjectsV2 with that prefix).
-    fn export_objects(&self, bucket: &str, target: &str) -> impl Future<Output = Result<Vec<String>, AwsError>> + Send;
+    /// Objects in `bucket` of the form `<target>-<node group id>.rdb` (ListObjectsV2 with that
+    /// prefix), with their LastModified.
+    fn export_objects(&self, bucket: &str, target: &str) -> impl Future<Output = Result<Vec<ExportObject>, AwsError>> + Send;
     /// One page of DescribeSnapshots over every snapshot in the region ([`SWEEP_PAGE_SIZE`]
     /// records), with the marker of the next page.
     fn describe_snapshots_page(&self, marker: Option<String>) -> impl Future<Output = Result<SnapshotPage, AwsError>> + Send;

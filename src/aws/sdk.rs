@@ -4,7 +4,7 @@
 //! `AWS_ENDPOINT_URL_ELASTICACHE` and `AWS_ENDPOINT_URL_S3`, so any emulator plugs in.
 
 use super::limit::Pacer;
-use super::{AwsError, CopyRequest, SnapshotApi, SnapshotInfo, SnapshotPage, SnapshotStatus, SWEEP_PAGE_SIZE};
+use super::{AwsError, CopyRequest, ExportObject, SnapshotApi, SnapshotInfo, SnapshotPage, SnapshotStatus, SWEEP_PAGE_SIZE};
 use aws_sdk_elasticache::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_elasticache::types::Tag;
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
@@ -76,18 +76,27 @@ pub(crate) fn classify<E: ProvideErrorMetadata + Debug>(operation: &'static str,
 }
 
 fn snapshot_info(s: &aws_sdk_elasticache::types::Snapshot) -> SnapshotInfo {
-    let node_groups = s.num_node_groups().and_then(|n| u32::try_from(n).ok()).filter(|n| *n > 0).unwrap_or_else(|| {
-        let mut groups: Vec<&str> = s.node_snapshots().iter().filter_map(|n| n.node_group_id()).collect();
-        groups.sort_unstable();
-        groups.dedup();
-        groups.len().max(1) as u32
-    });
     SnapshotInfo {
         name: s.snapshot_name().unwrap_or_default().to_string(),
         arn: s.arn().map(str::to_string),
         status: SnapshotStatus::parse(s.snapshot_status().unwrap_or("unknown")),
-        node_groups,
+        node_group_ids: node_group_ids(s),
     }
+}
+
+/// The node group ids of a snapshot (`NodeSnapshots[].NodeGroupId`), sorted and bounded. Without
+/// ids, ElastiCache's default ids for `NumNodeGroups` (bounded); a snapshot has at least one node
+/// group, which a single-node cluster's export names `0001`.
+fn node_group_ids(s: &aws_sdk_elasticache::types::Snapshot) -> Vec<String> {
+    let mut ids: Vec<String> = s.node_snapshots().iter().filter_map(|n| n.node_group_id()).map(str::to_string).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    ids.truncate(super::MAX_NODE_GROUPS);
+    if ids.is_empty() {
+        let count = s.num_node_groups().and_then(|n| usize::try_from(n).ok()).unwrap_or(1).clamp(1, super::MAX_NODE_GROUPS);
+        ids = (1..=count).map(|n| format!("{n:04}")).collect();
+    }
+    ids
 }
 
 impl SnapshotApi for SdkSnapshots {
@@ -131,7 +140,13 @@ impl SnapshotApi for SdkSnapshots {
         for (key, value) in &request.tags {
             call = call.tags(Tag::builder().key(key).set_value(value.clone()).build());
         }
-        let out = self.call("CopySnapshot", async { call.send().await.map_err(|e| classify("CopySnapshot", e)) }).await?;
+        // One attempt only: the SDK's own retry would hide an attempt whose outcome is unknown (a
+        // timeout, a 5xx) behind a later answer such as throttling, which reads as "not executed".
+        let once =
+            aws_sdk_elasticache::config::Builder::default().retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(1));
+        let out = self
+            .call("CopySnapshot", async { call.customize().config_override(once).send().await.map_err(|e| classify("CopySnapshot", e)) })
+            .await?;
         out.snapshot().map(snapshot_info).ok_or_else(|| AwsError::Transient {
             operation: "CopySnapshot",
             code: "EmptyResponse".into(),
@@ -149,7 +164,7 @@ impl SnapshotApi for SdkSnapshots {
         }
     }
 
-    async fn export_objects(&self, bucket: &str, target: &str) -> Result<Vec<String>, AwsError> {
+    async fn export_objects(&self, bucket: &str, target: &str) -> Result<Vec<ExportObject>, AwsError> {
         let prefix = format!("{target}-");
         let mut keys = Vec::new();
         let mut token: Option<String> = None;
@@ -163,7 +178,12 @@ impl SnapshotApi for SdkSnapshots {
                 }
             });
             let Some(page) = page.await? else { return Ok(Vec::new()) };
-            keys.extend(page.contents().iter().filter_map(|o| o.key()).filter(|k| is_export_key(k, &prefix)).map(str::to_string));
+            keys.extend(page.contents().iter().filter_map(|o| {
+                let key = o.key().filter(|k| is_export_key(k, &prefix))?;
+                let last_modified =
+                    o.last_modified().and_then(|t| k8s_openapi::jiff::Timestamp::new(t.secs(), t.subsec_nanos() as i32).ok());
+                Some(ExportObject { key: key.to_string(), last_modified })
+            }));
             match page.next_continuation_token() {
                 // A listing that hands back the token it was given would be followed forever.
                 Some(next) if page.is_truncated() == Some(true) && token.as_deref() == Some(next) => {
@@ -177,7 +197,7 @@ impl SnapshotApi for SdkSnapshots {
                 _ => break,
             }
         }
-        keys.sort();
+        keys.sort_by(|a, b| a.key.cmp(&b.key));
         Ok(keys)
     }
 
@@ -193,9 +213,10 @@ impl SnapshotApi for SdkSnapshots {
     }
 }
 
-/// `<target>-NNNN.rdb` with four digits.
+/// `<target>-<node group id>.rdb`, the id being 1 to 4 digits (the API model's
+/// `AllowedNodeGroupId`: ElastiCache's `0001`, or a user-supplied id).
 fn is_export_key(key: &str, prefix: &str) -> bool {
     key.strip_prefix(prefix)
         .and_then(|rest| rest.strip_suffix(".rdb"))
-        .is_some_and(|n| n.len() == 4 && n.bytes().all(|b| b.is_ascii_digit()))
+        .is_some_and(|n| (1..=4).contains(&n.len()) && n.bytes().all(|b| b.is_ascii_digit()))
 }

@@ -4,17 +4,37 @@
 //! Exactly once rests on `status.copyRequestedAt` (the intent, written before CopySnapshot) and
 //! the phase: `Pending` with an intent means "a request may or may not have reached AWS";
 //! `Copying` / `Exporting` means "AWS accepted it". An accepted request is never repeated; an
-//! intent whose outcome is unknown is resolved by looking: our tagged copy, or export objects
-//! while an intent is recorded, are adopted; anything else means the request never took effect.
+//! intent whose outcome is unknown is resolved by looking: our tagged copy is adopted; export
+//! objects only by evidence (see [`decide`]); anything else means the request never took effect.
 
 use crate::api::{Phase, SnapshotExportSpec, SnapshotExportStatus};
-use crate::aws::{export_object_key, AwsError, CopyFault, S3Problem, SnapshotInfo, SnapshotStatus};
+use crate::aws::{export_object_key, AwsError, CopyFault, ExportObject, S3Problem, SnapshotInfo, SnapshotStatus};
 use crate::safety::Verdict;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 
-/// How long an accepted export may show no objects while its source is `available` before it is
-/// reported as failed (ElastiCache marks the source in progress while exporting).
+/// How long an accepted export may show no objects, or a partial set that stopped growing, while
+/// its source is `available` before it is reported as failed or incomplete (ElastiCache marks the
+/// source in progress while exporting). The default of `--export-grace-seconds`.
 pub const EXPORT_START_GRACE: SignedDuration = SignedDuration::from_mins(10);
+
+/// How much earlier than our first intent (`copyRequestedAt`, the operator's clock) an export
+/// object's `LastModified` (S3's clock) may be and still count as written by our request: the
+/// clock skew tolerated between the operator's node and S3. An object older than that was there
+/// before we asked, and ElastiCache refuses to export over an existing key.
+pub const ADOPTION_CLOCK_SKEW: SignedDuration = SignedDuration::from_secs(30);
+
+/// The time of a decision, and the export grace period in force.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Clock {
+    pub now: Timestamp,
+    pub export_grace: SignedDuration,
+}
+
+impl From<Timestamp> for Clock {
+    fn from(now: Timestamp) -> Self {
+        Self { now, export_grace: EXPORT_START_GRACE }
+    }
+}
 
 /// What was seen in AWS for one object.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -22,8 +42,10 @@ pub enum Observation {
     /// In-region copy: the target snapshot, and the value of its ownership tag when it had to
     /// be looked up (`None` when not looked up: the target is already adopted in status).
     InRegion { target: Option<SnapshotInfo>, owner_tag: Option<Option<String>> },
-    /// Export: the source snapshot and the `<target>-NNNN.rdb` keys in the bucket.
-    Export { source: Option<SnapshotInfo>, objects: Vec<String> },
+    /// Export: the source snapshot, the `<target>-<node group id>.rdb` objects in the bucket,
+    /// and another SnapshotExport whose request for the same bucket and target AWS accepted
+    /// (looked up only while this object's own outcome is unknown).
+    Export { source: Option<SnapshotInfo>, objects: Vec<ExportObject>, claimed_by: Option<String> },
     /// Nothing was looked at: no request was ever made for this object, so nothing of ours can
     /// exist, and CopySnapshot itself refuses (one call, the same outcome) what a look would find.
     NeverRequested,
@@ -36,8 +58,17 @@ pub enum Decision {
     RequestCopy,
     /// Nothing to call yet: the source is not available (phase stays Pending).
     WaitForSource { reason: &'static str, message: String, source_status: Option<String> },
-    /// The copy or export is in flight; look again later.
-    InProgress { phase: Phase, message: String, target_arn: Option<String>, target_status: Option<String>, source_status: Option<String> },
+    /// The copy or export is in flight; look again later. `phase: Pending` while the outcome of
+    /// an export request is unknown and its source is busy. `expected_objects`: the export's
+    /// objects, once known.
+    InProgress {
+        phase: Phase,
+        message: String,
+        target_arn: Option<String>,
+        target_status: Option<String>,
+        source_status: Option<String>,
+        expected_objects: Vec<String>,
+    },
     /// Done.
     Completed { target_arn: Option<String>, target_status: Option<String>, exported_objects: Vec<String>, source_status: Option<String> },
     /// Cannot progress without an outside change; retried slowly. `clear_intent` when AWS
@@ -45,12 +76,26 @@ pub enum Decision {
     Stalled { reason: String, message: String, clear_intent: bool },
     /// AWS answered that the target exists: look again (our own copy is adopted by tag).
     Recheck,
-    /// A transient AWS failure: back off and try again, reporting the reason.
-    RetryLater { reason: &'static str, message: String },
+    /// A transient AWS failure: back off and try again, reporting the reason. `clear_intent`
+    /// when it answered CopySnapshot and proves the request was not carried out (throttling).
+    RetryLater { reason: &'static str, message: String, clear_intent: bool },
 }
 
 /// Decide from an observation (before any call).
-pub fn decide(spec: &SnapshotExportSpec, status: &SnapshotExportStatus, uid: &str, observed: &Observation, now: Timestamp) -> Decision {
+///
+/// Export objects are adopted only by evidence: an accepted request (or one whose outcome is
+/// unknown while no other SnapshotExport holds an accepted request for the same bucket and
+/// target) adopts the objects at the source's node group keys that were written no earlier than
+/// its first intent minus [`ADOPTION_CLOCK_SKEW`]. A busy source is no such evidence: while the
+/// outcome is unknown it only means "wait and look again once it is available".
+pub fn decide(
+    spec: &SnapshotExportSpec,
+    status: &SnapshotExportStatus,
+    uid: &str,
+    observed: &Observation,
+    clock: impl Into<Clock>,
+) -> Decision {
+    let clock = clock.into();
     let accepted = matches!(status.phase, Some(Phase::Copying | Phase::Exporting));
     let intent = status.copy_requested_at.is_some();
     match observed {
@@ -91,41 +136,108 @@ pub fn decide(spec: &SnapshotExportSpec, status: &SnapshotExportStatus, uid: &st
                     target_arn: target.arn.clone(),
                     target_status,
                     source_status: None,
+                    expected_objects: vec![],
                 },
             }
         }
-        Observation::Export { source, objects } => decide_export(spec, status, source.as_ref(), objects, accepted, intent, now),
+        Observation::Export { source, objects, claimed_by } => {
+            decide_export(spec, status, source.as_ref(), objects, claimed_by.as_deref(), accepted, intent, clock)
+        }
     }
 }
 
+/// The keys an export writes: as recorded in status, else one per node group of the source;
+/// `None` when neither is known (the source is gone and nothing was recorded).
+fn expected_keys(spec: &SnapshotExportSpec, status: &SnapshotExportStatus, source: Option<&SnapshotInfo>) -> Option<Vec<String>> {
+    let prefix = format!("s3://{}/", spec.target_bucket.as_deref().unwrap_or_default());
+    let recorded: Vec<String> = status.expected_objects.iter().filter_map(|u| u.strip_prefix(&prefix)).map(str::to_string).collect();
+    if !recorded.is_empty() {
+        return Some(recorded);
+    }
+    source.map(|s| object_keys(spec, s))
+}
+
+/// One key per node group of `snapshot`, sorted.
+fn object_keys(spec: &SnapshotExportSpec, snapshot: &SnapshotInfo) -> Vec<String> {
+    let mut keys: Vec<String> = snapshot
+        .node_group_ids
+        .iter()
+        .take(crate::aws::MAX_NODE_GROUPS)
+        .map(|id| export_object_key(&spec.target_snapshot_name, id))
+        .collect();
+    keys.sort();
+    keys.dedup();
+    keys
+}
+
+fn urls(spec: &SnapshotExportSpec, keys: &[String]) -> Vec<String> {
+    keys.iter().map(|k| format!("s3://{}/{k}", spec.target_bucket.as_deref().unwrap_or_default())).collect()
+}
+
+#[allow(clippy::too_many_arguments)]
 fn decide_export(
     spec: &SnapshotExportSpec,
     status: &SnapshotExportStatus,
     source: Option<&SnapshotInfo>,
-    objects: &[String],
+    objects: &[ExportObject],
+    claimed_by: Option<&str>,
     accepted: bool,
     intent: bool,
-    now: Timestamp,
+    clock: Clock,
 ) -> Decision {
     let bucket = spec.target_bucket.as_deref().unwrap_or_default();
     let target = &spec.target_snapshot_name;
     let source_status = source.map(|s| s.status.as_str().to_string());
-    if !objects.is_empty() {
-        if !(intent || accepted) {
-            let problem = S3Problem::ObjectAlreadyExists { bucket: bucket.into(), key: objects[0].clone() };
-            return stalled_by(&CopyFault::S3(problem), true);
+    let expected = expected_keys(spec, status, source);
+    let relevant: Vec<&ExportObject> = objects.iter().filter(|o| expected.as_ref().is_none_or(|keys| keys.contains(&o.key))).collect();
+    // Evidence that an object is ours: our request was accepted, or its outcome is unknown and
+    // nobody else holds an accepted request for these keys; and it was written after we asked.
+    let may_adopt = accepted || (intent && claimed_by.is_none());
+    let since = status.copy_requested_at.as_ref().map(|t| t.0 - ADOPTION_CLOCK_SKEW);
+    let is_ours = |o: &ExportObject| may_adopt && matches!((o.last_modified, since), (Some(at), Some(since)) if at >= since);
+    let (ours, foreign): (Vec<&ExportObject>, Vec<&ExportObject>) = relevant.into_iter().partition(|o| is_ours(o));
+    if let Some(other) = foreign.first() {
+        let problem = S3Problem::ObjectAlreadyExists { bucket: bucket.into(), key: other.key.clone() };
+        let mut decision = stalled_by(&CopyFault::S3(problem), !accepted);
+        if let (Decision::Stalled { message, .. }, Some(owner)) = (&mut decision, claimed_by) {
+            message.push_str(&format!(" The object belongs to the export of SnapshotExport {owner}."));
         }
-        let expected = source.map(|s| s.node_groups.max(1)).unwrap_or(objects.len() as u32);
-        let wanted: Vec<String> = (1..=expected).map(|n| export_object_key(target, n)).collect();
-        if wanted.iter().all(|k| objects.contains(k)) {
-            return Decision::Completed {
-                target_arn: None,
-                target_status: None,
-                exported_objects: wanted.iter().map(|k| format!("s3://{bucket}/{k}")).collect(),
-                source_status,
+        return decision;
+    }
+    if !ours.is_empty() {
+        let Some(expected) = expected else {
+            return Decision::Stalled {
+                reason: "ExportIncomplete".into(),
+                message: format!(
+                    "The source snapshot {:?} is gone, so which objects its export must write cannot be known; found {}. Check the objects in s3://{bucket}, then create a new SnapshotExport.",
+                    spec.source_snapshot_name,
+                    ours.iter().map(|o| o.key.as_str()).collect::<Vec<_>>().join(", ")
+                ),
+                clear_intent: false,
             };
+        };
+        let missing: Vec<&String> = expected.iter().filter(|k| !ours.iter().any(|o| &o.key == *k)).collect();
+        if missing.is_empty() {
+            let exported_objects = urls(spec, &expected);
+            return Decision::Completed { target_arn: None, target_status: None, exported_objects, source_status };
         }
-        return exporting(spec, format!("{} of {expected} objects written", objects.len()), source_status);
+        let progress = format!("{} of {} objects written", expected.len() - missing.len(), expected.len());
+        let busy = source.is_some_and(|s| matches!(s.status, SnapshotStatus::InProgress(_)));
+        let newest = ours.iter().filter_map(|o| o.last_modified).max();
+        let still_growing = newest.is_some_and(|at| clock.now.duration_since(at) < clock.export_grace);
+        if busy || still_growing {
+            return exporting(spec, progress, source_status, urls(spec, &expected));
+        }
+        return Decision::Stalled {
+            reason: "ExportIncomplete".into(),
+            message: format!(
+                "The export of {:?} to s3://{bucket} stopped after {progress}; missing: {}. ElastiCache is no longer exporting (the source is {}). Check the bucket's grants and free space, then create a new SnapshotExport with another targetSnapshotName.",
+                spec.source_snapshot_name,
+                missing.iter().map(|k| k.as_str()).collect::<Vec<_>>().join(", "),
+                source_status.as_deref().unwrap_or("gone")
+            ),
+            clear_intent: false,
+        };
     }
     let Some(source) = source else {
         return Decision::Stalled {
@@ -146,23 +258,37 @@ fn decide_export(
             ),
             clear_intent: !accepted,
         },
-        SnapshotStatus::InProgress(s) if intent || accepted => {
-            exporting(spec, format!("the source snapshot is {s}"), source_status.clone())
+        SnapshotStatus::InProgress(s) if accepted => {
+            exporting(spec, format!("the source snapshot is {s}"), source_status.clone(), expected.map(|k| urls(spec, &k)).unwrap_or_default())
         }
+        // Our request may or may not have been carried out: a busy source does not say whose
+        // export it is. Keep the intent, request nothing, and look again once it is available.
+        SnapshotStatus::InProgress(s) if intent => Decision::InProgress {
+            phase: Phase::Pending,
+            message: format!(
+                "The outcome of the export request is unknown and the source snapshot {:?} is {s}; waiting for it to be available to see whether the export was ours.",
+                spec.source_snapshot_name
+            ),
+            target_arn: None,
+            target_status: None,
+            source_status,
+            expected_objects: vec![],
+        },
         SnapshotStatus::InProgress(s) => Decision::WaitForSource {
             reason: "SourceSnapshotNotReady",
             message: format!("Waiting for the source snapshot {:?} to become available (it is {s}).", spec.source_snapshot_name),
             source_status,
         },
         SnapshotStatus::Available if accepted => {
-            let since = status.copy_requested_at.as_ref().map(|t| now.duration_since(t.0)).unwrap_or_default();
-            if since < EXPORT_START_GRACE {
-                exporting(spec, "waiting for ElastiCache to start writing objects".into(), source_status)
+            let since = status.copy_requested_at.as_ref().map(|t| clock.now.duration_since(t.0)).unwrap_or_default();
+            if since < clock.export_grace {
+                let expected = expected.map(|k| urls(spec, &k)).unwrap_or_default();
+                exporting(spec, "waiting for ElastiCache to start writing objects".into(), source_status, expected)
             } else {
                 Decision::Stalled {
                     reason: "ExportFailed".into(),
                     message: format!(
-                        "ElastiCache accepted the export of {:?} to s3://{bucket} but wrote no {target}-NNNN.rdb object and the source is available again. Check the bucket's grants, then create a new SnapshotExport.",
+                        "ElastiCache accepted the export of {:?} to s3://{bucket} but wrote no {target}-<node group id>.rdb object and the source is available again. Check the bucket's grants, then create a new SnapshotExport.",
                         spec.source_snapshot_name
                     ),
                     clear_intent: false,
@@ -173,11 +299,11 @@ fn decide_export(
     }
 }
 
-fn exporting(spec: &SnapshotExportSpec, detail: String, source_status: Option<String>) -> Decision {
+fn exporting(spec: &SnapshotExportSpec, detail: String, source_status: Option<String>, expected_objects: Vec<String>) -> Decision {
     Decision::InProgress {
         phase: Phase::Exporting,
         message: format!(
-            "Exporting {:?} to s3://{}/{}-NNNN.rdb: {detail}.",
+            "Exporting {:?} to s3://{}/{}-<node group id>.rdb: {detail}.",
             spec.source_snapshot_name,
             spec.target_bucket.as_deref().unwrap_or_default(),
             spec.target_snapshot_name
@@ -185,6 +311,7 @@ fn exporting(spec: &SnapshotExportSpec, detail: String, source_status: Option<St
         target_arn: None,
         target_status: None,
         source_status,
+        expected_objects,
     }
 }
 
@@ -192,9 +319,13 @@ fn exporting(spec: &SnapshotExportSpec, detail: String, source_status: Option<St
 pub fn after_copy(spec: &SnapshotExportSpec, result: &Result<SnapshotInfo, AwsError>) -> Decision {
     match result {
         // The same words the first look after the request will use, so that look rewrites nothing.
-        Ok(snapshot) if spec.is_export() => {
-            exporting(spec, format!("the source snapshot is {}", snapshot.status.as_str()), Some(snapshot.status.as_str().to_string()))
-        }
+        // An export's answer is the source snapshot: its node groups name the objects to expect.
+        Ok(snapshot) if spec.is_export() => exporting(
+            spec,
+            format!("the source snapshot is {}", snapshot.status.as_str()),
+            Some(snapshot.status.as_str().to_string()),
+            urls(spec, &object_keys(spec, snapshot)),
+        ),
         Ok(snapshot) => Decision::InProgress {
             phase: Phase::Copying,
             message: format!(
@@ -206,6 +337,7 @@ pub fn after_copy(spec: &SnapshotExportSpec, result: &Result<SnapshotInfo, AwsEr
             target_arn: snapshot.arn.clone(),
             target_status: Some(snapshot.status.as_str().to_string()),
             source_status: None,
+            expected_objects: vec![],
         },
         Err(err) => match err.fault() {
             // Either our own earlier request made it (adopted by tag on the next look) or
@@ -220,7 +352,9 @@ pub fn after_copy(spec: &SnapshotExportSpec, result: &Result<SnapshotInfo, AwsEr
                 source_status: None,
             },
             Some(fault) => stalled_by(fault, true),
-            None => retry_later(err),
+            // Throttled: certainly not carried out, so nothing of ours is in flight. A timeout,
+            // a 5xx or an unreadable answer may have taken effect: the intent stays.
+            None => retry(err, err.refused_before_execution()),
         },
     }
 }
@@ -239,16 +373,24 @@ pub fn after_repeated_copy(spec: &SnapshotExportSpec, result: &Result<SnapshotIn
     if spec.is_export() && ours_maybe {
         return Decision::Recheck;
     }
+    // A repeated request that failed transiently says nothing of the earlier one: keep its intent.
+    if let Err(err @ AwsError::Transient { .. }) = result {
+        return retry_later(err);
+    }
     after_copy(spec, result)
 }
 
-/// A transient failure as a decision.
+/// A transient failure as a decision (the intent, if any, stays).
 pub fn retry_later(err: &AwsError) -> Decision {
+    retry(err, false)
+}
+
+fn retry(err: &AwsError, clear_intent: bool) -> Decision {
     let reason = match err {
         AwsError::Transient { code, .. } if code.contains("Throttl") || code == "SlowDown" || code.contains("429") => "AwsThrottled",
         _ => "AwsUnavailable",
     };
-    Decision::RetryLater { reason, message: format!("{err}; retrying with backoff.") }
+    Decision::RetryLater { reason, message: format!("{err}; retrying with backoff."), clear_intent }
 }
 
 /// The safety gate's verdict (`crate::safety`) as a decision.
@@ -297,13 +439,28 @@ mod tests {
         }
     }
     fn snap(status: &str, groups: u32) -> SnapshotInfo {
-        SnapshotInfo { name: "x".into(), arn: Some("arn:dst".into()), status: SnapshotStatus::parse(status), node_groups: groups }
+        snap_ids(status, &(1..=groups).map(|n| format!("{n:04}")).collect::<Vec<_>>())
+    }
+    fn snap_ids(status: &str, ids: &[String]) -> SnapshotInfo {
+        SnapshotInfo { name: "x".into(), arn: Some("arn:dst".into()), status: SnapshotStatus::parse(status), node_group_ids: ids.to_vec() }
     }
     fn in_region(target: Option<SnapshotInfo>, owner: Option<Option<&str>>) -> Observation {
         Observation::InRegion { target, owner_tag: owner.map(|o| o.map(str::to_string)) }
     }
+    /// Objects written one second after the recorded intent (999_990).
     fn export(source: Option<SnapshotInfo>, objects: &[&str]) -> Observation {
-        Observation::Export { source, objects: objects.iter().map(|s| s.to_string()).collect() }
+        export_at(source, &objects.iter().map(|k| (*k, 999_991)).collect::<Vec<_>>(), None)
+    }
+    /// Objects written at the given seconds, and the object claiming them, if any.
+    fn export_at(source: Option<SnapshotInfo>, objects: &[(&str, i64)], claimed_by: Option<&str>) -> Observation {
+        Observation::Export {
+            source,
+            objects: objects
+                .iter()
+                .map(|(k, at)| ExportObject { key: k.to_string(), last_modified: Some(Timestamp::from_second(*at).unwrap()) })
+                .collect(),
+            claimed_by: claimed_by.map(str::to_string),
+        }
     }
     fn kind(d: &Decision) -> String {
         match d {
@@ -313,7 +470,9 @@ mod tests {
             Decision::Completed { .. } => "Completed".into(),
             Decision::Stalled { reason, clear_intent, .. } => format!("Stalled:{reason}:{}", if *clear_intent { "clear" } else { "keep" }),
             Decision::Recheck => "Recheck".into(),
-            Decision::RetryLater { reason, .. } => format!("Retry:{reason}"),
+            Decision::RetryLater { reason, clear_intent, .. } => {
+                format!("Retry:{reason}:{}", if *clear_intent { "clear" } else { "keep" })
+            }
         }
     }
 
@@ -397,8 +556,14 @@ mod tests {
                 "Stalled:S3ObjectAlreadyExists:clear",
             ),
             (
-                "intent unknown, source exporting: ours in flight",
+                "intent unknown, source exporting: maybe not ours, wait and keep the intent",
                 status(Some(Phase::Pending), true, None),
+                export(Some(snap("exporting", 2)), &[]),
+                "InProgress:Pending",
+            ),
+            (
+                "accepted, source exporting: ours",
+                status(Some(Phase::Exporting), true, None),
                 export(Some(snap("exporting", 2)), &[]),
                 "InProgress:Exporting",
             ),
@@ -480,9 +645,11 @@ mod tests {
             (
                 Some("bkt"),
                 Err(AwsError::classify("CopySnapshot", Some("Throttling"), Some("Rate exceeded"), Some(400))),
-                "Retry:AwsThrottled",
+                "Retry:AwsThrottled:clear",
             ),
-            (Some("bkt"), Err(AwsError::network("CopySnapshot", "timeout")), "Retry:AwsUnavailable"),
+            (Some("bkt"), Err(AwsError::network("CopySnapshot", "timeout")), "Retry:AwsUnavailable:keep"),
+            (Some("bkt"), Err(AwsError::classify("CopySnapshot", Some("InternalFailure"), None, Some(500))), "Retry:AwsUnavailable:keep"),
+            (None, Err(AwsError::classify("CopySnapshot", None, Some("garbage"), Some(200))), "Retry:AwsUnavailable:keep"),
         ];
         for (bucket, result, want) in cases {
             assert_eq!(kind(&after_copy(&spec(bucket), &result)), want, "{result:?}");
@@ -503,12 +670,168 @@ mod tests {
             (Some("bkt"), fault("InvalidParameterValue", "The S3 bucket bkt does not exist."), "Stalled:S3BucketNotFound:clear"),
             (None, busy(), "Wait:SourceSnapshotNotReady"),
             (None, fault("SnapshotAlreadyExistsFault", "exists"), "Recheck"),
+            // A repeated request throttled says nothing of the earlier one.
+            (Some("bkt"), Err(AwsError::classify("CopySnapshot", Some("Throttling"), None, Some(400))), "Retry:AwsThrottled:keep"),
         ];
         for (bucket, result, want) in cases {
             assert_eq!(kind(&after_repeated_copy(&spec(bucket), &result)), want, "{result:?}");
         }
         // A first request refused as busy waits for the source (and clears its intent).
         assert_eq!(kind(&after_copy(&spec(Some("bkt")), &busy())), "Wait:SourceSnapshotNotReady");
+    }
+
+    #[test]
+    fn export_objects_are_adopted_only_by_evidence() {
+        let b = Some("bkt");
+        let unknown = || status(Some(Phase::Pending), true, None);
+        let accepted = || status(Some(Phase::Exporting), true, None);
+        let src = || Some(snap("available", 1));
+        // The intent was recorded at 999_990; the skew margin is 30 s.
+        let cases: Vec<(&str, SnapshotExportStatus, Observation, &str)> = vec![
+            ("written after the intent", unknown(), export_at(src(), &[("dst-0001.rdb", 999_995)], None), "Completed"),
+            ("written within the skew margin", unknown(), export_at(src(), &[("dst-0001.rdb", 999_965)], None), "Completed"),
+            (
+                "written before we asked: not ours, and AWS refused our request over it",
+                unknown(),
+                export_at(src(), &[("dst-0001.rdb", 999_900)], None),
+                "Stalled:S3ObjectAlreadyExists:clear",
+            ),
+            (
+                "outcome unknown, another object holds an accepted export of the key",
+                unknown(),
+                export_at(src(), &[("dst-0001.rdb", 999_995)], Some("ns/first")),
+                "Stalled:S3ObjectAlreadyExists:clear",
+            ),
+            (
+                "accepted: ours whatever others claim",
+                accepted(),
+                export_at(src(), &[("dst-0001.rdb", 999_995)], Some("ns/other")),
+                "Completed",
+            ),
+            (
+                "accepted, but the object predates the request",
+                accepted(),
+                export_at(src(), &[("dst-0001.rdb", 999_000)], None),
+                "Stalled:S3ObjectAlreadyExists:keep",
+            ),
+            (
+                "no intent at all",
+                status(None, false, None),
+                export_at(src(), &[("dst-0001.rdb", 999_995)], None),
+                "Stalled:S3ObjectAlreadyExists:clear",
+            ),
+            (
+                "a key of no node group of the source is not ours to judge",
+                unknown(),
+                export_at(src(), &[("dst-0002.rdb", 999_000)], None),
+                "RequestCopy",
+            ),
+        ];
+        for (name, st, obs, want) in cases {
+            assert_eq!(kind(&decide(&spec(b), &st, UID, &obs, now())), want, "{name}");
+        }
+        let d = decide(&spec(b), &unknown(), UID, &export_at(src(), &[("dst-0001.rdb", 999_995)], Some("ns/first")), now());
+        let Decision::Stalled { message, .. } = d else { panic!("{d:?}") };
+        assert!(message.contains("dst-0001.rdb") && message.contains("ns/first"), "{message}");
+        // An object whose LastModified is unknown is no evidence.
+        let blind = Observation::Export {
+            source: src(),
+            objects: vec![ExportObject { key: "dst-0001.rdb".into(), last_modified: None }],
+            claimed_by: None,
+        };
+        assert_eq!(kind(&decide(&spec(b), &unknown(), UID, &blind, now())), "Stalled:S3ObjectAlreadyExists:clear");
+    }
+
+    #[test]
+    fn exports_expect_exactly_the_node_group_keys_and_stall_when_incomplete() {
+        let b = Some("bkt");
+        let ids = |ids: &[&str]| ids.iter().map(|i| i.to_string()).collect::<Vec<_>>();
+        let grace = EXPORT_START_GRACE.as_secs();
+        let late = now().as_second() - grace - 1;
+        // Requested well before the objects were written.
+        let accepted = || SnapshotExportStatus {
+            copy_requested_at: Some(Time(Timestamp::from_second(late - 100).unwrap())),
+            ..status(Some(Phase::Exporting), true, None)
+        };
+        let recorded = || SnapshotExportStatus {
+            expected_objects: vec!["s3://bkt/dst-0001.rdb".into(), "s3://bkt/dst-0003.rdb".into()],
+            ..accepted()
+        };
+        let cases: Vec<(&str, SnapshotExportStatus, Observation, &str)> = vec![
+            (
+                "non-contiguous ids, both written",
+                accepted(),
+                export(Some(snap_ids("available", &ids(&["0001", "0003"]))), &["dst-0001.rdb", "dst-0003.rdb"]),
+                "Completed",
+            ),
+            (
+                "user-supplied ids",
+                accepted(),
+                export(Some(snap_ids("available", &ids(&["7", "42"]))), &["dst-42.rdb", "dst-7.rdb"]),
+                "Completed",
+            ),
+            (
+                "partial, still growing",
+                accepted(),
+                export(Some(snap_ids("available", &ids(&["0001", "0003"]))), &["dst-0001.rdb", "dst-0002.rdb"]),
+                "InProgress:Exporting",
+            ),
+            (
+                "partial, stopped growing, source available",
+                accepted(),
+                export_at(Some(snap_ids("available", &ids(&["0001", "0003"]))), &[("dst-0001.rdb", late)], None),
+                "Stalled:ExportIncomplete:keep",
+            ),
+            (
+                "partial and old, but the source is still exporting",
+                accepted(),
+                export_at(Some(snap_ids("exporting", &ids(&["0001", "0003"]))), &[("dst-0001.rdb", late)], None),
+                "InProgress:Exporting",
+            ),
+            ("source gone, recorded keys all written", recorded(), export(None, &["dst-0001.rdb", "dst-0003.rdb"]), "Completed"),
+            (
+                "source gone, recorded keys partly written",
+                recorded(),
+                export_at(None, &[("dst-0001.rdb", late)], None),
+                "Stalled:ExportIncomplete:keep",
+            ),
+            ("source gone, nothing recorded: never complete", accepted(), export(None, &["dst-0001.rdb"]), "Stalled:ExportIncomplete:keep"),
+            (
+                "recorded keys win over what the source shows",
+                recorded(),
+                export(Some(snap("available", 2)), &["dst-0001.rdb", "dst-0002.rdb"]),
+                "InProgress:Exporting",
+            ),
+        ];
+        for (name, st, obs, want) in cases {
+            assert_eq!(kind(&decide(&spec(b), &st, UID, &obs, now())), want, "{name}");
+        }
+        let d = decide(
+            &spec(b),
+            &accepted(),
+            UID,
+            &export_at(Some(snap_ids("available", &ids(&["0001", "0003"]))), &[("dst-0001.rdb", late)], None),
+            now(),
+        );
+        let Decision::Stalled { message, .. } = d else { panic!("{d:?}") };
+        assert!(message.contains("missing: dst-0003.rdb") && message.contains("1 of 2"), "{message}");
+        // The grace period is the caller's.
+        let short = Clock { now: now(), export_grace: SignedDuration::from_secs(5) };
+        let recent = export_at(Some(snap_ids("available", &ids(&["0001", "0003"]))), &[("dst-0001.rdb", now().as_second() - 6)], None);
+        assert_eq!(kind(&decide(&spec(b), &accepted(), UID, &recent, short)), "Stalled:ExportIncomplete:keep");
+        assert_eq!(kind(&decide(&spec(b), &accepted(), UID, &recent, now())), "InProgress:Exporting");
+    }
+
+    #[test]
+    fn the_expected_objects_are_recorded_and_bounded() {
+        let b = Some("bkt");
+        let huge: Vec<String> = (0..10_000).map(|n| format!("{n:04}")).collect();
+        let d = after_copy(&spec(b), &Ok(snap_ids("exporting", &huge)));
+        let Decision::InProgress { expected_objects, .. } = d else { panic!("{d:?}") };
+        assert_eq!(expected_objects.len(), crate::aws::MAX_NODE_GROUPS);
+        let d = after_copy(&spec(b), &Ok(snap_ids("exporting", &["0003".into(), "0001".into()])));
+        let Decision::InProgress { expected_objects, .. } = d else { panic!("{d:?}") };
+        assert_eq!(expected_objects, ["s3://bkt/dst-0001.rdb", "s3://bkt/dst-0003.rdb"]);
     }
 
     #[test]

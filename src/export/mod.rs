@@ -15,7 +15,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
-use kube::runtime::reflector::ObjectRef;
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Client, Resource, ResourceExt};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -35,6 +35,9 @@ pub struct Timing {
     pub error_max: Duration,
     /// How often a stalled object is tried again (fixing the bucket heals it without an edit).
     pub stalled_retry: Duration,
+    /// How long an accepted export may show no objects, or a partial set that stopped growing,
+    /// once its source is available again, before it is reported as failed or incomplete.
+    pub export_grace: Duration,
 }
 
 impl Default for Timing {
@@ -45,6 +48,7 @@ impl Default for Timing {
             error_min: Duration::from_secs(1),
             error_max: Duration::from_secs(300),
             stalled_retry: Duration::from_secs(300),
+            export_grace: decide::EXPORT_START_GRACE.unsigned_abs(),
         }
     }
 }
@@ -62,13 +66,16 @@ pub struct Context<A> {
     pub safety: crate::safety::ExportSafety,
     /// Per object (by UID): consecutive transient errors, for backoff.
     errors: Mutex<HashMap<String, u32>>,
+    /// The watch caches that have listed their objects, with their namespace (`None`: all):
+    /// which objects exist, and what other objects claim.
+    stores: Mutex<Vec<(Option<String>, Store<SnapshotExport>)>>,
 }
 
 impl<A> Context<A> {
     pub fn new(client: Client, aws: A, events: Events, timing: Timing, metrics: Arc<Metrics>) -> Self {
         let sweep = Arc::new(sweep::Sweep::new(timing.poll_min, timing.poll_max));
         let safety = crate::safety::ExportSafety::default();
-        Self { client, aws, events, timing, metrics, sweep, safety, errors: Mutex::new(HashMap::new()) }
+        Self { client, aws, events, timing, metrics, sweep, safety, errors: Mutex::new(HashMap::new()), stores: Mutex::default() }
     }
 
     /// Set the export policy and the preflight.
@@ -86,10 +93,37 @@ impl<A> Context<A> {
         delay.mul_f64(rand::random_range(0.5..=1.0))
     }
 
-    /// The object needs no more following nor backoff.
-    fn forget(&self, uid: &str, obj: &ObjectRef<SnapshotExport>) {
+    /// The object needs no more following nor backoff (it is done, or deleted).
+    pub fn forget(&self, uid: &str) {
         self.errors.lock().expect("backoff lock").remove(uid);
-        self.sweep.unfollow(obj);
+        self.sweep.unfollow(uid);
+    }
+
+    /// Add a watch cache once it has listed its objects (the controller does, one per scope).
+    pub fn watch_store(&self, namespace: Option<String>, store: Store<SnapshotExport>) {
+        self.stores.lock().expect("stores lock").push((namespace, store));
+    }
+
+    /// Another SnapshotExport (`namespace/name`) whose export to the same bucket and target AWS
+    /// accepted (it is exporting, or completed), as the watch caches know it.
+    pub fn claim_of(&self, uid: &str, spec: &SnapshotExportSpec) -> Option<String> {
+        let stores = self.stores.lock().expect("stores lock");
+        stores.iter().flat_map(|(_, s)| s.state()).find_map(|o| {
+            let claims = o.uid().as_deref() != Some(uid)
+                && o.spec.target_bucket.is_some()
+                && o.spec.target_bucket == spec.target_bucket
+                && o.spec.target_snapshot_name == spec.target_snapshot_name
+                && o.status.as_ref().is_some_and(|st| matches!(st.phase, Some(Phase::Exporting | Phase::Completed)));
+            claims.then(|| format!("{}/{}", o.namespace().unwrap_or_default(), o.name_any()))
+        })
+    }
+
+    /// Whether the object `uid` (at `obj`) still exists as far as the watch caches know. Until
+    /// the cache of its namespace has listed its objects, it counts as live.
+    pub fn is_live(&self, obj: &ObjectRef<SnapshotExport>, uid: &str) -> bool {
+        let stores = self.stores.lock().expect("stores lock");
+        let mut covering = stores.iter().filter(|(ns, _)| ns.is_none() || ns.as_ref() == obj.namespace.as_ref()).peekable();
+        covering.peek().is_none() || covering.any(|(_, s)| s.get(obj).is_some_and(|o| o.uid().as_deref() == Some(uid)))
     }
 }
 
@@ -138,7 +172,7 @@ async fn reconcile_once<A: SnapshotApi>(obj: Arc<SnapshotExport>, ctx: &Arc<Cont
     if obj.meta().deletion_timestamp.is_some() {
         let action = finalize::cleanup(&api, &obj, ctx).await;
         if action.is_ok() {
-            ctx.forget(&uid, &obj_ref);
+            ctx.forget(&uid);
         }
         return action;
     }
@@ -146,7 +180,7 @@ async fn reconcile_once<A: SnapshotApi>(obj: Arc<SnapshotExport>, ctx: &Arc<Cont
     let generation = obj.meta().generation;
     // A completed object costs nothing on resync: no AWS call, no write.
     if status.phase == Some(Phase::Completed) && status.observed_generation == generation {
-        ctx.forget(&uid, &obj_ref);
+        ctx.forget(&uid);
         return Ok(Action::await_change());
     }
 
@@ -162,8 +196,11 @@ async fn reconcile_once<A: SnapshotApi>(obj: Arc<SnapshotExport>, ctx: &Arc<Cont
         // The export policy refuses it: no AWS call at all.
         decide::from_safety(refused)
     } else {
-        match observe(ctx, &obj_ref, &obj.spec, &status).await {
-            Ok(Some(observed)) => decide(&obj.spec, &status, &uid, &observed, Timestamp::now()),
+        match observe(ctx, &uid, &obj_ref, &obj.spec, &status).await {
+            Ok(Some(observed)) => {
+                let grace = k8s_openapi::jiff::SignedDuration::try_from(ctx.timing.export_grace).unwrap_or(decide::EXPORT_START_GRACE);
+                decide(&obj.spec, &status, &uid, &observed, decide::Clock { now: Timestamp::now(), export_grace: grace })
+            }
             // In flight, and no sweep has looked since: nothing new to decide.
             Ok(None) => return Ok(Action::requeue(ctx.timing.poll_max)),
             Err(err) => retry_later(&err),
@@ -211,19 +248,20 @@ async fn reconcile_once<A: SnapshotApi>(obj: Arc<SnapshotExport>, ctx: &Arc<Cont
         // The shared sweep reconciles the object when its snapshot changes; the requeue is a
         // safety net only.
         Decision::InProgress { .. } | Decision::WaitForSource { .. } => {
-            ctx.sweep.follow(obj_ref, followed_snapshots(&obj.spec));
+            let waiting = matches!(decision, Decision::WaitForSource { .. });
+            ctx.sweep.follow(&uid, obj_ref, followed_snapshots(&obj.spec, waiting));
             Action::requeue(ctx.timing.poll_max)
         }
         Decision::Completed { .. } => {
-            ctx.forget(&uid, &obj_ref);
+            ctx.forget(&uid);
             Action::await_change()
         }
         Decision::Stalled { ref reason, .. } if reason == "InvalidSpec" => {
-            ctx.forget(&uid, &obj_ref);
+            ctx.forget(&uid);
             Action::await_change()
         }
         Decision::Stalled { .. } => {
-            ctx.forget(&uid, &obj_ref);
+            ctx.forget(&uid);
             Action::requeue(ctx.timing.stalled_retry)
         }
         // The decision carries what failed; the controller's error policy backs off.
@@ -236,9 +274,10 @@ async fn reconcile_once<A: SnapshotApi>(obj: Arc<SnapshotExport>, ctx: &Arc<Cont
     })
 }
 
-/// The snapshot the sweep follows for an object: the copy, or the exported source.
-fn followed_snapshots(spec: &SnapshotExportSpec) -> Vec<String> {
-    vec![if spec.is_export() { spec.source_snapshot_name.clone() } else { spec.target_snapshot_name.clone() }]
+/// The snapshot the sweep follows for an object: the source while waiting for it or exporting
+/// it, otherwise the in-region copy.
+fn followed_snapshots(spec: &SnapshotExportSpec, waiting_for_source: bool) -> Vec<String> {
+    vec![if spec.is_export() || waiting_for_source { spec.source_snapshot_name.clone() } else { spec.target_snapshot_name.clone() }]
 }
 
 /// What AWS shows for this object now; `None` when it is in flight and the shared sweep has not
@@ -250,14 +289,15 @@ fn followed_snapshots(spec: &SnapshotExportSpec) -> Vec<String> {
 /// for itself, so a repeated request always rests on a fresh look.
 async fn observe<A: SnapshotApi>(
     ctx: &Context<A>,
+    uid: &str,
     obj_ref: &ObjectRef<SnapshotExport>,
     spec: &SnapshotExportSpec,
     status: &SnapshotExportStatus,
 ) -> Result<Option<Observation>, AwsError> {
     let aws = &ctx.aws;
     if matches!(status.phase, Some(Phase::Copying | Phase::Exporting)) {
-        let Some(view) = ctx.sweep.view(obj_ref) else {
-            ctx.sweep.follow(obj_ref.clone(), followed_snapshots(spec));
+        let Some(view) = ctx.sweep.view(uid) else {
+            ctx.sweep.follow(uid, obj_ref.clone(), followed_snapshots(spec, false));
             return Ok(None);
         };
         let swept = |name: &str| view.get(name).cloned().flatten();
@@ -268,14 +308,23 @@ async fn observe<A: SnapshotApi>(
                 Some(s) if matches!(s.status, crate::aws::SnapshotStatus::InProgress(_)) => Vec::new(),
                 _ => aws.export_objects(bucket, &spec.target_snapshot_name).await?,
             };
-            return Ok(Some(Observation::Export { source, objects }));
+            return Ok(Some(Observation::Export { source, objects, claimed_by: None }));
         }
         return in_region_observation(aws, swept(&spec.target_snapshot_name), status).await.map(Some);
     }
     if status.attempts == 0 && status.copy_requested_at.is_none() {
         return Ok(Some(Observation::NeverRequested));
     }
-    direct_observation(aws, spec, status).await.map(Some)
+    let mut observed = direct_observation(aws, spec, status).await?;
+    // Objects found while our own outcome is unknown: does another object hold an accepted
+    // request for them? (Only then; an accepted request needs no such look.)
+    if let Observation::Export { objects, claimed_by, .. } = &mut observed {
+        if status.copy_requested_at.is_some() && !objects.is_empty() {
+            *claimed_by = ctx.claim_of(uid, spec);
+            debug!(?claimed_by, "looked for another object's accepted export of these objects");
+        }
+    }
+    Ok(Some(observed))
 }
 
 async fn direct_observation<A: SnapshotApi>(
@@ -286,7 +335,7 @@ async fn direct_observation<A: SnapshotApi>(
     if let Some(bucket) = &spec.target_bucket {
         let objects = aws.export_objects(bucket, &spec.target_snapshot_name).await?;
         let source = aws.describe_snapshot(&spec.source_snapshot_name).await?;
-        return Ok(Observation::Export { source, objects });
+        return Ok(Observation::Export { source, objects, claimed_by: None });
     }
     let target = aws.describe_snapshot(&spec.target_snapshot_name).await?;
     in_region_observation(aws, target, status).await
@@ -348,4 +397,19 @@ pub(crate) fn finalizers_patch(obj: &SnapshotExport, finalizers: Vec<String>) ->
 
 pub(crate) fn patch_params() -> PatchParams {
     PatchParams::default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_sweep_follows_the_source_while_waiting_for_it_and_the_copy_or_source_otherwise() {
+        let copy = SnapshotExportSpec::new("src", "dst", None);
+        let export = SnapshotExportSpec::new("src", "dst", Some("bkt"));
+        assert_eq!(followed_snapshots(&copy, true), ["src"]);
+        assert_eq!(followed_snapshots(&copy, false), ["dst"]);
+        assert_eq!(followed_snapshots(&export, true), ["src"]);
+        assert_eq!(followed_snapshots(&export, false), ["src"]);
+    }
 }

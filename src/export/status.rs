@@ -13,7 +13,11 @@ pub fn with_intent(current: &SnapshotExportStatus, spec: &SnapshotExportSpec, ge
     let mut next = current.clone();
     next.observed_generation = generation;
     next.phase = Some(Phase::Pending);
-    next.copy_requested_at = Some(now.clone());
+    // The first intent stays while its outcome is unknown: export objects are adopted only if
+    // written after it (an earlier request may be the one that writes them).
+    if next.copy_requested_at.is_none() {
+        next.copy_requested_at = Some(now.clone());
+    }
     next.attempts += 1;
     let what = if spec.is_export() { "export" } else { "copy" };
     set_health(
@@ -41,11 +45,18 @@ pub fn next_status(current: &SnapshotExportStatus, decision: &Decision, generati
             }
             set_health(&mut next.conditions, Health::Progressing, reason, message, generation, now);
         }
-        Decision::InProgress { phase, message, target_arn, target_status, source_status } => {
+        Decision::InProgress { phase, message, target_arn, target_status, source_status, expected_objects } => {
             next.phase = Some(*phase);
             record_seen(&mut next, target_arn, target_status, source_status);
+            if !expected_objects.is_empty() {
+                next.expected_objects = expected_objects.clone();
+            }
             next.last_error = None;
-            let reason = if *phase == Phase::Exporting { "Exporting" } else { "Copying" };
+            let reason = match phase {
+                Phase::Exporting => "Exporting",
+                Phase::Pending => "RequestOutcomeUnknown",
+                _ => "Copying",
+            };
             set_health(&mut next.conditions, Health::Progressing, reason, message, generation, now);
         }
         Decision::Completed { target_arn, target_status, exported_objects, source_status } => {
@@ -55,6 +66,9 @@ pub fn next_status(current: &SnapshotExportStatus, decision: &Decision, generati
             }
             record_seen(&mut next, target_arn, target_status, source_status);
             next.exported_objects = exported_objects.clone();
+            if !exported_objects.is_empty() {
+                next.expected_objects = exported_objects.clone();
+            }
             next.last_error = None;
             let (reason, message) = completion(exported_objects);
             set_health(&mut next.conditions, Health::Ready, reason, &message, generation, now);
@@ -67,9 +81,12 @@ pub fn next_status(current: &SnapshotExportStatus, decision: &Decision, generati
             next.last_error = Some(LastError { reason: reason.clone(), message: message.clone() });
             set_health(&mut next.conditions, Health::Stalled, reason, message, generation, now);
         }
-        Decision::RetryLater { reason, message } => {
+        Decision::RetryLater { reason, message, clear_intent } => {
             if next.phase.is_none() {
                 next.phase = Some(Phase::Pending);
+            }
+            if *clear_intent {
+                next.copy_requested_at = None;
             }
             next.last_error = Some(LastError { reason: reason.to_string(), message: message.clone() });
             set_health(&mut next.conditions, Health::Progressing, reason, message, generation, now);
@@ -111,7 +128,7 @@ pub fn events_for(previous: &SnapshotExportStatus, decision: &Decision, spec: &S
     match decision {
         Decision::InProgress { .. } if from_call => {
             let to = match &spec.target_bucket {
-                Some(b) => format!("s3://{b}/{}-NNNN.rdb", spec.target_snapshot_name),
+                Some(b) => format!("s3://{b}/{}-<node group id>.rdb", spec.target_snapshot_name),
                 None => format!("snapshot {:?}", spec.target_snapshot_name),
             };
             vec![EventNote {
@@ -178,6 +195,17 @@ mod tests {
     }
 
     #[test]
+    fn a_repeated_intent_keeps_the_first_request_time_and_throttling_clears_it() {
+        let s1 = with_intent(&SnapshotExportStatus::default(), &spec(), Some(1), &t(10));
+        let s2 = with_intent(&s1, &spec(), Some(1), &t(20));
+        assert_eq!((s2.copy_requested_at.clone(), s2.attempts), (Some(t(10)), 2));
+        let throttled = Decision::RetryLater { reason: "AwsThrottled", message: "m".into(), clear_intent: true };
+        assert!(next_status(&s2, &throttled, Some(1), &t(21)).copy_requested_at.is_none());
+        let unknown = Decision::RetryLater { reason: "AwsUnavailable", message: "m".into(), clear_intent: false };
+        assert_eq!(next_status(&s2, &unknown, Some(1), &t(21)).copy_requested_at, Some(t(10)));
+    }
+
+    #[test]
     fn completion_sets_ready_and_emits_once() {
         let done = Decision::Completed {
             target_arn: None,
@@ -204,6 +232,7 @@ mod tests {
             target_arn: None,
             target_status: None,
             source_status: Some("exporting".into()),
+            expected_objects: vec!["s3://bkt/dst-0001.rdb".into()],
         };
         let s1 = next_status(&SnapshotExportStatus::default(), &d, Some(1), &t(1));
         assert_eq!(next_status(&s1, &d, Some(1), &t(2)), s1);

@@ -15,13 +15,17 @@ use tracing::{debug, warn};
 /// What one followed object watches: snapshot names, and since when (a view is only served from
 /// a sweep that started after that, so it reflects the request that made us follow).
 struct Follow {
+    /// The object, to announce it to the controller.
+    obj: ObjectRef<SnapshotExport>,
     names: Vec<String>,
     since: Instant,
 }
 
 #[derive(Default)]
 struct State {
-    followers: HashMap<ObjectRef<SnapshotExport>, Follow>,
+    /// By object UID: an object deleted and created again under the same name is another
+    /// object, and must not inherit what the old one followed.
+    followers: HashMap<String, Follow>,
     /// The followed snapshots the last complete sweep found, by lowercase name.
     snapshots: HashMap<String, SnapshotInfo>,
     /// When the last complete sweep started.
@@ -51,30 +55,46 @@ impl Sweep {
         self.changed.subscribe()
     }
 
-    /// Follow `names` for `obj` (idempotent: an object already followed keeps its `since`).
-    pub fn follow(&self, obj: ObjectRef<SnapshotExport>, names: Vec<String>) {
+    /// Follow `names` for the object `uid` (idempotent: an object already following the same
+    /// names keeps its `since`; other names, e.g. the copy once its source was available, start
+    /// afresh).
+    pub fn follow(&self, uid: &str, obj: ObjectRef<SnapshotExport>, names: Vec<String>) {
         let mut state = self.state.lock().expect("sweep lock");
         let was_idle = state.followers.is_empty();
-        state.followers.entry(obj).or_insert_with(|| Follow { names, since: Instant::now() });
+        match state.followers.get(uid) {
+            Some(f) if f.names == names => {}
+            _ => {
+                state.followers.insert(uid.to_string(), Follow { obj, names, since: Instant::now() });
+            }
+        }
         drop(state);
         if was_idle {
             self.wake.notify_one();
         }
     }
 
-    pub fn unfollow(&self, obj: &ObjectRef<SnapshotExport>) {
-        self.state.lock().expect("sweep lock").followers.remove(obj);
+    pub fn unfollow(&self, uid: &str) {
+        self.state.lock().expect("sweep lock").followers.remove(uid);
+    }
+
+    /// Forget every followed object for which `live` is false (deleted objects whose deletion
+    /// the watch did not report, e.g. while it was down); returns how many were forgotten.
+    pub fn retain_live(&self, live: impl Fn(&ObjectRef<SnapshotExport>, &str) -> bool) -> usize {
+        let mut state = self.state.lock().expect("sweep lock");
+        let before = state.followers.len();
+        state.followers.retain(|uid, f| live(&f.obj, uid));
+        before - state.followers.len()
     }
 
     pub fn following(&self) -> usize {
         self.state.lock().expect("sweep lock").followers.len()
     }
 
-    /// The followed snapshots of `obj` from the latest sweep, once a sweep has started after
-    /// `obj` began to be followed; `None` until then (or when `obj` is not followed).
-    pub fn view(&self, obj: &ObjectRef<SnapshotExport>) -> Option<HashMap<String, SweptSnapshot>> {
+    /// The followed snapshots of the object `uid` from the latest sweep, once a sweep has started
+    /// after it began to be followed; `None` until then (or when it is not followed).
+    pub fn view(&self, uid: &str) -> Option<HashMap<String, SweptSnapshot>> {
         let state = self.state.lock().expect("sweep lock");
-        let follow = state.followers.get(obj)?;
+        let follow = state.followers.get(uid)?;
         if state.swept_at.is_none_or(|at| at < follow.since) {
             return None;
         }
@@ -83,7 +103,8 @@ impl Sweep {
 
     /// Run sweeps forever (spawn it): wait while nothing is followed, sweep every interval
     /// otherwise, and announce the objects whose snapshots changed (or that await a first view).
-    pub async fn run<A: SnapshotApi>(&self, aws: &A) {
+    /// Before each sweep, objects that `live` no longer knows (deleted) are forgotten.
+    pub async fn run<A: SnapshotApi>(&self, aws: &A, live: impl Fn(&ObjectRef<SnapshotExport>, &str) -> bool) {
         let mut interval = self.min;
         loop {
             if self.following() == 0 {
@@ -92,6 +113,10 @@ impl Sweep {
                 continue;
             }
             tokio::time::sleep(interval).await;
+            let forgotten = self.retain_live(&live);
+            if forgotten > 0 {
+                debug!(forgotten, "stopped following deleted objects");
+            }
             if self.following() == 0 {
                 // Everything finished while we slept: an idle operator makes no AWS call.
                 continue;
@@ -155,9 +180,9 @@ impl Sweep {
         let first_view = |f: &Follow| state.swept_at.is_none_or(|at| at < f.since);
         let changed: Vec<ObjectRef<SnapshotExport>> = state
             .followers
-            .iter()
-            .filter(|(_, f)| f.since <= started && (first_view(f) || f.names.iter().any(|n| changed_names.contains(n))))
-            .map(|(o, _)| o.clone())
+            .values()
+            .filter(|f| f.since <= started && (first_view(f) || f.names.iter().any(|n| changed_names.contains(n))))
+            .map(|f| f.obj.clone())
             .collect();
         state.snapshots = fresh;
         state.swept_at = Some(started);
@@ -228,7 +253,7 @@ mod tests {
         ObjectRef::new(name).within("ns")
     }
     fn snap(name: &str, status: &str) -> SnapshotInfo {
-        SnapshotInfo { name: name.into(), arn: None, status: SnapshotStatus::parse(status), node_groups: 1 }
+        SnapshotInfo { name: name.into(), arn: None, status: SnapshotStatus::parse(status), node_group_ids: vec!["0001".into()] }
     }
     fn found(snapshots: Vec<SnapshotInfo>) -> HashMap<String, SnapshotInfo> {
         snapshots.into_iter().map(|s| (s.name.clone(), s)).collect()
@@ -238,29 +263,29 @@ mod tests {
     fn views_come_only_from_sweeps_that_started_after_following_began() {
         let sweep = Sweep::new(Duration::from_millis(1), Duration::from_millis(8));
         let before = Instant::now();
-        sweep.follow(obj("a"), vec!["t".into()]);
-        assert!(sweep.view(&obj("a")).is_none(), "no sweep yet");
+        sweep.follow("a", obj("a"), vec!["t".into()]);
+        assert!(sweep.view("a").is_none(), "no sweep yet");
         // A sweep that started before following began says nothing about our request.
         let changed = sweep.apply(found(vec![snap("t", "creating")]), Some(1), before);
         assert!(changed.is_empty());
-        assert!(sweep.view(&obj("a")).is_none());
+        assert!(sweep.view("a").is_none());
         let changed = sweep.apply(found(vec![snap("t", "creating")]), Some(1), Instant::now());
         assert_eq!(changed, vec![obj("a")], "first view announced");
-        assert_eq!(sweep.view(&obj("a")).unwrap()["t"].as_ref().unwrap().status, SnapshotStatus::parse("creating"));
+        assert_eq!(sweep.view("a").unwrap()["t"].as_ref().unwrap().status, SnapshotStatus::parse("creating"));
         // Unchanged: nobody is reconciled.
         let changed = sweep.apply(found(vec![snap("t", "creating")]), Some(1), Instant::now());
         assert!(changed.is_empty());
         let changed = sweep.apply(found(vec![snap("t", "available")]), Some(1), Instant::now());
         assert_eq!(changed, vec![obj("a")]);
-        sweep.unfollow(&obj("a"));
-        assert!(sweep.view(&obj("a")).is_none());
+        sweep.unfollow("a");
+        assert!(sweep.view("a").is_none());
     }
 
     #[test]
     fn only_objects_whose_snapshots_changed_are_announced() {
         let sweep = Sweep::new(Duration::from_millis(1), Duration::from_millis(8));
-        sweep.follow(obj("a"), vec!["ta".into()]);
-        sweep.follow(obj("b"), vec!["src".into()]);
+        sweep.follow("a", obj("a"), vec!["ta".into()]);
+        sweep.follow("b", obj("b"), vec!["src".into()]);
         sweep.apply(found(vec![snap("ta", "creating"), snap("src", "exporting")]), Some(1), Instant::now());
         let mut changed = sweep.apply(found(vec![snap("ta", "available"), snap("src", "exporting")]), Some(1), Instant::now());
         changed.sort_by_key(|o| o.name.clone());
@@ -268,6 +293,28 @@ mod tests {
         // A snapshot that disappears is a change too.
         let changed = sweep.apply(found(vec![snap("ta", "available")]), Some(1), Instant::now());
         assert_eq!(changed, vec![obj("b")]);
+    }
+
+    #[test]
+    fn a_recreated_object_of_the_same_name_is_another_follower_and_deleted_ones_are_forgotten() {
+        let sweep = Sweep::new(Duration::from_millis(1), Duration::from_millis(8));
+        sweep.follow("uid-old", obj("nightly"), vec!["nightly-mon".into()]);
+        sweep.apply(found(vec![snap("nightly-mon", "creating")]), Some(1), Instant::now());
+        // Deleted and created again under the same name, following another snapshot.
+        sweep.follow("uid-new", obj("nightly"), vec!["nightly-tue".into()]);
+        assert!(sweep.view("uid-new").is_none(), "no view from a sweep that predates the new object");
+        let changed = sweep.apply(found(vec![snap("nightly-mon", "available"), snap("nightly-tue", "creating")]), Some(1), Instant::now());
+        assert_eq!(changed, vec![obj("nightly"), obj("nightly")]);
+        let view = sweep.view("uid-new").unwrap();
+        assert_eq!(view.keys().collect::<Vec<_>>(), ["nightly-tue"]);
+        // The old object is gone from the cache: forgotten before the next sweep.
+        assert_eq!(sweep.retain_live(|_, uid| uid != "uid-old"), 1);
+        assert_eq!(sweep.following(), 1);
+        // Following other names (the copy, after waiting for its source) needs a fresh view.
+        sweep.follow("uid-new", obj("nightly"), vec!["nightly-copy".into()]);
+        assert!(sweep.view("uid-new").is_none());
+        sweep.unfollow("uid-new");
+        assert_eq!(sweep.following(), 0);
     }
 
     /// A region holding `total` snapshots `s0`, `s1`, … (all `creating`) that counts the calls.
@@ -311,7 +358,7 @@ mod tests {
         async fn delete_snapshot(&self, _: &str) -> Result<(), crate::aws::AwsError> {
             unreachable!("a sweep deletes nothing")
         }
-        async fn export_objects(&self, _: &str, _: &str) -> Result<Vec<String>, crate::aws::AwsError> {
+        async fn export_objects(&self, _: &str, _: &str) -> Result<Vec<crate::aws::ExportObject>, crate::aws::AwsError> {
             unreachable!("a sweep lists no objects")
         }
     }
@@ -320,22 +367,22 @@ mod tests {
     async fn a_sweep_reads_by_name_only_when_that_takes_fewer_calls_than_listing_the_region() {
         let region = Region::new(500); // 10 pages of 50
         let sweep = Sweep::new(Duration::from_millis(1), Duration::from_millis(8));
-        sweep.follow(obj("a"), vec!["S1".into(), "s2".into(), "gone".into()]);
+        sweep.follow("a", obj("a"), vec!["S1".into(), "s2".into(), "gone".into()]);
         // The first sweep does not know the region's size: it lists it, keeping only what is followed.
         sweep.sweep_once(&region).await.unwrap();
         assert_eq!(region.calls(), (10, 0));
-        let view = sweep.view(&obj("a")).unwrap();
+        let view = sweep.view("a").unwrap();
         assert!(view["S1"].is_some() && view["s2"].is_some() && view["gone"].is_none());
         assert_eq!(sweep.state.lock().unwrap().snapshots.len(), 2, "only followed snapshots are kept");
         // Three names cost three calls, fewer than the ten pages of a listing.
         sweep.sweep_once(&region).await.unwrap();
         assert_eq!(region.calls(), (0, 3));
-        assert!(sweep.view(&obj("a")).unwrap()["s2"].is_some());
+        assert!(sweep.view("a").unwrap()["s2"].is_some());
         // Following as many names as the listing has pages: listing is no dearer, so list.
-        sweep.follow(obj("b"), (100..107).map(|i| format!("s{i}")).collect());
+        sweep.follow("b", obj("b"), (100..107).map(|i| format!("s{i}")).collect());
         sweep.sweep_once(&region).await.unwrap();
         assert_eq!(region.calls(), (10, 0));
-        assert_eq!(sweep.view(&obj("b")).unwrap().values().filter(|s| s.is_some()).count(), 7);
+        assert_eq!(sweep.view("b").unwrap().values().filter(|s| s.is_some()).count(), 7);
     }
 
     #[test]

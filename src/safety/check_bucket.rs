@@ -29,7 +29,7 @@ pub async fn check_bucket(args: CheckBucket) -> ExitCode {
         return ExitCode::from(2);
     };
     let inspector = crate::aws::SdkBuckets::new(&config, args.aws.s3_path_style);
-    let key = args.target_snapshot_name.as_deref().map(|t| export_object_key(t, 1));
+    let key = args.target_snapshot_name.as_deref().map(|t| export_object_key(t, "0001"));
     println!("Checking s3://{} for ElastiCache exports from {region}", args.bucket);
     println!(
         "  partition {}, ElastiCache canonical ID {}, service principal {}",

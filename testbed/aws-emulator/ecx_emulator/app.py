@@ -362,6 +362,16 @@ class EmulatorApp:
         node_groups = int(body.get("node_groups") or 1)
         if node_groups < 1 or node_groups > 500:
             raise ValueError("node_groups must be within 1..500")
+        # User-supplied node group ids (the API model: 1 to 4 digits), e.g. non-contiguous ones
+        # left after removing shards; default 0001, 0002, ...
+        ids = body.get("node_group_ids")
+        if ids is not None:
+            ids = [str(i) for i in ids]
+            if not 1 <= len(ids) <= 500 or len(set(ids)) != len(ids):
+                raise ValueError("node_group_ids must hold 1..500 distinct ids")
+            if not all(re.fullmatch(r"\d{1,4}", i) for i in ids):
+                raise ValueError("each node group id must be 1 to 4 digits")
+            node_groups = len(ids)
         tags = body.get("tags") or []
         if isinstance(tags, dict):
             tags = [{"Key": k, "Value": v} for k, v in tags.items()]
@@ -385,6 +395,7 @@ class EmulatorApp:
                 cache_node_type=str(body.get("cache_node_type") or "cache.r7g.large"),
                 cache_size=str(body.get("cache_size") or "5 MB"),
                 created=body.get("created"),
+                node_group_ids=ids,
             )
             backend.snapshots[name] = snap
             if tags:

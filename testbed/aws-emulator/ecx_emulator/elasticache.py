@@ -366,8 +366,11 @@ def make_snapshot(
     cache_node_type: str = "cache.r7g.large",
     cache_size: str = "5 MB",
     created: float | None = None,
+    node_group_ids: list[str] | None = None,
 ) -> Any:
     created = now() if created is None else created
+    if node_group_ids:
+        node_groups = len(node_group_ids)
     if engine_version is None:
         engine_version = "8.0.1" if engine == "valkey" else "7.1.0"
     snap = Snapshot(
@@ -404,7 +407,7 @@ def make_snapshot(
     snap.ecx_create_time = created
     snap.ecx_node_snapshots = []
     for i in range(1, node_groups + 1):
-        ng = f"{i:04d}"
+        ng = node_group_ids[i - 1] if node_group_ids else f"{i:04d}"
         ns: dict[str, Any] = {
             "node_group_id": ng,
             "cache_size": cache_size,
@@ -483,8 +486,10 @@ def advance(t: float | None = None) -> None:
                     snap.snapshot_status = "available"
             elif job.kind == "export":
                 if snap is not None:
+                    failing = set(STATE.config.export_fail_node_groups)
                     for ng, key in zip([n["node_group_id"] for n in snap.ecx_node_snapshots], job.keys):
-                        s3perm.put_export_object(job.bucket or "", key, fake_rdb(job.target or "", ng, snap))
+                        if ng not in failing:  # a node group whose upload fails writes nothing
+                            s3perm.put_export_object(job.bucket or "", key, fake_rdb(job.target or "", ng, snap))
                     if snap.snapshot_status == "exporting":
                         snap.snapshot_status = "available"
             elif job.kind in serverless.JOB_KINDS:

@@ -32,6 +32,8 @@ class Config:
     denied_access_keys: list[str] = field(default_factory=list)
     # Real API model: DescribeSnapshots MaxRecords "minimum 20; maximum 50".
     max_records_limit: int = 50
+    # Node group ids whose export object is never written (a failing shard upload).
+    export_fail_node_groups: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -42,6 +44,7 @@ class Config:
             "deny_copy_snapshot": self.deny_copy_snapshot,
             "denied_access_keys": list(self.denied_access_keys),
             "max_records_limit": self.max_records_limit,
+            "export_fail_node_groups": list(self.export_fail_node_groups),
         }
 
     def update(self, body: dict[str, Any]) -> None:
@@ -65,6 +68,8 @@ class Config:
             self.denied_access_keys = [str(k) for k in (body["denied_access_keys"] or [])]
         if "max_records_limit" in body:
             self.max_records_limit = int(body["max_records_limit"])
+        if "export_fail_node_groups" in body:
+            self.export_fail_node_groups = [str(i) for i in (body["export_fail_node_groups"] or [])]
 
 
 @dataclass
