@@ -1,0 +1,92 @@
+//! Behaviours where the test bed once differed from a real kube-apiserver (v1.24.0, the kit in
+//! `shared/k8s`), each seen there first with the same requests.
+
+use crate::common::*;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::events::v1::Event;
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use serde_json::json;
+
+/// Leader handover: kube-lease-manager releases a Lease with a strategic merge patch that sets
+/// every spec field to null, and the next leader takes it with a server-side apply (no force).
+/// The real server lets it: the release removed the fields, so nobody owns them any more. The
+/// bed used to give the releasing manager the emptied `spec` itself, and refused the apply with
+/// `conflict with "a" ...: .spec`.
+#[tokio::test]
+async fn a_released_lease_can_be_applied_by_the_next_holder() {
+    let bed = start().await;
+    let leases: Api<Lease> = Api::default_namespaced(bed.client.clone());
+    let cfg = |holder: &str| {
+        json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": {"name": "handover"},
+               "spec": {"holderIdentity": holder, "leaseDurationSeconds": 3,
+                        "acquireTime": "2026-11-29T03:00:00.000000Z", "renewTime": "2026-11-29T03:00:00.000000Z"}})
+    };
+    leases.patch("handover", &PatchParams::apply("a"), &Patch::Apply(cfg("a"))).await.unwrap();
+    // Held: another manager's apply conflicts, as on the real server.
+    let e = api_err(leases.patch("handover", &PatchParams::apply("b"), &Patch::Apply(cfg("b"))).await.unwrap_err());
+    assert_eq!(e.code, 409, "{e:?}");
+    let release = json!({"spec": {"acquireTime": null, "renewTime": null, "holderIdentity": null, "leaseDurationSeconds": null}});
+    let released = leases
+        .patch("handover", &PatchParams { field_manager: Some("a".into()), ..Default::default() }, &Patch::Strategic(release))
+        .await
+        .unwrap();
+    assert_eq!(released.spec.clone().unwrap_or_default(), Default::default(), "{released:?}");
+    let taken = leases
+        .patch("handover", &PatchParams::apply("b"), &Patch::Apply(cfg("b")))
+        .await
+        .expect("the next holder applies the released lease");
+    assert_eq!(taken.spec.unwrap().holder_identity.as_deref(), Some("b"));
+    let managers: Vec<_> = taken
+        .metadata
+        .managed_fields
+        .unwrap()
+        .into_iter()
+        .map(|m| (m.manager.unwrap_or_default(), m.operation.unwrap_or_default()))
+        .collect();
+    assert_eq!(managers, [("b".to_string(), "Apply".to_string())], "the release left no ownership behind");
+}
+
+/// `events.k8s.io/v1` limits the real server enforces on create: reason, action and
+/// reportingInstance at most 128 characters, reportingController a qualified name (name part at
+/// most 63 characters of `[A-Za-z0-9][-A-Za-z0-9_.]*[A-Za-z0-9]`, optional DNS prefix).
+#[tokio::test]
+async fn events_refuse_what_the_api_server_refuses() {
+    let bed = start().await;
+    let events: Api<Event> = Api::namespaced(bed.client.clone(), "default");
+    let event = |name: &str, field: &str, value: &str| -> Event {
+        let mut e = json!({"metadata": {"name": name}, "eventTime": "2026-11-29T03:00:00.000000Z", "type": "Warning",
+            "reason": "R", "action": "Reconcile", "note": "n", "reportingController": "elasticache-export.io/operator",
+            "reportingInstance": "ecx-1", "regarding": {"kind": "SnapshotExport", "namespace": "default", "name": "x"}});
+        e[field] = json!(value);
+        serde_json::from_value(e).unwrap()
+    };
+    let long = "x".repeat(129);
+    let long_name = "x".repeat(64);
+    for (i, (field, value, message)) in [
+        ("reason", long.as_str(), "reason: Invalid value: \"\": can have at most 128 characters"),
+        ("action", long.as_str(), "action: Invalid value: \"\": can have at most 128 characters"),
+        ("reportingInstance", long.as_str(), "reportingInstance: Invalid value: \"\": can have at most 128 characters"),
+        ("reportingController", long_name.as_str(), "name part must be no more than 63 characters"),
+        ("reportingController", "-bad-", "name part must consist of alphanumeric characters"),
+        ("reportingController", "a/b/c", "a qualified name must consist of alphanumeric characters"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let e = api_err(events.create(&PostParams::default(), &event(&format!("bad-{i}"), field, value)).await.unwrap_err());
+        assert_eq!(e.code, 422, "{field}={value}: {e:?}");
+        assert!(e.message.contains(message), "{field}={value}: {}", e.message);
+    }
+    // At the limits: accepted.
+    let at_limit = "x".repeat(128);
+    for (i, (field, value)) in
+        [("reason", at_limit.as_str()), ("reportingController", "x".repeat(63).as_str()), ("reportingController", "example.com/ctl_1.a")]
+            .into_iter()
+            .enumerate()
+    {
+        events
+            .create(&PostParams::default(), &event(&format!("ok-{i}"), field, value))
+            .await
+            .unwrap_or_else(|e| panic!("{field}={value}: {e}"));
+    }
+}
