@@ -298,6 +298,47 @@ impl Cluster {
         self.real
     }
 
+    /// Whether this test may change what every test on the server shares (the CRDs): always on
+    /// the test bed (one server per test); on a real server only when the tests run one at a time
+    /// with `E2E_EXCLUSIVE=1` (as `.ci/run` runs those scenarios after the parallel run).
+    pub fn may_change_crds(&self) -> bool {
+        !self.real || std::env::var("E2E_EXCLUSIVE").is_ok_and(|v| v == "1")
+    }
+
+    /// Replace the CRD `name` by `edit` applied to its current form (e.g. without its rules).
+    /// Only for a test that [`Cluster::may_change_crds`]; [`Cluster::restore_crds`] undoes it.
+    pub async fn edit_crd(&self, name: &str, edit: impl Fn(&mut Value)) {
+        assert!(self.may_change_crds(), "only a test that may change the CRDs edits them");
+        let crds: Api<Crd> = Api::all(self.client.clone());
+        let mut crd = serde_json::to_value(crds.get(name).await.unwrap_or_else(|e| panic!("get CRD {name}: {e}"))).unwrap();
+        edit(&mut crd);
+        let crd: Crd = serde_json::from_value(crd).expect("an edited CRD");
+        crds.replace(name, &PostParams::default(), &crd).await.unwrap_or_else(|e| panic!("replace CRD {name}: {e}"));
+    }
+
+    /// Put every CRD back as the operator prints it (after [`Cluster::edit_crd`]).
+    pub async fn restore_crds(&self) {
+        install_crds(&self.client).await;
+    }
+
+    /// Create `obj`, trying again for up to 15 s while it is refused as invalid: a real server
+    /// enforces a CRD's new schema a moment after the CRD changed.
+    pub async fn create_once_schema_allows<K>(&self, api: &Api<K>, obj: &K) -> K
+    where
+        K: kube::Resource + Clone + serde::de::DeserializeOwned + serde::Serialize + std::fmt::Debug,
+    {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            match api.create(&PostParams::default(), obj).await {
+                Ok(created) => return created,
+                Err(kube::Error::Api(e)) if e.code == 422 && Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(200)).await
+                }
+                Err(e) => panic!("create {obj:?}: {e}"),
+            }
+        }
+    }
+
     /// A fault-injecting, recording proxy in front of this API server (either kind); start an
     /// operator through it with [`Bed::start_operator_through`].
     pub async fn kube_proxy(&self) -> KubeProxy {
