@@ -35,6 +35,8 @@ pub struct ProxiedRequest {
     pub injected: Option<u16>,
     /// A watch the proxy sent on from resourceVersion 1 (the server answers 410 Gone).
     pub expired: bool,
+    /// The HTTP status of the answer (injected or the server's); `None` while in flight.
+    pub status: Option<u16>,
 }
 
 enum Mode {
@@ -49,6 +51,7 @@ struct ProxyState {
     injected: u64,
     expire_watches: usize,
     open_watches: usize,
+    impersonate: Option<String>,
 }
 
 struct Shared {
@@ -111,6 +114,13 @@ impl KubeProxy {
     /// server answers `410 Gone` and the client must re-list.
     pub fn expire_next_watches(&self, n: usize) {
         self.shared.state.lock().unwrap().expire_watches += n;
+    }
+
+    /// Send every request on as `user` (`Impersonate-User`), so that a real server's RBAC
+    /// authorizer decides it under that user's bindings (the kubeconfig's user must be allowed
+    /// to impersonate; the kit's is system:masters). The test bed has no authorizer.
+    pub fn impersonate(&self, user: &str) {
+        self.shared.state.lock().unwrap().impersonate = Some(user.to_string());
     }
 
     /// Every request so far, in order.
@@ -178,6 +188,7 @@ pub fn classify(method: &str, target: &str, content_type: &str) -> ProxiedReques
         apply: content_type.starts_with("application/apply-patch"),
         injected: None,
         expired: false,
+        status: None,
     }
 }
 
@@ -260,14 +271,15 @@ fn with_resource_version(target: &str, rv: &str) -> String {
 }
 
 /// Headers that belong to one connection, or that the upstream client sets itself.
-const HOP_HEADERS: [&str; 7] = ["host", "authorization", "connection", "keep-alive", "transfer-encoding", "content-length", "upgrade"];
+const HOP_HEADERS: [&str; 8] =
+    ["host", "authorization", "connection", "keep-alive", "transfer-encoding", "content-length", "upgrade", "impersonate-user"];
 
 async fn forward(State(shared): State<Arc<Shared>>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
     let target = parts.uri.path_and_query().map(|pq| pq.as_str().to_string()).unwrap_or_else(|| "/".into());
     let content_type = parts.headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default();
     let mut r = classify(parts.method.as_str(), &target, content_type);
-    let (fault, expire) = {
+    let (fault, expire, impersonate, index) = {
         let mut state = shared.state.lock().unwrap();
         let fault = state.fault(&r);
         if fault.is_some() {
@@ -277,13 +289,14 @@ async fn forward(State(shared): State<Arc<Shared>>, req: Request) -> Response {
         if expire {
             state.expire_watches -= 1;
         }
-        (r.injected, r.expired) = (fault, expire);
+        (r.injected, r.expired, r.status) = (fault, expire, fault);
         state.requests.push(r.clone());
-        (fault, expire)
+        (fault, expire, state.impersonate.clone(), state.requests.len() - 1)
     };
     if let Some(status) = fault {
         return injected(status, &r);
     }
+    let answered = |status: u16| shared.state.lock().unwrap().requests[index].status = Some(status);
     let target = if expire { with_resource_version(&target, "1") } else { target };
     let Ok(bytes) = axum::body::to_bytes(body, usize::MAX).await else {
         return injected(500, &r);
@@ -294,13 +307,18 @@ async fn forward(State(shared): State<Arc<Shared>>, req: Request) -> Response {
             upstream = upstream.header(name, value);
         }
     }
+    if let Some(user) = impersonate {
+        upstream = upstream.header("impersonate-user", user);
+    }
     let upstream = upstream.body(kube::client::Body::from(bytes.to_vec())).expect("a request");
     let response = match shared.upstream.send(upstream).await {
         Ok(response) => response,
         Err(e) => {
+            answered(502);
             return Response::builder().status(502).body(Body::from(format!("the e2e proxy could not reach the API server: {e}"))).unwrap();
         }
     };
+    answered(response.status().as_u16());
     let (mut rparts, rbody) = response.into_parts();
     for name in HOP_HEADERS {
         rparts.headers.remove(name);

@@ -5,7 +5,8 @@
 //! `deletionPolicy: Delete`, its deletion, a graceful shutdown). Every API call it made must be
 //! allowed by the shipped RBAC rules (no gap), and every rule must have been used (no excess).
 //! The rules come from `config/rbac/` (kustomize) and from `helm template` of the chart (when
-//! helm is installed in `.tools/bin`, as `make test` does).
+//! helm is installed in `.tools/bin`, as `make test` does). On a real API server the operator
+//! also runs as a user bound to exactly those rules, so the server's RBAC authorizer checks them.
 
 use crate::harness::*;
 use serde::Deserialize;
@@ -168,6 +169,33 @@ fn kustomize_rbac() -> String {
         .join("\n---\n")
 }
 
+/// The user a real server sees the operator as in the RBAC scenario.
+const OPERATOR_USER: &str = "ecx-e2e-operator";
+
+/// Every rule of the kustomize (Cluster)Roles, as Roles in the test's namespace bound to `user`.
+async fn bind_shipped_rules(bed: &Bed, user: &str) {
+    use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+    let ns = bed.cluster.namespace.as_str();
+    let roles: kube::Api<Role> = kube::Api::namespaced(bed.cluster.client.clone(), ns);
+    let bindings: kube::Api<RoleBinding> = kube::Api::namespaced(bed.cluster.client.clone(), ns);
+    for doc in serde_yaml::Deserializer::from_str(&kustomize_rbac()) {
+        let Ok(value) = Value::deserialize(doc) else { continue };
+        if !matches!(value["kind"].as_str(), Some("Role" | "ClusterRole")) {
+            continue;
+        }
+        let name = value["metadata"]["name"].as_str().unwrap();
+        let role: Role = serde_json::from_value(json!({"metadata": {"name": name}, "rules": value["rules"]})).unwrap();
+        roles.create(&Default::default(), &role).await.unwrap_or_else(|e| panic!("create Role {name}: {e}"));
+        let binding: RoleBinding = serde_json::from_value(json!({
+            "metadata": {"name": name},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}]
+        }))
+        .unwrap();
+        bindings.create(&Default::default(), &binding).await.unwrap_or_else(|e| panic!("create RoleBinding {name}: {e}"));
+    }
+}
+
 fn start_operator(bed: &Bed, kubeconfig: &Path, log: &Path) -> Child {
     let ns = bed.cluster.namespace.as_str();
     let mut cmd = Command::new(operator_binary());
@@ -209,6 +237,24 @@ async fn rbac_rules_are_exactly_the_calls_the_operator_makes() {
     let proxy = bed.cluster.kube_proxy().await;
     let kubeconfig = bed.dir.path().join("kubeconfig-recorded");
     std::fs::write(&kubeconfig, proxy.kubeconfig_yaml(&ns)).unwrap();
+    if bed.cluster.is_real() {
+        // A real server enforces the rules too: the operator acts as a user bound to exactly the
+        // kustomize rules (as Roles in its namespace), and any gap is a 403 from the authorizer.
+        bind_shipped_rules(&bed, OPERATOR_USER).await;
+        proxy.impersonate(OPERATOR_USER);
+        // The authorizer is really in the way: a call the rules do not allow is refused.
+        let probe = bed.cluster.kube_proxy().await;
+        probe.impersonate(OPERATOR_USER);
+        let probe_config = bed.dir.path().join("kubeconfig-probe");
+        std::fs::write(&probe_config, probe.kubeconfig_yaml(&ns)).unwrap();
+        let kc = kube::config::Kubeconfig::read_from(&probe_config).unwrap();
+        let client = kube::Client::try_from(kube::Config::from_custom_kubeconfig(kc, &Default::default()).await.unwrap()).unwrap();
+        let secrets: kube::Api<k8s_openapi::api::core::v1::Secret> = kube::Api::namespaced(client, &ns);
+        match secrets.list(&Default::default()).await {
+            Err(kube::Error::Api(e)) if e.code == 403 => {}
+            other => panic!("listing Secrets as {OPERATOR_USER} should be forbidden: {other:?}"),
+        }
+    }
     let log = bed.dir.path().join("operator-rbac.log");
     let logs = [log.clone()];
     let mut operator = start_operator(&bed, &kubeconfig, &log);
@@ -259,6 +305,9 @@ async fn rbac_rules_are_exactly_the_calls_the_operator_makes() {
     assert_eq!(bed.emulator.calls("DeleteSnapshot").len(), 1, "the copy was deleted");
     terminate(&mut operator);
 
+    let forbidden: Vec<String> =
+        proxy.requests().iter().filter(|r| r.status == Some(403)).map(|r| format!("{} {}", r.method, r.target)).collect();
+    assert!(forbidden.is_empty(), "the API server's RBAC authorizer refused calls under the shipped rules: {forbidden:#?}");
     let mut calls = BTreeSet::new();
     let mut problems = Vec::new();
     for r in proxy.requests() {
