@@ -90,3 +90,39 @@ async fn events_refuse_what_the_api_server_refuses() {
             .unwrap_or_else(|e| panic!("{field}={value}: {e}"));
     }
 }
+
+/// CR admission as kube-apiserver v1.24 orders it: the CEL rules run after the OpenAPI schema
+/// unless the schema found a blocking error (Required, Too long, Too many, a wrong type); then
+/// they are skipped and the answer says so. The bed used to skip them on any schema error and
+/// never said so, and called a wrong type `FieldValueInvalid`.
+#[tokio::test]
+async fn cel_rules_run_after_non_blocking_schema_errors_and_are_reported_skipped_after_blocking_ones() {
+    let bed = start().await;
+    install_widget_crd(&bed.client).await;
+    let api = widgets(&bed.client, "default");
+    let pp = PostParams::default();
+    const SKIPPED: &str = "<nil>: Invalid value: \"null\": some validation rules were not checked because the object was invalid; correct the existing errors to complete validation";
+
+    // An enum violation does not block: the rule's message comes too.
+    let e = api_err(api.create(&pp, &widget("w", json!({"bucket": "abc", "mode": "Warp", "replicas": 11}))).await.unwrap_err());
+    assert!(e.message.contains("spec.mode: Unsupported value: \"Warp\""), "{}", e.message);
+    assert!(e.message.contains("spec.replicas: Invalid value: \"integer\": replicas must be at most 10"), "{}", e.message);
+    assert!(!e.message.contains("some validation rules were not checked"), "{}", e.message);
+
+    // Too many items blocks: no rule message, the note instead.
+    let e =
+        api_err(api.create(&pp, &widget("w", json!({"bucket": "abc", "tags": ["a", "b", "c", "d"], "replicas": 11}))).await.unwrap_err());
+    assert_eq!(e.message, format!("Widget.example.test \"w\" is invalid: [spec.tags: Too many: 4: must have at most 3 items, {SKIPPED}]"));
+    let causes = e.details.unwrap().causes;
+    assert_eq!(
+        causes.iter().map(|c| (c.reason.as_str(), c.field.as_str())).collect::<Vec<_>>(),
+        [("FieldValueTooMany", "spec.tags"), ("FieldValueInvalid", "<nil>")]
+    );
+
+    // A missing required field and a wrong type block too; a wrong type is FieldValueTypeInvalid.
+    let e = api_err(api.create(&pp, &widget("w", json!({"mode": "Fast"}))).await.unwrap_err());
+    assert_eq!(e.message, format!("Widget.example.test \"w\" is invalid: [spec.bucket: Required value, {SKIPPED}]"));
+    let e = api_err(api.create(&pp, &widget("w", json!({"bucket": "abc", "replicas": "two"}))).await.unwrap_err());
+    assert!(e.message.ends_with(&format!("{SKIPPED}]")), "{}", e.message);
+    assert_eq!(e.details.unwrap().causes[0].reason, "FieldValueTypeInvalid");
+}
