@@ -554,17 +554,8 @@ impl Store {
                             continue;
                         }
                     }
-                    json_patch::patch(&mut patched, &[op]).map_err(|e| {
-                        Self::invalid(
-                            ri,
-                            name,
-                            vec![Cause {
-                                reason: "FieldValueInvalid",
-                                message: format!("the JSON patch could not be applied: {e}"),
-                                field: String::new(),
-                            }],
-                        )
-                    })?;
+                    // The apiserver answers any failure to apply the patch with its generic 422.
+                    json_patch::patch(&mut patched, &[op]).map_err(|_| ApiError::unprocessable())?;
                 }
             }
             PatchKind::Apply { .. } => unreachable!("handled above"),

@@ -126,3 +126,24 @@ async fn cel_rules_run_after_non_blocking_schema_errors_and_are_reported_skipped
     assert!(e.message.ends_with(&format!("{SKIPPED}]")), "{}", e.message);
     assert_eq!(e.details.unwrap().causes[0].reason, "FieldValueTypeInvalid");
 }
+
+/// A JSON patch that cannot be applied (a failed `test`, a path that is not there) is answered as
+/// kube-apiserver v1.24 answers it: 422 Invalid with its generic message and no causes. The
+/// operator guards its finalizer patches with a `test` of the resourceVersion.
+#[tokio::test]
+async fn a_json_patch_that_cannot_be_applied_gets_the_generic_422() {
+    let bed = start().await;
+    install_widget_crd(&bed.client).await;
+    let api = widgets(&bed.client, "default");
+    api.create(&PostParams::default(), &widget("j", json!({"bucket": "abc"}))).await.unwrap();
+    for ops in [
+        json!([{"op": "test", "path": "/metadata/resourceVersion", "value": "1"}, {"op": "add", "path": "/metadata/finalizers", "value": ["x/y"]}]),
+        json!([{"op": "replace", "path": "/spec/nothere/x", "value": "1"}]),
+    ] {
+        let patch: json_patch::Patch = serde_json::from_value(ops).unwrap();
+        let e = api_err(api.patch("j", &PatchParams::default(), &Patch::Json::<()>(patch)).await.unwrap_err());
+        assert_eq!((e.code, e.reason.as_str()), (422, "Invalid"));
+        assert_eq!(e.message, "the server rejected our request due to an error in our request");
+        assert!(e.details.is_none_or(|d| d.causes.is_empty()));
+    }
+}
