@@ -705,8 +705,10 @@ impl Store {
                     name,
                     vec![Cause {
                         reason: "FieldValueForbidden",
+                        // Listed as Go's `%#v` prints a []string, like the apiserver.
                         message: format!(
-                            "Forbidden: no new finalizers can be added if the object is being deleted, found new finalizers {added:?}"
+                            "Forbidden: no new finalizers can be added if the object is being deleted, found new finalizers []string{{{}}}",
+                            added.iter().map(|f| format!("{f:?}")).collect::<Vec<_>>().join(", ")
                         ),
                         field: "metadata.finalizers".into(),
                     }],

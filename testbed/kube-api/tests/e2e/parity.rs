@@ -147,3 +147,22 @@ async fn a_json_patch_that_cannot_be_applied_gets_the_generic_422() {
         assert!(e.details.is_none_or(|d| d.causes.is_empty()));
     }
 }
+
+/// A finalizer added to an object being deleted is refused with the real server's words, which
+/// list the new finalizers as Go prints them.
+#[tokio::test]
+async fn a_finalizer_added_during_deletion_is_refused_in_the_api_servers_words() {
+    let bed = start().await;
+    install_widget_crd(&bed.client).await;
+    let api = widgets(&bed.client, "default");
+    let mut w = widget("f", json!({"bucket": "abc"}));
+    w.metadata.finalizers = Some(vec!["a/b".into()]);
+    api.create(&PostParams::default(), &w).await.unwrap();
+    api.delete("f", &Default::default()).await.unwrap();
+    let add = json!({"metadata": {"finalizers": ["a/b", "c/d", "e/f"]}});
+    let e = api_err(api.patch("f", &PatchParams::default(), &Patch::Merge(add)).await.unwrap_err());
+    assert_eq!(
+        e.message,
+        "Widget.example.test \"f\" is invalid: metadata.finalizers: Forbidden: no new finalizers can be added if the object is being deleted, found new finalizers []string{\"c/d\", \"e/f\"}"
+    );
+}
