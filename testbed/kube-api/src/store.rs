@@ -401,7 +401,8 @@ impl Store {
             ("events.k8s.io", "events") => {
                 let errs = crate::events::validate(obj, old);
                 if !errs.is_empty() {
-                    return Err(Self::invalid(ri, md_str(obj, "name").unwrap_or(""), errs));
+                    // The apiserver validates the internal core Event: its errors name kind `Event`.
+                    return Err(ApiError::invalid("Event", "", "Event", md_str(obj, "name").unwrap_or(""), errs));
                 }
             }
             _ => {}

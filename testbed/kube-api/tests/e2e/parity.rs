@@ -4,8 +4,8 @@
 use crate::common::*;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::events::v1::Event;
-use kube::api::{Api, Patch, PatchParams, PostParams};
-use serde_json::json;
+use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams};
+use serde_json::{json, Value};
 
 /// Leader handover: kube-lease-manager releases a Lease with a strategic merge patch that sets
 /// every spec field to null, and the next leader takes it with a server-side apply (no force).
@@ -165,4 +165,63 @@ async fn a_finalizer_added_during_deletion_is_refused_in_the_api_servers_words()
         e.message,
         "Widget.example.test \"f\" is invalid: metadata.finalizers: Forbidden: no new finalizers can be added if the object is being deleted, found new finalizers []string{\"c/d\", \"e/f\"}"
     );
+}
+
+/// `events.k8s.io/v1` refusals word for word as kube-apiserver v1.24 gives them (each seen there
+/// first): the kind is the internal `Event`, the note is called `message`, and an Event without
+/// an `eventTime` is only told that.
+#[tokio::test]
+async fn event_refusals_read_as_the_api_servers() {
+    let bed = start().await;
+    // Raw objects: a typed Event cannot even hold some of these mistakes.
+    let resource = ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("events.k8s.io", "v1", "Event"), "events");
+    let events: Api<DynamicObject> = Api::namespaced_with(bed.client.clone(), "default", &resource);
+    let base = |mut v: Value| -> DynamicObject {
+        v["apiVersion"] = json!("events.k8s.io/v1");
+        v["kind"] = json!("Event");
+        serde_json::from_value(v).unwrap()
+    };
+    let fields = json!({"eventTime": "2026-11-29T03:00:00.000000Z", "type": "Warning", "reason": "R", "action": "Reconcile",
+        "note": "n", "reportingController": "ecx", "reportingInstance": "ecx-1",
+        "regarding": {"kind": "SnapshotExport", "namespace": "default", "name": "x"}});
+    const NAME_PART: &str = "name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')";
+    let cases: Vec<(Value, String)> = vec![
+        (json!({"reportingController": null}), format!("[reportingController: Required value, reportingController: Invalid value: \"\": name part must be non-empty, reportingController: Invalid value: \"\": {NAME_PART}]")),
+        (json!({"eventTime": null, "action": null}), "eventTime: Required value".into()),
+        (json!({"note": "x".repeat(1100)}), "message: Invalid value: \"\": can have at most 1024 characters".into()),
+        (json!({"type": "Bad"}), "type: Invalid value: \"\": has invalid value: Bad".into()),
+        (json!({"type": null}), "type: Invalid value: \"\": has invalid value: ".into()),
+        (json!({"action": null}), "action: Required value".into()),
+        (json!({"reason": null}), "reason: Required value".into()),
+        (json!({"series": {"count": 1}}), "[series.count: Invalid value: \"\": should be at least 2, series.lastObservedTime: Required value]".into()),
+    ];
+    for (i, (change, expected)) in cases.into_iter().enumerate() {
+        let mut e = fields.clone();
+        e["metadata"] = json!({"name": format!("e{i}")});
+        for (k, v) in change.as_object().unwrap() {
+            if v.is_null() {
+                e.as_object_mut().unwrap().remove(k);
+            } else {
+                e[k] = v.clone();
+            }
+        }
+        let err = api_err(events.create(&PostParams::default(), &base(e)).await.unwrap_err());
+        assert_eq!(err.message, format!("Event \"e{i}\" is invalid: {expected}"), "case {i}");
+    }
+    let mut good = fields.clone();
+    good["metadata"] = json!({"name": "kept"});
+    events.create(&PostParams::default(), &base(good)).await.unwrap();
+    for (field, value, expected) in [
+        ("reason", json!("Other"), "reason: Invalid value: \"Other\": field is immutable"),
+        ("note", json!("changed"), "message: Invalid value: \"changed\": field is immutable"),
+        ("type", json!("Normal"), "type: Invalid value: \"Normal\": field is immutable"),
+        (
+            "series",
+            json!({"count": 1, "lastObservedTime": "2026-11-29T03:00:00.000000Z"}),
+            "series.count: Invalid value: \"\": should be at least 2",
+        ),
+    ] {
+        let err = api_err(events.patch("kept", &PatchParams::default(), &Patch::Merge(json!({field: value}))).await.unwrap_err());
+        assert_eq!(err.message, format!("Event \"kept\" is invalid: {expected}"), "{field}");
+    }
 }
