@@ -434,17 +434,29 @@ async fn client_for(kubeconfig: &Path) -> Client {
     Client::try_from(config).expect("a kube client")
 }
 
-/// Every CustomResourceDefinition the operator's `crd` subcommand prints (one YAML document
-/// each), so that every resource the operator serves is installed on either API server.
+/// Every CustomResourceDefinition in `config/crd/` (the copies `make crd` generates from the Rust
+/// types, kept fresh by a test), so that every resource the operator serves is installed on
+/// either API server, whatever its kind.
 pub fn operator_crds() -> Vec<Crd> {
-    let out = Command::new(operator_binary()).arg("crd").output().expect("run the operator's crd subcommand");
-    assert!(out.status.success(), "`crd` failed: {}", String::from_utf8_lossy(&out.stderr));
-    let text = String::from_utf8(out.stdout).expect("UTF-8 YAML");
-    serde_yaml::Deserializer::from_str(&text)
-        .map(|doc| <Value as serde::Deserialize>::deserialize(doc).expect("a YAML document"))
-        .filter(|doc| !doc.is_null())
-        .map(|doc| serde_json::from_value(doc).expect("a CustomResourceDefinition"))
-        .collect()
+    let dir = repo().join("config/crd");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|entry| entry.expect("a directory entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml" || e == "yml"))
+        .collect();
+    files.sort();
+    let mut crds = Vec::new();
+    for file in files {
+        let text = std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        for doc in serde_yaml::Deserializer::from_str(&text) {
+            let doc = <Value as serde::Deserialize>::deserialize(doc).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+            if doc["kind"] == "CustomResourceDefinition" {
+                crds.push(serde_json::from_value(doc).unwrap_or_else(|e| panic!("{}: not a CRD: {e}", file.display())));
+            }
+        }
+    }
+    assert!(!crds.is_empty(), "no CustomResourceDefinition in {}", dir.display());
+    crds
 }
 
 type Crd = k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
