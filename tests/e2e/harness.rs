@@ -4,6 +4,11 @@
 //! environment. The demo (`examples/demo.rs`) uses it too.
 #![allow(dead_code)]
 
+#[path = "kube_proxy.rs"]
+mod kube_proxy;
+#[allow(unused_imports)]
+pub use kube_proxy::{KubeProxy, ProxiedRequest};
+
 use aws_sdk_s3::types::{AccessControlPolicy, Grant, Grantee, Permission, Type};
 use ecx::api::SnapshotExport;
 use k8s_openapi::api::core::v1::Namespace;
@@ -271,22 +276,73 @@ impl Cluster {
         let kubeconfig = dir.join("kubeconfig");
         testbed.write_kubeconfig(&kubeconfig, "default").unwrap();
         let client = client_for(&kubeconfig).await;
-        let crds: Api<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> =
-            Api::all(client.clone());
-        crds.create(&PostParams::default(), &ecx::api::generated_crd()).await.expect("install the CRD");
+        install_crds(&client).await;
         let namespace = "e2e".to_string();
         create_namespace(&client, &namespace).await;
         Cluster { client, kubeconfig, namespace, testbed: Some(testbed), real: false }
     }
 
+    /// A real API server: every CRD installed (idempotently: the tests of one run share the
+    /// server and start in parallel), and a fresh namespace for this test. Nothing relies on
+    /// namespace deletion or garbage collection (the kit in `shared/k8s` has neither).
     async fn real(kubeconfig: PathBuf) -> Cluster {
-        let crd = repo().join("config/crd/elasticache-export.io_snapshotexports.yaml");
-        let status = Command::new("kubectl").env("KUBECONFIG", &kubeconfig).args(["apply", "-f"]).arg(&crd).status().expect("run kubectl");
-        assert!(status.success(), "kubectl apply of the CRD failed");
         let client = client_for(&kubeconfig).await;
-        let namespace = format!("ecx-e2e-{}", rand::random::<u32>());
+        install_crds(&client).await;
+        let namespace = format!("ecx-e2e-{:08x}", rand::random::<u32>());
         create_namespace(&client, &namespace).await;
         Cluster { client, kubeconfig, namespace, testbed: None, real: true }
+    }
+
+    /// A real API server (`E2E_KUBECONFIG`), not the in-memory test bed.
+    pub fn is_real(&self) -> bool {
+        self.real
+    }
+
+    /// Whether this test may change what every test on the server shares (the CRDs): always on
+    /// the test bed (one server per test); on a real server only when the tests run one at a time
+    /// with `E2E_EXCLUSIVE=1` (as `.ci/run` runs those scenarios after the parallel run).
+    pub fn may_change_crds(&self) -> bool {
+        !self.real || std::env::var("E2E_EXCLUSIVE").is_ok_and(|v| v == "1")
+    }
+
+    /// Replace the CRD `name` by `edit` applied to its current form (e.g. without its rules).
+    /// Only for a test that [`Cluster::may_change_crds`]; [`Cluster::restore_crds`] undoes it.
+    pub async fn edit_crd(&self, name: &str, edit: impl Fn(&mut Value)) {
+        assert!(self.may_change_crds(), "only a test that may change the CRDs edits them");
+        let crds: Api<Crd> = Api::all(self.client.clone());
+        let mut crd = serde_json::to_value(crds.get(name).await.unwrap_or_else(|e| panic!("get CRD {name}: {e}"))).unwrap();
+        edit(&mut crd);
+        let crd: Crd = serde_json::from_value(crd).expect("an edited CRD");
+        crds.replace(name, &PostParams::default(), &crd).await.unwrap_or_else(|e| panic!("replace CRD {name}: {e}"));
+    }
+
+    /// Put every CRD back as the operator prints it (after [`Cluster::edit_crd`]).
+    pub async fn restore_crds(&self) {
+        install_crds(&self.client).await;
+    }
+
+    /// Create `obj`, trying again for up to 15 s while it is refused as invalid: a real server
+    /// enforces a CRD's new schema a moment after the CRD changed.
+    pub async fn create_once_schema_allows<K>(&self, api: &Api<K>, obj: &K) -> K
+    where
+        K: kube::Resource + Clone + serde::de::DeserializeOwned + serde::Serialize + std::fmt::Debug,
+    {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            match api.create(&PostParams::default(), obj).await {
+                Ok(created) => return created,
+                Err(kube::Error::Api(e)) if e.code == 422 && Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(200)).await
+                }
+                Err(e) => panic!("create {obj:?}: {e}"),
+            }
+        }
+    }
+
+    /// A fault-injecting, recording proxy in front of this API server (either kind); start an
+    /// operator through it with [`Bed::start_operator_through`].
+    pub async fn kube_proxy(&self) -> KubeProxy {
+        KubeProxy::start(self.client.clone()).await
     }
 
     pub fn is_testbed(&self) -> bool {
@@ -378,6 +434,93 @@ async fn client_for(kubeconfig: &Path) -> Client {
     Client::try_from(config).expect("a kube client")
 }
 
+/// Every CustomResourceDefinition in `config/crd/` (the copies `make crd` generates from the Rust
+/// types, kept fresh by a test), so that every resource the operator serves is installed on
+/// either API server, whatever its kind.
+pub fn operator_crds() -> Vec<Crd> {
+    let dir = repo().join("config/crd");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|entry| entry.expect("a directory entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml" || e == "yml"))
+        .collect();
+    files.sort();
+    let mut crds = Vec::new();
+    for file in files {
+        let text = std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        for doc in serde_yaml::Deserializer::from_str(&text) {
+            let doc = <Value as serde::Deserialize>::deserialize(doc).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+            if doc["kind"] == "CustomResourceDefinition" {
+                crds.push(serde_json::from_value(doc).unwrap_or_else(|e| panic!("{}: not a CRD: {e}", file.display())));
+            }
+        }
+    }
+    assert!(!crds.is_empty(), "no CustomResourceDefinition in {}", dir.display());
+    crds
+}
+
+type Crd = k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+
+/// Create each of [`operator_crds`], or replace it when it exists (another test of the run, or
+/// an older install, got there first), then wait until the server serves its objects. Safe to
+/// call from tests running in parallel.
+pub async fn install_crds(client: &Client) {
+    let crds: Api<Crd> = Api::all(client.clone());
+    for crd in operator_crds() {
+        let name = crd.metadata.name.clone().expect("a named CRD");
+        for attempt in 0.. {
+            let outcome = match crds.create(&PostParams::default(), &crd).await {
+                Err(kube::Error::Api(e)) if e.code == 409 => match crds.get(&name).await {
+                    Ok(current) if current.spec == crd.spec => Ok(()),
+                    Ok(current) => {
+                        let mut updated = crd.clone();
+                        updated.metadata.resource_version = current.metadata.resource_version;
+                        crds.replace(&name, &PostParams::default(), &updated).await.map(drop)
+                    }
+                    Err(e) => Err(e),
+                },
+                other => other.map(drop),
+            };
+            match outcome {
+                Ok(()) => break,
+                // A conflict with a parallel install: read again and retry.
+                Err(kube::Error::Api(e)) if e.code == 409 && attempt < 20 => tokio::time::sleep(Duration::from_millis(50)).await,
+                Err(e) => panic!("install the CRD {name}: {e}"),
+            }
+        }
+        wait_served(client, &crd).await;
+    }
+}
+
+/// Wait until the API server lists the CRD's objects (a real server serves a new CRD only once
+/// it is Established, a moment after it was created).
+async fn wait_served(client: &Client, crd: &Crd) {
+    let version = crd.spec.versions.iter().find(|v| v.served).expect("a served version");
+    let resource = kube::api::ApiResource {
+        group: crd.spec.group.clone(),
+        version: version.name.clone(),
+        api_version: format!("{}/{}", crd.spec.group, version.name),
+        kind: crd.spec.names.kind.clone(),
+        plural: crd.spec.names.plural.clone(),
+    };
+    let api: Api<kube::api::DynamicObject> = Api::all_with(client.clone(), &resource);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match api.list(&ListParams::default().limit(1)).await {
+            Ok(_) => return,
+            Err(e) if Instant::now() > deadline => panic!("{}: not served 30 s after install: {e}", resource.plural),
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+}
+
+/// Say, in the test's output, that a scenario returns early on a real API server and why (it
+/// needs something only the in-memory test bed offers). `make e2e` with `--nocapture` and
+/// `.ci/run` show these lines.
+pub fn skip_on_real_server(test: &str, why: &str) {
+    eprintln!("[real-server] {test}: returns early on a real API server: {why}");
+}
+
 pub async fn create_namespace(client: &Client, name: &str) {
     let namespaces: Api<Namespace> = Api::all(client.clone());
     let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": name}})).unwrap();
@@ -439,6 +582,18 @@ pub struct Operator {
 impl Operator {
     /// Start the operator binary; `args` follow `run --namespaces <ns> --s3-path-style`.
     pub fn start(cluster: &Cluster, emulator: &Emulator, dir: &Path, n: usize, args: &[&str]) -> Operator {
+        Self::start_with_kubeconfig(cluster, emulator, dir, n, args, &cluster.kubeconfig)
+    }
+
+    /// As [`Operator::start`], talking to the API server `kubeconfig` names (e.g. a [`KubeProxy`]).
+    pub fn start_with_kubeconfig(
+        cluster: &Cluster,
+        emulator: &Emulator,
+        dir: &Path,
+        n: usize,
+        args: &[&str],
+        kubeconfig: &Path,
+    ) -> Operator {
         let log = dir.join(format!("operator-{n}.log"));
         let file = std::fs::File::create(&log).unwrap();
         let mut cmd = Command::new(operator_binary());
@@ -446,7 +601,7 @@ impl Operator {
             .args(args)
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("KUBECONFIG", &cluster.kubeconfig)
+            .env("KUBECONFIG", kubeconfig)
             // Tests read the debug log; the benchmark measures the operator as shipped (info).
             .env("RUST_LOG", std::env::var("ECX_OPERATOR_LOG").unwrap_or_else(|_| "info,ecx=debug".into()))
             .stdout(Stdio::null())
@@ -532,6 +687,15 @@ impl Bed {
         let n = self.operators.len();
         let args: Vec<&str> = TEST_TIMING.iter().chain(TEST_POLICY).chain(extra).copied().collect();
         self.operators.push(Operator::start(&self.cluster, &self.emulator, self.dir.path(), n, &args));
+    }
+
+    /// Start an operator (with [`TEST_POLICY`]) that talks to the API server through `proxy`.
+    pub fn start_operator_through(&mut self, proxy: &KubeProxy, extra: &[&str]) {
+        let n = self.operators.len();
+        let kubeconfig = self.dir.path().join(format!("kubeconfig-proxy-{n}"));
+        std::fs::write(&kubeconfig, proxy.kubeconfig_yaml(&self.cluster.namespace)).unwrap();
+        let args: Vec<&str> = TEST_TIMING.iter().chain(TEST_POLICY).chain(extra).copied().collect();
+        self.operators.push(Operator::start_with_kubeconfig(&self.cluster, &self.emulator, self.dir.path(), n, &args, &kubeconfig));
     }
 
     /// The latest operator's `/metrics` page (its address is in its log: it binds port 0).

@@ -1,20 +1,19 @@
-//! Least privilege, checked against a real run: the operator talks to the local API through a
-//! recording proxy while it goes through everything it does (leader election, an export that
+//! Least privilege, checked against a real run: the operator talks to the API server (the test bed
+//! or a real one) through the recording proxy (`KubeProxy`)
+//! while it goes through everything it does (leader election, an export that
 //! stalls on a bucket grant and repeats its Warning, the fix, an in-region copy with
 //! `deletionPolicy: Delete`, its deletion, a graceful shutdown). Every API call it made must be
 //! allowed by the shipped RBAC rules (no gap), and every rule must have been used (no excess).
 //! The rules come from `config/rbac/` (kustomize) and from `helm template` of the chart (when
-//! helm is installed in `.tools/bin`, as `make test` does).
+//! helm is installed in `.tools/bin`, as `make test` does). On a real API server the operator
+//! also runs as a user bound to exactly those rules, so the server's RBAC authorizer checks them.
 
 use crate::harness::*;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
-use std::io::{Read, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 const LEASE_NAME: &str = "elasticache-export-operator";
@@ -27,79 +26,6 @@ struct Call {
     verb: String,
     name: Option<String>,
     namespace: Option<String>,
-}
-
-/// A plain-HTTP proxy in front of the test bed API that records every request line. Each
-/// request is forwarded with `Connection: close`, so one connection carries one request and the
-/// request line is all there is to parse.
-struct RecordingProxy {
-    url: String,
-    requests: Arc<Mutex<Vec<(String, String)>>>,
-}
-
-impl RecordingProxy {
-    fn start(upstream: std::net::SocketAddr) -> RecordingProxy {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let requests = Arc::new(Mutex::new(Vec::new()));
-        let log = requests.clone();
-        std::thread::spawn(move || {
-            for client in listener.incoming().flatten() {
-                let log = log.clone();
-                std::thread::spawn(move || {
-                    let _ = forward(client, upstream, &log);
-                });
-            }
-        });
-        RecordingProxy { url, requests }
-    }
-
-    fn requests(&self) -> Vec<(String, String)> {
-        self.requests.lock().unwrap().clone()
-    }
-}
-
-fn forward(mut client: TcpStream, upstream: std::net::SocketAddr, log: &Mutex<Vec<(String, String)>>) -> std::io::Result<()> {
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 8192];
-    let head_end = loop {
-        let n = client.read(&mut chunk)?;
-        if n == 0 {
-            return Ok(());
-        }
-        buf.extend_from_slice(&chunk[..n]);
-        if let Some(pos) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break pos;
-        }
-    };
-    let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
-    let mut lines = head.split("\r\n");
-    let request_line = lines.next().unwrap_or_default().to_string();
-    let mut parts = request_line.split(' ');
-    let (method, target) = (parts.next().unwrap_or_default().to_string(), parts.next().unwrap_or_default().to_string());
-    log.lock().unwrap().push((method, target));
-    let mut rewritten = format!("{request_line}\r\n");
-    for line in lines {
-        let lower = line.to_ascii_lowercase();
-        if !lower.starts_with("connection:") && !lower.starts_with("keep-alive:") {
-            rewritten.push_str(line);
-            rewritten.push_str("\r\n");
-        }
-    }
-    rewritten.push_str("Connection: close\r\n\r\n");
-    let mut server = TcpStream::connect(upstream)?;
-    server.write_all(rewritten.as_bytes())?;
-    server.write_all(&buf[head_end + 4..])?;
-    let (mut client_read, mut server_write) = (client.try_clone()?, server.try_clone()?);
-    let upload = std::thread::spawn(move || {
-        let _ = std::io::copy(&mut client_read, &mut server_write);
-        let _ = server_write.shutdown(Shutdown::Write);
-    });
-    let _ = std::io::copy(&mut server, &mut client);
-    let _ = client.shutdown(Shutdown::Both);
-    let _ = server.shutdown(Shutdown::Both);
-    let _ = upload.join();
-    Ok(())
 }
 
 /// A request line as an RBAC request: `/apis/<group>/<version>/[namespaces/<ns>/]<resource>[/<name>[/<sub>]]`.
@@ -243,6 +169,33 @@ fn kustomize_rbac() -> String {
         .join("\n---\n")
 }
 
+/// The user a real server sees the operator as in the RBAC scenario.
+const OPERATOR_USER: &str = "ecx-e2e-operator";
+
+/// Every rule of the kustomize (Cluster)Roles, as Roles in the test's namespace bound to `user`.
+async fn bind_shipped_rules(bed: &Bed, user: &str) {
+    use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+    let ns = bed.cluster.namespace.as_str();
+    let roles: kube::Api<Role> = kube::Api::namespaced(bed.cluster.client.clone(), ns);
+    let bindings: kube::Api<RoleBinding> = kube::Api::namespaced(bed.cluster.client.clone(), ns);
+    for doc in serde_yaml::Deserializer::from_str(&kustomize_rbac()) {
+        let Ok(value) = Value::deserialize(doc) else { continue };
+        if !matches!(value["kind"].as_str(), Some("Role" | "ClusterRole")) {
+            continue;
+        }
+        let name = value["metadata"]["name"].as_str().unwrap();
+        let role: Role = serde_json::from_value(json!({"metadata": {"name": name}, "rules": value["rules"]})).unwrap();
+        roles.create(&Default::default(), &role).await.unwrap_or_else(|e| panic!("create Role {name}: {e}"));
+        let binding: RoleBinding = serde_json::from_value(json!({
+            "metadata": {"name": name},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}]
+        }))
+        .unwrap();
+        bindings.create(&Default::default(), &binding).await.unwrap_or_else(|e| panic!("create RoleBinding {name}: {e}"));
+    }
+}
+
 fn start_operator(bed: &Bed, kubeconfig: &Path, log: &Path) -> Child {
     let ns = bed.cluster.namespace.as_str();
     let mut cmd = Command::new(operator_binary());
@@ -280,20 +233,34 @@ fn terminate(child: &mut Child) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rbac_rules_are_exactly_the_calls_the_operator_makes() {
     let bed = Bed::without_operator().await;
-    let Some(testbed) = bed.cluster.testbed.as_ref() else {
-        eprintln!("skipped: the recording proxy needs the local test bed API (not E2E_KUBECONFIG)");
-        return;
-    };
     let ns = bed.cluster.namespace.clone();
-    let proxy = RecordingProxy::start(testbed.addr());
+    let proxy = bed.cluster.kube_proxy().await;
     let kubeconfig = bed.dir.path().join("kubeconfig-recorded");
-    std::fs::write(&kubeconfig, kube_testbed::kubeconfig_yaml(&proxy.url, &ns)).unwrap();
+    std::fs::write(&kubeconfig, proxy.kubeconfig_yaml(&ns)).unwrap();
+    if bed.cluster.is_real() {
+        // A real server enforces the rules too: the operator acts as a user bound to exactly the
+        // kustomize rules (as Roles in its namespace), and any gap is a 403 from the authorizer.
+        bind_shipped_rules(&bed, OPERATOR_USER).await;
+        proxy.impersonate(OPERATOR_USER);
+        // The authorizer is really in the way: a call the rules do not allow is refused.
+        let probe = bed.cluster.kube_proxy().await;
+        probe.impersonate(OPERATOR_USER);
+        let probe_config = bed.dir.path().join("kubeconfig-probe");
+        std::fs::write(&probe_config, probe.kubeconfig_yaml(&ns)).unwrap();
+        let kc = kube::config::Kubeconfig::read_from(&probe_config).unwrap();
+        let client = kube::Client::try_from(kube::Config::from_custom_kubeconfig(kc, &Default::default()).await.unwrap()).unwrap();
+        let secrets: kube::Api<k8s_openapi::api::core::v1::Secret> = kube::Api::namespaced(client, &ns);
+        match secrets.list(&Default::default()).await {
+            Err(kube::Error::Api(e)) if e.code == 403 => {}
+            other => panic!("listing Secrets as {OPERATOR_USER} should be forbidden: {other:?}"),
+        }
+    }
     let log = bed.dir.path().join("operator-rbac.log");
     let logs = [log.clone()];
     let mut operator = start_operator(&bed, &kubeconfig, &log);
     // One status write meets 409 Conflict (as with a stale cache): the operator reads the object
     // afresh (GET) and decides again.
-    testbed.faults().fail_next(kube_testbed::FaultRule::new("update", "snapshotexports", 409).subresource("status"));
+    proxy.fail_next(kube_testbed::FaultRule::new("update", "snapshotexports", 409).subresource("status"));
 
     // An export whose CopySnapshot is refused (the caller lacks permission): each retry repeats
     // the same Warning, which the Recorder counts into an Event series (PATCH).
@@ -307,10 +274,10 @@ async fn rbac_rules_are_exactly_the_calls_the_operator_makes() {
         .wait_for("rbac-export", "Stalled", Duration::from_secs(60), &logs, |o| condition(o, "Stalled").is_some_and(|c| c.0 == "True"))
         .await;
     let deadline = Instant::now() + Duration::from_secs(30);
-    while !proxy.requests().iter().any(|(m, t)| m == "PATCH" && t.contains("/apis/events.k8s.io/")) {
+    while !proxy.requests().iter().any(|r| r.method == "PATCH" && r.target.contains("/apis/events.k8s.io/")) {
         if Instant::now() > deadline {
             let seen: BTreeSet<String> =
-                proxy.requests().iter().map(|(m, t)| format!("{m} {}", t.split('?').next().unwrap_or_default())).collect();
+                proxy.requests().iter().map(|r| format!("{} {}", r.method, r.target.split('?').next().unwrap_or_default())).collect();
             let tail = std::fs::read_to_string(&log).unwrap_or_default();
             let tail: Vec<&str> = tail.lines().rev().take(8).collect();
             panic!(
@@ -338,10 +305,13 @@ async fn rbac_rules_are_exactly_the_calls_the_operator_makes() {
     assert_eq!(bed.emulator.calls("DeleteSnapshot").len(), 1, "the copy was deleted");
     terminate(&mut operator);
 
+    let forbidden: Vec<String> =
+        proxy.requests().iter().filter(|r| r.status == Some(403)).map(|r| format!("{} {}", r.method, r.target)).collect();
+    assert!(forbidden.is_empty(), "the API server's RBAC authorizer refused calls under the shipped rules: {forbidden:#?}");
     let mut calls = BTreeSet::new();
     let mut problems = Vec::new();
-    for (method, target) in proxy.requests() {
-        match to_call(&method, &target) {
+    for r in proxy.requests() {
+        match to_call(&r.method, &r.target) {
             Ok(call) => {
                 calls.insert(call);
             }

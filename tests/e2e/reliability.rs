@@ -335,90 +335,79 @@ async fn aws_throttling_and_5xx_never_duplicate_or_lose_an_export() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubernetes_api_faults_converge_without_duplicate_work() {
-    // A short watch history: a re-watch after a dropped stream is answered 410 Gone and the
-    // watcher re-lists.
+    // The operator talks to the API server (the test bed or a real one) through the
+    // fault-injecting proxy; the test's own reads go straight to the server. A short test bed
+    // watch history, so that a watch resumed from resourceVersion 1 is as expired there as on a
+    // real server.
     let options = kube_testbed::Options { watch_history: 8, ..Default::default() };
     let mut bed = Bed::with_options(1.0, 1.0, options).await;
-    let Some(faults) = bed.kube_faults() else {
-        eprintln!("skipped on a real cluster: it needs the test bed's fault hooks");
-        return;
-    };
+    let proxy = bed.cluster.kube_proxy().await;
     let n = size(16, 60);
     create_bucket(&bed.s3, "ecx-rel-kube", REGION, Access::FULL_ACL).await;
     let started = Instant::now();
     let names = create_objects(&bed, 0..n, "ecx-rel-kube").await;
     // 409 Conflict on 30% of status writes, for the whole run.
-    let conflicts = |faults: &kube_testbed::Faults, seed: u64| {
-        faults.fail_rate(kube_testbed::FaultRule::new("update", "snapshotexports", 409).subresource("status"), 0.3, seed);
-        faults.fail_rate(kube_testbed::FaultRule::new("patch", "snapshotexports", 409).subresource("status"), 0.3, seed + 1);
+    let conflicts = |proxy: &KubeProxy, seed: u64| {
+        proxy.fail_rate(kube_testbed::FaultRule::new("update", "snapshotexports", 409).subresource("status"), 0.3, seed);
+        proxy.fail_rate(kube_testbed::FaultRule::new("patch", "snapshotexports", 409).subresource("status"), 0.3, seed + 1);
     };
-    conflicts(&faults, 6);
-    bed.start_operator(&[]);
+    conflicts(&proxy, 6);
+    bed.start_operator_through(&proxy, &[]);
+    let proxy = std::sync::Arc::new(proxy);
     // For the first `steps` seconds (the 409s go on until the end), every second: drop every
-    // watch stream. Every other time, the watch is also
-    // refused twice (500) while 12 unrelated writes push its resourceVersion out of the short
-    // history, so that it resumes into `410 Gone` and the watcher re-lists. Every third time, a
-    // burst of six 500s or 429s on anything (reads, writes, watches, Events).
+    // watch stream. On odd seconds the next re-watch resumes from resourceVersion 1, which the
+    // server answers with 410 Gone, so the watcher re-lists; on even seconds the re-watch is
+    // refused twice (500). Every third second, a burst of six 500s or 429s on anything (reads,
+    // writes, watches, Events, Leases).
     let chaos = {
-        let faults = faults.clone();
-        let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(bed.cluster.client.clone());
+        let proxy = proxy.clone();
         let steps = size(12, 40);
         tokio::spawn(async move {
             for step in 1..=steps {
                 tokio::time::sleep(Duration::from_millis(1000)).await;
                 // Faults not used up in the last step are dropped: a watcher in backoff makes few
                 // requests, and refusals left queued would outlive the chaos window by minutes.
-                faults.clear();
-                conflicts(&faults, 6 + 2 * step as u64);
-                if step % 2 == 0 {
-                    // The filler goes first, while the watch is still open: its resourceVersion is
-                    // already out of the history when the stream is cut, so however soon the
-                    // watcher resumes, it meets 410 Gone.
-                    for k in 0..12 {
-                        let ns: k8s_openapi::api::core::v1::Namespace =
-                            serde_json::from_value(json!({"metadata": {"name": format!("filler-{step}-{k}")}})).unwrap();
-                        let _ = namespaces.create(&PostParams::default(), &ns).await;
-                    }
-                    faults.fail_next(kube_testbed::FaultRule::new("watch", "snapshotexports", 500).count(2));
+                proxy.clear();
+                conflicts(&proxy, 6 + 2 * step as u64);
+                if step % 2 == 1 {
+                    proxy.expire_next_watches(1);
+                } else {
+                    proxy.fail_next(kube_testbed::FaultRule::new("watch", "snapshotexports", 500).count(2));
                 }
-                faults.drop_watches();
+                proxy.drop_watches();
                 if step % 3 == 0 {
                     let status = if step % 2 == 0 { 500 } else { 429 };
-                    faults.fail_next(kube_testbed::FaultRule::new("*", "*", status).subresource("*").count(6));
+                    proxy.fail_next(kube_testbed::FaultRule::new("*", "*", status).subresource("*").count(6));
                 }
             }
-            faults.clear();
-            conflicts(&faults, 1000);
-            // A last, fault-free 410: the history moves on while the watch is open, then the
-            // stream is cut; the watcher resumes at once into 410 Gone and re-lists (the earlier
-            // 410s may have met a watcher still backing off from the injected 500s).
-            for k in 0..12 {
-                let ns: k8s_openapi::api::core::v1::Namespace =
-                    serde_json::from_value(json!({"metadata": {"name": format!("filler-last-{k}")}})).unwrap();
-                let _ = namespaces.create(&PostParams::default(), &ns).await;
-            }
-            faults.drop_watches();
+            proxy.clear();
+            conflicts(&proxy, 1000);
+            // A last, fault-free 410: the stream is cut and the watcher resumes at once into
+            // 410 Gone and re-lists (the earlier 410s may have met a watcher still backing off
+            // from the injected 500s).
+            proxy.expire_next_watches(1);
+            proxy.drop_watches();
             steps
         })
     };
-    let (objects, polls) = wait_all_ready_counted(&bed, &names, Duration::from_secs(if long() { 600 } else { 120 })).await;
+    let objects = wait_all_ready(&bed, &names, Duration::from_secs(if long() { 600 } else { 120 })).await;
     let chaos_steps = chaos.await.unwrap();
-    faults.clear();
     // Give the watcher the time to resume into that last 410 and re-list (bounded).
-    let testbed = bed.cluster.testbed.as_ref().unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
-    while testbed.stats().count("list", "snapshotexports").saturating_sub(polls) < 2 && Instant::now() < deadline {
+    while proxy.stats().count("list", "snapshotexports") < 2 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let stats = testbed.stats();
+    proxy.clear();
+    let stats = proxy.stats();
     let calls = bed.emulator.all_calls();
-    // The operator's lists: all lists but this test's own polls.
-    let relists = stats.count("list", "snapshotexports").saturating_sub(polls);
+    let gone = proxy.requests().iter().filter(|r| r.expired).count();
+    let relists = stats.count("list", "snapshotexports");
     Figures::measure("kube-api-faults", &calls, &objects, &names, started)
+        .with("api_server", if bed.cluster.is_real() { "real" } else { "testbed" })
         .with("status_writes", stats.count("update", "snapshotexports/status") + stats.count("patch", "snapshotexports/status"))
         .with("injected_kube_faults", stats.injected_faults)
-        .with("watch_drops", chaos_steps)
-        .with("forced_410_gone", chaos_steps / 2)
+        .with("watch_drops", chaos_steps + 1)
+        .with("forced_410_gone", gone)
         .with("watches_opened", stats.count("watch", "snapshotexports"))
         .with("relists", relists)
         .report();
@@ -495,25 +484,27 @@ async fn operator_killed_at_random_points_calls_copy_snapshot_exactly_once() {
 
 /// A CRD whose schema accepts anything under spec and status (an older or hand-edited schema).
 async fn install_schemaless_crd(bed: &Bed) {
-    type Crd = k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-    let crds: Api<Crd> = Api::all(bed.cluster.client.clone());
-    let mut crd = serde_json::to_value(crds.get("snapshotexports.elasticache-export.io").await.unwrap()).unwrap();
-    for version in crd["spec"]["versions"].as_array_mut().unwrap() {
-        let schema = &mut version["schema"]["openAPIV3Schema"];
-        schema.as_object_mut().unwrap().remove("x-kubernetes-validations");
-        for part in ["spec", "status"] {
-            schema["properties"][part] = json!({"type": "object", "x-kubernetes-preserve-unknown-fields": true});
-        }
-    }
-    let crd: Crd = serde_json::from_value(crd).unwrap();
-    crds.replace("snapshotexports.elasticache-export.io", &Default::default(), &crd).await.unwrap();
+    bed.cluster
+        .edit_crd("snapshotexports.elasticache-export.io", |crd| {
+            for version in crd["spec"]["versions"].as_array_mut().unwrap() {
+                let schema = &mut version["schema"]["openAPIV3Schema"];
+                schema.as_object_mut().unwrap().remove("x-kubernetes-validations");
+                for part in ["spec", "status"] {
+                    schema["properties"][part] = json!({"type": "object", "x-kubernetes-preserve-unknown-fields": true});
+                }
+            }
+        })
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_object_the_operator_cannot_decode_is_reported_and_skipped() {
     let mut bed = Bed::without_operator().await;
-    if !bed.cluster.is_testbed() {
-        eprintln!("skipped on a real cluster: it needs a CRD without its schema");
+    if !bed.cluster.may_change_crds() {
+        skip_on_real_server(
+            "an_object_the_operator_cannot_decode_is_reported_and_skipped",
+            "it swaps the CRD for a schemaless one, and the CRD is shared by every test on that server (run it alone with E2E_EXCLUSIVE=1, as .ci/run does)",
+        );
         return;
     }
     let started = Instant::now();
@@ -530,13 +521,13 @@ async fn an_object_the_operator_cannot_decode_is_reported_and_skipped() {
     };
     bed.emulator.seed_snapshot("obj900-src", 1);
     // Undecodable: tags is not a list; a required field is missing; a status of the wrong types.
-    dynamic
-        .create(
-            &PostParams::default(),
+    // (A real server enforces the schemaless CRD a moment after the change.)
+    bed.cluster
+        .create_once_schema_allows(
+            &dynamic,
             &raw("obj900", json!({"sourceSnapshotName": "obj900-src", "targetSnapshotName": "obj900-dst", "tags": "not-a-list"})),
         )
-        .await
-        .unwrap();
+        .await;
     dynamic.create(&PostParams::default(), &raw("obj901", json!({"targetSnapshotName": "obj901-dst"}))).await.unwrap();
     bed.emulator.seed_snapshot("obj902-src", 1);
     let mut bad_status = dynamic
@@ -581,6 +572,7 @@ async fn an_object_the_operator_cannot_decode_is_reported_and_skipped() {
         .with("good_objects_completed_meanwhile", names.len())
         .with("fixed_then_completed", 2)
         .report();
+    bed.cluster.restore_crds().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -20,6 +20,20 @@ async fn warnings(bed: &Bed, namespace: &str, name: &str) -> Vec<(String, String
         .collect()
 }
 
+/// The Warnings about `name` once one with `reason` is among them (at most 30 s): Events are
+/// published just after the status write a test may already have seen (a real API server makes
+/// that gap easy to hit).
+async fn warnings_with(bed: &Bed, namespace: &str, name: &str, reason: &str) -> Vec<(String, String)> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let found = warnings(bed, namespace, name).await;
+        if found.iter().any(|(r, _)| r == reason) || Instant::now() > deadline {
+            return found;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// Every AWS call the emulator logged.
 fn all_calls(emulator: &Emulator) -> Vec<Value> {
     emulator.ctl("GET", "/calls", None).as_array().cloned().unwrap_or_default()
@@ -172,7 +186,7 @@ async fn preflight_stops_each_bucket_mistake_before_copy_snapshot() {
                 let (_, _, message) = condition(&stalled, "Stalled").unwrap();
                 assert!(message.starts_with(c.message), "{}: the documented message and solution first:\n{message}", c.name);
                 assert_eq!(stalled.status.as_ref().unwrap().last_error.as_ref().unwrap().reason, reason);
-                let events = warnings(&bed, &bed.cluster.namespace, c.name).await;
+                let events = warnings_with(&bed, &bed.cluster.namespace, c.name, reason).await;
                 assert!(events.iter().any(|(r, note)| r == reason && note.starts_with(c.message)), "{}: {events:?}", c.name);
                 assert!(bed.emulator.copy_calls(&target).is_empty(), "{}: no CopySnapshot call", c.name);
                 assert!(stalled.status.unwrap().copy_requested_at.is_none(), "{}: no intent left behind", c.name);
@@ -188,7 +202,7 @@ async fn preflight_stops_each_bucket_mistake_before_copy_snapshot() {
         "{policy_msg}"
     );
     // The public bucket exported, with a Warning saying why the bucket is public.
-    let public = warnings(&bed, &bed.cluster.namespace, "public").await;
+    let public = warnings_with(&bed, &bed.cluster.namespace, "public", "BucketPubliclyAccessible").await;
     let note = public.iter().find(|(r, _)| r == "BucketPubliclyAccessible").map(|(_, n)| n.clone());
     let note = note.unwrap_or_else(|| panic!("no BucketPubliclyAccessible warning: {public:?}"));
     assert!(
@@ -320,7 +334,7 @@ async fn export_policy_matrix_refuses_without_any_aws_call_and_a_policy_change_h
         let stalled = wait_in(&bed, &w.namespace, &w.name, "refused", stalled_with("ExportNotAllowed")).await;
         let message = condition(&stalled, "Stalled").unwrap().2;
         assert!(message.contains(&w.rule), "{case}: names the rule to add {:?}: {message}", w.rule);
-        let events = warnings(&bed, &w.namespace, &w.name).await;
+        let events = warnings_with(&bed, &w.namespace, &w.name, "ExportNotAllowed").await;
         assert!(events.iter().any(|(r, note)| r == "ExportNotAllowed" && note.contains(&w.rule)), "{case}: {events:?}");
     }
     // Zero AWS calls for a refused object: no call names its source or its target.

@@ -73,6 +73,12 @@ impl ApiError {
             .with_details(json!({"name": name, "group": group, "kind": kind, "causes": causes_json}))
     }
 
+    /// 422 Invalid without causes, as kube-apiserver answers a JSON patch it cannot apply
+    /// (`NewGenericServerResponse`).
+    pub fn unprocessable() -> Self {
+        Self::new(422, "Invalid", "the server rejected our request due to an error in our request").with_details(json!({}))
+    }
+
     pub fn bad_request(msg: impl Into<String>) -> Self {
         Self::new(400, "BadRequest", msg)
     }

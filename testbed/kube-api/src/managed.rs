@@ -108,7 +108,15 @@ pub(crate) fn record_update(
     now: &str,
 ) {
     let new_p = leaf_paths(new);
-    let changed: BTreeSet<Path> = new_p.iter().filter(|p| old.and_then(|o| value_at(o, p)) != value_at(new, p)).cloned().collect();
+    // A map that already existed and was only emptied (its fields removed) is not a change the
+    // writer owns: the real server keeps no owner for it, so a later apply of fields under it
+    // does not conflict (a released Lease, `spec: {}`, taken by the next holder).
+    let emptied = |p: &Path| {
+        value_at(new, p).is_some_and(|v| v.as_object().is_some_and(Map::is_empty))
+            && old.and_then(|o| value_at(o, p)).is_some_and(Value::is_object)
+    };
+    let changed: BTreeSet<Path> =
+        new_p.iter().filter(|p| old.and_then(|o| value_at(o, p)) != value_at(new, p) && !emptied(p)).cloned().collect();
     for e in entries.iter_mut() {
         e.fields.retain(|p| new_p.contains(p) && !changed.contains(p));
     }

@@ -152,19 +152,23 @@ pub(crate) fn validate(schema: &Value, value: &Value, path: &str, root: bool, er
     if value.is_null() {
         if !is_true(schema, "nullable") && schema.get("type").is_some() {
             let t = schema["type"].as_str().unwrap_or("object");
-            errs.push(invalid(path, value, format!("{path} in body must be of type {t}: \"null\"")));
+            errs.push(Cause {
+                reason: "FieldValueTypeInvalid",
+                ..invalid(path, value, format!("{path} in body must be of type {t}: \"null\""))
+            });
         }
         return;
     }
     if is_true(schema, "x-kubernetes-int-or-string") {
         if !(type_ok("integer", value) || value.is_string()) {
-            errs.push(invalid(path, value, format!("{path} in body must be of type int-or-string: \"{}\"", type_name(value))));
+            let msg = format!("{path} in body must be of type int-or-string: \"{}\"", type_name(value));
+            errs.push(Cause { reason: "FieldValueTypeInvalid", ..invalid(path, value, msg) });
         }
     } else if let Some(t) = schema.get("type").and_then(Value::as_str) {
         if !type_ok(t, value) {
             let tn = type_name(value);
             errs.push(Cause {
-                reason: "FieldValueInvalid",
+                reason: "FieldValueTypeInvalid",
                 message: format!("Invalid value: \"{tn}\": {path} in body must be of type {t}: \"{tn}\""),
                 field: path.to_string(),
             });
@@ -348,6 +352,18 @@ thread_local! {
     static CEL: kube::core::cel::Validator = kube::core::cel::Validator::new();
 }
 
+/// Schema errors after which the CEL rules are not evaluated.
+const BLOCKING: [&str; 4] = ["FieldValueRequired", "FieldValueTooLong", "FieldValueTooMany", "FieldValueTypeInvalid"];
+
+/// Whether a schema holds any CEL rule (`x-kubernetes-validations`).
+fn has_rules(schema: &Value) -> bool {
+    match schema {
+        Value::Object(m) => m.contains_key("x-kubernetes-validations") || m.values().any(has_rules),
+        Value::Array(items) => items.iter().any(has_rules),
+        _ => false,
+    }
+}
+
 /// Full admission of a custom resource: prune, default, validate, CEL. `obj` is modified in place.
 pub(crate) fn admit(
     schema: &Value,
@@ -359,7 +375,16 @@ pub(crate) fn admit(
     apply_defaults(schema, obj);
     let mut errs = Vec::new();
     validate(schema, obj, "", true, &mut errs);
-    if errs.is_empty() {
+    // As kube-apiserver (v1.24, `hasBlockingErr`): the CEL rules run after the schema unless it
+    // found a blocking error; then they are skipped, and the answer says so.
+    let blocking = errs.iter().any(|c| BLOCKING.contains(&c.reason));
+    if blocking && has_rules(schema) {
+        errs.push(Cause {
+            reason: "FieldValueInvalid",
+            message: "Invalid value: \"null\": some validation rules were not checked because the object was invalid; correct the existing errors to complete validation".into(),
+            field: "<nil>".into(),
+        });
+    } else if !blocking {
         let res = CEL.with(|v| match compiled {
             Some(c) => v.validate_compiled(c, obj, old),
             None => v.validate(schema, obj, old),

@@ -401,7 +401,8 @@ impl Store {
             ("events.k8s.io", "events") => {
                 let errs = crate::events::validate(obj, old);
                 if !errs.is_empty() {
-                    return Err(Self::invalid(ri, md_str(obj, "name").unwrap_or(""), errs));
+                    // The apiserver validates the internal core Event: its errors name kind `Event`.
+                    return Err(ApiError::invalid("Event", "", "Event", md_str(obj, "name").unwrap_or(""), errs));
                 }
             }
             _ => {}
@@ -554,17 +555,8 @@ impl Store {
                             continue;
                         }
                     }
-                    json_patch::patch(&mut patched, &[op]).map_err(|e| {
-                        Self::invalid(
-                            ri,
-                            name,
-                            vec![Cause {
-                                reason: "FieldValueInvalid",
-                                message: format!("the JSON patch could not be applied: {e}"),
-                                field: String::new(),
-                            }],
-                        )
-                    })?;
+                    // The apiserver answers any failure to apply the patch with its generic 422.
+                    json_patch::patch(&mut patched, &[op]).map_err(|_| ApiError::unprocessable())?;
                 }
             }
             PatchKind::Apply { .. } => unreachable!("handled above"),
@@ -714,8 +706,10 @@ impl Store {
                     name,
                     vec![Cause {
                         reason: "FieldValueForbidden",
+                        // Listed as Go's `%#v` prints a []string, like the apiserver.
                         message: format!(
-                            "Forbidden: no new finalizers can be added if the object is being deleted, found new finalizers {added:?}"
+                            "Forbidden: no new finalizers can be added if the object is being deleted, found new finalizers []string{{{}}}",
+                            added.iter().map(|f| format!("{f:?}")).collect::<Vec<_>>().join(", ")
                         ),
                         field: "metadata.finalizers".into(),
                     }],

@@ -5,5 +5,6 @@ mod core;
 mod crd;
 mod faults;
 mod integrations;
+mod parity;
 mod scale;
 mod watch;
