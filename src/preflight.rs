@@ -21,7 +21,7 @@
 //! A failure gives the reason and message of the documented CopySnapshot error it predicts
 //! ([`S3Problem`]). Bucket ownership is left to CopySnapshot (S3BucketNotOwned).
 
-use crate::api::{Phase, SnapshotExport, SnapshotExportSpec, SnapshotExportStatus};
+use crate::api::{SnapshotExport, SnapshotExportSpec, SnapshotExportStatus};
 use crate::aws::{
     export_object_key, AwsError, BucketAcl, BucketInspector, CopyFault, Grantee, PublicAccessBlock, S3Problem, INSPECTION_ACTIONS,
 };
@@ -652,11 +652,12 @@ impl<A> Context<A> {
 
 impl ExportSafety {
     /// The policy gate, before any AWS call: `Some(Stalled ExportNotAllowed)` when the policy
-    /// refuses the object. Objects whose request may already have reached AWS (an intent is
-    /// recorded, or the copy was accepted) are followed to the end whatever the policy says:
-    /// refusing them now could not undo the request.
+    /// refuses the object. Objects whose request AWS accepted are followed to the end whatever
+    /// the policy says: refusing them now could not undo the request. A recorded intent alone
+    /// does not skip the check (it would let a refused object request again); it only keeps
+    /// the intent, since an earlier request's outcome is unknown.
     pub fn refusal(&self, obj: &SnapshotExport, status: &SnapshotExportStatus) -> Option<Decision> {
-        if status.copy_requested_at.is_some() || matches!(status.phase, Some(Phase::Copying | Phase::Exporting)) {
+        if crate::reconcile::decide::is_accepted(status) {
             return None;
         }
         let namespace = obj.namespace().unwrap_or_default();
@@ -667,7 +668,12 @@ impl ExportSafety {
                 tracing::debug!(object = %obj.name_any(), namespace = %namespace, rule = ?rule, "export policy allows");
                 None
             }
-            Err(refusal) => Some(refused(&refusal)),
+            Err(refusal) => Some(match refused(&refusal) {
+                Decision::Stalled { reason, message, .. } => {
+                    Decision::Stalled { reason, message, clear_intent: status.copy_requested_at.is_none() }
+                }
+                other => other,
+            }),
         }
     }
 
@@ -875,6 +881,7 @@ pub fn render(report: &Report, refuse_public: bool) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::Phase;
     use crate::aws::AclGrant;
 
     const B: &str = "bkt";
@@ -1114,6 +1121,25 @@ mod tests {
             assert_eq!(report.export_would_succeed(true), findings == 0, "{name}");
             assert_eq!(report.public_message().is_some(), findings > 0, "{name}");
         }
+    }
+
+    #[test]
+    fn the_policy_is_checked_while_an_intent_is_recorded_and_skipped_only_once_accepted() {
+        let safety = ExportSafety { policy: PolicySource::new(None, vec![]).unwrap(), preflight: None };
+        let mut obj = SnapshotExport::new("x", SnapshotExportSpec::new("src", "dst", Some("bkt")));
+        obj.metadata.namespace = Some("team-a".into());
+        let at = || Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::now()));
+        let fresh = SnapshotExportStatus::default();
+        let intent = SnapshotExportStatus { copy_requested_at: at(), attempts: 1, ..Default::default() };
+        let accepted = SnapshotExportStatus { copy_accepted_at: at(), phase: Some(Phase::Failed), ..intent.clone() };
+        let clear = |d: Option<Decision>| match d {
+            Some(Decision::Stalled { reason, clear_intent, .. }) => format!("{reason}:{clear_intent}"),
+            other => format!("{other:?}"),
+        };
+        assert_eq!(clear(safety.refusal(&obj, &fresh)), "ExportNotAllowed:true");
+        // An unknown outcome does not let a refused object through; it keeps its intent.
+        assert_eq!(clear(safety.refusal(&obj, &intent)), "ExportNotAllowed:false");
+        assert_eq!(safety.refusal(&obj, &accepted), None, "an accepted request is followed to its end");
     }
 
     #[test]
