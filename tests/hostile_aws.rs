@@ -365,7 +365,7 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
 
     /// No panic on any status × observation; an accepted request (Copying / Exporting) is never
-    /// requested again, whatever AWS shows.
+    /// requested again, whatever AWS shows; an export never claims objects older than its intent.
     #[test]
     fn decide_never_panics_and_never_repeats_an_accepted_request(
         export in any::<bool>(),
@@ -376,7 +376,17 @@ proptest! {
         let spec = spec(export.then_some("bkt"));
         let decision = decide(&spec, &status, "uid", &observed, Timestamp::from_second(now).unwrap());
         if matches!(status.phase, Some(Phase::Copying | Phase::Exporting)) && observed != Observation::NeverRequested {
-            prop_assert_ne!(decision, Decision::RequestCopy);
+            prop_assert_ne!(&decision, &Decision::RequestCopy);
+        }
+        // An export claims only objects written after its first intent (less the skew margin);
+        // every generated object was written at 1,000,000.
+        if let (Decision::Completed { exported_objects, .. }, true) = (&decision, export) {
+            let written = Timestamp::from_second(1_000_000).unwrap();
+            let intent = status.copy_requested_at.as_ref().map(|t| t.0);
+            prop_assert!(
+                exported_objects.is_empty() || intent.is_some_and(|at| written >= at - ecx::reconcile::decide::ADOPTION_CLOCK_SKEW),
+                "claimed objects written before the intent: {:?} {:?}", status, decision
+            );
         }
     }
 }

@@ -425,12 +425,7 @@ pub fn after_copy(spec: &SnapshotExportSpec, result: &Result<SnapshotInfo, AwsEr
             Some(fault) => stalled_naming_bucket(spec, fault),
             // Throttled: certainly not carried out, so nothing of ours is in flight. A timeout,
             // a 5xx or an unreadable answer may have taken effect: the intent stays.
-            None => match retry_later(err) {
-                Decision::RetryLater { reason, message, .. } => {
-                    Decision::RetryLater { reason, message, clear_intent: err.refused_before_execution() }
-                }
-                other => other,
-            },
+            None => retry(err, err.refused_before_execution()),
         },
     }
 }
@@ -456,14 +451,18 @@ pub fn after_repeated_copy(spec: &SnapshotExportSpec, result: &Result<SnapshotIn
     after_copy(spec, result)
 }
 
-/// A transient failure as a decision.
+/// A transient failure as a decision (the intent, if any, stays).
 pub fn retry_later(err: &AwsError) -> Decision {
+    retry(err, false)
+}
+
+fn retry(err: &AwsError, clear_intent: bool) -> Decision {
     let reason = match err {
         AwsError::Transient { code, .. } if code.contains("Throttl") || code == "SlowDown" || code.contains("429") => "AwsThrottled",
         AwsError::Fault { fault: CopyFault::AccessDenied { .. }, .. } => "AwsAccessDenied",
         _ => "AwsUnavailable",
     };
-    Decision::RetryLater { reason, message: format!("{err}; retrying with backoff."), clear_intent: false }
+    Decision::RetryLater { reason, message: format!("{err}; retrying with backoff."), clear_intent }
 }
 
 /// A refusal as a stall; every S3 problem names its bucket (AWS's text for missing
