@@ -311,6 +311,17 @@ fn decide_export(
         };
     }
     let Some(source) = source else {
+        if accepted {
+            // Terminal (a stall after acceptance): say so rather than promise a retry.
+            return Decision::Stalled {
+                reason: "ExportFailed".into(),
+                message: format!(
+                    "ElastiCache accepted the export of {:?} to s3://{bucket}, but the source snapshot is gone and no object was written. Create a new SnapshotExport.",
+                    spec.source_snapshot_name
+                ),
+                clear_intent: false,
+            };
+        }
         return Decision::Stalled {
             reason: "SourceSnapshotNotFound".into(),
             message: format!(
@@ -646,6 +657,12 @@ mod tests {
             ("fresh, source available", status(None, false, None), export(Some(snap("available", 2)), &[]), "RequestCopy"),
             ("fresh, source creating", status(None, false, None), export(Some(snap("creating", 2)), &[]), "Wait:SourceSnapshotNotReady"),
             ("fresh, source missing", status(None, false, None), export(None, &[]), "Stalled:SourceSnapshotNotFound:clear"),
+            (
+                "accepted, source gone, nothing written: terminal, no promise of a retry",
+                status(Some(Phase::Exporting), true, None),
+                export(None, &[]),
+                "Stalled:ExportFailed:keep",
+            ),
             ("source failed", status(None, false, None), export(Some(snap("failed", 1)), &[]), "Stalled:SourceSnapshotFailed:clear"),
             (
                 "foreign object before any request",
