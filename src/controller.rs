@@ -4,9 +4,11 @@
 
 use crate::api::SnapshotExport;
 use crate::aws::SnapshotApi;
+use crate::events::{EventNote, Events};
 use crate::export::{reconcile, Context, ReconcileError};
 use crate::http::Readiness;
 use futures::{future, StreamExt};
+use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, ApiResource, DynamicObject};
 use kube::runtime::controller::{Action, Config as ControllerConfig};
@@ -46,7 +48,10 @@ pub async fn run<A: SnapshotApi>(
             let (reader, writer) = reflector::store();
             let objects = watcher(dynamic, watcher::Config::default())
                 .default_backoff()
-                .filter_map(|event| future::ready(decode_event(event)))
+                .filter_map({
+                    let events = ctx.events.clone();
+                    move |event| future::ready(decode_event(event, &events))
+                })
                 .reflect(writer)
                 .inspect({
                     let (ctx, store, scope, mut listed) = (ctx.clone(), reader.clone(), scope.clone(), false);
@@ -153,15 +158,27 @@ fn decode_export(mut obj: DynamicObject) -> serde_json::Result<SnapshotExport> {
 }
 
 /// Decode watch events into `SnapshotExport`s. An object that does not decode (hand-edited, or
-/// written under another schema) is logged and skipped; it must not stop the others.
-fn decode_event(event: watcher::Result<watcher::Event<DynamicObject>>) -> Option<watcher::Result<watcher::Event<SnapshotExport>>> {
+/// written under another schema) is logged, reported by a Warning Event on it (where its owner
+/// looks), and skipped; it must not stop the others.
+fn decode_event(
+    event: watcher::Result<watcher::Event<DynamicObject>>,
+    events: &Events,
+) -> Option<watcher::Result<watcher::Event<SnapshotExport>>> {
     use watcher::Event::*;
+    let deleted = matches!(event, Ok(Delete(_)));
     let decode = |obj: DynamicObject| -> Option<SnapshotExport> {
         let name = format!("{}/{}", obj.namespace().unwrap_or_default(), obj.name_any());
+        let regarding = undecodable_ref(&obj);
         match decode_export(obj) {
             Ok(decoded) => Some(decoded),
             Err(err) => {
                 error!(object = %name, error = %err, "cannot decode this SnapshotExport; skipping it (fix or delete the object)");
+                if !deleted {
+                    let note = EventNote { warning: true, reason: "UndecodableObject".into(), note: undecodable_note(&err) };
+                    let events = events.clone();
+                    // Published beside the watch: a slow API server must not hold the stream.
+                    tokio::spawn(async move { events.publish_about(&regarding, &note).await });
+                }
                 None
             }
         }
@@ -174,6 +191,24 @@ fn decode_event(event: watcher::Result<watcher::Event<DynamicObject>>) -> Option
         Ok(Init) => Ok(Init),
         Ok(InitDone) => Ok(InitDone),
     })
+}
+
+/// What the Event on an undecodable object says.
+fn undecodable_note(err: &serde_json::Error) -> String {
+    format!("The operator cannot decode this SnapshotExport ({err}), so it skips it: fix or delete the object.")
+}
+
+/// A reference to an object that did not decode, for its Event.
+fn undecodable_ref(obj: &DynamicObject) -> ObjectReference {
+    ObjectReference {
+        api_version: obj.types.as_ref().map(|t| t.api_version.clone()),
+        kind: obj.types.as_ref().map(|t| t.kind.clone()),
+        name: obj.metadata.name.clone(),
+        namespace: obj.metadata.namespace.clone(),
+        uid: obj.metadata.uid.clone(),
+        resource_version: obj.metadata.resource_version.clone(),
+        ..Default::default()
+    }
 }
 
 #[cfg(test)]

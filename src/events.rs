@@ -11,7 +11,7 @@ use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::api::events::v1::{Event, EventSeries};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use kube::api::{Api, Patch, PatchParams, PostParams};
-use kube::{Client, Resource, ResourceExt};
+use kube::{Client, Resource};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -53,13 +53,24 @@ impl Events {
     /// Publish an Event about `obj`. A failure to publish is logged, never fatal: Events are
     /// for people, the status is the record.
     pub async fn publish(&self, obj: &SnapshotExport, note: &EventNote) {
-        let action = if note.reason == "CopyDeleted" || note.reason == "CopyNotOwned" { "DeleteSnapshot" } else { "CopySnapshot" };
+        self.publish_about(&obj.object_ref(&()), note).await;
+    }
+
+    /// Publish an Event about the object `regarding` refers to (also one the operator could
+    /// not decode into a `SnapshotExport`).
+    pub async fn publish_about(&self, regarding: &ObjectReference, note: &EventNote) {
+        let action = match note.reason.as_str() {
+            "CopyDeleted" | "CopyNotOwned" => "DeleteSnapshot",
+            "UndecodableObject" => "Decode",
+            _ => "CopySnapshot",
+        };
         if let (true, Some(metrics)) = (note.warning, &self.metrics) {
             metrics.warning_events.get_or_create(&crate::metrics::ReasonLabels { reason: note.reason.clone() }).inc();
         }
         let event = EventFacts { warning: note.warning, reason: &note.reason, action, note: &truncate(&note.note, 1024) };
-        if let Err(err) = self.recorder.publish(&event, &obj.object_ref(&())).await {
-            let object = format!("{}/{}", obj.namespace().unwrap_or_default(), obj.name_any());
+        if let Err(err) = self.recorder.publish(&event, regarding).await {
+            let object =
+                format!("{}/{}", regarding.namespace.as_deref().unwrap_or_default(), regarding.name.as_deref().unwrap_or_default());
             warn!(%object, reason = %note.reason, error = %err, "could not publish an Event");
         }
     }
@@ -139,7 +150,7 @@ impl Recorder {
                 }
             }
         }
-        let name = format!("{}.{:x}", regarding.name.as_deref().unwrap_or(&self.controller), stamp.as_nanosecond());
+        let name = event_name(regarding.name.as_deref().unwrap_or(&self.controller), stamp.as_nanosecond());
         let created = Event {
             metadata: ObjectMeta { name: Some(name.clone()), namespace: Some(namespace), ..Default::default() },
             event_time: Some(MicroTime(stamp)),
@@ -182,6 +193,23 @@ fn series_key(event: &EventFacts<'_>, regarding: &ObjectReference) -> SeriesKey 
     (regarding.uid.clone().unwrap_or_default(), event.warning, event.reason.to_string(), event.action.to_string(), note.finish())
 }
 
+/// The longest object name the API server accepts (a DNS subdomain).
+const MAX_NAME: usize = 253;
+
+/// An Event's name: the object's name and a timestamp, as client-go names them, with the object's
+/// name cut so the whole stays a valid name of at most 253 characters (object names may be 253
+/// long themselves).
+fn event_name(object: &str, nanos: i128) -> String {
+    let suffix = format!(".{nanos:x}");
+    let mut end = object.len().min(MAX_NAME - suffix.len());
+    while !object.is_char_boundary(end) {
+        end -= 1;
+    }
+    // A cut must not leave a label ending in '.' or '-'.
+    let prefix = object[..end].trim_end_matches(['.', '-']);
+    format!("{prefix}{suffix}")
+}
+
 /// Event notes are limited to 1 KiB by the API server.
 fn truncate(s: &str, max: usize) -> String {
     if s.len() <= max {
@@ -198,6 +226,7 @@ fn truncate(s: &str, max: usize) -> String {
 mod tests {
     use super::*;
     use kube::api::ListParams;
+    use kube::ResourceExt;
 
     async fn test_api() -> (kube_testbed::TestApiServer, Client) {
         let server = kube_testbed::TestApiServer::start(kube_testbed::Options::default()).await.unwrap();
@@ -282,6 +311,23 @@ mod tests {
         let list = events.list(&ListParams::default()).await.unwrap().items;
         assert_eq!((list.len(), list[0].series.as_ref().map(|s| s.count)), (1, Some(2)));
         server.shutdown().await;
+    }
+
+    #[test]
+    fn event_names_stay_valid_and_within_253_characters() {
+        let nanos = 1_764_000_000_123_456_789_i128;
+        assert_eq!(event_name("copy-a", nanos), format!("copy-a.{nanos:x}"));
+        let long = format!("{}.{}.{}.{}", "a".repeat(63), "b".repeat(63), "c".repeat(63), "d".repeat(61));
+        let name = event_name(&long, nanos);
+        assert_eq!(name.len(), 253, "{name}");
+        assert!(name.ends_with(&format!(".{nanos:x}")) && name.starts_with(&"a".repeat(63)));
+        // A cut that would end a label with '-' or '.' drops it.
+        let dashed = format!("{}-{}", "a".repeat(235), "b".repeat(17));
+        let name = event_name(&dashed, nanos);
+        assert!(name.len() <= 253 && !name.contains("-."), "{name}");
+        let dotted = format!("{}.{}", "a".repeat(235), "b".repeat(17));
+        let name = event_name(&dotted, nanos);
+        assert!(name.len() <= 253 && !name.contains(".."), "{name}");
     }
 
     #[test]

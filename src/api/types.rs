@@ -154,6 +154,15 @@ pub struct SnapshotExportStatus {
     /// when AWS refuses the request.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub copy_requested_at: Option<Time>,
+    /// When AWS was first seen to accept the request (CopySnapshot's answer, or our copy or export
+    /// found in flight). Never cleared: an accepted request is never repeated, whatever happens
+    /// to the phase afterwards.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub copy_accepted_at: Option<Time>,
+    /// A hash of the spec the request was made for, written with the intent. A spec that no
+    /// longer matches it (an edit on a cluster without CEL) stalls with `SpecChanged`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spec_hash: Option<String>,
     /// When the copy or export was seen complete.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub completed_at: Option<Time>,
@@ -198,5 +207,21 @@ impl SnapshotExportSpec {
     /// True when this object exports to S3 rather than copying in-region.
     pub fn is_export(&self) -> bool {
         self.target_bucket.is_some()
+    }
+
+    /// A stable hash of the spec (FNV-1a over its JSON form, fields in declaration order), as
+    /// recorded in `status.specHash`.
+    pub fn hash(&self) -> String {
+        let json = serde_json::to_string(self).expect("a spec serializes");
+        let hash = json.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
+        format!("fnv1a64:{hash:016x}")
+    }
+}
+
+impl SnapshotExportStatus {
+    /// Whether AWS accepted this object's request: `copyAcceptedAt` is durable (never cleared,
+    /// a later stall keeps it); the phase check covers objects written before that field existed.
+    pub fn is_accepted(&self) -> bool {
+        self.copy_accepted_at.is_some() || matches!(self.phase, Some(Phase::Copying | Phase::Exporting))
     }
 }

@@ -2,10 +2,12 @@
 //! observed in AWS, decide what to do. No I/O here; every branch is table-tested below.
 //!
 //! Exactly once rests on `status.copyRequestedAt` (the intent, written before CopySnapshot) and
-//! the phase: `Pending` with an intent means "a request may or may not have reached AWS";
-//! `Copying` / `Exporting` means "AWS accepted it". An accepted request is never repeated; an
-//! intent whose outcome is unknown is resolved by looking: our tagged copy is adopted; export
-//! objects only by evidence (see [`decide`]); anything else means the request never took effect.
+//! `status.copyAcceptedAt` (AWS accepted it; never cleared): an intent without acceptance means
+//! "a request may or may not have reached AWS". An accepted request is never repeated, and a
+//! stall after acceptance is terminal (no AWS call ever again); an intent whose outcome is
+//! unknown is resolved by looking: our tagged copy is adopted (by its ownership tag, never by
+//! name or ARN); export objects only by evidence (see [`decide`]); anything else means the
+//! request never took effect.
 
 use crate::api::{Phase, SnapshotExportSpec, SnapshotExportStatus};
 use crate::aws::{export_object_key, AwsError, CopyFault, ExportObject, S3Problem, SnapshotInfo, SnapshotStatus};
@@ -22,6 +24,62 @@ pub const EXPORT_START_GRACE: SignedDuration = SignedDuration::from_mins(10);
 /// clock skew tolerated between the operator's node and S3. An object older than that was there
 /// before we asked, and ElastiCache refuses to export over an existing key.
 pub const ADOPTION_CLOCK_SKEW: SignedDuration = SignedDuration::from_secs(30);
+
+/// How many times in a row AWS may answer a request with "already exists" or "busy" while the
+/// look finds nothing of ours before the object stalls with `AwsAnswerInconsistent`.
+pub const RECHECK_LIMIT: u32 = 5;
+
+/// Stall reasons after which an accepted object is not terminal: they are healed by an edit of
+/// the object (reverting the spec), not by AWS.
+const HEALED_BY_AN_EDIT: &[&str] = &["SpecChanged", "InvalidSpec"];
+
+/// Whether AWS accepted this object's request: recorded durably in `copyAcceptedAt` (objects
+/// written before that field existed: their phase says so while in flight).
+pub fn is_accepted(status: &SnapshotExportStatus) -> bool {
+    status.is_accepted()
+}
+
+/// Whether the object is finished for good without success: AWS accepted its request and it then
+/// stalled (the copy failed or vanished, the export failed). No AWS call is ever made for it
+/// again; a new copy is a new SnapshotExport.
+pub fn is_terminal(status: &SnapshotExportStatus) -> bool {
+    status.phase == Some(Phase::Failed)
+        && status.copy_accepted_at.is_some()
+        && !status.last_error.as_ref().is_some_and(|e| HEALED_BY_AN_EDIT.contains(&e.reason.as_str()))
+}
+
+/// `SpecChanged` when the spec differs from the one the request was made for (an edit that the
+/// API server admitted: a cluster without CEL); no AWS call is made for the new spec.
+pub fn spec_changed(spec: &SnapshotExportSpec, status: &SnapshotExportStatus) -> Option<Decision> {
+    let recorded = status.spec_hash.as_ref()?;
+    (*recorded != spec.hash()).then(|| Decision::Stalled {
+        reason: "SpecChanged".into(),
+        message: format!(
+            "The spec was changed after the {} was requested from ElastiCache (the requested spec has hash {recorded}). A SnapshotExport describes one copy, so nothing is requested for the new spec: revert the change, or create a new SnapshotExport for the new copy.",
+            if spec.is_export() { "export" } else { "copy" }
+        ),
+        clear_intent: false,
+    })
+}
+
+/// After a `Recheck` (AWS answered "already exists" or "busy" while the look finds nothing of
+/// ours): look again with backoff, or stall once AWS has answered so `repeats` times in a row.
+pub fn bounded_recheck(spec: &SnapshotExportSpec, repeats: u32, answer: &str) -> Decision {
+    if repeats < RECHECK_LIMIT {
+        return Decision::Recheck;
+    }
+    let what = match &spec.target_bucket {
+        Some(bucket) => format!("export to s3://{bucket}/{}-<node group id>.rdb", spec.target_snapshot_name),
+        None => format!("copy {:?}", spec.target_snapshot_name),
+    };
+    Decision::Stalled {
+        reason: "AwsAnswerInconsistent".into(),
+        message: format!(
+            "AWS keeps answering {answer:?} ({repeats} times in a row), yet the operator finds no {what} of this SnapshotExport. Check the target in the ElastiCache console (and the bucket); the request is retried slowly."
+        ),
+        clear_intent: false,
+    }
+}
 
 /// The time of a decision, and the export grace period in force.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -96,7 +154,7 @@ pub fn decide(
     clock: impl Into<Clock>,
 ) -> Decision {
     let clock = clock.into();
-    let accepted = matches!(status.phase, Some(Phase::Copying | Phase::Exporting));
+    let accepted = is_accepted(status);
     let intent = status.copy_requested_at.is_some();
     match observed {
         Observation::NeverRequested => Decision::RequestCopy,
@@ -110,9 +168,23 @@ pub fn decide(
         },
         Observation::InRegion { target: None, .. } => Decision::RequestCopy,
         Observation::InRegion { target: Some(target), owner_tag } => {
-            let adopted = status.target_snapshot_arn.is_some() && status.target_snapshot_arn == target.arn;
+            // An ARN names a snapshot by its name only, so it proves nothing about who made it:
+            // the ownership tag must be ours before a copy is adopted or counted complete. Only
+            // polls of a copy in progress under the ARN CopySnapshot answered skip the tag.
+            let recorded = status.target_snapshot_arn.is_some() && status.target_snapshot_arn == target.arn;
+            let polling = owner_tag.is_none() && recorded && matches!(target.status, SnapshotStatus::InProgress(_));
             let tagged = matches!(owner_tag, Some(Some(owner)) if owner == uid);
-            if !(adopted || tagged) {
+            if !(polling || tagged) && accepted {
+                return Decision::Stalled {
+                    reason: "TargetSnapshotDisappeared".into(),
+                    message: format!(
+                        "The copy {:?} was accepted by ElastiCache, but the snapshot now under that name does not carry this SnapshotExport's ownership tag: the copy was deleted and another snapshot took its name. The operator neither adopts nor deletes it. Create a new SnapshotExport to copy again.",
+                        spec.target_snapshot_name
+                    ),
+                    clear_intent: false,
+                };
+            }
+            if !(polling || tagged) {
                 return Decision::Stalled {
                     reason: "TargetAlreadyExists".into(),
                     message: format!(
@@ -240,6 +312,17 @@ fn decide_export(
         };
     }
     let Some(source) = source else {
+        if accepted {
+            // Terminal (a stall after acceptance): say so rather than promise a retry.
+            return Decision::Stalled {
+                reason: "ExportFailed".into(),
+                message: format!(
+                    "ElastiCache accepted the export of {:?} to s3://{bucket}, but the source snapshot is gone and no object was written. Create a new SnapshotExport.",
+                    spec.source_snapshot_name
+                ),
+                clear_intent: false,
+            };
+        }
         return Decision::Stalled {
             reason: "SourceSnapshotNotFound".into(),
             message: format!(
@@ -280,7 +363,8 @@ fn decide_export(
             source_status,
         },
         SnapshotStatus::Available if accepted => {
-            let since = status.copy_requested_at.as_ref().map(|t| clock.now.duration_since(t.0)).unwrap_or_default();
+            // From acceptance: `copyRequestedAt` keeps the first intent, which may be much older.
+            let since = status.copy_accepted_at.as_ref().or(status.copy_requested_at.as_ref()).map(|t| clock.now.duration_since(t.0)).unwrap_or_default();
             if since < clock.export_grace {
                 let expected = expected.map(|k| urls(spec, &k)).unwrap_or_default();
                 exporting(spec, "waiting for ElastiCache to start writing objects".into(), source_status, expected)
@@ -351,7 +435,7 @@ pub fn after_copy(spec: &SnapshotExportSpec, result: &Result<SnapshotInfo, AwsEr
                 ),
                 source_status: None,
             },
-            Some(fault) => stalled_by(fault, true),
+            Some(fault) => stalled_naming_bucket(spec, fault),
             // Throttled: certainly not carried out, so nothing of ours is in flight. A timeout,
             // a 5xx or an unreadable answer may have taken effect: the intent stays.
             None => retry(err, err.refused_before_execution()),
@@ -388,6 +472,7 @@ pub fn retry_later(err: &AwsError) -> Decision {
 fn retry(err: &AwsError, clear_intent: bool) -> Decision {
     let reason = match err {
         AwsError::Transient { code, .. } if code.contains("Throttl") || code == "SlowDown" || code.contains("429") => "AwsThrottled",
+        AwsError::Fault { fault: CopyFault::AccessDenied { .. }, .. } => "AwsAccessDenied",
         _ => "AwsUnavailable",
     };
     Decision::RetryLater { reason, message: format!("{err}; retrying with backoff."), clear_intent }
@@ -401,6 +486,18 @@ pub fn from_safety(verdict: Verdict) -> Decision {
         Verdict::Stalled { reason, message, clear_intent } => Decision::Stalled { reason, message, clear_intent },
         Verdict::RetryLater(err) => retry_later(&err),
     }
+}
+
+/// A refusal as a stall; every S3 problem names its bucket (AWS's text for missing
+/// permissions does not, so the bucket is added).
+fn stalled_naming_bucket(spec: &SnapshotExportSpec, fault: &CopyFault) -> Decision {
+    let mut decision = stalled_by(fault, true);
+    if let (Decision::Stalled { message, .. }, CopyFault::S3(S3Problem::InsufficientPermissions), Some(bucket)) =
+        (&mut decision, fault, &spec.target_bucket)
+    {
+        *message = format!("Exporting to S3 bucket {bucket}: {message}");
+    }
+    decision
 }
 
 fn stalled_by(fault: &CopyFault, clear_intent: bool) -> Decision {
@@ -461,6 +558,12 @@ mod tests {
                 .collect(),
             claimed_by: claimed_by.map(str::to_string),
         }
+    }
+    /// AWS accepted the request (recorded durably), and the phase moved on since.
+    fn accepted_but(phase: Phase) -> SnapshotExportStatus {
+        let mut st = status(Some(phase), true, Some("arn:dst"));
+        st.copy_accepted_at = Some(Time(Timestamp::from_second(999_995).unwrap()));
+        st
     }
     fn kind(d: &Decision) -> String {
         match d {
@@ -524,15 +627,33 @@ mod tests {
                 "InProgress:Copying",
             ),
             (
-                "copy available",
+                "copy available, tagged ours",
                 status(Some(Phase::Copying), true, Some("arn:dst")),
-                in_region(Some(snap("available", 1)), None),
+                in_region(Some(snap("available", 1)), Some(Some(UID))),
                 "Completed",
+            ),
+            (
+                "copy replaced under the same name (same ARN), untagged: never adopted",
+                status(Some(Phase::Copying), true, Some("arn:dst")),
+                in_region(Some(snap("available", 1)), Some(None)),
+                "Stalled:TargetSnapshotDisappeared:keep",
+            ),
+            (
+                "a durable acceptance outlives the phase: a stalled copy's name taken by another",
+                accepted_but(Phase::Failed),
+                in_region(Some(snap("available", 1)), Some(Some("other"))),
+                "Stalled:TargetSnapshotDisappeared:keep",
+            ),
+            (
+                "a durable acceptance outlives the phase: the failed copy deleted by the user",
+                accepted_but(Phase::Failed),
+                in_region(None, None),
+                "Stalled:TargetSnapshotDisappeared:keep",
             ),
             (
                 "copy failed",
                 status(Some(Phase::Copying), true, Some("arn:dst")),
-                in_region(Some(snap("failed", 1)), None),
+                in_region(Some(snap("failed", 1)), Some(Some(UID))),
                 "Stalled:CopyFailed:keep",
             ),
         ];
@@ -548,6 +669,12 @@ mod tests {
             ("fresh, source available", status(None, false, None), export(Some(snap("available", 2)), &[]), "RequestCopy"),
             ("fresh, source creating", status(None, false, None), export(Some(snap("creating", 2)), &[]), "Wait:SourceSnapshotNotReady"),
             ("fresh, source missing", status(None, false, None), export(None, &[]), "Stalled:SourceSnapshotNotFound:clear"),
+            (
+                "accepted, source gone, nothing written: terminal, no promise of a retry",
+                status(Some(Phase::Exporting), true, None),
+                export(None, &[]),
+                "Stalled:ExportFailed:keep",
+            ),
             ("source failed", status(None, false, None), export(Some(snap("failed", 1)), &[]), "Stalled:SourceSnapshotFailed:clear"),
             (
                 "foreign object before any request",
@@ -622,6 +749,70 @@ mod tests {
         );
         let Decision::Completed { exported_objects, .. } = d else { panic!("{d:?}") };
         assert_eq!(exported_objects, ["s3://bkt/dst-0001.rdb", "s3://bkt/dst-0002.rdb"]);
+    }
+
+    #[test]
+    fn a_stall_after_acceptance_is_terminal_unless_an_edit_heals_it() {
+        let stalled = |reason: &str, accepted: bool| SnapshotExportStatus {
+            phase: Some(Phase::Failed),
+            copy_accepted_at: accepted.then(|| Time(now())),
+            last_error: Some(crate::api::LastError { reason: reason.into(), message: "m".into() }),
+            ..Default::default()
+        };
+        for reason in ["CopyFailed", "TargetSnapshotDisappeared", "ExportFailed", "ExportIncomplete"] {
+            assert!(is_terminal(&stalled(reason, true)), "{reason}");
+            assert!(!is_terminal(&stalled(reason, false)), "{reason} before acceptance is retried");
+        }
+        assert!(!is_terminal(&stalled("SpecChanged", true)), "reverting the spec heals it");
+        assert!(!is_terminal(&accepted_but(Phase::Copying)));
+        assert!(is_accepted(&accepted_but(Phase::Failed)) && is_accepted(&status(Some(Phase::Exporting), true, None)));
+        assert!(!is_accepted(&status(Some(Phase::Failed), true, None)));
+    }
+
+    #[test]
+    fn an_accepted_export_stays_accepted_whatever_the_phase() {
+        // The export failed (stalled) and its source is available again: never a second request.
+        let d = decide(&spec(Some("bkt")), &accepted_but(Phase::Failed), UID, &export(Some(snap("available", 1)), &[]), now());
+        assert_ne!(kind(&d), "RequestCopy");
+    }
+
+    #[test]
+    fn a_spec_that_differs_from_the_requested_one_is_spec_changed() {
+        let requested = spec(None);
+        let st = SnapshotExportStatus { spec_hash: Some(requested.hash()), ..Default::default() };
+        assert_eq!(spec_changed(&requested, &st), None);
+        assert_eq!(spec_changed(&spec(Some("bkt")), &SnapshotExportStatus::default()), None, "no recorded spec: nothing to compare");
+        let mut edited = requested.clone();
+        edited.target_snapshot_name = "other".into();
+        assert_eq!(kind(&spec_changed(&edited, &st).unwrap()), "Stalled:SpecChanged:keep");
+        let mut tagged = requested.clone();
+        tagged.tags.push(crate::api::Tag { key: "k".into(), value: None });
+        assert!(spec_changed(&tagged, &st).is_some(), "any field counts");
+        assert_eq!(requested.hash(), spec(None).hash(), "the hash is stable");
+    }
+
+    #[test]
+    fn rechecks_are_bounded_and_the_stall_says_what_aws_keeps_answering() {
+        for n in 0..RECHECK_LIMIT {
+            assert_eq!(bounded_recheck(&spec(None), n, "exists"), Decision::Recheck, "{n}");
+        }
+        let d = bounded_recheck(&spec(None), RECHECK_LIMIT, "Snapshot dst already exists.");
+        assert_eq!(kind(&d), "Stalled:AwsAnswerInconsistent:keep");
+        let Decision::Stalled { message, .. } = d else { unreachable!() };
+        assert!(message.contains("Snapshot dst already exists.") && message.contains("5 times"), "{message}");
+    }
+
+    #[test]
+    fn insufficient_permissions_names_the_bucket() {
+        let err = AwsError::classify(
+            "CopySnapshot",
+            Some("InvalidParameterValue"),
+            Some("The authenticated user does not have sufficient permissions to perform the desired activity."),
+            Some(400),
+        );
+        let Decision::Stalled { reason, message, .. } = after_copy(&spec(Some("bkt")), &Err(err)) else { panic!() };
+        assert_eq!(reason, "InsufficientPermissions");
+        assert!(message.contains("bkt") && message.contains("Contact your system administrator"), "{message}");
     }
 
     #[test]

@@ -1,5 +1,7 @@
 //! `deletionPolicy: Delete`: a finalizer keeps the object until its in-region copy is deleted.
-//! Only a copy this object made (recorded ARN or ownership tag) is ever deleted; S3 objects never.
+//! Only a snapshot carrying this object's ownership tag is ever deleted (an ARN names a snapshot
+//! by name only, so a recorded ARN proves nothing); S3 objects never. A target the operator
+//! cannot prove its own is kept, reported, and does not hold the object: the finalizer goes.
 
 use super::{finalizers_patch, patch_params, Context, ReconcileError};
 use crate::api::{DeletionPolicy, SnapshotExport, FINALIZER};
@@ -27,14 +29,17 @@ pub(super) async fn cleanup<A: SnapshotApi>(
     }
     let key = format!("{}/{}", obj.namespace().unwrap_or_default(), obj.name_any());
     if obj.spec.deletion_policy == DeletionPolicy::Delete && !obj.spec.is_export() {
-        let status = obj.status.clone().unwrap_or_default();
         let aws_err = |source| ReconcileError::Aws { object: key.clone(), source };
         let target = ctx.aws.describe_snapshot(&obj.spec.target_snapshot_name).await.map_err(aws_err)?;
         if let Some(target) = target {
-            let ours = match (&status.target_snapshot_arn, &target.arn) {
-                (Some(recorded), Some(arn)) if recorded == arn => true,
-                (_, Some(arn)) => ctx.aws.owner_tag(arn).await.map_err(aws_err)? == obj.uid(),
-                _ => false,
+            let (ours, why_kept) = match &target.arn {
+                Some(arn) => match ctx.aws.owner_tag(arn).await {
+                    Ok(owner) => (owner.is_some() && owner == obj.uid(), "it does not carry this SnapshotExport's ownership tag, so it was not made by it (or was replaced by another snapshot of the same name)".to_string()),
+                    Err(err) if err.is_transient() => return Err(aws_err(err)),
+                    // Refused (e.g. AccessDenied): ownership cannot be proven, so never delete.
+                    Err(err) => (false, format!("its ownership tag could not be read ({err})")),
+                },
+                None => (false, "it has no ARN to read its ownership tag from".to_string()),
             };
             if ours {
                 match ctx.aws.delete_snapshot(&target.name).await {
@@ -51,7 +56,7 @@ pub(super) async fn cleanup<A: SnapshotApi>(
                 }
             } else {
                 let note = format!(
-                    "Kept snapshot {:?}: it was not made by this SnapshotExport, so deletionPolicy: Delete does not apply to it.",
+                    "Kept snapshot {:?}: {why_kept}, so deletionPolicy: Delete does not apply to it. Delete it yourself if it is no longer needed.",
                     target.name
                 );
                 ctx.events.publish(obj, &EventNote { warning: true, reason: "CopyNotOwned".into(), note }).await;

@@ -66,6 +66,9 @@ pub struct Context<A> {
     pub safety: crate::safety::ExportSafety,
     /// Per object (by UID): consecutive transient errors, for backoff.
     errors: Mutex<HashMap<String, u32>>,
+    /// Per object (by UID): consecutive `Recheck`s (AWS answering "already exists" or "busy"
+    /// while the look finds nothing of ours), to stall after [`decide::RECHECK_LIMIT`].
+    rechecks: Mutex<HashMap<String, u32>>,
     /// The watch caches that have listed their objects, with their namespace (`None`: all):
     /// which objects exist, and what other objects claim.
     stores: Mutex<Vec<(Option<String>, Store<SnapshotExport>)>>,
@@ -75,7 +78,18 @@ impl<A> Context<A> {
     pub fn new(client: Client, aws: A, events: Events, timing: Timing, metrics: Arc<Metrics>) -> Self {
         let sweep = Arc::new(sweep::Sweep::new(timing.poll_min, timing.poll_max));
         let safety = crate::safety::ExportSafety::default();
-        Self { client, aws, events, timing, metrics, sweep, safety, errors: Mutex::new(HashMap::new()), stores: Mutex::default() }
+        Self {
+            client,
+            aws,
+            events,
+            timing,
+            metrics,
+            sweep,
+            safety,
+            errors: Mutex::new(HashMap::new()),
+            rechecks: Mutex::default(),
+            stores: Mutex::default(),
+        }
     }
 
     /// Set the export policy and the preflight.
@@ -96,7 +110,21 @@ impl<A> Context<A> {
     /// The object needs no more following nor backoff (it is done, or deleted).
     pub fn forget(&self, uid: &str) {
         self.errors.lock().expect("backoff lock").remove(uid);
+        self.rechecks.lock().expect("recheck lock").remove(uid);
         self.sweep.unfollow(uid);
+    }
+
+    /// Count one more `Recheck` in a row for `uid` (or reset the count: `again` false); returns
+    /// the count.
+    fn recheck(&self, uid: &str, again: bool) -> u32 {
+        let mut map = self.rechecks.lock().expect("recheck lock");
+        if !again {
+            map.remove(uid);
+            return 0;
+        }
+        let count = map.entry(uid.to_string()).or_default();
+        *count = count.saturating_add(1);
+        *count
     }
 
     /// Add a watch cache once it has listed its objects (the controller does, one per scope).
@@ -113,7 +141,8 @@ impl<A> Context<A> {
                 && o.spec.target_bucket.is_some()
                 && o.spec.target_bucket == spec.target_bucket
                 && o.spec.target_snapshot_name == spec.target_snapshot_name
-                && o.status.as_ref().is_some_and(|st| matches!(st.phase, Some(Phase::Exporting | Phase::Completed)));
+                // An accepted export (even one that later stalled) may have written the key.
+                && o.status.as_ref().is_some_and(|st| st.is_accepted() || st.phase == Some(Phase::Completed));
             claims.then(|| format!("{}/{}", o.namespace().unwrap_or_default(), o.name_any()))
         })
     }
@@ -184,13 +213,27 @@ async fn reconcile_once<A: SnapshotApi>(obj: Arc<SnapshotExport>, ctx: &Arc<Cont
         return Ok(Action::await_change());
     }
 
+    let changed_spec = decide::spec_changed(&obj.spec, &status);
+    // Accepted, then stalled for good (the copy failed or vanished, the export failed): no AWS
+    // call, ever; a new copy is a new SnapshotExport.
+    if changed_spec.is_none() && decide::is_terminal(&status) {
+        ctx.forget(&uid);
+        return Ok(Action::await_change());
+    }
+
     let mut current = (*obj).clone();
-    if obj.spec.deletion_policy == crate::api::DeletionPolicy::Delete && !obj.finalizers().iter().any(|f| f == FINALIZER) {
+    let problems = validate_spec(&obj.spec);
+    // Only a valid spec that may reach AWS gets the finalizer: deleting an invalid object never
+    // needs AWS.
+    let may_request = problems.is_empty() && changed_spec.is_none();
+    if may_request && obj.spec.deletion_policy == crate::api::DeletionPolicy::Delete && !obj.finalizers().iter().any(|f| f == FINALIZER) {
         current = finalize::add_finalizer(&api, &current).await.map_err(kube_err)?;
     }
 
-    let problems = validate_spec(&obj.spec);
-    let mut decision = if !problems.is_empty() {
+    let mut decision = if let Some(changed) = changed_spec {
+        // The spec differs from the one requested (no CEL on this cluster): no AWS call.
+        changed
+    } else if !problems.is_empty() {
         invalid_spec(&problems)
     } else if let Some(refused) = ctx.safety.refusal(&obj, &status) {
         // The export policy refuses it: no AWS call at all.
@@ -211,6 +254,8 @@ async fn reconcile_once<A: SnapshotApi>(obj: Arc<SnapshotExport>, ctx: &Arc<Cont
         decision = decide::from_safety(ctx.safety.preflight(&obj.spec, &ctx.events, &current).await);
     }
     let mut from_call = false;
+    // What AWS answered, for a stall after repeated rechecks.
+    let mut answer = String::from("the bucket already holds the export's object key");
     let previous = status.clone();
     if decision == Decision::RequestCopy {
         let now = Time(Timestamp::now());
@@ -228,6 +273,19 @@ async fn reconcile_once<A: SnapshotApi>(obj: Arc<SnapshotExport>, ctx: &Arc<Cont
         }
         decision = if earlier_intent { after_repeated_copy(&obj.spec, &result) } else { after_copy(&obj.spec, &result) };
         from_call = true;
+        if let Err(err) = &result {
+            answer = err.to_string();
+        }
+    }
+    // AWS answering "exists" or "busy" while the look finds nothing of ours: look again with
+    // backoff, and stall once it has answered so too many times in a row.
+    let repeats = ctx.recheck(&uid, decision == Decision::Recheck);
+    if decision == Decision::Recheck {
+        decision = decide::bounded_recheck(&obj.spec, repeats, &answer);
+        if decision != Decision::Recheck {
+            // Stalled: keep the count, so a slow retry answered the same way stalls at once.
+            warn!(object = %key, repeats, %answer, "AWS keeps answering the same; stalled");
+        }
     }
 
     let now = Time(Timestamp::now());
@@ -244,7 +302,8 @@ async fn reconcile_once<A: SnapshotApi>(obj: Arc<SnapshotExport>, ctx: &Arc<Cont
 
     Ok(match decision {
         Decision::RequestCopy => Action::requeue(Duration::ZERO),
-        Decision::Recheck => Action::requeue(Duration::from_millis(200)),
+        // Backed off like a transient error.
+        Decision::Recheck => Action::requeue(ctx.error_delay(&uid)),
         // The shared sweep reconciles the object when its snapshot changes; the requeue is a
         // safety net only.
         Decision::InProgress { .. } | Decision::WaitForSource { .. } => {
@@ -256,9 +315,17 @@ async fn reconcile_once<A: SnapshotApi>(obj: Arc<SnapshotExport>, ctx: &Arc<Cont
             ctx.forget(&uid);
             Action::await_change()
         }
-        Decision::Stalled { ref reason, .. } if reason == "InvalidSpec" => {
+        // Healed only by an edit of the object; a stall after acceptance is terminal.
+        Decision::Stalled { ref reason, .. }
+            if reason == "InvalidSpec" || reason == "SpecChanged" || current.status.as_ref().is_some_and(decide::is_terminal) =>
+        {
             ctx.forget(&uid);
             Action::await_change()
+        }
+        Decision::Stalled { ref reason, .. } if reason == "AwsAnswerInconsistent" => {
+            ctx.errors.lock().expect("backoff lock").remove(&uid);
+            ctx.sweep.unfollow(&uid);
+            Action::requeue(ctx.timing.stalled_retry)
         }
         Decision::Stalled { .. } => {
             ctx.forget(&uid);
@@ -296,6 +363,12 @@ async fn observe<A: SnapshotApi>(
 ) -> Result<Option<Observation>, AwsError> {
     let aws = &ctx.aws;
     if matches!(status.phase, Some(Phase::Copying | Phase::Exporting)) {
+        // The shared sweep is failing: this object reports it (it stays followed) rather than
+        // show an old message.
+        if let Some(err) = ctx.sweep.failure() {
+            ctx.sweep.follow(uid, obj_ref.clone(), followed_snapshots(spec, false));
+            return Err(err);
+        }
         let Some(view) = ctx.sweep.view(uid) else {
             ctx.sweep.follow(uid, obj_ref.clone(), followed_snapshots(spec, false));
             return Ok(None);
@@ -346,9 +419,15 @@ async fn in_region_observation<A: SnapshotApi>(
     target: Option<crate::aws::SnapshotInfo>,
     status: &SnapshotExportStatus,
 ) -> Result<Observation, AwsError> {
-    // Only a target we have not adopted yet needs its ownership tag read.
+    // The ownership tag is read before a target is adopted or counted done (an ARN names a
+    // snapshot by name only); polls of our copy in progress under its recorded ARN skip it.
+    let polling = |t: &crate::aws::SnapshotInfo| {
+        status.target_snapshot_arn.is_some()
+            && status.target_snapshot_arn == t.arn
+            && matches!(t.status, crate::aws::SnapshotStatus::InProgress(_))
+    };
     let owner_tag = match &target {
-        Some(t) if status.target_snapshot_arn.is_none() || status.target_snapshot_arn != t.arn => match &t.arn {
+        Some(t) if !polling(t) => match &t.arn {
             Some(arn) => Some(aws.owner_tag(arn).await?),
             None => Some(None),
         },

@@ -19,6 +19,8 @@ pub fn with_intent(current: &SnapshotExportStatus, spec: &SnapshotExportSpec, ge
         next.copy_requested_at = Some(now.clone());
     }
     next.attempts += 1;
+    // The spec this request is for: an edit admitted later (no CEL) is refused, not requested.
+    next.spec_hash = Some(spec.hash());
     let what = if spec.is_export() { "export" } else { "copy" };
     set_health(
         &mut next.conditions,
@@ -47,6 +49,9 @@ pub fn next_status(current: &SnapshotExportStatus, decision: &Decision, generati
         }
         Decision::InProgress { phase, message, target_arn, target_status, source_status, expected_objects } => {
             next.phase = Some(*phase);
+            if matches!(phase, Phase::Copying | Phase::Exporting) {
+                accepted(&mut next, now);
+            }
             record_seen(&mut next, target_arn, target_status, source_status);
             if !expected_objects.is_empty() {
                 next.expected_objects = expected_objects.clone();
@@ -61,6 +66,7 @@ pub fn next_status(current: &SnapshotExportStatus, decision: &Decision, generati
         }
         Decision::Completed { target_arn, target_status, exported_objects, source_status } => {
             next.phase = Some(Phase::Completed);
+            accepted(&mut next, now);
             if next.completed_at.is_none() {
                 next.completed_at = Some(now.clone());
             }
@@ -93,6 +99,14 @@ pub fn next_status(current: &SnapshotExportStatus, decision: &Decision, generati
         }
     }
     next
+}
+
+/// AWS accepted the request (its answer, or our copy or export seen in flight or done): recorded
+/// once, never cleared.
+fn accepted(next: &mut SnapshotExportStatus, now: &Time) {
+    if next.copy_accepted_at.is_none() {
+        next.copy_accepted_at = Some(now.clone());
+    }
 }
 
 /// Keep what was just seen of the snapshots; what was not looked at stays as last recorded.
@@ -203,6 +217,32 @@ mod tests {
         assert!(next_status(&s2, &throttled, Some(1), &t(21)).copy_requested_at.is_none());
         let unknown = Decision::RetryLater { reason: "AwsUnavailable", message: "m".into(), clear_intent: false };
         assert_eq!(next_status(&s2, &unknown, Some(1), &t(21)).copy_requested_at, Some(t(10)));
+    }
+
+    #[test]
+    fn acceptance_is_recorded_once_and_outlives_a_stall() {
+        let intent = with_intent(&SnapshotExportStatus::default(), &spec(), Some(1), &t(10));
+        assert_eq!(intent.spec_hash, Some(spec().hash()), "the requested spec is written with the intent");
+        assert_eq!(intent.copy_accepted_at, None);
+        let exporting = |phase| Decision::InProgress {
+            phase,
+            message: "m".into(),
+            target_arn: None,
+            target_status: None,
+            source_status: None,
+            expected_objects: vec![],
+        };
+        // An unknown outcome (phase Pending) is no acceptance.
+        assert_eq!(next_status(&intent, &exporting(Phase::Pending), Some(1), &t(11)).copy_accepted_at, None);
+        let accepted = next_status(&intent, &exporting(Phase::Exporting), Some(1), &t(12));
+        assert_eq!(accepted.copy_accepted_at, Some(t(12)));
+        let again = next_status(&accepted, &exporting(Phase::Exporting), Some(1), &t(13));
+        assert_eq!(again.copy_accepted_at, Some(t(12)), "recorded once");
+        let failed = Decision::Stalled { reason: "ExportFailed".into(), message: "m".into(), clear_intent: true };
+        let stalled = next_status(&again, &failed, Some(1), &t(14));
+        assert_eq!((stalled.phase, stalled.copy_accepted_at), (Some(Phase::Failed), Some(t(12))), "never cleared");
+        let done = Decision::Completed { target_arn: None, target_status: None, exported_objects: vec![], source_status: None };
+        assert_eq!(next_status(&intent, &done, Some(1), &t(15)).copy_accepted_at, Some(t(15)), "adopted when found done");
     }
 
     #[test]

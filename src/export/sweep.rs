@@ -32,6 +32,8 @@ struct State {
     swept_at: Option<Instant>,
     /// Pages the last listing of every snapshot took.
     listing_pages: Option<usize>,
+    /// Why the last sweep failed, until one succeeds: the followed objects report it.
+    failure: Option<crate::aws::AwsError>,
 }
 
 pub struct Sweep {
@@ -101,6 +103,23 @@ impl Sweep {
         Some(follow.names.iter().map(|n| (n.clone(), state.snapshots.get(&n.to_ascii_lowercase()).cloned())).collect())
     }
 
+    /// Why the latest sweep failed, while no later sweep has succeeded.
+    pub fn failure(&self) -> Option<crate::aws::AwsError> {
+        self.state.lock().expect("sweep lock").failure.clone()
+    }
+
+    /// Record a failed sweep; returns the followed objects to reconcile so that they report
+    /// it (only when the failure is new or different: one status write per failure, not per
+    /// attempt).
+    fn failed(&self, err: crate::aws::AwsError) -> Vec<ObjectRef<SnapshotExport>> {
+        let mut state = self.state.lock().expect("sweep lock");
+        if state.failure.as_ref() == Some(&err) {
+            return vec![];
+        }
+        state.failure = Some(err);
+        state.followers.values().map(|f| f.obj.clone()).collect()
+    }
+
     /// Run sweeps forever (spawn it): wait while nothing is followed, sweep every interval
     /// otherwise, and announce the objects whose snapshots changed (or that await a first view).
     /// Before each sweep, objects that `live` no longer knows (deleted) are forgotten.
@@ -126,6 +145,9 @@ impl Sweep {
                 Err(err) => {
                     warn!(error = %err, retry_in = ?interval, "snapshot sweep failed");
                     interval = (interval * 2).min(self.max);
+                    for obj in self.failed(err) {
+                        let _ = self.changed.send(obj);
+                    }
                     continue;
                 }
             };
@@ -186,6 +208,7 @@ impl Sweep {
             .collect();
         state.snapshots = fresh;
         state.swept_at = Some(started);
+        state.failure = None;
         changed
     }
 }
@@ -279,6 +302,22 @@ mod tests {
         assert_eq!(changed, vec![obj("a")]);
         sweep.unfollow("a");
         assert!(sweep.view("a").is_none());
+    }
+
+    #[test]
+    fn a_failed_sweep_is_reported_to_every_follower_once_and_cleared_by_the_next_sweep() {
+        let sweep = Sweep::new(Duration::from_millis(1), Duration::from_millis(8));
+        sweep.follow("a", obj("a"), vec!["ta".into()]);
+        sweep.follow("b", obj("b"), vec!["tb".into()]);
+        let denied = crate::aws::AwsError::classify("DescribeSnapshots", Some("AccessDenied"), Some("not allowed"), Some(403));
+        let mut announced = sweep.failed(denied.clone());
+        announced.sort_by_key(|o| o.name.clone());
+        assert_eq!(announced, vec![obj("a"), obj("b")]);
+        assert_eq!(sweep.failure(), Some(denied.clone()));
+        assert!(sweep.failed(denied.clone()).is_empty(), "the same failure again: no new reconcile");
+        sweep.apply(found(vec![snap("ta", "creating")]), Some(1), Instant::now());
+        assert_eq!(sweep.failure(), None);
+        assert_eq!(sweep.failed(denied).len(), 2, "a new failure after a success is reported again");
     }
 
     #[test]

@@ -7,7 +7,7 @@ use super::inspect::PreflightConfig;
 use super::policy::{ExportRequest, Refusal};
 use super::policy_file::PolicySource;
 use super::report::Report;
-use crate::api::{Phase, SnapshotExport, SnapshotExportSpec, SnapshotExportStatus};
+use crate::api::{SnapshotExport, SnapshotExportSpec, SnapshotExportStatus};
 use crate::aws::{export_object_key, AwsError, CopyFault, S3Problem, INSPECTION_ACTIONS};
 use crate::events::{EventNote, Events};
 use kube::ResourceExt;
@@ -48,11 +48,12 @@ impl Default for ExportSafety {
 
 impl ExportSafety {
     /// The policy gate, before any AWS call: `Some(Stalled ExportNotAllowed)` when the policy
-    /// refuses the object. Objects whose request may already have reached AWS (an intent is
-    /// recorded, or the copy was accepted) are followed to the end whatever the policy says:
-    /// refusing them now could not undo the request.
+    /// refuses the object. Objects whose request AWS accepted are followed to the end whatever
+    /// the policy says: refusing them now could not undo the request. A recorded intent alone
+    /// does not skip the check (it would let a refused object request again); it only keeps
+    /// the intent, since an earlier request's outcome is unknown.
     pub fn refusal(&self, obj: &SnapshotExport, status: &SnapshotExportStatus) -> Option<Verdict> {
-        if status.copy_requested_at.is_some() || matches!(status.phase, Some(Phase::Copying | Phase::Exporting)) {
+        if status.is_accepted() {
             return None;
         }
         let namespace = obj.namespace().unwrap_or_default();
@@ -63,7 +64,12 @@ impl ExportSafety {
                 tracing::debug!(object = %obj.name_any(), namespace = %namespace, rule = ?rule, "export policy allows");
                 None
             }
-            Err(refusal) => Some(refused(&refusal)),
+            Err(refusal) => Some(match refused(&refusal) {
+                Verdict::Stalled { reason, message, .. } => {
+                    Verdict::Stalled { reason, message, clear_intent: status.copy_requested_at.is_none() }
+                }
+                other => other,
+            }),
         }
     }
 
@@ -220,6 +226,26 @@ pub fn inspection_denied_message(bucket: &str, operation: &str) -> String {
 mod tests {
     use super::*;
     use crate::safety::testing::*;
+
+    #[test]
+    fn the_policy_is_checked_while_an_intent_is_recorded_and_skipped_only_once_accepted() {
+        use crate::api::Phase;
+        let safety = ExportSafety { policy: PolicySource::new(None, vec![]).unwrap(), preflight: None };
+        let mut obj = SnapshotExport::new("x", SnapshotExportSpec::new("src", "dst", Some("bkt")));
+        obj.metadata.namespace = Some("team-a".into());
+        let at = || Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::now()));
+        let fresh = SnapshotExportStatus::default();
+        let intent = SnapshotExportStatus { copy_requested_at: at(), attempts: 1, ..Default::default() };
+        let accepted = SnapshotExportStatus { copy_accepted_at: at(), phase: Some(Phase::Failed), ..intent.clone() };
+        let clear = |v: Option<Verdict>| match v {
+            Some(Verdict::Stalled { reason, clear_intent, .. }) => format!("{reason}:{clear_intent}"),
+            other => format!("{other:?}"),
+        };
+        assert_eq!(clear(safety.refusal(&obj, &fresh)), "ExportNotAllowed:true");
+        // An unknown outcome does not let a refused object through; it keeps its intent.
+        assert_eq!(clear(safety.refusal(&obj, &intent)), "ExportNotAllowed:false");
+        assert_eq!(safety.refusal(&obj, &accepted), None, "an accepted request is followed to its end");
+    }
 
     #[test]
     fn gate_table() {

@@ -3,6 +3,7 @@
 //! sees: status and conditions, Events, objects in S3, and the AWS calls made.
 
 mod adoption;
+mod exactly_once;
 mod harness;
 mod rbac;
 mod reliability;
@@ -211,8 +212,10 @@ async fn a_caller_without_permission_gets_insufficient_permissions_then_heals() 
     bed.emulator.set_config(json!({"deny_copy_snapshot": true}));
     bed.cluster.apply("denied", json!({"sourceSnapshotName": "prod", "targetSnapshotName": "exp", "targetBucket": "ecx-denied"})).await;
     let stalled = bed.wait_stalled("denied", "InsufficientPermissions").await;
-    assert!(condition(&stalled, "Stalled").unwrap().2.contains("Contact your system administrator"));
-    bed.cluster.wait_event("denied", "Warning", "InsufficientPermissions").await;
+    let message = condition(&stalled, "Stalled").unwrap().2;
+    assert!(message.contains("Contact your system administrator") && message.contains("ecx-denied"), "names the bucket: {message}");
+    let note = bed.cluster.wait_event("denied", "Warning", "InsufficientPermissions").await.note.unwrap_or_default();
+    assert!(note.contains("ecx-denied"), "every S3 Warning names its bucket: {note}");
     bed.emulator.set_config(json!({"deny_copy_snapshot": false}));
     bed.wait_ready("denied").await;
 }

@@ -549,6 +549,11 @@ async fn an_object_the_operator_cannot_decode_is_reported_and_skipped() {
             "{bad}: no report in the operator log"
         );
     }
+    // Each is reported where its owner looks: a Warning Event on the object itself.
+    for bad in ["obj900", "obj901", "obj902"] {
+        let note = bed.cluster.wait_event(bad, "Warning", "UndecodableObject").await.note.unwrap_or_default();
+        assert!(note.contains("cannot decode") && note.contains("fix or delete"), "{bad}: {note}");
+    }
     let untouched = dynamic.get("obj900").await.unwrap();
     assert!(untouched.data.get("status").is_none_or(Value::is_null), "the operator wrote to an object it cannot read: {untouched:?}");
     assert!(bed.emulator.copy_calls("obj900-dst").is_empty() && bed.emulator.copy_calls("obj902-dst").is_empty());

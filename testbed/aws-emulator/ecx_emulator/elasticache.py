@@ -634,6 +634,9 @@ def describe_snapshots(ctx: Ctx, p: dict[str, str]) -> str:
 
 
 def copy_snapshot(ctx: Ctx, p: dict[str, str]) -> str:
+    forced = STATE.config.copy_snapshot_error
+    if forced is not None:
+        raise EcError(forced["code"], forced["message"])
     source_name = require(p, "SourceSnapshotName")
     target = p.get("TargetSnapshotName")
     if target is None:

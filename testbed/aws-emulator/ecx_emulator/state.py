@@ -34,6 +34,9 @@ class Config:
     max_records_limit: int = 50
     # Node group ids whose export object is never written (a failing shard upload).
     export_fail_node_groups: list[str] = field(default_factory=list)
+    # An error CopySnapshot answers every call with, whatever the state ({"code", "message"}):
+    # an AWS that keeps contradicting what DescribeSnapshots shows.
+    copy_snapshot_error: dict[str, str] | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -45,6 +48,7 @@ class Config:
             "denied_access_keys": list(self.denied_access_keys),
             "max_records_limit": self.max_records_limit,
             "export_fail_node_groups": list(self.export_fail_node_groups),
+            "copy_snapshot_error": self.copy_snapshot_error,
         }
 
     def update(self, body: dict[str, Any]) -> None:
@@ -70,6 +74,9 @@ class Config:
             self.max_records_limit = int(body["max_records_limit"])
         if "export_fail_node_groups" in body:
             self.export_fail_node_groups = [str(i) for i in (body["export_fail_node_groups"] or [])]
+        if "copy_snapshot_error" in body:
+            e = body["copy_snapshot_error"]
+            self.copy_snapshot_error = None if e is None else {"code": str(e["code"]), "message": str(e["message"])}
 
 
 @dataclass

@@ -1,0 +1,215 @@
+//! Acceptance, ownership and terminal stalls (issue 11): an accepted request is never repeated,
+//! whatever happens afterwards; only a snapshot carrying this object's ownership tag is adopted
+//! or deleted; an AWS that keeps contradicting the look is not called forever; a spec edit the
+//! API server let through (no CEL) is refused without an AWS call.
+
+use super::{harness::*, strip_rules};
+use ecx::api::Phase;
+use kube::ResourceExt;
+use serde_json::json;
+use std::time::{Duration, Instant};
+
+/// An ElastiCache client on the emulator, to act as the user would (DeleteSnapshot).
+async fn elasticache(emulator: &Emulator) -> aws_sdk_elasticache::Client {
+    let creds = aws_sdk_elasticache::config::Credentials::new("AKIAEXAMPLEOPERATOR1", "e2e-secret-not-real", None, None, "e2e");
+    let config = aws_sdk_elasticache::config::Builder::new()
+        .behavior_version(aws_sdk_elasticache::config::BehaviorVersion::latest())
+        .region(aws_sdk_elasticache::config::Region::new(REGION))
+        .endpoint_url(&emulator.endpoint)
+        .credentials_provider(creds)
+        .build();
+    aws_sdk_elasticache::Client::from_conf(config)
+}
+
+async fn user_deletes_snapshot(emulator: &Emulator, name: &str) {
+    elasticache(emulator).await.delete_snapshot().snapshot_name(name).send().await.unwrap_or_else(|e| panic!("delete {name}: {e:?}"));
+}
+
+/// Every AWS call logged after the first `since` ones.
+fn calls_after(emulator: &Emulator, since: usize) -> Vec<serde_json::Value> {
+    emulator.all_calls().into_iter().skip(since).collect()
+}
+
+async fn wait_gone(bed: &Bed, name: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while bed.cluster.exports().get_opt(name).await.unwrap().is_some() {
+        assert!(Instant::now() < deadline, "{name} was never deleted (left Terminating)");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Replace the CRD by one without CEL rules nor bounds, as on a cluster without CEL.
+async fn install_crd_without_rules(bed: &Bed) {
+    type Crd = k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    let crds: kube::Api<Crd> = kube::Api::all(bed.cluster.client.clone());
+    let mut crd = serde_json::to_value(crds.get("snapshotexports.elasticache-export.io").await.unwrap()).unwrap();
+    strip_rules(&mut crd["spec"]);
+    let crd: Crd = serde_json::from_value(crd).unwrap();
+    crds.replace("snapshotexports.elasticache-export.io", &Default::default(), &crd).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_copy_whose_snapshot_the_user_deletes_is_never_copied_again() {
+    let mut bed = Bed::with_options(5.0, 1.0, Default::default()).await;
+    bed.start_operator(&[]);
+    bed.emulator.seed_snapshot("fails-src", 1);
+    bed.cluster.apply("fails", json!({"sourceSnapshotName": "fails-src", "targetSnapshotName": "fails-copy"})).await;
+    bed.wait_for("fails", "accepted", 30, |o| o.status.as_ref().is_some_and(|s| s.phase == Some(Phase::Copying))).await;
+    bed.emulator.set_snapshot_status("fails-copy", "failed");
+    bed.wait_stalled("fails", "CopyFailed").await;
+    bed.cluster.wait_event("fails", "Warning", "CopyFailed").await;
+    // As the Event tells them, the user deletes the failed snapshot.
+    user_deletes_snapshot(&bed.emulator, "fails-copy").await;
+    let since = bed.emulator.all_calls().len();
+    // Many slow retries' worth (the tests retry stalled objects every second).
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    assert_eq!(bed.emulator.copy_calls("fails-copy").len(), 1, "exactly one CopySnapshot, ever");
+    assert_eq!(calls_after(&bed.emulator, since), Vec::<serde_json::Value>::new(), "a terminal stall costs no AWS call");
+    let now = bed.cluster.get("fails").await;
+    assert_eq!(condition(&now, "Stalled").unwrap().1, "CopyFailed");
+    assert!(now.status.as_ref().unwrap().copy_accepted_at.is_some(), "acceptance is recorded durably");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_export_that_wrote_nothing_is_terminal_and_never_requested_again() {
+    let mut bed = Bed::without_operator().await;
+    bed.emulator.seed_snapshot("nothing-src", 1);
+    create_bucket(&bed.s3, "ecx-nothing", REGION, Access::FULL_ACL).await;
+    // The one node group's upload fails: ElastiCache accepted the export and writes nothing.
+    bed.emulator.set_config(json!({"export_fail_node_groups": ["0001"]}));
+    bed.start_operator(&["--export-grace-seconds", "2"]);
+    bed.cluster
+        .apply("nothing", json!({"sourceSnapshotName": "nothing-src", "targetSnapshotName": "nothing", "targetBucket": "ecx-nothing"}))
+        .await;
+    let stalled = bed.wait_stalled("nothing", "ExportFailed").await;
+    // Even once the upload would work, the accepted export is not requested again.
+    bed.emulator.set_config(json!({"export_fail_node_groups": []}));
+    let since = bed.emulator.all_calls().len();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(bed.emulator.copy_calls("nothing").len(), 1, "exactly one CopySnapshot, ever");
+    assert_eq!(calls_after(&bed.emulator, since), Vec::<serde_json::Value>::new(), "a terminal stall costs no AWS call");
+    assert!(bucket_keys(&bed.s3, "ecx-nothing").await.is_empty());
+    assert!(stalled.status.as_ref().unwrap().copy_accepted_at.is_some(), "acceptance is recorded durably");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_that_took_the_name_of_a_deleted_copy_is_never_deleted() {
+    let bed = Bed::start().await;
+    bed.emulator.seed_snapshot("owned-src", 1);
+    bed.cluster
+        .apply("owned", json!({"sourceSnapshotName": "owned-src", "targetSnapshotName": "owned-copy", "deletionPolicy": "Delete"}))
+        .await;
+    bed.wait_ready("owned").await;
+    // Our copy vanishes and someone else's snapshot takes its name (and so its ARN), untagged.
+    user_deletes_snapshot(&bed.emulator, "owned-copy").await;
+    bed.emulator.seed_snapshot("owned-copy", 1);
+    bed.cluster.delete("owned").await;
+    wait_gone(&bed, "owned").await;
+    let deletes = bed.emulator.calls("DeleteSnapshot");
+    assert_eq!(deletes.len(), 1, "only the user's own DeleteSnapshot: {deletes:#?}");
+    let snapshots = bed.emulator.ctl("GET", "/snapshots", None);
+    assert!(snapshots.as_array().unwrap().iter().any(|s| s["name"] == "owned-copy" || s["SnapshotName"] == "owned-copy"), "{snapshots:#}");
+    let note = bed.cluster.wait_event("owned", "Warning", "CopyNotOwned").await.note.unwrap_or_default();
+    assert!(note.contains("owned-copy"), "{note}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_aws_that_keeps_answering_already_exists_is_backed_off_then_stalled() {
+    let bed = Bed::start().await;
+    bed.emulator.seed_snapshot("exists-src", 1);
+    // DescribeSnapshots shows no target, yet CopySnapshot keeps answering that it exists.
+    let answer = "Snapshot exists-copy already exists.";
+    bed.emulator.set_config(json!({"copy_snapshot_error": {"code": "SnapshotAlreadyExistsFault", "message": answer}}));
+    let started = Instant::now();
+    bed.cluster.apply("exists", json!({"sourceSnapshotName": "exists-src", "targetSnapshotName": "exists-copy"})).await;
+    let stalled = bed.wait_stalled("exists", "AwsAnswerInconsistent").await;
+    let message = condition(&stalled, "Stalled").unwrap().2;
+    assert!(message.contains(answer), "the message says what AWS keeps answering: {message}");
+    let calls = bed.emulator.copy_calls("exists-copy").len();
+    let elapsed = started.elapsed();
+    // Backed off like a transient error (not every 200 ms), and bounded.
+    assert!((2..=8).contains(&calls), "{calls} CopySnapshot calls in {elapsed:?}");
+    assert!(elapsed >= Duration::from_secs(1), "the repeats were backed off: {calls} calls in {elapsed:?}");
+    bed.cluster.wait_event("exists", "Warning", "AwsAnswerInconsistent").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spec_edit_without_cel_stalls_with_spec_changed_and_no_aws_call() {
+    let mut bed = Bed::without_operator().await;
+    if !bed.cluster.is_testbed() {
+        eprintln!("skipped on a real cluster: it needs a CRD without its rules");
+        return;
+    }
+    install_crd_without_rules(&bed).await;
+    bed.emulator.seed_snapshot("edit-src", 1);
+    bed.start_operator(&[]);
+    let created = bed.cluster.apply("edited", json!({"sourceSnapshotName": "edit-src", "targetSnapshotName": "edit-copy"})).await;
+    let done = bed.wait_ready("edited").await;
+    let since = bed.emulator.all_calls().len();
+    let mut changed = done.clone();
+    changed.spec.target_snapshot_name = "edit-copy-2".into();
+    bed.cluster.exports().replace("edited", &Default::default(), &changed).await.expect("no CEL: the edit is admitted");
+    let stalled = bed.wait_stalled("edited", "SpecChanged").await;
+    assert!(condition(&stalled, "Stalled").unwrap().2.contains("create a new SnapshotExport"), "{stalled:?}");
+    bed.cluster.wait_event("edited", "Warning", "SpecChanged").await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(bed.emulator.copy_calls("edit-copy-2").is_empty(), "no second copy for the same object");
+    assert_eq!(calls_after(&bed.emulator, since), Vec::<serde_json::Value>::new(), "no AWS call after the edit");
+    assert_eq!(created.uid(), stalled.uid());
+    assert!(done.status.as_ref().unwrap().spec_hash.is_some(), "the requested spec is recorded");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalid_spec_gets_no_finalizer_and_is_deleted_without_aws() {
+    let mut bed = Bed::without_operator().await;
+    if !bed.cluster.is_testbed() {
+        eprintln!("skipped on a real cluster: it needs a CRD without its rules");
+        return;
+    }
+    install_crd_without_rules(&bed).await;
+    bed.start_operator(&[]);
+    bed.cluster
+        .apply(
+            "invalid-delete",
+            json!({"sourceSnapshotName": "s", "targetSnapshotName": "t", "deletionPolicy": "Delete", "tags": [{"key": "aws:reserved", "value": "x"}]}),
+        )
+        .await;
+    let stalled = bed.wait_stalled("invalid-delete", "InvalidSpec").await;
+    assert!(stalled.finalizers().is_empty(), "no finalizer on an invalid object: {:?}", stalled.finalizers());
+    bed.cluster.delete("invalid-delete").await;
+    wait_gone(&bed, "invalid-delete").await;
+    assert_eq!(bed.emulator.all_calls(), Vec::<serde_json::Value>::new(), "no AWS call for an invalid object, even on deletion");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_sweep_shows_on_the_objects_it_follows() {
+    let mut bed = Bed::with_options(6.0, 1.0, Default::default()).await;
+    bed.start_operator(&[]);
+    bed.emulator.seed_snapshot("swept-src", 1);
+    bed.cluster.apply("swept", json!({"sourceSnapshotName": "swept-src", "targetSnapshotName": "swept-copy"})).await;
+    bed.wait_for("swept", "accepted", 30, |o| o.status.as_ref().is_some_and(|s| s.phase == Some(Phase::Copying))).await;
+    bed.emulator.set_faults(json!({"error_rate": 1.0, "actions": ["DescribeSnapshots"]}));
+    let failing = bed
+        .wait_for("swept", "reporting the failing sweep", 30, |o| {
+            condition(o, "Reconciling").is_some_and(|c| c.0 == "True" && c.2.contains("DescribeSnapshots"))
+        })
+        .await;
+    assert!(failing.status.as_ref().unwrap().last_error.as_ref().is_some_and(|e| e.message.contains("InternalFailure")), "{failing:?}");
+    bed.emulator.set_faults(json!({}));
+    let done = bed.wait_ready("swept").await;
+    assert_eq!(done.status.unwrap().last_error, None);
+    assert_eq!(bed.emulator.copy_calls("swept-copy").len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_about_an_object_with_a_253_character_name_are_published() {
+    let bed = Bed::start().await;
+    let name = format!("{}.{}.{}.{}", "a".repeat(63), "b".repeat(63), "c".repeat(63), "d".repeat(61));
+    assert_eq!(name.len(), 253);
+    bed.emulator.seed_snapshot("long-src", 1);
+    bed.cluster.apply(&name, json!({"sourceSnapshotName": "long-src", "targetSnapshotName": "long-copy"})).await;
+    bed.wait_ready(&name).await;
+    bed.cluster.wait_event(&name, "Normal", "CopyRequested").await;
+    let event = bed.cluster.wait_event(&name, "Normal", "CopyCompleted").await;
+    assert!(event.name_any().len() <= 253, "{}", event.name_any());
+}
