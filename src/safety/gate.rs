@@ -16,6 +16,7 @@ use std::sync::Arc;
 pub const PUBLIC_REASON: &str = "BucketPubliclyAccessible";
 pub const INSPECTION_DENIED_REASON: &str = "BucketInspectionDenied";
 pub const INSPECTION_FAILED_REASON: &str = "BucketInspectionFailed";
+pub const NOT_EVALUATED_REASON: &str = "BucketPolicyNotEvaluated";
 
 /// What the gate says about a request; the reconciler (`crate::export`) turns it into its
 /// decision.
@@ -96,7 +97,10 @@ impl ExportSafety {
                 }
                 decision
             }
-            Gate::Proceed { public_warning } => {
+            Gate::Proceed { public_warning, policy_warning } => {
+                if let Some(note) = policy_warning {
+                    events.publish(obj, &EventNote { warning: true, reason: NOT_EVALUATED_REASON.into(), note }).await;
+                }
                 if let Some(note) = public_warning {
                     events.publish(obj, &EventNote { warning: true, reason: PUBLIC_REASON.into(), note }).await;
                 }
@@ -109,8 +113,9 @@ impl ExportSafety {
 /// What the preflight's report means for the request.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Gate {
-    /// Request the copy; with a `BucketPubliclyAccessible` Warning to publish first.
-    Proceed { public_warning: Option<String> },
+    /// Request the copy; with a `BucketPolicyNotEvaluated` and a `BucketPubliclyAccessible`
+    /// Warning to publish first.
+    Proceed { public_warning: Option<String>, policy_warning: Option<String> },
     /// Do not request it: this decision instead.
     Stop(Verdict),
 }
@@ -132,7 +137,7 @@ pub fn gate(report: &Report, earlier_intent: bool, refuse_public: bool) -> Gate 
             message: format!("{message} The operator runs with --refuse-public-buckets, so it does not export there."),
             clear_intent: !earlier_intent,
         }),
-        public_warning => Gate::Proceed { public_warning },
+        public_warning => Gate::Proceed { public_warning, policy_warning: report.not_evaluated_message() },
     }
 }
 
@@ -219,6 +224,7 @@ pub fn inspection_denied_message(bucket: &str, operation: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::safety::policy_statement;
     use crate::safety::testing::*;
 
     #[test]
@@ -234,16 +240,27 @@ mod tests {
         a.public_access_block = None;
         let public = evaluate(&facts(a));
         let kind = |g: Gate| match g {
-            Gate::Proceed { public_warning: None } => "proceed".to_string(),
-            Gate::Proceed { public_warning: Some(_) } => "proceed+warning".to_string(),
+            Gate::Proceed { public_warning: None, policy_warning: None } => "proceed".to_string(),
+            Gate::Proceed { public_warning: Some(_), policy_warning: None } => "proceed+warning".to_string(),
+            Gate::Proceed { public_warning: None, policy_warning: Some(_) } => "proceed+not-evaluated".to_string(),
+            Gate::Proceed { .. } => "proceed+both".to_string(),
             Gate::Stop(Verdict::Recheck) => "recheck".to_string(),
             Gate::Stop(Verdict::Stalled { reason, clear_intent, .. }) => {
                 format!("stall:{reason}:{}", if clear_intent { "clear" } else { "keep" })
             }
             Gate::Stop(other) => format!("{other:?}"),
         };
+        let mut a = good();
+        a.acl = acl(&[]);
+        let mut allow = policy_statement(B, R);
+        allow["Condition"] = serde_json::json!({"StringEquals": {"aws:SourceAccount": "111122223333"}});
+        a.policy = policy_doc(serde_json::json!([allow, tls_only_deny()]));
+        let unevaluable = evaluate(&facts(a));
         let cases = [
             (&ok, false, false, "proceed"),
+            // a condition the preflight cannot evaluate: CopySnapshot decides, with a Warning
+            (&unevaluable, false, false, "proceed+not-evaluated"),
+            (&unevaluable, false, true, "proceed+not-evaluated"),
             (&ok, true, true, "proceed"),
             (&no_write, false, false, "stall:S3WritePermissionMissing:clear"),
             // an earlier request may be in flight: keep its intent
@@ -258,6 +275,24 @@ mod tests {
         for (report, intent, refuse, want) in cases {
             assert_eq!(kind(gate(report, intent, refuse)), want, "intent {intent} refuse {refuse}: {:?}", report.problem);
         }
+    }
+
+    #[test]
+    fn an_unevaluable_condition_is_a_warning_naming_the_bucket_and_the_condition() {
+        let mut a = good();
+        a.acl = acl(&[]);
+        a.object_ownership = Some("BucketOwnerEnforced".into());
+        let mut deny = tls_only_deny();
+        deny["Condition"] = serde_json::json!({"StringNotEquals": {"aws:SourceVpce": "vpce-1"}});
+        a.policy = policy_doc(serde_json::json!([policy_statement(B, R), deny]));
+        let report = evaluate(&facts(a));
+        assert!(report.problem.is_none(), "{report:#?}");
+        let Gate::Proceed { policy_warning: Some(note), .. } = gate(&report, false, true) else { panic!("{report:#?}") };
+        assert!(note.contains("bucket policy of bkt") && note.contains("StringNotEquals aws:SourceVpce"), "{note}");
+        assert!(note.contains("CopySnapshot decides"), "{note}");
+        let out = crate::safety::check_bucket::render(&report, true);
+        assert!(out.contains("WARN  ElastiCache has READ (List and Read): not evaluated"), "{out}");
+        assert!(out.contains("RESULT: an export to s3://bkt may succeed"), "{out}");
     }
 
     #[test]

@@ -199,6 +199,55 @@ async fn preflight_stops_each_bucket_mistake_before_copy_snapshot() {
     assert!(!warnings(&bed, &bed.cluster.namespace, "acl").await.iter().any(|(r, _)| r == "BucketPubliclyAccessible"));
 }
 
+/// The common TLS-only statement: deny everyone everything over plain HTTP.
+fn tls_only_deny(bucket: &str) -> Value {
+    json!({
+        "Sid": "AllowSSLRequestsOnly", "Effect": "Deny", "Principal": "*", "Action": "s3:*",
+        "Resource": [format!("arn:aws:s3:::{bucket}"), format!("arn:aws:s3:::{bucket}/*")],
+        "Condition": {"Bool": {"aws:SecureTransport": "false"}}
+    })
+}
+
+/// ACLs disabled, ElastiCache granted by the bucket policy, and the TLS-only Deny beside it: the
+/// export goes through (ElastiCache's request uses TLS). A grant that rests on a condition the
+/// preflight cannot evaluate is left to CopySnapshot, with a `BucketPolicyNotEvaluated` Warning.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tls_only_deny_does_not_stop_a_policy_granted_export() {
+    let bed = Bed::start().await;
+    create_bucket(&bed.s3, "ecx-tls-only", REGION, Access::Policy).await;
+    let doc = json!({"Version": "2012-10-17", "Statement": [ecx::safety::policy_statement("ecx-tls-only", REGION), tls_only_deny("ecx-tls-only")]});
+    bed.s3.put_bucket_policy().bucket("ecx-tls-only").policy(doc.to_string()).send().await.unwrap();
+    create_bucket(&bed.s3, "ecx-tls-account", REGION, Access::Policy).await;
+    let mut allow = ecx::safety::policy_statement("ecx-tls-account", REGION);
+    allow["Condition"] = json!({"StringEquals": {"aws:SourceAccount": "123456789012"}});
+    let doc = json!({"Version": "2012-10-17", "Statement": [allow, tls_only_deny("ecx-tls-account")]});
+    bed.s3.put_bucket_policy().bucket("ecx-tls-account").policy(doc.to_string()).send().await.unwrap();
+    bed.emulator.seed_snapshot("tls-src", 1);
+    bed.emulator.seed_snapshot("tls-src-2", 1);
+    bed.cluster.apply("tls", json!({"sourceSnapshotName": "tls-src", "targetSnapshotName": "tls", "targetBucket": "ecx-tls-only"})).await;
+    bed.cluster
+        .apply(
+            "tls-account",
+            json!({"sourceSnapshotName": "tls-src-2", "targetSnapshotName": "tls-account", "targetBucket": "ecx-tls-account"}),
+        )
+        .await;
+
+    let done = bed.wait_ready("tls").await;
+    assert_eq!(done.status.unwrap().exported_objects, ["s3://ecx-tls-only/tls-0001.rdb"]);
+    assert_eq!(bed.emulator.copy_calls("tls").len(), 1, "one CopySnapshot");
+    let events = warnings(&bed, &bed.cluster.namespace, "tls").await;
+    assert!(events.is_empty(), "a decided policy gives no Warning: {events:?}");
+
+    // The emulator's request has no aws:SourceAccount, so CopySnapshot refuses; the preflight
+    // could not know that and did not guess: it warned and let CopySnapshot decide.
+    bed.wait_stalled("tls-account", "S3ReadPermissionMissing").await;
+    assert_eq!(bed.emulator.copy_calls("tls-account").len(), 1, "CopySnapshot decided");
+    let events = warnings(&bed, &bed.cluster.namespace, "tls-account").await;
+    let note = events.iter().find(|(r, _)| r == "BucketPolicyNotEvaluated").map(|(_, n)| n.clone());
+    let note = note.unwrap_or_else(|| panic!("no BucketPolicyNotEvaluated warning: {events:?}"));
+    assert!(note.contains("ecx-tls-account") && note.contains("StringEquals aws:SourceAccount"), "{note}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refuse_public_buckets_stalls_until_the_bucket_is_private() {
     let mut bed = Bed::without_operator().await;
