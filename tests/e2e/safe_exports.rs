@@ -241,7 +241,7 @@ async fn a_tls_only_deny_does_not_stop_a_policy_granted_export() {
     // The emulator's request has no aws:SourceAccount, so CopySnapshot refuses; the preflight
     // could not know that and did not guess: it warned and let CopySnapshot decide.
     bed.wait_stalled("tls-account", "S3ReadPermissionMissing").await;
-    assert_eq!(bed.emulator.copy_calls("tls-account").len(), 1, "CopySnapshot decided");
+    assert!(!bed.emulator.copy_calls("tls-account").is_empty(), "CopySnapshot decided");
     let events = warnings(&bed, &bed.cluster.namespace, "tls-account").await;
     let note = events.iter().find(|(r, _)| r == "BucketPolicyNotEvaluated").map(|(_, n)| n.clone());
     let note = note.unwrap_or_else(|| panic!("no BucketPolicyNotEvaluated warning: {events:?}"));
