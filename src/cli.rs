@@ -89,9 +89,16 @@ pub struct RunArgs {
     /// all, every S3 export is refused.
     #[arg(long, env = "ECX_EXPORT_POLICY_FILE")]
     pub export_policy_file: Option<std::path::PathBuf>,
-    /// Allow an export: NAMESPACE_GLOB=BUCKET_GLOB[,SOURCE_GLOB] (`*` and `?`); repeatable, and
-    /// added to the file's rules. In the environment, separate rules with `;`.
-    #[arg(long = "allow-export", env = "ECX_ALLOW_EXPORT", value_delimiter = ';', value_name = "NAMESPACE_GLOB=BUCKET_GLOB[,SOURCE_GLOB]")]
+    /// Allow an export: NAMESPACE_GLOB=BUCKET_GLOB[,SOURCE_GLOB[,CLUSTER_GLOB]] (`*` and `?`;
+    /// CLUSTER_GLOB matches the source's replication group or cache cluster, `*` as SOURCE_GLOB
+    /// then means any name); repeatable, and added to the file's rules. In the environment,
+    /// separate rules with `;`.
+    #[arg(
+        long = "allow-export",
+        env = "ECX_ALLOW_EXPORT",
+        value_delimiter = ';',
+        value_name = "NAMESPACE_GLOB=BUCKET_GLOB[,SOURCE_GLOB[,CLUSTER_GLOB]]"
+    )]
     pub allow_export: Vec<String>,
     /// Inspect the bucket before each export's CopySnapshot (region, ElastiCache's grants, the
     /// first key, public access). `--preflight=false` for buckets the operator's role cannot

@@ -8,7 +8,7 @@ use super::policy::{ExportRequest, Refusal};
 use super::policy_file::PolicySource;
 use super::report::Report;
 use crate::api::{Phase, SnapshotExport, SnapshotExportSpec, SnapshotExportStatus};
-use crate::aws::{export_object_key, AwsError, CopyFault, S3Problem, INSPECTION_ACTIONS};
+use crate::aws::{export_object_key, AwsError, CopyFault, S3Problem, SourceInspector, INSPECTION_ACTIONS};
 use crate::events::{EventNote, Events};
 use kube::ResourceExt;
 use std::sync::Arc;
@@ -17,6 +17,7 @@ pub const PUBLIC_REASON: &str = "BucketPubliclyAccessible";
 pub const INSPECTION_DENIED_REASON: &str = "BucketInspectionDenied";
 pub const INSPECTION_FAILED_REASON: &str = "BucketInspectionFailed";
 pub const NOT_EVALUATED_REASON: &str = "BucketPolicyNotEvaluated";
+pub const SOURCE_INSPECTION_FAILED_REASON: &str = "SourceInspectionFailed";
 
 /// What the gate says about a request; the reconciler (`crate::export`) turns it into its
 /// decision.
@@ -38,12 +39,15 @@ pub struct ExportSafety {
     pub policy: PolicySource,
     /// `None`: preflight off (`--preflight=false`, or no inspector).
     pub preflight: Option<PreflightConfig>,
+    /// Reads a source's provenance for rules that constrain the source; `None`: such rules
+    /// refuse (fail closed).
+    pub sources: Option<Arc<dyn SourceInspector>>,
 }
 
 impl Default for ExportSafety {
     /// Secure by default: no rule (every S3 export refused), no preflight.
     fn default() -> Self {
-        Self { policy: PolicySource::default(), preflight: None }
+        Self { policy: PolicySource::default(), preflight: None, sources: None }
     }
 }
 
@@ -71,15 +75,21 @@ impl ExportSafety {
     /// The preflight, for a `RequestCopy` decision: the verdict (`Proceed` when the bucket is fine
     /// or preflight is off). A public bucket gets a Warning Event
     /// (or a stall with `--refuse-public-buckets`).
+    ///
+    /// First, for a rule that constrains the source, the source's provenance
+    /// ([`Self::provenance`]), for in-region copies too.
     pub async fn preflight(&self, spec: &SnapshotExportSpec, events: &Events, obj: &SnapshotExport) -> Verdict {
-        let (Some(config), Some(bucket)) = (&self.preflight, &spec.target_bucket) else {
-            return Verdict::Proceed;
-        };
-        let key = export_object_key(&spec.target_snapshot_name, 1);
         // An earlier request whose outcome is unknown (its intent is recorded) may be at work:
         // the key it writes is not a collision (look again: objects written under an intent are
         // adopted), and no failure may clear its intent.
         let earlier_intent = obj.status.as_ref().is_some_and(|s| s.copy_requested_at.is_some());
+        if let Some(stop) = self.provenance(spec, obj, earlier_intent).await {
+            return stop;
+        }
+        let (Some(config), Some(bucket)) = (&self.preflight, &spec.target_bucket) else {
+            return Verdict::Proceed;
+        };
+        let key = export_object_key(&spec.target_snapshot_name, 1);
         let facts = match config.facts(bucket, &key).await {
             Ok(facts) => facts,
             Err(err) => {
@@ -106,6 +116,45 @@ impl ExportSafety {
                 }
                 Verdict::Proceed
             }
+        }
+    }
+}
+
+impl ExportSafety {
+    /// The export policy against the source's provenance, right before CopySnapshot: `None` when
+    /// the policy allows it (or needs no provenance: no AWS call then), else the verdict.
+    async fn provenance(&self, spec: &SnapshotExportSpec, obj: &SnapshotExport, earlier_intent: bool) -> Option<Verdict> {
+        // An unusable policy file is refused by `refusal` already.
+        let policy = self.policy.current().ok()?;
+        let namespace = obj.namespace().unwrap_or_default();
+        let request = ExportRequest { namespace: &namespace, source: &spec.source_snapshot_name, bucket: spec.target_bucket.as_deref() };
+        if !policy.needs_provenance(&request) {
+            return None;
+        }
+        let stalled = |reason: &str, message: String| Verdict::Stalled { reason: reason.into(), message, clear_intent: !earlier_intent };
+        let Some(sources) = &self.sources else {
+            let message = format!("The export policy allows namespace {namespace} to copy source snapshot {} only after checking where it comes from, and this operator cannot read snapshot provenance.", spec.source_snapshot_name);
+            return Some(stalled(Refusal::REASON, message));
+        };
+        match sources.source_facts(&spec.source_snapshot_name).await {
+            // A missing source: CopySnapshot reports it (SourceSnapshotNotFound), nothing is copied.
+            Ok(None) => None,
+            Ok(Some(facts)) => match policy.check_provenance(&request, &facts) {
+                Ok(rule) => {
+                    tracing::debug!(object = %obj.name_any(), namespace = %namespace, rule = ?rule, ?facts, "export policy allows the source's provenance");
+                    None
+                }
+                Err(refusal) => Some(stalled(Refusal::REASON, refusal.message())),
+            },
+            Err(err @ AwsError::Transient { .. }) => Some(Verdict::RetryLater(err)),
+            Err(AwsError::Fault { operation, fault }) => Some(stalled(
+                SOURCE_INSPECTION_FAILED_REASON,
+                format!(
+                    "The operator cannot check where source snapshot {} comes from, which its export policy requires: {operation} failed: {}. Grant its role elasticache:DescribeSnapshots and elasticache:ListTagsForResource.",
+                    spec.source_snapshot_name,
+                    fault.message()
+                ),
+            )),
         }
     }
 }
@@ -146,7 +195,7 @@ pub fn gate(report: &Report, earlier_intent: bool, refuse_public: bool) -> Gate 
 pub struct SafetySettings {
     /// The export policy file, re-read when it changes.
     pub export_policy_file: Option<std::path::PathBuf>,
-    /// `NAMESPACE_GLOB=BUCKET_GLOB[,SOURCE_GLOB]` rules added to the file's.
+    /// `NAMESPACE_GLOB=BUCKET_GLOB[,SOURCE_GLOB[,CLUSTER_GLOB]]` rules added to the file's.
     pub allow_export: Vec<String>,
     /// Inspect the bucket before each export's CopySnapshot.
     pub preflight: bool,
@@ -177,12 +226,13 @@ pub fn export_safety(
     tracing::info!(rules, file = ?policy.file(), preflight = args.preflight, refuse_public_buckets = args.refuse_public_buckets, "export policy");
     let preflight = args.preflight.then(|| {
         PreflightConfig::new(
-            Arc::new(crate::aws::SdkBuckets::new(config, aws.s3_path_style).with_pacer(pacer)),
+            Arc::new(crate::aws::SdkBuckets::new(config, aws.s3_path_style).with_pacer(pacer.clone())),
             region.to_string(),
             args.refuse_public_buckets,
         )
     });
-    Ok(ExportSafety { policy, preflight })
+    let sources: Arc<dyn SourceInspector> = Arc::new(crate::aws::SdkSources::new(config).with_pacer(pacer));
+    Ok(ExportSafety { policy, preflight, sources: Some(sources) })
 }
 
 /// The verdict for a policy refusal.

@@ -25,8 +25,8 @@
 //!
 //! One file per concern:
 //!
-//! - `policy.rs`, `policy_file.rs`, `glob.rs`: the export policy (rules and their matching, the
-//!   file and its reload, the globs);
+//! - `policy.rs`, `policy_file.rs`, `glob.rs`, `provenance.rs`: the export policy (rules and their
+//!   matching, the file and its reload, the globs, the source's provenance);
 //! - `partition.rs`: canonical IDs and service principals per partition;
 //! - `inspect.rs`, `facts.rs`: the bucket inspection (S3 calls), the facts it finds, and the
 //!   preflight's memory of them;
@@ -48,6 +48,7 @@ pub mod policy;
 mod policy_condition;
 mod policy_document;
 pub mod policy_file;
+pub mod provenance;
 mod public;
 pub mod report;
 #[cfg(test)]
