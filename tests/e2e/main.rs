@@ -2,6 +2,7 @@
 //! (the in-memory test bed, or a real cluster with `E2E_KUBECONFIG`). Each asserts what a user
 //! sees: status and conditions, Events, objects in S3, and the AWS calls made.
 
+mod cli;
 mod harness;
 mod rbac;
 mod reliability;
