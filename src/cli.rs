@@ -41,17 +41,17 @@ pub struct RunArgs {
     #[arg(long, env = "ECX_S3_PATH_STYLE", default_value_t = false)]
     pub s3_path_style: bool,
     /// Client-side limit on AWS calls per second (all operations together), so that many new
-    /// objects never burst the ElastiCache API (its limits are per account).
+    /// objects never burst the ElastiCache API (its limits are per account); 0.01 to 1,000,000.
     #[arg(long, env = "ECX_AWS_REQUESTS_PER_SECOND", default_value_t = 10.0)]
     pub aws_requests_per_second: f64,
-    /// Calls allowed at once above that rate after a quiet period.
+    /// Calls allowed at once above that rate after a quiet period; 1 to 100,000.
     #[arg(long, env = "ECX_AWS_BURST", default_value_t = 20)]
     pub aws_burst: u32,
     /// How many objects are reconciled at the same time.
     #[arg(long, env = "ECX_CONCURRENCY", default_value_t = 8)]
     pub concurrency: u16,
     /// First interval (seconds) between looks at a copy or export in flight; it doubles while
-    /// nothing changes.
+    /// nothing changes. Every duration flag takes 0.01 to 604800 seconds (a week).
     #[arg(long, env = "ECX_POLL_MIN_SECONDS", default_value_t = 5.0)]
     pub poll_min_seconds: f64,
     /// Longest interval (seconds) between looks at a copy or export in flight.
@@ -86,7 +86,8 @@ pub struct RunArgs {
     /// Namespace of the Lease (the operator's own namespace).
     #[arg(long, env = "POD_NAMESPACE")]
     pub lease_namespace: Option<String>,
-    /// How long a lease lasts without renewal; a replica that loses it stops within this time.
+    /// How long a lease lasts without renewal; a replica that loses it stops within this time;
+    /// 2 to 3600 seconds.
     #[arg(long, env = "ECX_LEASE_DURATION_SECONDS", default_value_t = 15)]
     pub lease_duration_seconds: u64,
     /// Export policy file (YAML or JSON, e.g. a mounted ConfigMap; re-read when it changes):
@@ -94,9 +95,16 @@ pub struct RunArgs {
     /// all, every S3 export is refused.
     #[arg(long, env = "ECX_EXPORT_POLICY_FILE")]
     pub export_policy_file: Option<std::path::PathBuf>,
-    /// Allow an export: NAMESPACE_GLOB=BUCKET_GLOB[,SOURCE_GLOB] (`*` and `?`); repeatable, and
-    /// added to the file's rules. In the environment, separate rules with `;`.
-    #[arg(long = "allow-export", env = "ECX_ALLOW_EXPORT", value_delimiter = ';', value_name = "NAMESPACE_GLOB=BUCKET_GLOB[,SOURCE_GLOB]")]
+    /// Allow an export: NAMESPACE_GLOB=BUCKET_GLOB[,SOURCE_GLOB[,CLUSTER_GLOB]] (`*` and `?`;
+    /// CLUSTER_GLOB matches the source's replication group or cache cluster, `*` as SOURCE_GLOB
+    /// then means any name); repeatable, and added to the file's rules. In the environment,
+    /// separate rules with `;`.
+    #[arg(
+        long = "allow-export",
+        env = "ECX_ALLOW_EXPORT",
+        value_delimiter = ';',
+        value_name = "NAMESPACE_GLOB=BUCKET_GLOB[,SOURCE_GLOB[,CLUSTER_GLOB]]"
+    )]
     pub allow_export: Vec<String>,
     /// Inspect the bucket before each export's CopySnapshot (region, ElastiCache's grants, the
     /// first key, public access). `--preflight=false` for buckets the operator's role cannot
@@ -137,7 +145,115 @@ pub struct CheckBucketArgs {
 }
 
 impl RunArgs {
+    /// The watched namespaces, trimmed, each once (in the order given): a namespace named twice
+    /// would get two watches and two reconciles of every object in it.
     pub fn namespaces(&self) -> Vec<String> {
-        self.namespaces.iter().map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect()
+        let mut seen = std::collections::HashSet::new();
+        self.namespaces.iter().map(|s| s.trim().to_string()).filter(|s| !s.is_empty() && seen.insert(s.clone())).collect()
+    }
+
+    /// The rate limit and lease flags, checked before anything is sized by them: a rate, burst
+    /// or lease outside a sane range is an error naming the flag, never an overflow later.
+    pub fn check_limits(&self) -> Result<(), String> {
+        within("--aws-requests-per-second", self.aws_requests_per_second, MIN_RATE, MAX_RATE, "calls per second")?;
+        within("--aws-burst", f64::from(self.aws_burst), 1.0, f64::from(MAX_BURST), "calls")?;
+        within("--lease-duration-seconds", self.lease_duration_seconds as f64, 2.0, MAX_LEASE_SECONDS as f64, "seconds")?;
+        if self.concurrency == 0 {
+            return Err("--concurrency must be at least 1".into());
+        }
+        Ok(())
+    }
+}
+
+/// Bounds of the duration flags: below 10 ms the operator would spin; beyond a week a stalled or
+/// followed object would in effect never be looked at again (and sums of such durations
+/// overflow).
+pub const MIN_SECONDS: f64 = 0.01;
+pub const MAX_SECONDS: f64 = 7.0 * 24.0 * 3600.0;
+/// Bounds of `--aws-requests-per-second`.
+pub const MIN_RATE: f64 = 0.01;
+pub const MAX_RATE: f64 = 1_000_000.0;
+/// Largest `--aws-burst`.
+pub const MAX_BURST: u32 = 100_000;
+/// Largest `--lease-duration-seconds` (an hour without a leader is already an outage).
+pub const MAX_LEASE_SECONDS: u64 = 3600;
+
+/// A duration flag as a [`std::time::Duration`], or an error naming the flag.
+pub fn seconds(flag: &str, value: f64) -> Result<std::time::Duration, String> {
+    within(flag, value, MIN_SECONDS, MAX_SECONDS, "seconds")?;
+    Ok(std::time::Duration::from_secs_f64(value))
+}
+
+fn within(flag: &str, value: f64, min: f64, max: f64, unit: &str) -> Result<(), String> {
+    if value.is_finite() && (min..=max).contains(&value) {
+        Ok(())
+    } else {
+        Err(format!("{flag} must be a number of {unit} from {min} to {max}, not {value}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run_args(args: &[&str]) -> RunArgs {
+        let argv = ["elasticache-export-operator", "run"].into_iter().chain(args.iter().copied());
+        match Cli::try_parse_from(argv).expect("parses").command {
+            Command::Run(args) => args,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn duplicate_namespaces_are_merged() {
+        let args = run_args(&["--namespaces", "team-a, team-b,team-a,,team-b ,ops"]);
+        assert_eq!(args.namespaces(), ["team-a", "team-b", "ops"]);
+        assert!(run_args(&[]).namespaces().is_empty(), "none given: all namespaces");
+    }
+
+    #[test]
+    fn durations_are_bounded_and_named() {
+        for (value, ok) in [
+            (0.01, true),
+            (5.0, true),
+            (604800.0, true),
+            (0.0, false),
+            (-1.0, false),
+            (0.001, false),
+            (604801.0, false),
+            (1e30, false),
+            (f64::INFINITY, false),
+            (f64::NAN, false),
+        ] {
+            let got = seconds("--poll-max-seconds", value);
+            assert_eq!(got.is_ok(), ok, "{value}: {got:?}");
+            if let Err(message) = got {
+                assert!(message.starts_with("--poll-max-seconds must be a number of seconds from 0.01 to 604800"), "{message}");
+            }
+        }
+    }
+
+    #[test]
+    fn rates_bursts_and_leases_are_bounded_and_named() {
+        let cases: &[(&[&str], Option<&str>)] = &[
+            (&[], None),
+            (&["--aws-requests-per-second", "2000", "--aws-burst", "100", "--lease-duration-seconds", "15"], None),
+            (&["--aws-requests-per-second", "0"], Some("--aws-requests-per-second")),
+            (&["--aws-requests-per-second=-5"], Some("--aws-requests-per-second")),
+            (&["--aws-requests-per-second", "NaN"], Some("--aws-requests-per-second")),
+            (&["--aws-requests-per-second", "1e300"], Some("--aws-requests-per-second")),
+            (&["--aws-burst", "0"], Some("--aws-burst")),
+            (&["--aws-burst", "4294967295"], Some("--aws-burst")),
+            (&["--lease-duration-seconds", "1"], Some("--lease-duration-seconds")),
+            (&["--lease-duration-seconds", "18446744073709551615"], Some("--lease-duration-seconds")),
+            (&["--concurrency", "0"], Some("--concurrency")),
+        ];
+        for (args, flag) in cases {
+            match (run_args(args).check_limits(), flag) {
+                (Ok(()), None) => {}
+                (Err(message), Some(flag)) => assert!(message.starts_with(&format!("{flag} must be")), "{args:?}: {message}"),
+                (got, _) => panic!("{args:?}: {got:?}"),
+            }
+        }
     }
 }

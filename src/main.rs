@@ -4,7 +4,7 @@
 use clap::Parser;
 use ecx::aws::limit::{Pacer, RateLimit};
 use ecx::aws::{aws_sdk_config, AwsSettings, SdkSnapshots};
-use ecx::cli::{CheckBucketArgs, Cli, Command, LogFormat, RunArgs};
+use ecx::cli::{seconds, CheckBucketArgs, Cli, Command, LogFormat, RunArgs};
 use ecx::controller;
 use ecx::events::Events;
 use ecx::export::{Context, Timing};
@@ -72,8 +72,7 @@ async fn run(args: RunArgs) -> Result<(), String> {
     let result = if args.leader_elect {
         let namespace = args.lease_namespace.clone().ok_or("--leader-elect needs --lease-namespace (or POD_NAMESPACE)")?;
         let identity = format!("{}-{:08x}", instance.unwrap_or_else(|| "elasticache-export-operator".into()), rand::random::<u32>());
-        let config =
-            LeaseConfig { name: args.lease_name.clone(), namespace, identity, duration_seconds: args.lease_duration_seconds.max(2) };
+        let config = LeaseConfig { name: args.lease_name.clone(), namespace, identity, duration_seconds: args.lease_duration_seconds };
         run_as_leader(client, ctx, &args, readiness, config, signal).await
     } else {
         let shutdown = async move {
@@ -87,28 +86,23 @@ async fn run(args: RunArgs) -> Result<(), String> {
     result
 }
 
-/// The requeue timing from the `run` flags.
+/// The requeue timing from the `run` flags (each bounded, see `ecx::cli::seconds`), after the
+/// rate limit and lease flags are checked.
 fn timing(args: &RunArgs) -> Result<Timing, String> {
-    let secs = |name: &str, v: f64| -> Result<std::time::Duration, String> {
-        if v.is_finite() && v > 0.0 {
-            Ok(std::time::Duration::from_secs_f64(v))
-        } else {
-            Err(format!("--{name} must be a positive number of seconds, not {v}"))
-        }
-    };
+    args.check_limits()?;
     let timing = Timing {
-        poll_min: secs("poll-min-seconds", args.poll_min_seconds)?,
-        poll_max: secs("poll-max-seconds", args.poll_max_seconds)?,
-        error_min: secs("error-backoff-min-seconds", args.error_backoff_min_seconds)?,
-        error_max: secs("error-backoff-max-seconds", args.error_backoff_max_seconds)?,
-        stalled_retry: secs("stalled-retry-seconds", args.stalled_retry_seconds)?,
-        export_grace: secs("export-grace-seconds", args.export_grace_seconds)?,
+        poll_min: seconds("--poll-min-seconds", args.poll_min_seconds)?,
+        poll_max: seconds("--poll-max-seconds", args.poll_max_seconds)?,
+        error_min: seconds("--error-backoff-min-seconds", args.error_backoff_min_seconds)?,
+        error_max: seconds("--error-backoff-max-seconds", args.error_backoff_max_seconds)?,
+        stalled_retry: seconds("--stalled-retry-seconds", args.stalled_retry_seconds)?,
+        export_grace: seconds("--export-grace-seconds", args.export_grace_seconds)?,
     };
-    if timing.poll_min > timing.poll_max || timing.error_min > timing.error_max {
-        return Err("each minimum interval must not exceed its maximum".into());
+    if timing.poll_min > timing.poll_max {
+        return Err("--poll-min-seconds must not exceed --poll-max-seconds".into());
     }
-    if args.concurrency == 0 {
-        return Err("--concurrency must be at least 1".into());
+    if timing.error_min > timing.error_max {
+        return Err("--error-backoff-min-seconds must not exceed --error-backoff-max-seconds".into());
     }
     Ok(timing)
 }

@@ -52,7 +52,7 @@ fn good_specs_pass_every_check() {
         with("targetBucket", json!("my-bucket.backups-2026")),
         with("targetBucket", json!("abc")),
         with("targetBucket", json!("1.2.3")),
-        with("tags", tags(49)),
+        with("tags", tags(48)),
         with("tags", json!([{"key": "team", "value": null}, {"key": "k".repeat(128), "value": "v".repeat(256)}])),
         with("kmsKeyId", json!("arn:aws:kms:us-east-1:123456789012:key/abc")),
         with("deletionPolicy", json!("Delete")),

@@ -11,6 +11,14 @@ use serde::{Deserialize, Serialize};
 /// so a copy made before a crash is recognised (and adopted) instead of requested twice.
 pub const OWNER_TAG_KEY: &str = "elasticache-export.io/owner-uid";
 
+/// The tag key the operator adds beside [`OWNER_TAG_KEY`]: the owning object's namespace, so the
+/// export policy can tell whose copy a source snapshot is (docs/safe-exports.md).
+pub const OWNER_NAMESPACE_TAG_KEY: &str = "elasticache-export.io/owner-namespace";
+
+/// Tag keys with this prefix are the operator's own: a spec may not set them, so a tag with it
+/// on a snapshot was written by the operator.
+pub const RESERVED_TAG_PREFIX: &str = "elasticache-export.io/";
+
 /// The finalizer that `deletionPolicy: Delete` puts on an object, so the in-region copy is
 /// deleted before the object goes away.
 pub const FINALIZER: &str = "elasticache-export.io/delete-copy";
@@ -71,11 +79,11 @@ pub struct SnapshotExportSpec {
     #[schemars(length(min = 1, max = 2048))]
     pub kms_key_id: Option<String>,
 
-    /// Tags for the in-region copy, at most 49 (the operator adds its ownership tag, and
+    /// Tags for the in-region copy, at most 48 (the operator adds its two ownership tags, and
     /// ElastiCache allows 50). Keys are unique, 1 to 128 characters, and must not start with
-    /// `aws:`; values are at most 256 characters and may be null.
+    /// `aws:` nor `elasticache-export.io/`; values are at most 256 characters and may be null.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 49))]
+    #[schemars(length(max = 48))]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["key"]))]
     pub tags: Vec<Tag>,
 
@@ -88,11 +96,11 @@ pub struct SnapshotExportSpec {
 /// One tag on the copy.
 #[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq, Eq)]
 pub struct Tag {
-    /// Tag key, 1 to 128 characters; must not start with `aws:` nor be the operator's own
-    /// ownership tag key.
+    /// Tag key, 1 to 128 characters; must not start with `aws:` nor `elasticache-export.io/`
+    /// (the operator's own ownership tags).
     #[schemars(length(min = 1, max = 128))]
     #[x_kube(validation = Rule::new("!self.startsWith('aws:')").message("tag keys must not start with 'aws:': that prefix is reserved by AWS"))]
-    #[x_kube(validation = Rule::new("self != 'elasticache-export.io/owner-uid'").message("the tag key 'elasticache-export.io/owner-uid' is reserved for the operator's ownership tag"))]
+    #[x_kube(validation = Rule::new("!self.startsWith('elasticache-export.io/')").message("tag keys must not start with 'elasticache-export.io/': that prefix is reserved for the operator's ownership tags"))]
     pub key: String,
     /// Tag value, at most 256 characters; may be null.
     #[serde(default)]

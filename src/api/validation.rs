@@ -2,10 +2,11 @@
 //! bounds and CEL, but a cluster may lack CEL (or an object may predate a rule), and a bad spec
 //! must never reach AWS. Each message names the field and says what to do.
 
-use super::{SnapshotExportSpec, OWNER_TAG_KEY};
+use super::{SnapshotExportSpec, RESERVED_TAG_PREFIX};
 
-/// At most this many user tags: ElastiCache allows 50 and the operator adds its ownership tag.
-pub const MAX_TAGS: usize = 49;
+/// At most this many user tags: ElastiCache allows 50 and the operator adds its two ownership
+/// tags.
+pub const MAX_TAGS: usize = 48;
 /// Bounds of ElastiCache snapshot names.
 pub const MAX_SNAPSHOT_NAME: usize = 1000;
 
@@ -29,7 +30,7 @@ pub fn validate_spec(spec: &SnapshotExportSpec) -> Vec<String> {
     }
     if spec.tags.len() > MAX_TAGS {
         problems.push(format!(
-            "tags has {} entries, more than {MAX_TAGS}: ElastiCache allows 50 tags and the operator adds one",
+            "tags has {} entries, more than {MAX_TAGS}: ElastiCache allows 50 tags and the operator adds two",
             spec.tags.len()
         ));
     }
@@ -42,8 +43,11 @@ pub fn validate_spec(spec: &SnapshotExportSpec) -> Vec<String> {
         if tag.key.starts_with("aws:") {
             problems.push(format!("tag key {:?} must not start with 'aws:': that prefix is reserved by AWS", shorten(&tag.key)));
         }
-        if tag.key == OWNER_TAG_KEY {
-            problems.push(format!("the tag key {OWNER_TAG_KEY:?} is reserved for the operator's ownership tag"));
+        if tag.key.starts_with(RESERVED_TAG_PREFIX) {
+            problems.push(format!(
+                "tag key {:?} must not start with {RESERVED_TAG_PREFIX:?}: that prefix is reserved for the operator's ownership tags",
+                shorten(&tag.key)
+            ));
         }
         if let Some(value) = &tag.value {
             let vlen = value.chars().count();

@@ -6,7 +6,10 @@ mod finalize;
 pub mod status;
 pub mod sweep;
 
-use crate::api::{validation::validate_spec, Phase, SnapshotExport, SnapshotExportSpec, SnapshotExportStatus, FINALIZER, OWNER_TAG_KEY};
+use crate::api::{
+    validation::validate_spec, Phase, SnapshotExport, SnapshotExportSpec, SnapshotExportStatus, FINALIZER, OWNER_NAMESPACE_TAG_KEY,
+    OWNER_TAG_KEY,
+};
 use crate::aws::{AwsError, CopyRequest, SnapshotApi};
 use crate::events::Events;
 use crate::metrics::Metrics;
@@ -265,7 +268,7 @@ async fn reconcile_once<A: SnapshotApi>(obj: Arc<SnapshotExport>, ctx: &Arc<Cont
         let intent = status::with_intent(recorded, &obj.spec, generation, &now);
         // The intent must be stored (and accepted under our resourceVersion) before the call.
         current = write_status(&api, &current, intent).await.map_err(kube_err)?;
-        let request = copy_request(&obj.spec, &uid);
+        let request = copy_request(&obj.spec, &uid, &obj.namespace().unwrap_or_default());
         info!(object = %key, source = %request.source, target = %request.target, bucket = ?request.bucket, "calling CopySnapshot");
         let result = ctx.aws.copy_snapshot(&request).await;
         if let Err(err) = &result {
@@ -436,12 +439,14 @@ async fn in_region_observation<A: SnapshotApi>(
     Ok(Observation::InRegion { target, owner_tag })
 }
 
-/// The CopySnapshot request for a spec. In-region copies carry the ownership tag (the owning
-/// object's UID) so that a copy made before a crash is recognised.
-pub fn copy_request(spec: &SnapshotExportSpec, uid: &str) -> CopyRequest {
+/// The CopySnapshot request for a spec. In-region copies carry the ownership tags (the owning
+/// object's UID and namespace) so that a copy made before a crash is recognised, and so that
+/// the export policy can tell whose copy a source is (`crate::safety::provenance`).
+pub fn copy_request(spec: &SnapshotExportSpec, uid: &str, namespace: &str) -> CopyRequest {
     let mut tags: Vec<(String, Option<String>)> = spec.tags.iter().map(|t| (t.key.clone(), t.value.clone())).collect();
     if !spec.is_export() {
         tags.push((OWNER_TAG_KEY.to_string(), Some(uid.to_string())));
+        tags.push((OWNER_NAMESPACE_TAG_KEY.to_string(), Some(namespace.to_string())));
     }
     CopyRequest {
         source: spec.source_snapshot_name.clone(),

@@ -1,8 +1,8 @@
 //! The `check-bucket` command: the preflight from a shell, each check printed as PASS / FAIL /
 //! WARN / SKIP with its exact fix.
 
-use super::evaluate::evaluate;
-use super::gate::{inspection_denied_message, PUBLIC_REASON};
+use super::evaluate::{evaluate, PUBLIC_CHECK};
+use super::gate::{inspection_denied_message, NOT_EVALUATED_REASON, PUBLIC_REASON};
 use super::inspect::inspect;
 use super::partition::{canonical_id, partition, service_principal};
 use super::report::{Outcome, Report};
@@ -63,7 +63,9 @@ pub async fn check_bucket(args: CheckBucket) -> ExitCode {
 pub fn render(report: &Report, refuse_public: bool) -> String {
     let mut out = String::new();
     for check in &report.checks {
-        let outcome = if check.outcome == Outcome::Warn && refuse_public { Outcome::Fail } else { check.outcome };
+        // Only the public-access warning becomes a failure with --refuse-public-buckets.
+        let public = check.name == PUBLIC_CHECK;
+        let outcome = if check.outcome == Outcome::Warn && refuse_public && public { Outcome::Fail } else { check.outcome };
         out.push_str(&format!("{}  {}: {}\n", outcome.label(), check.name, check.detail));
         if outcome != Outcome::Pass {
             if let Some(fix) = &check.fix {
@@ -80,6 +82,10 @@ pub fn render(report: &Report, refuse_public: bool) -> String {
         None if refuse_public && !report.public.is_empty() => {
             out.push_str(&format!("RESULT: an export to s3://{} would be refused: {PUBLIC_REASON}\n", report.bucket))
         }
+        None if !report.not_evaluated.is_empty() => out.push_str(&format!(
+            "RESULT: an export to s3://{} may succeed: the bucket policy has conditions the preflight cannot evaluate, so CopySnapshot decides ({NOT_EVALUATED_REASON})\n",
+            report.bucket
+        )),
         None => out.push_str(&format!("RESULT: an export to s3://{} would succeed\n", report.bucket)),
     }
     out

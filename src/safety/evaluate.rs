@@ -3,7 +3,7 @@
 
 use super::facts::BucketFacts;
 use super::partition::{canonical_id, partition, policy_statement, service_principal};
-use super::policy_document::{policy_allows_all, policy_statements};
+use super::policy_document::{policy_allows_all, policy_statements, PolicyGrant};
 use super::public::public_findings;
 use super::report::{Check, Outcome, Report};
 use crate::aws::{BucketAcl, Grantee, S3Problem};
@@ -55,11 +55,21 @@ impl Permission {
     }
 }
 
+/// The name of the public-access check.
+pub const PUBLIC_CHECK: &str = "bucket is not publicly accessible";
+
 /// Evaluate the facts (pure).
 pub fn evaluate(facts: &BucketFacts) -> Report {
     let bucket = facts.bucket.as_str();
     let region = facts.region.as_str();
-    let mut report = Report { bucket: bucket.into(), region: region.into(), checks: Vec::new(), problem: None, public: Vec::new() };
+    let mut report = Report {
+        bucket: bucket.into(),
+        region: region.into(),
+        checks: Vec::new(),
+        problem: None,
+        public: Vec::new(),
+        not_evaluated: Vec::new(),
+    };
     let create = format!(
         "Create the bucket in {region}: aws s3api create-bucket --bucket {bucket} --region {region}{}",
         if region == "us-east-1" { String::new() } else { format!(" --create-bucket-configuration LocationConstraint={region}") }
@@ -121,7 +131,22 @@ pub fn evaluate(facts: &BucketFacts) -> Report {
             });
         let by_policy = policy_allows_all(&statements, region, bucket, perm.policy_actions(), &key_for_policy);
         let name = names[2 + i].clone();
-        if acl_grant || by_policy {
+        if let (false, PolicyGrant::Undetermined(open)) = (acl_grant, &by_policy) {
+            // Never a refusal on a guess: CopySnapshot decides, and a Warning says why.
+            report.not_evaluated.extend(open.iter().cloned());
+            report.checks.push(Check {
+                name,
+                outcome: Outcome::Warn,
+                detail: format!(
+                    "not evaluated: it rests on bucket policy conditions the preflight cannot evaluate ({}); CopySnapshot decides",
+                    open.join("; ")
+                ),
+                fix: None,
+                short_fix: None,
+            });
+            continue;
+        }
+        if acl_grant || by_policy == PolicyGrant::Granted {
             let how = if acl_grant {
                 format!("bucket ACL grant to ElastiCache's canonical ID {cid}")
             } else {
@@ -181,7 +206,7 @@ pub fn evaluate(facts: &BucketFacts) -> Report {
         None => skip(&mut report, "target key is free".into(), "no target snapshot name given (--target-snapshot-name)"),
     }
     report.public = public_findings(&access, &statements);
-    let public_name = "bucket is not publicly accessible".to_string();
+    let public_name = PUBLIC_CHECK.to_string();
     if report.public.is_empty() {
         report.checks.push(Check {
             name: public_name,
@@ -319,6 +344,65 @@ mod tests {
                     a.acl = acl(&["READ", "WRITE"]);
                     let mut st = policy_statement(B, R);
                     st["Action"] = json!(["s3:GetBucketAcl"]);
+                    a.policy = policy_doc(json!([st]));
+                }),
+                "ok",
+            ),
+            (
+                "TLS-only Deny does not apply to ElastiCache (it uses TLS)",
+                with(&|a| {
+                    a.acl = acl(&[]);
+                    a.object_ownership = Some("BucketOwnerEnforced".into());
+                    a.policy = policy_doc(json!([policy_statement(B, R), tls_only_deny()]));
+                }),
+                "ok",
+            ),
+            (
+                "a Deny without a condition still wins",
+                with(&|a| {
+                    a.acl = acl(&[]);
+                    let mut deny = tls_only_deny();
+                    deny.as_object_mut().unwrap().remove("Condition");
+                    a.policy = policy_doc(json!([policy_statement(B, R), deny]));
+                }),
+                "S3ReadPermissionMissing",
+            ),
+            (
+                "a Deny of plain HTTP's opposite (SecureTransport true) applies",
+                with(&|a| {
+                    a.acl = acl(&[]);
+                    let mut deny = tls_only_deny();
+                    deny["Condition"] = json!({"Bool": {"aws:SecureTransport": ["true"]}});
+                    a.policy = policy_doc(json!([policy_statement(B, R), deny]));
+                }),
+                "S3ReadPermissionMissing",
+            ),
+            (
+                "a Deny with a condition the preflight cannot evaluate is left to CopySnapshot",
+                with(&|a| {
+                    a.acl = acl(&[]);
+                    let mut deny = tls_only_deny();
+                    deny["Condition"] = json!({"StringNotEquals": {"aws:SourceVpce": "vpce-1"}});
+                    a.policy = policy_doc(json!([policy_statement(B, R), deny]));
+                }),
+                "ok",
+            ),
+            (
+                "an Allow whose condition cannot match gives nothing",
+                with(&|a| {
+                    a.acl = acl(&[]);
+                    let mut st = policy_statement(B, R);
+                    st["Condition"] = json!({"Bool": {"aws:SecureTransport": "false"}});
+                    a.policy = policy_doc(json!([st]));
+                }),
+                "S3ReadPermissionMissing",
+            ),
+            (
+                "an Allow with an unevaluable condition is left to CopySnapshot",
+                with(&|a| {
+                    a.acl = acl(&[]);
+                    let mut st = policy_statement(B, R);
+                    st["Condition"] = json!({"StringEquals": {"aws:SourceAccount": "111122223333"}});
                     a.policy = policy_doc(json!([st]));
                 }),
                 "ok",

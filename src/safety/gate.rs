@@ -8,7 +8,7 @@ use super::policy::{ExportRequest, Refusal};
 use super::policy_file::PolicySource;
 use super::report::Report;
 use crate::api::{SnapshotExport, SnapshotExportSpec, SnapshotExportStatus};
-use crate::aws::{export_object_key, AwsError, CopyFault, S3Problem, INSPECTION_ACTIONS};
+use crate::aws::{export_object_key, AwsError, CopyFault, S3Problem, SourceInspector, INSPECTION_ACTIONS};
 use crate::events::{EventNote, Events};
 use kube::ResourceExt;
 use std::sync::Arc;
@@ -16,6 +16,8 @@ use std::sync::Arc;
 pub const PUBLIC_REASON: &str = "BucketPubliclyAccessible";
 pub const INSPECTION_DENIED_REASON: &str = "BucketInspectionDenied";
 pub const INSPECTION_FAILED_REASON: &str = "BucketInspectionFailed";
+pub const NOT_EVALUATED_REASON: &str = "BucketPolicyNotEvaluated";
+pub const SOURCE_INSPECTION_FAILED_REASON: &str = "SourceInspectionFailed";
 
 /// What the gate says about a request; the reconciler (`crate::export`) turns it into its
 /// decision.
@@ -37,12 +39,15 @@ pub struct ExportSafety {
     pub policy: PolicySource,
     /// `None`: preflight off (`--preflight=false`, or no inspector).
     pub preflight: Option<PreflightConfig>,
+    /// Reads a source's provenance for rules that constrain the source; `None`: such rules
+    /// refuse (fail closed).
+    pub sources: Option<Arc<dyn SourceInspector>>,
 }
 
 impl Default for ExportSafety {
     /// Secure by default: no rule (every S3 export refused), no preflight.
     fn default() -> Self {
-        Self { policy: PolicySource::default(), preflight: None }
+        Self { policy: PolicySource::default(), preflight: None, sources: None }
     }
 }
 
@@ -76,15 +81,21 @@ impl ExportSafety {
     /// The preflight, for a `RequestCopy` decision: the verdict (`Proceed` when the bucket is fine
     /// or preflight is off). A public bucket gets a Warning Event
     /// (or a stall with `--refuse-public-buckets`).
+    ///
+    /// First, for a rule that constrains the source, the source's provenance
+    /// ([`Self::provenance`]), for in-region copies too.
     pub async fn preflight(&self, spec: &SnapshotExportSpec, events: &Events, obj: &SnapshotExport) -> Verdict {
-        let (Some(config), Some(bucket)) = (&self.preflight, &spec.target_bucket) else {
-            return Verdict::Proceed;
-        };
-        let key = export_object_key(&spec.target_snapshot_name, "0001");
         // An earlier request whose outcome is unknown (its intent is recorded) may be at work:
         // the key it writes is not a collision (look again: objects written under an intent are
         // adopted), and no failure may clear its intent.
         let earlier_intent = obj.status.as_ref().is_some_and(|s| s.copy_requested_at.is_some());
+        if let Some(stop) = self.provenance(spec, obj, earlier_intent).await {
+            return stop;
+        }
+        let (Some(config), Some(bucket)) = (&self.preflight, &spec.target_bucket) else {
+            return Verdict::Proceed;
+        };
+        let key = export_object_key(&spec.target_snapshot_name, "0001");
         let facts = match config.facts(bucket, &key).await {
             Ok(facts) => facts,
             Err(err) => {
@@ -102,7 +113,10 @@ impl ExportSafety {
                 }
                 decision
             }
-            Gate::Proceed { public_warning } => {
+            Gate::Proceed { public_warning, policy_warning } => {
+                if let Some(note) = policy_warning {
+                    events.publish(obj, &EventNote { warning: true, reason: NOT_EVALUATED_REASON.into(), note }).await;
+                }
                 if let Some(note) = public_warning {
                     events.publish(obj, &EventNote { warning: true, reason: PUBLIC_REASON.into(), note }).await;
                 }
@@ -112,11 +126,51 @@ impl ExportSafety {
     }
 }
 
+impl ExportSafety {
+    /// The export policy against the source's provenance, right before CopySnapshot: `None` when
+    /// the policy allows it (or needs no provenance: no AWS call then), else the verdict.
+    async fn provenance(&self, spec: &SnapshotExportSpec, obj: &SnapshotExport, earlier_intent: bool) -> Option<Verdict> {
+        // An unusable policy file is refused by `refusal` already.
+        let policy = self.policy.current().ok()?;
+        let namespace = obj.namespace().unwrap_or_default();
+        let request = ExportRequest { namespace: &namespace, source: &spec.source_snapshot_name, bucket: spec.target_bucket.as_deref() };
+        if !policy.needs_provenance(&request) {
+            return None;
+        }
+        let stalled = |reason: &str, message: String| Verdict::Stalled { reason: reason.into(), message, clear_intent: !earlier_intent };
+        let Some(sources) = &self.sources else {
+            let message = format!("The export policy allows namespace {namespace} to copy source snapshot {} only after checking where it comes from, and this operator cannot read snapshot provenance.", spec.source_snapshot_name);
+            return Some(stalled(Refusal::REASON, message));
+        };
+        match sources.source_facts(&spec.source_snapshot_name).await {
+            // A missing source: CopySnapshot reports it (SourceSnapshotNotFound), nothing is copied.
+            Ok(None) => None,
+            Ok(Some(facts)) => match policy.check_provenance(&request, &facts) {
+                Ok(rule) => {
+                    tracing::debug!(object = %obj.name_any(), namespace = %namespace, rule = ?rule, ?facts, "export policy allows the source's provenance");
+                    None
+                }
+                Err(refusal) => Some(stalled(Refusal::REASON, refusal.message())),
+            },
+            Err(err @ AwsError::Transient { .. }) => Some(Verdict::RetryLater(err)),
+            Err(AwsError::Fault { operation, fault }) => Some(stalled(
+                SOURCE_INSPECTION_FAILED_REASON,
+                format!(
+                    "The operator cannot check where source snapshot {} comes from, which its export policy requires: {operation} failed: {}. Grant its role elasticache:DescribeSnapshots and elasticache:ListTagsForResource.",
+                    spec.source_snapshot_name,
+                    fault.message()
+                ),
+            )),
+        }
+    }
+}
+
 /// What the preflight's report means for the request.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Gate {
-    /// Request the copy; with a `BucketPubliclyAccessible` Warning to publish first.
-    Proceed { public_warning: Option<String> },
+    /// Request the copy; with a `BucketPolicyNotEvaluated` and a `BucketPubliclyAccessible`
+    /// Warning to publish first.
+    Proceed { public_warning: Option<String>, policy_warning: Option<String> },
     /// Do not request it: this decision instead.
     Stop(Verdict),
 }
@@ -138,7 +192,7 @@ pub fn gate(report: &Report, earlier_intent: bool, refuse_public: bool) -> Gate 
             message: format!("{message} The operator runs with --refuse-public-buckets, so it does not export there."),
             clear_intent: !earlier_intent,
         }),
-        public_warning => Gate::Proceed { public_warning },
+        public_warning => Gate::Proceed { public_warning, policy_warning: report.not_evaluated_message() },
     }
 }
 
@@ -147,7 +201,7 @@ pub fn gate(report: &Report, earlier_intent: bool, refuse_public: bool) -> Gate 
 pub struct SafetySettings {
     /// The export policy file, re-read when it changes.
     pub export_policy_file: Option<std::path::PathBuf>,
-    /// `NAMESPACE_GLOB=BUCKET_GLOB[,SOURCE_GLOB]` rules added to the file's.
+    /// `NAMESPACE_GLOB=BUCKET_GLOB[,SOURCE_GLOB[,CLUSTER_GLOB]]` rules added to the file's.
     pub allow_export: Vec<String>,
     /// Inspect the bucket before each export's CopySnapshot.
     pub preflight: bool,
@@ -178,12 +232,13 @@ pub fn export_safety(
     tracing::info!(rules, file = ?policy.file(), preflight = args.preflight, refuse_public_buckets = args.refuse_public_buckets, "export policy");
     let preflight = args.preflight.then(|| {
         PreflightConfig::new(
-            Arc::new(crate::aws::SdkBuckets::new(config, aws.s3_path_style).with_pacer(pacer)),
+            Arc::new(crate::aws::SdkBuckets::new(config, aws.s3_path_style).with_pacer(pacer.clone())),
             region.to_string(),
             args.refuse_public_buckets,
         )
     });
-    Ok(ExportSafety { policy, preflight })
+    let sources: Arc<dyn SourceInspector> = Arc::new(crate::aws::SdkSources::new(config).with_pacer(pacer));
+    Ok(ExportSafety { policy, preflight, sources: Some(sources) })
 }
 
 /// The verdict for a policy refusal.
@@ -225,12 +280,13 @@ pub fn inspection_denied_message(bucket: &str, operation: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::safety::policy_statement;
     use crate::safety::testing::*;
 
     #[test]
     fn the_policy_is_checked_while_an_intent_is_recorded_and_skipped_only_once_accepted() {
         use crate::api::Phase;
-        let safety = ExportSafety { policy: PolicySource::new(None, vec![]).unwrap(), preflight: None };
+        let safety = ExportSafety { policy: PolicySource::new(None, vec![]).unwrap(), preflight: None, sources: None };
         let mut obj = SnapshotExport::new("x", SnapshotExportSpec::new("src", "dst", Some("bkt")));
         obj.metadata.namespace = Some("team-a".into());
         let at = || Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::now()));
@@ -260,16 +316,27 @@ mod tests {
         a.public_access_block = None;
         let public = evaluate(&facts(a));
         let kind = |g: Gate| match g {
-            Gate::Proceed { public_warning: None } => "proceed".to_string(),
-            Gate::Proceed { public_warning: Some(_) } => "proceed+warning".to_string(),
+            Gate::Proceed { public_warning: None, policy_warning: None } => "proceed".to_string(),
+            Gate::Proceed { public_warning: Some(_), policy_warning: None } => "proceed+warning".to_string(),
+            Gate::Proceed { public_warning: None, policy_warning: Some(_) } => "proceed+not-evaluated".to_string(),
+            Gate::Proceed { .. } => "proceed+both".to_string(),
             Gate::Stop(Verdict::Recheck) => "recheck".to_string(),
             Gate::Stop(Verdict::Stalled { reason, clear_intent, .. }) => {
                 format!("stall:{reason}:{}", if clear_intent { "clear" } else { "keep" })
             }
             Gate::Stop(other) => format!("{other:?}"),
         };
+        let mut a = good();
+        a.acl = acl(&[]);
+        let mut allow = policy_statement(B, R);
+        allow["Condition"] = serde_json::json!({"StringEquals": {"aws:SourceAccount": "111122223333"}});
+        a.policy = policy_doc(serde_json::json!([allow, tls_only_deny()]));
+        let unevaluable = evaluate(&facts(a));
         let cases = [
             (&ok, false, false, "proceed"),
+            // a condition the preflight cannot evaluate: CopySnapshot decides, with a Warning
+            (&unevaluable, false, false, "proceed+not-evaluated"),
+            (&unevaluable, false, true, "proceed+not-evaluated"),
             (&ok, true, true, "proceed"),
             (&no_write, false, false, "stall:S3WritePermissionMissing:clear"),
             // an earlier request may be in flight: keep its intent
@@ -284,6 +351,24 @@ mod tests {
         for (report, intent, refuse, want) in cases {
             assert_eq!(kind(gate(report, intent, refuse)), want, "intent {intent} refuse {refuse}: {:?}", report.problem);
         }
+    }
+
+    #[test]
+    fn an_unevaluable_condition_is_a_warning_naming_the_bucket_and_the_condition() {
+        let mut a = good();
+        a.acl = acl(&[]);
+        a.object_ownership = Some("BucketOwnerEnforced".into());
+        let mut deny = tls_only_deny();
+        deny["Condition"] = serde_json::json!({"StringNotEquals": {"aws:SourceVpce": "vpce-1"}});
+        a.policy = policy_doc(serde_json::json!([policy_statement(B, R), deny]));
+        let report = evaluate(&facts(a));
+        assert!(report.problem.is_none(), "{report:#?}");
+        let Gate::Proceed { policy_warning: Some(note), .. } = gate(&report, false, true) else { panic!("{report:#?}") };
+        assert!(note.contains("bucket policy of bkt") && note.contains("StringNotEquals aws:SourceVpce"), "{note}");
+        assert!(note.contains("CopySnapshot decides"), "{note}");
+        let out = crate::safety::check_bucket::render(&report, true);
+        assert!(out.contains("WARN  ElastiCache has READ (List and Read): not evaluated"), "{out}");
+        assert!(out.contains("RESULT: an export to s3://bkt may succeed"), "{out}");
     }
 
     #[test]

@@ -12,7 +12,9 @@
 //!    `BucketOwnerEnforced`), or a bucket policy `Allow` for the service principal
 //!    `<region>.elasticache-snapshot.amazonaws.com` (READ: s3:ListBucket and
 //!    s3:GetBucketLocation, WRITE: s3:PutObject on the key, READ_ACP: s3:GetBucketAcl; a
-//!    matching `Deny` wins);
+//!    matching `Deny` wins; a `Condition` counts where it can be decided for ElastiCache's TLS
+//!    request, and one that cannot be decided is a `BucketPolicyNotEvaluated` Warning, never a
+//!    refusal);
 //! 4. the first key `<target>-0001.rdb` is free;
 //! 5. the bucket is not publicly accessible: Block Public Access fully on, no ACL grant to
 //!    AllUsers / AuthenticatedUsers, no policy open to everyone. A finding is a Warning Event
@@ -23,12 +25,12 @@
 //!
 //! One file per concern:
 //!
-//! - `policy.rs`, `policy_file.rs`, `glob.rs`: the export policy (rules and their matching, the
-//!   file and its reload, the globs);
+//! - `policy.rs`, `policy_file.rs`, `glob.rs`, `provenance.rs`: the export policy (rules and their
+//!   matching, the file and its reload, the globs, the source's provenance);
 //! - `partition.rs`: canonical IDs and service principals per partition;
 //! - `inspect.rs`, `facts.rs`: the bucket inspection (S3 calls), the facts it finds, and the
 //!   preflight's memory of them;
-//! - `evaluate.rs`, `policy_document.rs`, `public.rs`, `report.rs`: the evaluation (pure:
+//! - `evaluate.rs`, `policy_document.rs`, `policy_condition.rs`, `public.rs`, `report.rs`: the evaluation (pure:
 //!   facts in, checks out);
 //! - `gate.rs`: the gate the reconciler calls, and its construction from [`SafetySettings`];
 //! - `check_bucket.rs`: the `check-bucket` command and its rendering.
@@ -43,8 +45,10 @@ pub mod glob;
 pub mod inspect;
 pub mod partition;
 pub mod policy;
+mod policy_condition;
 mod policy_document;
 pub mod policy_file;
+pub mod provenance;
 mod public;
 pub mod report;
 #[cfg(test)]

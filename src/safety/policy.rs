@@ -11,12 +11,16 @@
 //! rules:
 //!   - namespaces: ["team-a", "team-a-*"]   # globs: `*` any run of characters, `?` one character
 //!     buckets: ["team-a-exports"]          # omitted or empty: no S3 export through this rule
-//!     sources: ["prod-a-*"]                # omitted or empty: any source snapshot
+//!     sources: ["prod-a-*"]                # omitted or empty: any source snapshot name
+//!     sourceClusters: ["team-a-redis"]     # omitted or empty: any replication group / cluster
 //! allowInRegionCopies: true                # default true (see below)
 //! ```
 //!
 //! - An S3 export from namespace N of source S to bucket B is allowed when one rule matches N,
-//!   B and S (a rule without `sources` matches every source).
+//!   B and S (a rule without `sources` matches every source name). A rule that constrains the
+//!   source (`sources` or `sourceClusters`) is also checked against what a copy cannot change,
+//!   right before CopySnapshot (`provenance.rs`): the replication group or cache cluster the
+//!   snapshot belongs to, and the ownership tags the operator writes on its in-region copies.
 //! - An in-region copy follows the same source rules: when some rule for N constrains
 //!   sources, S must be allowed by a rule for N (one without `sources` allows any). A namespace
 //!   no rule names may copy in-region, unless `allowInRegionCopies: false`, which requires a
@@ -38,32 +42,49 @@ pub struct Rule {
     /// Source snapshots these namespaces may copy or export; empty means any.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub sources: Vec<String>,
+    /// Replication groups or cache clusters whose snapshots these namespaces may copy or export
+    /// (DescribeSnapshots' ReplicationGroupId / CacheClusterId, which a copy keeps); empty
+    /// means any.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub source_clusters: Vec<String>,
 }
 
 impl Rule {
-    /// Parse the `--allow-export` form `NAMESPACE_GLOB=BUCKET_GLOB[,SOURCE_GLOB]`.
+    /// Parse the `--allow-export` form `NAMESPACE_GLOB=BUCKET_GLOB[,SOURCE_GLOB[,CLUSTER_GLOB]]`
+    /// (`*` as SOURCE_GLOB: any name, constrained by cluster only).
     pub fn parse_flag(text: &str) -> Result<Rule, String> {
-        let usage =
-            || format!("--allow-export {text:?}: expected NAMESPACE_GLOB=BUCKET_GLOB[,SOURCE_GLOB], e.g. team-a-*=team-a-exports,prod-*");
+        let usage = || {
+            format!("--allow-export {text:?}: expected NAMESPACE_GLOB=BUCKET_GLOB[,SOURCE_GLOB[,CLUSTER_GLOB]], e.g. team-a-*=team-a-exports,prod-*,team-a-redis")
+        };
         let (namespace, rest) = text.trim().split_once('=').ok_or_else(usage)?;
         let mut parts = rest.split(',').map(str::trim);
         let bucket = parts.next().unwrap_or_default();
         let source = parts.next();
-        if namespace.trim().is_empty() || bucket.is_empty() || parts.next().is_some() || source == Some("") {
+        let cluster = parts.next();
+        if namespace.trim().is_empty() || bucket.is_empty() || parts.next().is_some() || source == Some("") || cluster == Some("") {
             return Err(usage());
         }
+        let source = source.filter(|s| !(*s == "*" && cluster.is_some()));
         Ok(Rule {
             namespaces: vec![namespace.trim().to_string()],
             buckets: vec![bucket.to_string()],
             sources: source.map(|s| vec![s.to_string()]).unwrap_or_default(),
+            source_clusters: cluster.map(|c| vec![c.to_string()]).unwrap_or_default(),
         })
     }
 
-    fn matches_namespace(&self, namespace: &str) -> bool {
+    pub(super) fn matches_namespace(&self, namespace: &str) -> bool {
         any_glob(&self.namespaces, namespace)
     }
 
-    fn matches_source(&self, source: &str) -> bool {
+    /// Whether the rule constrains the source (by name or by cluster): then a copy's provenance
+    /// is checked too.
+    pub(super) fn constrains_source(&self) -> bool {
+        // `sources: ["*"]` allows any name: no constraint.
+        (!self.sources.is_empty() && !self.sources.iter().any(|s| s == "*")) || !self.source_clusters.is_empty()
+    }
+
+    pub(super) fn matches_source(&self, source: &str) -> bool {
         self.sources.is_empty() || any_glob(&self.sources, source)
     }
 
@@ -77,14 +98,19 @@ impl Rule {
         if !self.sources.is_empty() {
             parts.push(format!("sources: [{}]", list(&self.sources)));
         }
+        if !self.source_clusters.is_empty() {
+            parts.push(format!("sourceClusters: [{}]", list(&self.source_clusters)));
+        }
         format!("{{{}}}", parts.join(", "))
     }
 
     /// The rule as `--allow-export` flag values (one per namespace × bucket × source).
     fn as_flag(&self) -> Option<String> {
-        match (self.namespaces.as_slice(), self.buckets.as_slice(), self.sources.as_slice()) {
-            ([ns], [b], []) => Some(format!("--allow-export {ns}={b}")),
-            ([ns], [b], [s]) => Some(format!("--allow-export {ns}={b},{s}")),
+        match (self.namespaces.as_slice(), self.buckets.as_slice(), self.sources.as_slice(), self.source_clusters.as_slice()) {
+            ([ns], [b], [], []) => Some(format!("--allow-export {ns}={b}")),
+            ([ns], [b], [s], []) => Some(format!("--allow-export {ns}={b},{s}")),
+            ([ns], [b], [], [c]) => Some(format!("--allow-export {ns}={b},*,{c}")),
+            ([ns], [b], [s], [c]) => Some(format!("--allow-export {ns}={b},{s},{c}")),
             _ => None,
         }
     }
@@ -151,7 +177,7 @@ impl Refusal {
     pub fn message(&self) -> String {
         let heal = "The export is retried, so changing the policy heals it without editing this object.";
         let Some(rule) = &self.rule_to_add else {
-            return format!("{} Fix the policy file. {heal}", self.why);
+            return format!("{} {heal}", self.why);
         };
         let flag = rule.as_flag().map(|f| format!(" (or run the operator with {f})")).unwrap_or_default();
         format!("{} Add a rule to the operator's export policy: {}{flag}. {heal}", self.why, rule.to_flow_yaml())
@@ -178,7 +204,7 @@ impl ExportPolicy {
             if rule.namespaces.is_empty() {
                 return Err(format!("rules[{i}]: namespaces must list at least one namespace glob"));
             }
-            for glob in rule.namespaces.iter().chain(&rule.buckets).chain(&rule.sources) {
+            for glob in rule.namespaces.iter().chain(&rule.buckets).chain(&rule.sources).chain(&rule.source_clusters) {
                 if glob.trim().is_empty() {
                     return Err(format!("rules[{i}]: an empty pattern matches nothing; remove it"));
                 }
@@ -225,7 +251,12 @@ impl ExportPolicy {
                 };
                 Err(Refusal {
                     why,
-                    rule_to_add: Some(Rule { namespaces: vec![req.namespace.to_string()], buckets: vec![bucket.to_string()], sources }),
+                    rule_to_add: Some(Rule {
+                        namespaces: vec![req.namespace.to_string()],
+                        buckets: vec![bucket.to_string()],
+                        sources,
+                        source_clusters: vec![],
+                    }),
                 })
             }
             None => {
@@ -238,7 +269,12 @@ impl ExportPolicy {
                                 "The export policy does not allow in-region copies from namespace {} (allowInRegionCopies is false and no rule names this namespace).",
                                 req.namespace
                             ),
-                            rule_to_add: Some(Rule { namespaces: vec![req.namespace.to_string()], buckets: vec![], sources: vec![req.source.to_string()] }),
+                            rule_to_add: Some(Rule {
+                                namespaces: vec![req.namespace.to_string()],
+                                buckets: vec![],
+                                sources: vec![req.source.to_string()],
+                                source_clusters: vec![],
+                            }),
                         })
                     };
                 }
@@ -256,6 +292,7 @@ impl ExportPolicy {
                         namespaces: vec![req.namespace.to_string()],
                         buckets: vec![],
                         sources: vec![req.source.to_string()],
+                        source_clusters: vec![],
                     }),
                 })
             }
@@ -268,14 +305,14 @@ impl ExportPolicy {
     }
 }
 
-fn pattern_list<'a>(patterns: impl Iterator<Item = &'a String>) -> String {
+pub(super) fn pattern_list<'a>(patterns: impl Iterator<Item = &'a String>) -> String {
     let mut all: Vec<&str> = patterns.map(String::as_str).collect();
     all.sort_unstable();
     all.dedup();
     all.join(", ")
 }
 
-fn any_glob(patterns: &[String], text: &str) -> bool {
+pub(super) fn any_glob(patterns: &[String], text: &str) -> bool {
     patterns.iter().any(|p| glob_match(p, text))
 }
 
@@ -285,7 +322,7 @@ pub(crate) mod tests {
 
     pub(crate) fn rule(ns: &[&str], buckets: &[&str], sources: &[&str]) -> Rule {
         let v = |x: &[&str]| x.iter().map(|s| s.to_string()).collect();
-        Rule { namespaces: v(ns), buckets: v(buckets), sources: v(sources) }
+        Rule { namespaces: v(ns), buckets: v(buckets), sources: v(sources), source_clusters: vec![] }
     }
 
     /// The namespace × bucket × source × rule table.
@@ -353,7 +390,13 @@ pub(crate) mod tests {
     fn flags_parse() {
         assert_eq!(Rule::parse_flag("team-a-*=team-a-exports").unwrap(), rule(&["team-a-*"], &["team-a-exports"], &[]));
         assert_eq!(Rule::parse_flag(" *=*,prod-* ").unwrap(), rule(&["*"], &["*"], &["prod-*"]));
-        for bad in ["", "team-a", "=b", "a=", "a=b,", "a=b,c,d"] {
+        let mut by_cluster = rule(&["a"], &["b"], &[]);
+        by_cluster.source_clusters = vec!["team-a-redis".into()];
+        assert_eq!(Rule::parse_flag("a=b,*,team-a-redis").unwrap(), by_cluster, "`*` as the name: by cluster only");
+        by_cluster.sources = vec!["prod-*".into()];
+        assert_eq!(Rule::parse_flag("a=b,prod-*,team-a-redis").unwrap(), by_cluster);
+        assert_eq!(by_cluster.as_flag().unwrap(), "--allow-export a=b,prod-*,team-a-redis");
+        for bad in ["", "team-a", "=b", "a=", "a=b,", "a=b,c,", "a=b,c,d,e"] {
             assert!(Rule::parse_flag(bad).is_err(), "{bad:?}");
         }
     }

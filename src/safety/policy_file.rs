@@ -69,9 +69,10 @@ impl PolicySource {
     pub fn check(&self, req: &ExportRequest<'_>) -> Result<Option<usize>, Refusal> {
         match self.current() {
             Ok(policy) => policy.check(req),
-            Err(problem) => {
-                Err(Refusal { why: format!("The operator refuses every copy and export because {problem}."), rule_to_add: None })
-            }
+            Err(problem) => Err(Refusal {
+                why: format!("The operator refuses every copy and export because {problem}. Fix the policy file."),
+                rule_to_add: None,
+            }),
         }
     }
 }

@@ -44,6 +44,9 @@ pub struct Report {
     pub problem: Option<S3Problem>,
     /// Why the bucket is (or may become) publicly accessible; empty when it is not.
     pub public: Vec<String>,
+    /// Bucket policy conditions the preflight could not evaluate, where a permission rests on
+    /// them (left to CopySnapshot); empty when every permission was decided.
+    pub not_evaluated: Vec<String>,
 }
 
 impl Report {
@@ -63,6 +66,21 @@ impl Report {
         let fault = CopyFault::S3(problem.clone());
         let fix = self.short_fix().map(|f| format!(" {f}")).unwrap_or_default();
         Some(format!("{} {}{fix} (Found by the operator's preflight, before any CopySnapshot call.)", fault.message(), fault.solution()))
+    }
+
+    /// The message for a permission the preflight could not decide (a Warning, not a refusal).
+    pub fn not_evaluated_message(&self) -> Option<String> {
+        if self.not_evaluated.is_empty() || self.problem.is_some() {
+            return None;
+        }
+        let mut open = self.not_evaluated.clone();
+        open.dedup();
+        Some(format!(
+            "The operator's preflight cannot tell whether the bucket policy of {} lets ElastiCache export: it rests on conditions the preflight cannot evaluate ({}). The export goes ahead and CopySnapshot decides; if it fails, check those conditions against ElastiCache's request (service principal {}.elasticache-snapshot.amazonaws.com, over TLS).",
+            self.bucket,
+            open.join("; "),
+            self.region
+        ))
     }
 
     /// The message for a public bucket.

@@ -34,3 +34,15 @@ pub fn policy_doc(statements: Value) -> Option<String> {
 pub fn reason(r: &Report) -> &str {
     r.problem.as_ref().map(S3Problem::reason).unwrap_or("ok")
 }
+
+/// The common TLS-only statement: deny everyone everything over plain HTTP.
+pub fn tls_only_deny() -> Value {
+    json!({
+        "Sid": "AllowSSLRequestsOnly",
+        "Effect": "Deny",
+        "Principal": "*",
+        "Action": "s3:*",
+        "Resource": [format!("arn:aws:s3:::{B}"), format!("arn:aws:s3:::{B}/*")],
+        "Condition": {"Bool": {"aws:SecureTransport": "false"}}
+    })
+}

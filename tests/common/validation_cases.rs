@@ -49,6 +49,7 @@ pub fn invalid_cases() -> Vec<(&'static str, Value, Refused)> {
             json!({"sourceSnapshotName": "a", "targetSnapshotName": "b", "targetBucket": "good-bucket", "kmsKeyId": "alias/k"}),
             Refused::Cel("kmsKeyId cannot be used with targetBucket"),
         ),
+        ("49 tags: the operator adds two", with("tags", tags(49)), Refused::Bound("tags")),
         ("50 tags", with("tags", tags(50)), Refused::Bound("tags")),
         ("60 tags", with("tags", tags(60)), Refused::Bound("tags")),
         ("129-character tag key", with("tags", json!([{"key": "k".repeat(129), "value": "v"}])), Refused::Bound("tags.key")),
@@ -59,6 +60,11 @@ pub fn invalid_cases() -> Vec<(&'static str, Value, Refused)> {
         (
             "reserved ownership tag key",
             with("tags", json!([{"key": "elasticache-export.io/owner-uid", "value": "x"}])),
+            Refused::Cel("reserved"),
+        ),
+        (
+            "reserved ownership namespace tag key (a forged owner)",
+            with("tags", json!([{"key": "elasticache-export.io/owner-namespace", "value": "team-b"}])),
             Refused::Cel("reserved"),
         ),
         ("empty kms key", with("kmsKeyId", json!("")), Refused::Bound("kmsKeyId")),

@@ -3,6 +3,7 @@
 //! sees: status and conditions, Events, objects in S3, and the AWS calls made.
 
 mod adoption;
+mod cli;
 mod exactly_once;
 mod harness;
 mod rbac;

@@ -213,6 +213,55 @@ async fn preflight_stops_each_bucket_mistake_before_copy_snapshot() {
     assert!(!warnings(&bed, &bed.cluster.namespace, "acl").await.iter().any(|(r, _)| r == "BucketPubliclyAccessible"));
 }
 
+/// The common TLS-only statement: deny everyone everything over plain HTTP.
+fn tls_only_deny(bucket: &str) -> Value {
+    json!({
+        "Sid": "AllowSSLRequestsOnly", "Effect": "Deny", "Principal": "*", "Action": "s3:*",
+        "Resource": [format!("arn:aws:s3:::{bucket}"), format!("arn:aws:s3:::{bucket}/*")],
+        "Condition": {"Bool": {"aws:SecureTransport": "false"}}
+    })
+}
+
+/// ACLs disabled, ElastiCache granted by the bucket policy, and the TLS-only Deny beside it: the
+/// export goes through (ElastiCache's request uses TLS). A grant that rests on a condition the
+/// preflight cannot evaluate is left to CopySnapshot, with a `BucketPolicyNotEvaluated` Warning.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tls_only_deny_does_not_stop_a_policy_granted_export() {
+    let bed = Bed::start().await;
+    create_bucket(&bed.s3, "ecx-tls-only", REGION, Access::Policy).await;
+    let doc = json!({"Version": "2012-10-17", "Statement": [ecx::safety::policy_statement("ecx-tls-only", REGION), tls_only_deny("ecx-tls-only")]});
+    bed.s3.put_bucket_policy().bucket("ecx-tls-only").policy(doc.to_string()).send().await.unwrap();
+    create_bucket(&bed.s3, "ecx-tls-account", REGION, Access::Policy).await;
+    let mut allow = ecx::safety::policy_statement("ecx-tls-account", REGION);
+    allow["Condition"] = json!({"StringEquals": {"aws:SourceAccount": "123456789012"}});
+    let doc = json!({"Version": "2012-10-17", "Statement": [allow, tls_only_deny("ecx-tls-account")]});
+    bed.s3.put_bucket_policy().bucket("ecx-tls-account").policy(doc.to_string()).send().await.unwrap();
+    bed.emulator.seed_snapshot("tls-src", 1);
+    bed.emulator.seed_snapshot("tls-src-2", 1);
+    bed.cluster.apply("tls", json!({"sourceSnapshotName": "tls-src", "targetSnapshotName": "tls", "targetBucket": "ecx-tls-only"})).await;
+    bed.cluster
+        .apply(
+            "tls-account",
+            json!({"sourceSnapshotName": "tls-src-2", "targetSnapshotName": "tls-account", "targetBucket": "ecx-tls-account"}),
+        )
+        .await;
+
+    let done = bed.wait_ready("tls").await;
+    assert_eq!(done.status.unwrap().exported_objects, ["s3://ecx-tls-only/tls-0001.rdb"]);
+    assert_eq!(bed.emulator.copy_calls("tls").len(), 1, "one CopySnapshot");
+    let events = warnings(&bed, &bed.cluster.namespace, "tls").await;
+    assert!(events.is_empty(), "a decided policy gives no Warning: {events:?}");
+
+    // The emulator's request has no aws:SourceAccount, so CopySnapshot refuses; the preflight
+    // could not know that and did not guess: it warned and let CopySnapshot decide.
+    bed.wait_stalled("tls-account", "S3ReadPermissionMissing").await;
+    assert!(!bed.emulator.copy_calls("tls-account").is_empty(), "CopySnapshot decided");
+    let events = warnings(&bed, &bed.cluster.namespace, "tls-account").await;
+    let note = events.iter().find(|(r, _)| r == "BucketPolicyNotEvaluated").map(|(_, n)| n.clone());
+    let note = note.unwrap_or_else(|| panic!("no BucketPolicyNotEvaluated warning: {events:?}"));
+    assert!(note.contains("ecx-tls-account") && note.contains("StringEquals aws:SourceAccount"), "{note}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refuse_public_buckets_stalls_until_the_bucket_is_private() {
     let mut bed = Bed::without_operator().await;
@@ -475,4 +524,70 @@ async fn check_bucket_prints_each_check_with_its_fix_and_exits_zero_only_when_an
     // Usage errors exit 2.
     let (code, out) = check_bucket(&emulator, &["--region", REGION]);
     assert_eq!(code, 2, "{out}");
+}
+
+/// The laundering attempt (docs/safe-exports.md): a namespace no rule names copies team A's
+/// automatic snapshot in-region under a name team B's source rule allows, and team B exports
+/// the copy. The copy keeps team A's replication group and carries the copying namespace's
+/// ownership tag, so both the name rule and the cluster rule refuse it, with no CopySnapshot for
+/// the export; team B's own snapshot and team C's cluster still export.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_in_region_copy_cannot_launder_a_snapshot_past_the_source_rules() {
+    let mut bed = Bed::without_operator().await;
+    let base = bed.cluster.namespace.clone();
+    let (b, c, z) = (format!("{base}-team-b"), format!("{base}-team-c"), format!("{base}-team-z"));
+    for ns in [&b, &c, &z] {
+        create_namespace(&bed.cluster.client, ns).await;
+    }
+    for bucket in ["ecx-launder-b", "ecx-launder-c"] {
+        create_bucket(&bed.s3, bucket, REGION, Access::FULL_ACL).await;
+    }
+    let policy_file = bed.dir.path().join("export-policy.yaml");
+    std::fs::write(
+        &policy_file,
+        format!(
+            "rules:\n  - namespaces: [\"{b}\"]\n    buckets: [ecx-launder-b]\n    sources: [\"team-b-*\", \"automatic.team-b-redis-*\"]\n  - namespaces: [\"{c}\"]\n    buckets: [ecx-launder-c]\n    sourceClusters: [team-c-redis]\n"
+        ),
+    )
+    .unwrap();
+    let watched = [base.as_str(), &b, &c, &z].join(",");
+    bed.start_operator_with_policy(&["--namespaces", &watched, "--export-policy-file", policy_file.to_str().unwrap()]);
+    let seed = |name: &str, group: &str| {
+        let body = json!({"name": name, "node_groups": 1, "region": REGION, "replication_group_id": group, "snapshot_source": "automated"});
+        bed.emulator.ctl("POST", "/snapshots", Some(body));
+    };
+    seed("automatic.team-a-redis-2026-11-22", "team-a-redis");
+    seed("automatic.team-b-redis-2026-11-22", "team-b-redis");
+    seed("automatic.team-c-redis-2026-11-22", "team-c-redis");
+
+    // team-z (no rule) may copy in-region: both copies are made, tagged with team-z.
+    for (name, target) in [("copy-for-b", "team-b-laundered"), ("copy-for-c", "team-c-laundered")] {
+        apply_in(&bed, &z, name, json!({"sourceSnapshotName": "automatic.team-a-redis-2026-11-22", "targetSnapshotName": target})).await;
+        wait_in(&bed, &z, name, "Ready", |o| is_true(o, "Ready")).await;
+    }
+    let exports = [
+        (&b, "launder-b", "team-b-laundered", "ecx-launder-b"),
+        (&c, "launder-c", "team-c-laundered", "ecx-launder-c"),
+        (&b, "own-b", "automatic.team-b-redis-2026-11-22", "ecx-launder-b"),
+        (&c, "own-c", "automatic.team-c-redis-2026-11-22", "ecx-launder-c"),
+    ];
+    for (ns, name, source, bucket) in exports {
+        apply_in(&bed, ns, name, json!({"sourceSnapshotName": source, "targetSnapshotName": format!("x-{name}"), "targetBucket": bucket}))
+            .await;
+    }
+    let refused = wait_in(&bed, &b, "launder-b", "refused", stalled_with("ExportNotAllowed")).await;
+    let message = condition(&refused, "Stalled").unwrap().2;
+    assert!(message.contains(&format!("made by a SnapshotExport in namespace {z}")), "{message}");
+    let refused = wait_in(&bed, &c, "launder-c", "refused", stalled_with("ExportNotAllowed")).await;
+    let message = condition(&refused, "Stalled").unwrap().2;
+    assert!(message.contains("belongs to replication group team-a-redis"), "{message}");
+    for (ns, name) in [(&b, "own-b"), (&c, "own-c")] {
+        let done = wait_in(&bed, ns, name, "Ready", |o| is_true(o, "Ready")).await;
+        assert_eq!(done.status.unwrap().exported_objects.len(), 1, "{name}");
+    }
+    for name in ["launder-b", "launder-c"] {
+        assert!(bed.emulator.copy_calls(&format!("x-{name}")).is_empty(), "{name}: no CopySnapshot for the laundering export");
+        let events = warnings(&bed, if name == "launder-b" { &b } else { &c }, name).await;
+        assert!(events.iter().any(|(r, _)| r == "ExportNotAllowed"), "{name}: {events:?}");
+    }
 }

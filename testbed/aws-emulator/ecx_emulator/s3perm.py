@@ -119,10 +119,45 @@ def _policy_statements(bucket: Any) -> list[dict[str, Any]]:
     return [s for s in _as_list(doc.get("Statement")) if isinstance(s, dict)]
 
 
+# The request context of ElastiCache's export requests, as far as the emulator models it: they
+# are made over TLS; any other condition key is absent.
+ELASTICACHE_REQUEST_CONTEXT = {"aws:securetransport": "true"}
+
+
+def _condition_holds(condition: Any) -> bool:
+    """IAM's Condition logic against ELASTICACHE_REQUEST_CONTEXT: operators and keys ANDed,
+    values ORed; an absent key fails a positive operator and satisfies a negated one, an
+    ``...IfExists`` one, and ``Null: true``."""
+    if not condition:
+        return True
+    if not isinstance(condition, dict):
+        return False
+    for operator, keys in condition.items():
+        if not isinstance(keys, dict):
+            return False
+        op = str(operator).split(":")[-1]
+        for key, values in keys.items():
+            wanted = [str(v).lower() for v in _as_list(values)]
+            present = ELASTICACHE_REQUEST_CONTEXT.get(str(key).lower())
+            if op == "Null":
+                holds = ("true" if present is None else "false") in wanted
+            elif present is None:
+                holds = op.endswith("IfExists") or "Not" in op
+            elif op.removesuffix("IfExists") in ("Bool", "StringEquals", "StringEqualsIgnoreCase"):
+                holds = present in wanted
+            elif op.removesuffix("IfExists") in ("StringNotEquals", "StringNotEqualsIgnoreCase"):
+                holds = present not in wanted
+            else:
+                holds = False
+            if not holds:
+                return False
+    return True
+
+
 def policy_allows(bucket: Any, region: str, action: str, object_key: str) -> bool:
     """Whether the bucket policy lets the ElastiCache snapshot service principal
-    of ``region`` perform ``action``.  Conditions are ignored; an explicit Deny
-    that matches wins."""
+    of ``region`` perform ``action``.  A statement counts when its Condition holds
+    for ElastiCache's request (over TLS); an explicit Deny that matches wins."""
     service = service_principal_for(region)
     part = partition_of(region)
     bucket_arn = f"arn:{part}:s3:::{bucket.name}"
@@ -134,6 +169,8 @@ def policy_allows(bucket: Any, region: str, action: str, object_key: str) -> boo
         if not _action_matches(_as_list(st.get("Action")), action):
             continue
         if not _resource_matches(_as_list(st.get("Resource")), arn):
+            continue
+        if not _condition_holds(st.get("Condition")):
             continue
         effect = str(st.get("Effect", "")).lower()
         if effect == "deny":

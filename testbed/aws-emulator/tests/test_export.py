@@ -272,6 +272,31 @@ def test_policy_s3_star_and_explicit_deny(emulator: Any, ec: Any, s3: Any, src: 
     assert export_error(ec, "star", target="b")[1] == MSG_WRITE.format(b="star")
 
 
+def test_policy_conditions_on_elasticaches_tls_request(emulator: Any, ec: Any, s3: Any, src: dict) -> None:
+    """ElastiCache's request is made over TLS: the TLS-only Deny does not apply to it, a Deny of
+    TLS requests does, and an Allow on a key its request lacks grants nothing."""
+    make_bucket(emulator, "tls", grants=())
+    doc = json.loads(_policy("tls", "us-east-1", ["s3:*"]))
+    tls_only = {
+        "Effect": "Deny",
+        "Principal": "*",
+        "Action": "s3:*",
+        "Resource": ["arn:aws:s3:::tls", "arn:aws:s3:::tls/*"],
+        "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+    }
+    doc["Statement"].append(tls_only)
+    s3.put_bucket_policy(Bucket="tls", Policy=json.dumps(doc))
+    assert ec.copy_snapshot(SourceSnapshotName="src", TargetSnapshotName="a", TargetBucket="tls")
+    wait_for(lambda: ec.describe_snapshots(SnapshotName="src")["Snapshots"][0]["SnapshotStatus"] == "available")
+    tls_only["Condition"] = {"Bool": {"aws:SecureTransport": ["true"]}}
+    s3.put_bucket_policy(Bucket="tls", Policy=json.dumps(doc))
+    assert export_error(ec, "tls", target="b")[1] == MSG_READ.format(b="tls")
+    doc = json.loads(_policy("tls", "us-east-1", ["s3:*"]))
+    doc["Statement"][0]["Condition"] = {"StringEquals": {"aws:SourceVpce": "vpce-1"}}
+    s3.put_bucket_policy(Bucket="tls", Policy=json.dumps(doc))
+    assert export_error(ec, "tls", target="c")[1] == MSG_READ.format(b="tls")
+
+
 def test_export_in_other_region_uses_that_regions_principal(emulator: Any) -> None:
     emulator.seed("eu-src", region="eu-west-1", node_groups=1, cache_cluster_id="eu-cache")
     s3 = make_bucket(emulator, "eu-exports", grants=(), region="eu-west-1")

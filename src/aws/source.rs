@@ -1,0 +1,94 @@
+//! Where a source snapshot comes from, as the export policy checks it ([`SourceInspector`]): the
+//! replication group or cache cluster it belongs to (a copy keeps them) and the ownership tags
+//! the operator writes on its in-region copies. The SDK implementation is [`SdkSources`].
+
+use super::limit::Pacer;
+use super::sdk::classify;
+use super::{AwsError, CopyFault};
+use crate::api::{OWNER_NAMESPACE_TAG_KEY, OWNER_TAG_KEY};
+use futures::future::BoxFuture;
+use futures::FutureExt;
+
+/// What a copy cannot change about a snapshot, and who (of ours) made it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SourceFacts {
+    /// DescribeSnapshots' ReplicationGroupId.
+    pub replication_group: Option<String>,
+    /// DescribeSnapshots' CacheClusterId.
+    pub cache_cluster: Option<String>,
+    /// The operator's ownership tag: the UID of the object whose in-region copy this is.
+    pub owner_uid: Option<String>,
+    /// The namespace of that object (the tag the operator writes beside the UID).
+    pub owner_namespace: Option<String>,
+}
+
+/// Reads a source snapshot's provenance.
+pub trait SourceInspector: Send + Sync {
+    /// `None` when the snapshot does not exist (CopySnapshot then reports it).
+    fn source_facts<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Option<SourceFacts>, AwsError>>;
+}
+
+/// An ElastiCache client for the provenance check, paced like every other call.
+#[derive(Clone)]
+pub struct SdkSources {
+    elasticache: aws_sdk_elasticache::Client,
+    pacer: Pacer,
+}
+
+impl SdkSources {
+    pub fn new(config: &aws_config::SdkConfig) -> Self {
+        Self { elasticache: aws_sdk_elasticache::Client::new(config), pacer: Pacer::default() }
+    }
+
+    pub fn with_pacer(mut self, pacer: Pacer) -> Self {
+        self.pacer = pacer;
+        self
+    }
+}
+
+impl SourceInspector for SdkSources {
+    /// DescribeSnapshots, then ListTagsForResource unless ElastiCache made the snapshot itself
+    /// (`SnapshotSource: automated`: never a copy, so it carries no ownership tag of ours).
+    fn source_facts<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Option<SourceFacts>, AwsError>> {
+        async move {
+            let described = self
+                .pacer
+                .call("DescribeSnapshots", async {
+                    self.elasticache.describe_snapshots().snapshot_name(name).send().await.map_err(|e| classify("DescribeSnapshots", e))
+                })
+                .await;
+            let out = match described {
+                Ok(out) => out,
+                Err(AwsError::Fault { fault: CopyFault::SnapshotNotFound { .. }, .. }) => return Ok(None),
+                Err(other) => return Err(other),
+            };
+            // ElastiCache stores snapshot names in lowercase.
+            let Some(snap) = out.snapshots().iter().find(|s| s.snapshot_name().is_some_and(|n| n.eq_ignore_ascii_case(name))) else {
+                return Ok(None);
+            };
+            let mut facts = SourceFacts {
+                replication_group: snap.replication_group_id().map(str::to_string),
+                cache_cluster: snap.cache_cluster_id().map(str::to_string),
+                ..Default::default()
+            };
+            if let (Some(arn), false) = (snap.arn(), snap.snapshot_source() == Some("automated")) {
+                let tags = self
+                    .pacer
+                    .call("ListTagsForResource", async {
+                        self.elasticache
+                            .list_tags_for_resource()
+                            .resource_name(arn)
+                            .send()
+                            .await
+                            .map_err(|e| classify("ListTagsForResource", e))
+                    })
+                    .await?;
+                let tag = |key: &str| tags.tag_list().iter().find(|t| t.key() == Some(key)).and_then(|t| t.value().map(str::to_string));
+                facts.owner_uid = tag(OWNER_TAG_KEY);
+                facts.owner_namespace = tag(OWNER_NAMESPACE_TAG_KEY);
+            }
+            Ok(Some(facts))
+        }
+        .boxed()
+    }
+}
