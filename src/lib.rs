@@ -12,4 +12,5 @@ pub mod metrics;
 pub mod policy;
 pub mod preflight;
 pub mod reconcile;
+pub mod schedule;
 pub mod telemetry;

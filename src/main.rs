@@ -14,8 +14,8 @@ use tracing::{error, info};
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Crd => {
-            print!("{}", ecx::api::crd_yaml());
+        Command::Crd { kind } => {
+            print!("{}", kind.yaml());
             ExitCode::SUCCESS
         }
         Command::CheckBucket(args) => {
