@@ -58,6 +58,21 @@ impl Events {
     }
 }
 
+impl Events {
+    /// Publish an Event about any object (a `SnapshotExportSchedule`, say) through the same
+    /// recorder; Warnings are counted by reason like the others.
+    pub async fn publish_about(&self, regarding: &ObjectReference, warning: bool, reason: &str, action: &str, note: &str) {
+        if let (true, Some(metrics)) = (warning, &self.metrics) {
+            metrics.warning_events.get_or_create(&crate::metrics::ReasonLabels { reason: reason.into() }).inc();
+        }
+        let event = EventFacts { warning, reason, action, note: &truncate(note, 1024) };
+        if let Err(err) = self.recorder.publish(&event, regarding).await {
+            let object = format!("{}/{}", regarding.namespace.clone().unwrap_or_default(), regarding.name.clone().unwrap_or_default());
+            warn!(%object, %reason, error = %err, "could not publish an Event");
+        }
+    }
+}
+
 /// What an Event says, before it is addressed to an object.
 pub struct EventFacts<'a> {
     pub warning: bool,

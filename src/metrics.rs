@@ -32,8 +32,27 @@ pub struct PhaseLabels {
     pub phase: String,
 }
 
+/// One schedule.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ScheduleLabels {
+    pub namespace: String,
+    pub schedule: String,
+}
+
+/// One schedule's runs by outcome: `Started`, `Succeeded`, `Failed`, or a skip reason.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ScheduleOutcomeLabels {
+    pub namespace: String,
+    pub schedule: String,
+    pub outcome: String,
+}
+
 pub struct Metrics {
     registry: Registry,
+    /// When each schedule's last successful run completed (Unix seconds).
+    pub schedule_last_success: Family<ScheduleLabels, Gauge>,
+    /// Scheduled times by outcome.
+    pub schedule_runs: Family<ScheduleOutcomeLabels, Counter>,
     pub reconciles: Family<ResultLabels, Counter>,
     pub reconcile_seconds: Histogram,
     pub aws_calls: Family<CallLabels, Counter>,
@@ -56,7 +75,29 @@ impl Default for Metrics {
         registry.register("warning_events", "Warning Events published, by reason", warning_events.clone());
         let exports = Family::<PhaseLabels, Gauge>::default();
         registry.register("exports", "SnapshotExports watched, by phase", exports.clone());
-        Self { registry, reconciles, reconcile_seconds, aws_calls, warning_events, exports, stores: Mutex::new(Vec::new()) }
+        let schedule_last_success = Family::<ScheduleLabels, Gauge>::default();
+        registry.register(
+            "schedule_last_success_timestamp_seconds",
+            "When each SnapshotExportSchedule's last successful run completed (Unix seconds)",
+            schedule_last_success.clone(),
+        );
+        let schedule_runs = Family::<ScheduleOutcomeLabels, Counter>::default();
+        registry.register(
+            "schedule_runs",
+            "SnapshotExportSchedule runs by outcome (Started, Succeeded, Failed, or the skip reason)",
+            schedule_runs.clone(),
+        );
+        Self {
+            registry,
+            schedule_last_success,
+            schedule_runs,
+            reconciles,
+            reconcile_seconds,
+            aws_calls,
+            warning_events,
+            exports,
+            stores: Mutex::new(Vec::new()),
+        }
     }
 }
 

@@ -13,6 +13,8 @@ pub use bucket::{AclGrant, BucketAcl, BucketInspector, Grantee, PublicAccessBloc
 pub use bucket_sdk::SdkBuckets;
 pub use errors::{AwsError, CopyFault, S3Problem};
 pub use sdk::{aws_sdk_config, SdkSnapshots};
+// Schedules (src/schedule/aws.rs) make their own calls on the same clients.
+pub(crate) use sdk::classify;
 
 /// A snapshot's status. ElastiCache documents `creating | available | restoring | copying |
 /// deleting`; anything else (an export shows `exporting`) is read as in progress, and `failed`

@@ -2,11 +2,16 @@
 //! decisions (when, which snapshot, which name, what to delete) are pure and table-tested; the
 //! controller around them observes, decides and acts.
 
+pub mod aws;
 pub mod choose;
+pub mod clock;
+pub mod controller;
 pub mod cron;
 pub mod names;
 pub mod plan;
+pub mod reconcile;
 pub mod retention;
+pub mod status;
 pub mod timetable;
 
 #[cfg(test)]

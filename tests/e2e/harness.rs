@@ -274,13 +274,14 @@ impl Cluster {
         let crds: Api<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> =
             Api::all(client.clone());
         crds.create(&PostParams::default(), &ecx::api::generated_crd()).await.expect("install the CRD");
+        crds.create(&PostParams::default(), &ecx::api::generated_schedule_crd()).await.expect("install the schedule CRD");
         let namespace = "e2e".to_string();
         create_namespace(&client, &namespace).await;
         Cluster { client, kubeconfig, namespace, testbed: Some(testbed), real: false }
     }
 
     async fn real(kubeconfig: PathBuf) -> Cluster {
-        let crd = repo().join("config/crd/elasticache-export.io_snapshotexports.yaml");
+        let crd = repo().join("config/crd/");
         let status = Command::new("kubectl").env("KUBECONFIG", &kubeconfig).args(["apply", "-f"]).arg(&crd).status().expect("run kubectl");
         assert!(status.success(), "kubectl apply of the CRD failed");
         let client = client_for(&kubeconfig).await;
@@ -439,6 +440,11 @@ pub struct Operator {
 impl Operator {
     /// Start the operator binary; `args` follow `run --namespaces <ns> --s3-path-style`.
     pub fn start(cluster: &Cluster, emulator: &Emulator, dir: &Path, n: usize, args: &[&str]) -> Operator {
+        Self::start_env(cluster, emulator, dir, n, args, &[])
+    }
+
+    /// As [`Operator::start`], with extra environment (e.g. the schedules' test clock).
+    pub fn start_env(cluster: &Cluster, emulator: &Emulator, dir: &Path, n: usize, args: &[&str], env: &[(&str, String)]) -> Operator {
         let log = dir.join(format!("operator-{n}.log"));
         let file = std::fs::File::create(&log).unwrap();
         let mut cmd = Command::new(operator_binary());
@@ -452,6 +458,9 @@ impl Operator {
             .stdout(Stdio::null())
             .stderr(file);
         for (k, v) in emulator.aws_env() {
+            cmd.env(k, v);
+        }
+        for (k, v) in env {
             cmd.env(k, v);
         }
         Operator { child: cmd.spawn().expect("start the operator"), log }
@@ -526,6 +535,13 @@ impl Bed {
         let n = self.operators.len();
         let args: Vec<&str> = TEST_TIMING.iter().chain(extra).copied().collect();
         self.operators.push(Operator::start(&self.cluster, &self.emulator, self.dir.path(), n, &args));
+    }
+
+    /// As [`Bed::start_operator`], with extra environment for the operator.
+    pub fn start_operator_env(&mut self, extra: &[&str], env: &[(&str, String)]) {
+        let n = self.operators.len();
+        let args: Vec<&str> = TEST_TIMING.iter().chain(TEST_POLICY).chain(extra).copied().collect();
+        self.operators.push(Operator::start_env(&self.cluster, &self.emulator, self.dir.path(), n, &args, env));
     }
 
     pub fn start_operator(&mut self, extra: &[&str]) {
