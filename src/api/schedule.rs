@@ -243,6 +243,8 @@ pub struct PendingSnapshot {
     pub run_name: String,
     /// The intermediate snapshot's deterministic name.
     pub snapshot_name: String,
+    /// The run's target snapshot name.
+    pub target_snapshot_name: String,
     /// The scheduled time of the run.
     pub scheduled_time: Time,
 }

@@ -108,6 +108,24 @@ pub fn target_name(template: Option<&str>, schedule: &str, cache: &str, schedule
     Ok(name)
 }
 
+/// The target name of one run: [`target_name`], and for a run-now a suffix from the
+/// annotation's value, so that it never collides with a scheduled run (or another run-now) of
+/// the same minute: the template has minute resolution, and S3 keys are never overwritten.
+pub fn run_target_name(
+    template: Option<&str>,
+    schedule: &str,
+    cache: &str,
+    scheduled: Timestamp,
+    zone: &TimeZone,
+    run_now: Option<&str>,
+) -> Result<String, String> {
+    let name = target_name(template, schedule, cache, scheduled, zone)?;
+    let Some(value) = run_now else { return Ok(name) };
+    let name = format!("{name}-now-{:08x}", stable_hash(&[value]) as u32);
+    check_snapshot_name(&name).map_err(|why| format!("the run-now target name {name:?} {why}; shorten targetSnapshotNameTemplate"))?;
+    Ok(name)
+}
+
 /// ElastiCache's rule for snapshot names, the strictest of its APIs: starts with a letter; only
 /// ASCII letters, digits and hyphens; no two hyphens in a row; no trailing hyphen; at most 255.
 pub fn check_snapshot_name(name: &str) -> Result<(), String> {
@@ -201,6 +219,19 @@ mod tests {
                 Err(part) => assert!(got.as_ref().is_err_and(|e| e.contains(part)), "{template:?}: {got:?}"),
             }
         }
+    }
+
+    #[test]
+    fn run_now_targets_never_collide_with_runs_of_the_same_minute() {
+        let utc = TimeZone::UTC;
+        let t = ts("2026-11-29T03:00:20Z");
+        let scheduled = run_target_name(None, "nightly", "c", ts("2026-11-29T03:00:00Z"), &utc, None).unwrap();
+        let first = run_target_name(None, "nightly", "c", t, &utc, Some("1")).unwrap();
+        let second = run_target_name(None, "nightly", "c", t, &utc, Some("2")).unwrap();
+        assert_eq!(scheduled, "nightly-20261129-0300");
+        assert!(first != scheduled && second != scheduled && first != second, "{first} {second}");
+        assert_eq!(first, run_target_name(None, "nightly", "c", t, &utc, Some("1")).unwrap(), "stable per value");
+        assert!(check_snapshot_name(&first).is_ok());
     }
 
     #[test]

@@ -175,9 +175,9 @@ async fn start_run(
     run_now: Option<String>,
 ) -> Result<(bool, String, String), ScheduleError> {
     let name = obj.name_any();
-    let target =
-        names::target_name(obj.spec.template.target_snapshot_name_template.as_deref(), &name, cache.id(), scheduled, timetable.zone())
-            .map_err(|e| AwsError::Fault { operation: "template", fault: crate::aws::CopyFault::InvalidParameterValue { message: e } })?;
+    let template = obj.spec.template.target_snapshot_name_template.as_deref();
+    let target = names::run_target_name(template, &name, cache.id(), scheduled, timetable.zone(), run_now.as_deref())
+        .map_err(|e| AwsError::Fault { operation: "template", fault: crate::aws::CopyFault::InvalidParameterValue { message: e } })?;
     match obj.spec.source.mode {
         SourceMode::LatestAutomatic => {
             let snaps = ctx.looks.automatic_snapshots(&ctx.aws, cache, scheduled).await?;
@@ -219,6 +219,7 @@ async fn start_run(
             let pending = PendingSnapshot {
                 run_name: run_name.into(),
                 snapshot_name: names::intermediate_snapshot_name(&obj.uid().unwrap_or_default(), run_name),
+                target_snapshot_name: target.clone(),
                 scheduled_time: Time(scheduled),
             };
             // The intent first: after a crash the run is finished from it, never started twice.
@@ -254,16 +255,7 @@ async fn finish_pending(
     pending: &PendingSnapshot,
 ) -> Result<(), ScheduleError> {
     let uid = obj.uid().unwrap_or_default();
-    let timetable = Timetable::new(&obj.spec.schedule, obj.spec.zone_name())
-        .map_err(|m| AwsError::Fault { operation: "schedule", fault: crate::aws::CopyFault::InvalidParameterValue { message: m } })?;
-    let target = names::target_name(
-        obj.spec.template.target_snapshot_name_template.as_deref(),
-        &obj.name_any(),
-        cache.id(),
-        pending.scheduled_time.0,
-        timetable.zone(),
-    )
-    .map_err(|e| AwsError::Fault { operation: "template", fault: crate::aws::CopyFault::InvalidParameterValue { message: e } })?;
+    let target = &pending.target_snapshot_name;
     // A run that exists already was started after its snapshot was: nothing left to do.
     if exports.get_opt(&pending.run_name).await?.is_none() {
         match ctx.aws.describe_snapshot(&pending.snapshot_name).await? {
@@ -289,16 +281,8 @@ async fn finish_pending(
                 }
             }
         }
-        create_run(
-            exports,
-            obj,
-            &pending.run_name,
-            pending.scheduled_time.0,
-            &pending.snapshot_name,
-            &target,
-            Some(&pending.snapshot_name),
-        )
-        .await?;
+        create_run(exports, obj, &pending.run_name, pending.scheduled_time.0, &pending.snapshot_name, target, Some(&pending.snapshot_name))
+            .await?;
     }
     Ok(())
 }
