@@ -32,17 +32,18 @@ pub struct PhaseLabels {
     pub phase: String,
 }
 
-/// One schedule.
+/// One schedule. `schedule_namespace`, not `namespace`: Prometheus sets `namespace` to the
+/// operator's own when it scrapes.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ScheduleLabels {
-    pub namespace: String,
+    pub schedule_namespace: String,
     pub schedule: String,
 }
 
 /// One schedule's runs by outcome: `Started`, `Succeeded`, `Failed`, or a skip reason.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ScheduleOutcomeLabels {
-    pub namespace: String,
+    pub schedule_namespace: String,
     pub schedule: String,
     pub outcome: String,
 }
@@ -53,6 +54,8 @@ pub struct Metrics {
     pub schedule_last_success: Family<ScheduleLabels, Gauge>,
     /// Scheduled times by outcome.
     pub schedule_runs: Family<ScheduleOutcomeLabels, Counter>,
+    /// Seconds between a schedule's next two scheduled times (alerts compare staleness to it).
+    pub schedule_interval: Family<ScheduleLabels, Gauge>,
     pub reconciles: Family<ResultLabels, Counter>,
     pub reconcile_seconds: Histogram,
     pub aws_calls: Family<CallLabels, Counter>,
@@ -87,10 +90,17 @@ impl Default for Metrics {
             "SnapshotExportSchedule runs by outcome (Started, Succeeded, Failed, or the skip reason)",
             schedule_runs.clone(),
         );
+        let schedule_interval = Family::<ScheduleLabels, Gauge>::default();
+        registry.register(
+            "schedule_interval_seconds",
+            "Seconds between a SnapshotExportSchedule's next two scheduled times",
+            schedule_interval.clone(),
+        );
         Self {
             registry,
             schedule_last_success,
             schedule_runs,
+            schedule_interval,
             reconciles,
             reconcile_seconds,
             aws_calls,

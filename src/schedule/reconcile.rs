@@ -138,9 +138,12 @@ pub async fn reconcile(obj: Arc<SnapshotExportSchedule>, ctx: Arc<ScheduleContex
     cleanup_intermediates(&ctx, &obj, &exports, &runs).await?;
     prune(&ctx, &obj, &exports, &runs).await?;
     let status = compose(status, &runs, stall.clone(), decision.next, obj.metadata.generation, now);
+    let labels = ScheduleLabels { schedule_namespace: ns.clone(), schedule: name.clone() };
     if let Some(t) = &status.last_successful_time {
-        let labels = ScheduleLabels { namespace: ns.clone(), schedule: name.clone() };
         ctx.metrics.schedule_last_success.get_or_create(&labels).set(t.0.as_second());
+    }
+    if let Some(after) = decision.next.and_then(|n| timetable.next_after(n).map(|a| a.duration_since(n).as_secs())) {
+        ctx.metrics.schedule_interval.get_or_create(&labels).set(after);
     }
     count_finished(&ctx, &ns, &name, &old, &status, &runs);
     write_status(&ctx, &mut obj, status).await?;
@@ -465,7 +468,7 @@ fn count_finished(
 
 fn count(ctx: &ScheduleContext, ns: &str, name: &str, outcome: &str) {
     let outcome = if outcome == "RunStarted" { "Started" } else { outcome };
-    let labels = ScheduleOutcomeLabels { namespace: ns.into(), schedule: name.into(), outcome: outcome.into() };
+    let labels = ScheduleOutcomeLabels { schedule_namespace: ns.into(), schedule: name.into(), outcome: outcome.into() };
     ctx.metrics.schedule_runs.get_or_create(&labels).inc();
 }
 

@@ -156,9 +156,14 @@ async fn a_week_of_nightly_runs_exports_each_new_backup_once_and_keeps_the_last_
     let ready = status.conditions.iter().find(|c| c.type_ == "Ready").unwrap();
     assert_eq!((ready.status.as_str(), ready.reason.as_str()), ("True", "LastRunSucceeded"));
     let metrics = bed.metrics();
-    assert!(metrics.contains(r#"ecx_schedule_runs_total{namespace="e2e",schedule="nightly",outcome="NoNewSnapshot"} 1"#), "{metrics}");
-    assert!(metrics.contains(r#"ecx_schedule_runs_total{namespace="e2e",schedule="nightly",outcome="Started"} 6"#), "{metrics}");
+    assert!(
+        metrics.contains(r#"ecx_schedule_runs_total{schedule_namespace="e2e",schedule="nightly",outcome="NoNewSnapshot"} 1"#),
+        "{metrics}"
+    );
+    assert!(metrics.contains(r#"ecx_schedule_runs_total{schedule_namespace="e2e",schedule="nightly",outcome="Started"} 6"#), "{metrics}");
     assert!(metrics.contains("ecx_schedule_last_success_timestamp_seconds{"), "{metrics}");
+    // The alert compares staleness to the interval: a day.
+    assert!(metrics.contains(r#"ecx_schedule_interval_seconds{schedule_namespace="e2e",schedule="nightly"} 86400"#), "{metrics}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
