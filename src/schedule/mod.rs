@@ -4,6 +4,7 @@
 
 pub mod aws;
 pub mod choose;
+mod cleanup;
 pub mod clock;
 pub mod controller;
 pub mod cron;
@@ -11,6 +12,7 @@ pub mod names;
 pub mod plan;
 pub mod reconcile;
 pub mod retention;
+mod runs;
 pub mod status;
 pub mod timetable;
 

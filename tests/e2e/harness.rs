@@ -281,8 +281,16 @@ impl Cluster {
     }
 
     async fn real(kubeconfig: PathBuf) -> Cluster {
-        let crd = repo().join("config/crd/");
-        let status = Command::new("kubectl").env("KUBECONFIG", &kubeconfig).args(["apply", "-f"]).arg(&crd).status().expect("run kubectl");
+        let crd = repo().join("config/crd/elasticache-export.io_snapshotexports.yaml");
+        let schedule_crd = repo().join("config/crd/elasticache-export.io_snapshotexportschedules.yaml");
+        let status = Command::new("kubectl")
+            .env("KUBECONFIG", &kubeconfig)
+            .args(["apply", "-f"])
+            .arg(&crd)
+            .arg("-f")
+            .arg(&schedule_crd)
+            .status()
+            .expect("run kubectl");
         assert!(status.success(), "kubectl apply of the CRD failed");
         let client = client_for(&kubeconfig).await;
         let namespace = format!("ecx-e2e-{}", rand::random::<u32>());
