@@ -7,7 +7,7 @@ use super::aws::{CacheRef, SharedLooks};
 use super::clock::Clock;
 use super::plan::{plan, Facts, Plan};
 use super::retention::RunState;
-use super::status::{compose, RunView};
+use super::status::{compose, just_finished};
 use super::timetable::Timetable;
 use super::{cleanup, runs};
 use crate::api::schedule::*;
@@ -143,7 +143,16 @@ pub async fn reconcile(obj: Arc<SnapshotExportSchedule>, ctx: Arc<ScheduleContex
     if let Some(after) = decision.next.and_then(|n| timetable.next_after(n).map(|a| a.duration_since(n).as_secs())) {
         ctx.metrics.schedule_interval.get_or_create(&labels).set(after);
     }
-    count_finished(&ctx, &ns, &name, &old, &status, &runs);
+    if let Some(run) = just_finished(&old, &status, &runs) {
+        match (&run.facts.state, &run.failure) {
+            (RunState::Failed, failure) => {
+                count(&ctx, &ns, &name, "Failed");
+                let (why, detail) = failure.clone().unwrap_or_default();
+                warning(&ctx, &obj, "RunFailed", &format!("The run {} failed ({why}): {detail}", run.facts.name)).await;
+            }
+            _ => count(&ctx, &ns, &name, "Succeeded"),
+        }
+    }
     write_status(&ctx, &mut obj, status).await?;
     if stall.is_some() {
         return Ok(Action::requeue(ctx.safety_requeue));
@@ -157,30 +166,6 @@ pub(super) fn record_handled(status: &mut SnapshotExportScheduleStatus, schedule
     match run_now {
         Some(value) => status.last_run_now = Some(value),
         None => status.last_schedule_time = Some(Time(scheduled)),
-    }
-}
-
-/// Count runs that finished since the last status (by the phase recorded for the last run).
-fn count_finished(
-    ctx: &ScheduleContext,
-    ns: &str,
-    name: &str,
-    old: &SnapshotExportScheduleStatus,
-    new: &SnapshotExportScheduleStatus,
-    runs: &[RunView],
-) {
-    let phase = |s: &SnapshotExportScheduleStatus| s.last_run.as_ref().and_then(|l| l.phase.clone());
-    let same_run = old.last_run.as_ref().and_then(|l| l.name.clone()) == new.last_run.as_ref().and_then(|l| l.name.clone());
-    if same_run && phase(old) == phase(new) {
-        return;
-    }
-    let Some(run) = new.last_run.as_ref().and_then(|l| l.name.as_ref()).and_then(|n| runs.iter().find(|r| &r.facts.name == n)) else {
-        return;
-    };
-    match run.facts.state {
-        RunState::Succeeded => count(ctx, ns, name, "Succeeded"),
-        RunState::Failed => count(ctx, ns, name, "Failed"),
-        RunState::InFlight => {}
     }
 }
 

@@ -119,27 +119,28 @@ pub(super) async fn finish_pending(
     let target = &pending.target_snapshot_name;
     // A run that exists already was started after its snapshot was: nothing left to do.
     if exports.get_opt(&pending.run_name).await?.is_none() {
-        match ctx.aws.describe_snapshot(&pending.snapshot_name).await? {
-            None => {
-                sched_aws::create_snapshot(&ctx.aws, &pending.snapshot_name, cache, &uid).await?;
-            }
-            Some(info) => {
-                let tag = match &info.arn {
-                    Some(arn) => sched_aws::schedule_tag(&ctx.aws, arn).await?,
-                    None => None,
-                };
-                if tag.as_deref() != Some(uid.as_str()) {
-                    return Err(AwsError::Fault {
-                        operation: "CreateSnapshot",
-                        fault: crate::aws::CopyFault::SnapshotAlreadyExists {
-                            message: format!(
-                                "a snapshot named {} exists and does not carry this schedule's {SCHEDULE_TAG_KEY} tag; it is not used",
-                                pending.snapshot_name
-                            ),
-                        },
-                    }
-                    .into());
+        let existing = match ctx.aws.describe_snapshot(&pending.snapshot_name).await? {
+            // Not there: take it. AlreadyExists means it appeared meanwhile: look at it again.
+            None if sched_aws::create_snapshot(&ctx.aws, &pending.snapshot_name, cache, &uid).await? => None,
+            None => ctx.aws.describe_snapshot(&pending.snapshot_name).await?,
+            Some(info) => Some(info),
+        };
+        if let Some(info) = existing {
+            let tag = match &info.arn {
+                Some(arn) => sched_aws::schedule_tag(&ctx.aws, arn).await?,
+                None => None,
+            };
+            if tag.as_deref() != Some(uid.as_str()) {
+                return Err(AwsError::Fault {
+                    operation: "CreateSnapshot",
+                    fault: crate::aws::CopyFault::SnapshotAlreadyExists {
+                        message: format!(
+                            "a snapshot named {} exists and does not carry this schedule's {SCHEDULE_TAG_KEY} tag; it is not used",
+                            pending.snapshot_name
+                        ),
+                    },
                 }
+                .into());
             }
         }
         create_run(exports, obj, &pending.run_name, pending.scheduled_time.0, &pending.snapshot_name, target, Some(&pending.snapshot_name))

@@ -73,6 +73,21 @@ pub fn compose(
     status
 }
 
+/// The last run, when it finished (succeeded or failed) since `old` was written: counted, and a
+/// failure is a Warning, once.
+pub fn just_finished<'a>(
+    old: &SnapshotExportScheduleStatus,
+    new: &SnapshotExportScheduleStatus,
+    runs: &'a [RunView],
+) -> Option<&'a RunView> {
+    let last = |s: &SnapshotExportScheduleStatus| s.last_run.as_ref().map(|l| (l.name.clone(), l.phase.clone()));
+    if last(old) == last(new) {
+        return None;
+    }
+    let name = new.last_run.as_ref()?.name.as_ref()?;
+    runs.iter().find(|r| &r.facts.name == name && r.facts.state != RunState::InFlight)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -145,6 +160,19 @@ mod tests {
             let got = statuses(&s);
             assert_eq!((got.0.as_str(), got.1.as_str(), got.2.as_str(), got.3.as_str()), want, "{what}");
         }
+    }
+
+    #[test]
+    fn a_run_finishes_once() {
+        let runs = vec![run("a", 1, RunState::Failed)];
+        let last = |phase: Option<&str>| SnapshotExportScheduleStatus {
+            last_run: Some(LastRun { name: Some("a".into()), phase: phase.map(str::to_string), ..Default::default() }),
+            ..Default::default()
+        };
+        assert_eq!(just_finished(&last(Some("Exporting")), &last(Some("Failed")), &runs).map(|r| r.facts.name.as_str()), Some("a"));
+        assert!(just_finished(&last(Some("Failed")), &last(Some("Failed")), &runs).is_none(), "not again");
+        let in_flight = vec![run("a", 1, RunState::InFlight)];
+        assert!(just_finished(&last(None), &last(Some("Exporting")), &in_flight).is_none());
     }
 
     #[test]

@@ -275,3 +275,69 @@ async fn create_snapshot_mode_survives_kills_without_a_second_run_or_snapshot() 
         }
     }
 }
+
+/// A crash between CreateSnapshot and creating the run leaves the intent in the status and the
+/// tagged snapshot in AWS. The next operator uses that snapshot (no second CreateSnapshot) and
+/// creates the run; a snapshot of that name without the schedule's tag is never used.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_crash_mid_run_the_tagged_snapshot_is_reused_and_a_foreign_one_refused() {
+    use ecx::api::schedule::{PendingSnapshot, SnapshotExportScheduleStatus, SCHEDULE_TAG_KEY};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+    let mut bed = Bed::without_operator().await;
+    create_bucket(&bed.s3, "ecx-crash", REGION, Access::FULL_ACL).await;
+    let spec = |cluster: &str| json!({"schedule": "0 3 1 1 *", "source": {"cacheClusterId": cluster, "mode": "CreateSnapshot"}, "template": {"targetBucket": "ecx-crash"}});
+    let mut crashed = Vec::new();
+    for (name, tagged) in [("ours", true), ("foreign", false)] {
+        let created = create_schedule(&bed, name, spec(name)).await;
+        let uid = created.uid().unwrap();
+        let scheduled: Timestamp = "2026-11-29T03:00:00Z".parse().unwrap();
+        let run_name = ecx::schedule::names::run_name(name, scheduled);
+        let snapshot = ecx::schedule::names::intermediate_snapshot_name(&uid, &run_name);
+        let tags = if tagged { json!({SCHEDULE_TAG_KEY: uid}) } else { json!({"team": "someone-else"}) };
+        bed.emulator.ctl("POST", "/snapshots", Some(json!({"name": snapshot, "region": REGION, "cache_cluster_id": name, "tags": tags})));
+        let mut with_status = created.clone();
+        with_status.status = Some(SnapshotExportScheduleStatus {
+            last_schedule_time: Some(Time(scheduled)),
+            pending_snapshot: Some(PendingSnapshot {
+                run_name: run_name.clone(),
+                snapshot_name: snapshot.clone(),
+                target_snapshot_name: format!("{name}-20261129-0300"),
+                scheduled_time: Time(scheduled),
+            }),
+            ..Default::default()
+        });
+        schedules(&bed).replace_status(name, &PostParams::default(), &with_status).await.unwrap();
+        crashed.push((name, run_name, snapshot));
+    }
+    bed.start_operator(&[]);
+
+    let (_, run_name, snapshot) = &crashed[0];
+    let run = bed.wait_ready(run_name).await;
+    assert_eq!(&run.spec.source_snapshot_name, snapshot, "the run exports the snapshot taken before the crash");
+    assert_eq!(run.spec.target_snapshot_name, "ours-20261129-0300");
+    let s = schedules(&bed).get("ours").await.unwrap().status.unwrap();
+    assert!(s.pending_snapshot.is_none(), "the intent is cleared once the run exists");
+
+    // The foreign snapshot: not used, not deleted; the schedule is Stalled and says why.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let stalled = loop {
+        let s = schedules(&bed).get("foreign").await.unwrap();
+        let stalled = s.status.as_ref().and_then(|st| st.conditions.iter().find(|c| c.type_ == "Stalled" && c.status == "True").cloned());
+        if let Some(c) = stalled {
+            break c;
+        }
+        assert!(std::time::Instant::now() < deadline, "the foreign snapshot did not stall the schedule");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(stalled.message.contains("does not carry this schedule's"), "{}", stalled.message);
+    assert!(bed.cluster.exports().get_opt(&crashed[1].1).await.unwrap().is_none(), "no run from a foreign snapshot");
+    // Let the first run's clean-up happen: its intermediate snapshot (ours) is deleted, the foreign one never.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !bed.emulator.calls("DeleteSnapshot").iter().any(|c| c["params"]["SnapshotName"] == snapshot.as_str()) {
+        assert!(std::time::Instant::now() < deadline, "the intermediate snapshot was not deleted after its export");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(bed.emulator.calls("CreateSnapshot").is_empty(), "no second CreateSnapshot after the crash");
+    let deleted: Vec<Value> = bed.emulator.calls("DeleteSnapshot");
+    assert!(deleted.iter().all(|c| c["params"]["SnapshotName"] != crashed[1].2.as_str()), "the foreign snapshot was deleted");
+}
