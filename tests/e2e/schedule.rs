@@ -341,3 +341,44 @@ async fn after_a_crash_mid_run_the_tagged_snapshot_is_reused_and_a_foreign_one_r
     let deleted: Vec<Value> = bed.emulator.calls("DeleteSnapshot");
     assert!(deleted.iter().all(|c| c["params"]["SnapshotName"] != crashed[1].2.as_str()), "the foreign snapshot was deleted");
 }
+
+/// Many schedules of one cache: at the scheduled time they share one look at its automatic
+/// backups, each starts exactly one run, and between runs the operator makes no AWS call and
+/// writes nothing to the API.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_schedules_share_the_look_and_are_silent_between_runs() {
+    const N: usize = 20;
+    let mut bed = Bed::without_operator().await;
+    let clock = TestClock::new("2026-11-23T00:00:00Z", 14_400.0);
+    bed.start_operator_env(&[], &clock.env());
+    seed_automatic(&bed, "shared", "2026-11-23T02:00:00Z");
+    for i in 0..N {
+        // In-region copies: concurrent exports of one snapshot would wait on each other.
+        create_schedule(
+            &bed,
+            &format!("s{i:02}"),
+            json!({"schedule": "0 3 * * *", "source": {"replicationGroupId": "shared"}, "template": {}}),
+        )
+        .await;
+    }
+    clock.sleep_until("2026-11-23T14:00:00Z").await;
+    assert_eq!(source_filtered_looks(&bed), 1, "{N} schedules of one cache due at one time share one look");
+    let copies = bed.emulator.calls("CopySnapshot");
+    let targets: BTreeSet<&str> = copies.iter().map(|c| c["params"]["TargetSnapshotName"].as_str().unwrap()).collect();
+    assert_eq!((copies.len(), targets.len()), (N, N), "one run per schedule");
+    for i in 0..N {
+        let s = schedules(&bed).get(&format!("s{i:02}")).await.unwrap();
+        assert!(s.status.unwrap().conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True"), "s{i:02} is not Ready");
+    }
+
+    // Between runs: nothing.
+    let testbed = bed.cluster.testbed.as_ref().expect("the local test bed counts requests");
+    testbed.reset_stats();
+    let calls_before = bed.emulator.all_calls().len();
+    clock.sleep_until("2026-11-24T02:55:00Z").await;
+    let stats = testbed.stats();
+    assert_eq!(bed.emulator.all_calls().len(), calls_before, "AWS calls between runs");
+    assert_eq!(stats.writes("snapshotexportschedules"), 0, "schedule writes between runs: {stats:?}");
+    assert_eq!(stats.writes("snapshotexports"), 0, "run writes between runs: {stats:?}");
+    assert_eq!(stats.writes("events"), 0, "Events between runs: {stats:?}");
+}
