@@ -55,7 +55,15 @@ pub async fn reconcile(obj: Arc<SnapshotExportSchedule>, ctx: Arc<ScheduleContex
         // Its runs go with it (ownerReferences): nothing to do.
         return Ok(Action::await_change());
     }
-    let (name, ns, uid) = (obj.name_any(), obj.namespace().unwrap_or_default(), obj.uid().unwrap_or_default());
+    let (name, ns) = (obj.name_any(), obj.namespace().unwrap_or_default());
+    // Read it afresh: the watch cache may not show our last status write yet, and deciding on
+    // a stale `lastScheduleTime` would plan the same scheduled time twice.
+    let api: Api<SnapshotExportSchedule> = Api::namespaced(ctx.client.clone(), &ns);
+    let Some(fresh) = api.get_opt(&name).await? else {
+        return Ok(Action::await_change());
+    };
+    obj = fresh;
+    let uid = obj.uid().unwrap_or_default();
     let now = ctx.clock.now();
     let old = obj.status.clone().unwrap_or_default();
     let problems = validate_schedule(&name, &obj.spec);
@@ -123,13 +131,7 @@ pub async fn reconcile(obj: Arc<SnapshotExportSchedule>, ctx: Arc<ScheduleContex
             }
         }
     };
-    if let Some((started, reason, message)) = &outcome {
-        count(&ctx, &ns, &name, reason);
-        if *started {
-            publish(&ctx, &obj, false, reason, message).await;
-        } else {
-            warning(&ctx, &obj, reason, message).await;
-        }
+    if outcome.is_some() {
         runs = runs::observe_runs(&exports, &name, &uid).await?;
     }
 
@@ -143,7 +145,19 @@ pub async fn reconcile(obj: Arc<SnapshotExportSchedule>, ctx: Arc<ScheduleContex
     if let Some(after) = decision.next.and_then(|n| timetable.next_after(n).map(|a| a.duration_since(n).as_secs())) {
         ctx.metrics.schedule_interval.get_or_create(&labels).set(after);
     }
-    if let Some(run) = just_finished(&old, &status, &runs) {
+    let finished = just_finished(&old, &status, &runs).cloned();
+    write_status(&ctx, &mut obj, status).await?;
+    // Told and counted only once the status recording it is stored: a reconcile whose write
+    // fails (409 from a concurrent one) says nothing.
+    if let Some((started, reason, message)) = &outcome {
+        count(&ctx, &ns, &name, reason);
+        if *started {
+            publish(&ctx, &obj, false, reason, message).await;
+        } else {
+            warning(&ctx, &obj, reason, message).await;
+        }
+    }
+    if let Some(run) = finished {
         match (&run.facts.state, &run.failure) {
             (RunState::Failed, failure) => {
                 count(&ctx, &ns, &name, "Failed");
@@ -153,7 +167,6 @@ pub async fn reconcile(obj: Arc<SnapshotExportSchedule>, ctx: Arc<ScheduleContex
             _ => count(&ctx, &ns, &name, "Succeeded"),
         }
     }
-    write_status(&ctx, &mut obj, status).await?;
     if stall.is_some() {
         return Ok(Action::requeue(ctx.safety_requeue));
     }

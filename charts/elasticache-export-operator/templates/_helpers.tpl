@@ -88,7 +88,7 @@ must hold the same rules):
   verbs: ["update"]
 - apiGroups: ["elasticache-export.io"]
   resources: ["snapshotexportschedules"]
-  verbs: ["list", "watch"]
+  verbs: ["get", "list", "watch"]
 - apiGroups: ["elasticache-export.io"]
   resources: ["snapshotexportschedules/status"]
   verbs: ["update"]
