@@ -90,7 +90,11 @@ pub async fn reconcile(obj: Arc<SnapshotExportSchedule>, ctx: Arc<ScheduleContex
     if let Some(pending) = status.pending_snapshot.clone() {
         match runs::finish_pending(&ctx, &obj, &exports, &cache, &pending).await {
             Ok(()) => status.pending_snapshot = None,
-            Err(ScheduleError::Aws(AwsError::Fault { fault, .. })) => stall = Some(("CreateSnapshotRefused", fault.to_string())),
+            // The intent stays: the run for that time starts once the cause is fixed.
+            Err(ScheduleError::Aws(AwsError::Fault { fault, .. })) => {
+                let message = format!("The run {} could not take its snapshot: {fault}. Check the source cache and the operator's IAM policy; it is tried again.", pending.run_name);
+                stall = Some(("SourceUnavailable", message));
+            }
             Err(other) => return Err(other),
         }
         runs = runs::observe_runs(&exports, &name, &uid).await?;
@@ -122,10 +126,16 @@ pub async fn reconcile(obj: Arc<SnapshotExportSchedule>, ctx: Arc<ScheduleContex
                 runs::start_run(&ctx, &mut obj, &exports, &cache, &timetable, &runs, &mut status, scheduled, &run_name, run_now).await;
             match started {
                 Ok(outcome) => Some(outcome),
-                Err(ScheduleError::Aws(AwsError::Fault { fault, .. })) => {
-                    let message = format!("The run for {scheduled} could not start: {fault}. Check the source cache and the operator's IAM policy; it is tried again.");
-                    stall = Some(("SourceUnavailable", message.clone()));
-                    Some((true, "SourceUnavailable".into(), message))
+                Err(ScheduleError::Aws(AwsError::Fault { operation, fault })) => {
+                    // A Warning, and Stalled: a person has to fix the template, the cache or IAM.
+                    let (reason, fix) = if operation == "template" {
+                        ("InvalidTemplate", "Fix template.targetSnapshotNameTemplate")
+                    } else {
+                        ("SourceUnavailable", "Check the source cache and the operator's IAM policy")
+                    };
+                    let message = format!("The run for {scheduled} could not start: {fault}. {fix}; it is tried again.");
+                    stall = Some((reason, message.clone()));
+                    Some((false, reason.to_string(), message))
                 }
                 Err(other) => return Err(other),
             }

@@ -398,3 +398,34 @@ async fn many_schedules_share_the_look_and_are_silent_between_runs() {
     assert_eq!(stats.writes("snapshotexports"), 0, "run writes between runs: {stats:?}");
     assert_eq!(stats.writes("events"), 0, "Events between runs: {stats:?}");
 }
+
+/// A run that cannot start because the cache is gone is a Warning and Stalls the schedule (a
+/// person must act), with no run object; it is tried again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_cache_stalls_the_schedule_with_a_warning_and_no_run() {
+    let mut bed = Bed::without_operator().await;
+    bed.start_operator(&[]);
+    create_schedule(
+        &bed,
+        "gone",
+        json!({"schedule": "0 3 1 1 *", "source": {"cacheClusterId": "no-such-cluster", "mode": "CreateSnapshot"}, "template": {}}),
+    )
+    .await;
+    let annotate = json!({"metadata": {"annotations": {RUN_NOW_ANNOTATION: "1"}}});
+    schedules(&bed).patch("gone", &PatchParams::default(), &Patch::Merge(annotate)).await.unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let stalled = loop {
+        let s = schedules(&bed).get("gone").await.unwrap();
+        if let Some(c) = s.status.and_then(|st| st.conditions.into_iter().find(|c| c.type_ == "Stalled" && c.status == "True")) {
+            break c;
+        }
+        assert!(std::time::Instant::now() < deadline, "the schedule did not stall");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(stalled.reason, "SourceUnavailable");
+    assert!(stalled.message.contains("no-such-cluster") || stalled.message.contains("CacheClusterNotFound"), "{}", stalled.message);
+    let reasons = schedule_event_reasons(&bed, "gone").await;
+    assert!(reasons.iter().any(|(t, r)| t == "Warning" && r == "SourceUnavailable"), "{reasons:?}");
+    assert!(!reasons.iter().any(|(t, _)| t == "Normal"), "{reasons:?}");
+    assert!(runs_of(&bed, "gone").await.is_empty(), "no run without its snapshot");
+}
