@@ -5,6 +5,7 @@ CARGO ?= cargo
 VENV  := .venv
 PY    := $(VENV)/bin/python
 CRD   := config/crd/elasticache-export.io_snapshotexports.yaml
+SCHEDULE_CRD := config/crd/elasticache-export.io_snapshotexportschedules.yaml
 
 .PHONY: demo test unit e2e emulator-test lint fmt crd build venv clean tools chart-test bench
 
@@ -45,6 +46,8 @@ fmt:
 ## crd: regenerate the committed CRD from the Rust types
 crd:
 	$(CARGO) run --quiet -- crd > $(CRD)
+	$(CARGO) run --quiet -- crd --kind schedule > $(SCHEDULE_CRD)
+	cp $(CRD) $(SCHEDULE_CRD) charts/elasticache-export-operator/crds/
 
 build:
 	$(CARGO) build --release --bin elasticache-export-operator

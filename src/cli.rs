@@ -21,8 +21,12 @@ pub enum Command {
     /// KUBECONFIG; AWS access from the standard AWS configuration (AWS_REGION, the default
     /// credential chain with IRSA and EKS Pod Identity, AWS_ENDPOINT_URL[_ELASTICACHE|_S3]).
     Run(RunArgs),
-    /// Print the SnapshotExport CustomResourceDefinition as YAML (pipe it to `kubectl apply -f -`).
-    Crd,
+    /// Print a CustomResourceDefinition as YAML (pipe it to `kubectl apply -f -`):
+    /// SnapshotExport by default, SnapshotExportSchedule with `--kind schedule`.
+    Crd {
+        #[arg(long, value_enum, default_value_t = CrdKind::Export)]
+        kind: CrdKind,
+    },
     /// Check a bucket for ElastiCache exports from a shell: the operator's preflight, each check
     /// as PASS / FAIL with the exact fix. Exit code 0 only when an export would succeed, 1 when a
     /// check fails, 3 when the bucket cannot be inspected, 2 for usage errors.
@@ -117,6 +121,24 @@ pub struct RunArgs {
     /// Log format.
     #[arg(long, env = "ECX_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+}
+
+/// Which CRD the `crd` subcommand prints.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CrdKind {
+    /// SnapshotExport.
+    Export,
+    /// SnapshotExportSchedule.
+    Schedule,
+}
+
+impl CrdKind {
+    pub fn yaml(self) -> String {
+        match self {
+            Self::Export => crate::api::crd_yaml(),
+            Self::Schedule => crate::api::schedule_crd_yaml(),
+        }
+    }
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]

@@ -64,14 +64,21 @@ impl Events {
             "UndecodableObject" => "Decode",
             _ => "CopySnapshot",
         };
-        if let (true, Some(metrics)) = (note.warning, &self.metrics) {
-            metrics.warning_events.get_or_create(&crate::metrics::ReasonLabels { reason: note.reason.clone() }).inc();
+        self.publish_event(regarding, note.warning, &note.reason, action, &note.note).await;
+    }
+}
+
+impl Events {
+    /// Publish an Event about any object (a `SnapshotExportSchedule`, say) through the same
+    /// recorder; Warnings are counted by reason like the others.
+    pub async fn publish_event(&self, regarding: &ObjectReference, warning: bool, reason: &str, action: &str, note: &str) {
+        if let (true, Some(metrics)) = (warning, &self.metrics) {
+            metrics.warning_events.get_or_create(&crate::metrics::ReasonLabels { reason: reason.into() }).inc();
         }
-        let event = EventFacts { warning: note.warning, reason: &note.reason, action, note: &truncate(&note.note, 1024) };
+        let event = EventFacts { warning, reason, action, note: &truncate(note, 1024) };
         if let Err(err) = self.recorder.publish(&event, regarding).await {
-            let object =
-                format!("{}/{}", regarding.namespace.as_deref().unwrap_or_default(), regarding.name.as_deref().unwrap_or_default());
-            warn!(%object, reason = %note.reason, error = %err, "could not publish an Event");
+            let object = format!("{}/{}", regarding.namespace.clone().unwrap_or_default(), regarding.name.clone().unwrap_or_default());
+            warn!(%object, %reason, error = %err, "could not publish an Event");
         }
     }
 }

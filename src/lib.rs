@@ -30,4 +30,5 @@ pub mod http;
 pub mod leader;
 pub mod metrics;
 pub mod safety;
+pub mod schedule;
 pub mod telemetry;

@@ -19,8 +19,8 @@ use tracing::{error, info};
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Crd => {
-            print!("{}", ecx::api::crd_yaml());
+        Command::Crd { kind } => {
+            print!("{}", kind.yaml());
             ExitCode::SUCCESS
         }
         Command::CheckBucket(args) => {
@@ -56,13 +56,9 @@ async fn run(args: RunArgs) -> Result<(), String> {
     let safety = ecx::safety::export_safety(&safety_settings(&args), &aws_settings, &aws_config, &region, pacer)?;
     let readiness = Arc::new(Readiness::default());
     let instance = std::env::var("POD_NAME").ok().or_else(|| std::env::var("HOSTNAME").ok());
-    let ctx = Arc::new(Context::new(
-        client.clone(),
-        aws,
-        Events::new(client.clone(), instance.clone()).with_metrics(metrics.clone()),
-        timing,
-        metrics.clone(),
-    ));
+    let events = Events::new(client.clone(), instance.clone()).with_metrics(metrics.clone());
+    let schedules = ecx::schedule::controller::context(client.clone(), aws.clone(), events.clone(), metrics.clone())?;
+    let ctx = Arc::new(Context::new(client.clone(), aws, events, timing, metrics.clone()));
     let ctx = Arc::new(Arc::into_inner(ctx).expect("the context is not shared yet").with_export_safety(safety));
 
     let addr = args.metrics_addr;
@@ -73,13 +69,15 @@ async fn run(args: RunArgs) -> Result<(), String> {
         let namespace = args.lease_namespace.clone().ok_or("--leader-elect needs --lease-namespace (or POD_NAMESPACE)")?;
         let identity = format!("{}-{:08x}", instance.unwrap_or_else(|| "elasticache-export-operator".into()), rand::random::<u32>());
         let config = LeaseConfig { name: args.lease_name.clone(), namespace, identity, duration_seconds: args.lease_duration_seconds };
-        run_as_leader(client, ctx, &args, readiness, config, signal).await
+        run_as_leader(client, ctx, schedules, &args, readiness, config, signal).await
     } else {
         let shutdown = async move {
             signal.await;
             info!("shutting down: finishing reconciles in flight");
         };
-        controller::run(client, ctx, args.namespaces(), args.concurrency, readiness, shutdown).await;
+        let shutdown = futures::FutureExt::shared(Box::pin(shutdown));
+        let schedules = ecx::schedule::controller::run(client.clone(), schedules, args.namespaces(), shutdown.clone());
+        futures::join!(controller::run(client, ctx, args.namespaces(), args.concurrency, readiness, shutdown), schedules);
         Ok(())
     };
     server.abort();
@@ -137,6 +135,7 @@ type Signal = futures::future::Shared<std::pin::Pin<Box<dyn std::future::Future<
 async fn run_as_leader(
     client: kube::Client,
     ctx: Arc<Context<SdkSnapshots>>,
+    schedules: Arc<ecx::schedule::reconcile::ScheduleContext>,
     args: &RunArgs,
     readiness: Arc<Readiness>,
     config: LeaseConfig,
@@ -161,7 +160,9 @@ async fn run_as_leader(
             _ = lost => tracing::warn!("lost leadership: stopping the controller"),
         }
     };
-    controller::run(client, ctx, args.namespaces(), args.concurrency, readiness, stop).await;
+    let stop = futures::FutureExt::shared(Box::pin(stop));
+    let schedules = ecx::schedule::controller::run(client.clone(), schedules, args.namespaces(), stop.clone());
+    futures::join!(controller::run(client, ctx, args.namespaces(), args.concurrency, readiness, stop), schedules);
     let still_leader = leadership.is_leader();
     leadership.release().await;
     if still_leader {

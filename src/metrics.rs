@@ -31,8 +31,30 @@ pub struct PhaseLabels {
     pub phase: String,
 }
 
+/// One schedule. `schedule_namespace`, not `namespace`: Prometheus sets `namespace` to the
+/// operator's own when it scrapes.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ScheduleLabels {
+    pub schedule_namespace: String,
+    pub schedule: String,
+}
+
+/// One schedule's runs by outcome: `Started`, `Succeeded`, `Failed`, or a skip reason.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ScheduleOutcomeLabels {
+    pub schedule_namespace: String,
+    pub schedule: String,
+    pub outcome: String,
+}
+
 pub struct Metrics {
     registry: Registry,
+    /// When each schedule's last successful run completed (Unix seconds).
+    pub schedule_last_success: Family<ScheduleLabels, Gauge>,
+    /// Scheduled times by outcome.
+    pub schedule_runs: Family<ScheduleOutcomeLabels, Counter>,
+    /// Seconds between a schedule's next two scheduled times (alerts compare staleness to it).
+    pub schedule_interval: Family<ScheduleLabels, Gauge>,
     pub reconciles: Family<ResultLabels, Counter>,
     pub reconcile_seconds: Histogram,
     pub aws_calls: Family<CallLabels, Counter>,
@@ -55,7 +77,36 @@ impl Default for Metrics {
         registry.register("warning_events", "Warning Events published, by reason", warning_events.clone());
         let exports = Family::<PhaseLabels, Gauge>::default();
         registry.register("exports", "SnapshotExports watched, by phase", exports.clone());
-        Self { registry, reconciles, reconcile_seconds, aws_calls, warning_events, exports, stores: Mutex::new(Vec::new()) }
+        let schedule_last_success = Family::<ScheduleLabels, Gauge>::default();
+        registry.register(
+            "schedule_last_success_timestamp_seconds",
+            "When each SnapshotExportSchedule's last successful run completed (Unix seconds)",
+            schedule_last_success.clone(),
+        );
+        let schedule_runs = Family::<ScheduleOutcomeLabels, Counter>::default();
+        registry.register(
+            "schedule_runs",
+            "SnapshotExportSchedule runs by outcome (Started, Succeeded, Failed, or the skip reason)",
+            schedule_runs.clone(),
+        );
+        let schedule_interval = Family::<ScheduleLabels, Gauge>::default();
+        registry.register(
+            "schedule_interval_seconds",
+            "Seconds between a SnapshotExportSchedule's next two scheduled times",
+            schedule_interval.clone(),
+        );
+        Self {
+            registry,
+            schedule_last_success,
+            schedule_runs,
+            schedule_interval,
+            reconciles,
+            reconcile_seconds,
+            aws_calls,
+            warning_events,
+            exports,
+            stores: Mutex::new(Vec::new()),
+        }
     }
 }
 

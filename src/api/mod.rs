@@ -3,8 +3,10 @@
 
 pub mod conditions;
 mod crd;
+pub mod schedule;
+pub mod schedule_validation;
 pub mod types;
 pub mod validation;
 
-pub use crd::{crd_yaml, generated_crd};
+pub use crd::{crd_yaml, generated_crd, generated_schedule_crd, schedule_crd_yaml};
 pub use types::*;

@@ -25,6 +25,9 @@ pub struct AwsSettings {
     pub s3_path_style: bool,
 }
 
+// Schedules (src/schedule/aws.rs) make their own calls on the same clients.
+pub(crate) use sdk::classify;
+
 /// A snapshot's status. ElastiCache documents `creating | available | restoring | copying |
 /// deleting`; anything else (an export shows `exporting`) is read as in progress, and `failed`
 /// is terminal.

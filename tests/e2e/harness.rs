@@ -582,7 +582,7 @@ pub struct Operator {
 impl Operator {
     /// Start the operator binary; `args` follow `run --namespaces <ns> --s3-path-style`.
     pub fn start(cluster: &Cluster, emulator: &Emulator, dir: &Path, n: usize, args: &[&str]) -> Operator {
-        Self::start_with_kubeconfig(cluster, emulator, dir, n, args, &cluster.kubeconfig)
+        Self::start_with(cluster, emulator, dir, n, args, &cluster.kubeconfig, &[])
     }
 
     /// As [`Operator::start`], talking to the API server `kubeconfig` names (e.g. a [`KubeProxy`]).
@@ -593,6 +593,24 @@ impl Operator {
         n: usize,
         args: &[&str],
         kubeconfig: &Path,
+    ) -> Operator {
+        Self::start_with(cluster, emulator, dir, n, args, kubeconfig, &[])
+    }
+
+    /// As [`Operator::start`], with extra environment (e.g. the schedules' test clock).
+    pub fn start_env(cluster: &Cluster, emulator: &Emulator, dir: &Path, n: usize, args: &[&str], env: &[(&str, String)]) -> Operator {
+        Self::start_with(cluster, emulator, dir, n, args, &cluster.kubeconfig, env)
+    }
+
+    /// The operator against the API server `kubeconfig` names, with extra environment.
+    fn start_with(
+        cluster: &Cluster,
+        emulator: &Emulator,
+        dir: &Path,
+        n: usize,
+        args: &[&str],
+        kubeconfig: &Path,
+        env: &[(&str, String)],
     ) -> Operator {
         let log = dir.join(format!("operator-{n}.log"));
         let file = std::fs::File::create(&log).unwrap();
@@ -607,6 +625,9 @@ impl Operator {
             .stdout(Stdio::null())
             .stderr(file);
         for (k, v) in emulator.aws_env() {
+            cmd.env(k, v);
+        }
+        for (k, v) in env {
             cmd.env(k, v);
         }
         Operator { child: cmd.spawn().expect("start the operator"), log }
@@ -681,6 +702,13 @@ impl Bed {
         let n = self.operators.len();
         let args: Vec<&str> = TEST_TIMING.iter().chain(extra).copied().collect();
         self.operators.push(Operator::start(&self.cluster, &self.emulator, self.dir.path(), n, &args));
+    }
+
+    /// As [`Bed::start_operator`], with extra environment for the operator.
+    pub fn start_operator_env(&mut self, extra: &[&str], env: &[(&str, String)]) {
+        let n = self.operators.len();
+        let args: Vec<&str> = TEST_TIMING.iter().chain(TEST_POLICY).chain(extra).copied().collect();
+        self.operators.push(Operator::start_env(&self.cluster, &self.emulator, self.dir.path(), n, &args, env));
     }
 
     pub fn start_operator(&mut self, extra: &[&str]) {

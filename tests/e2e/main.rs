@@ -9,6 +9,7 @@ mod harness;
 mod rbac;
 mod reliability;
 mod safe_exports;
+mod schedule;
 #[path = "../common/validation_cases.rs"]
 mod validation_cases;
 

@@ -303,6 +303,10 @@ async fn rbac_rules_are_exactly_the_calls_the_operator_makes() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert_eq!(bed.emulator.calls("DeleteSnapshot").len(), 1, "the copy was deleted");
+
+    // A schedule: two runs asked for with run-now (each creates a SnapshotExport), and
+    // retention (keepLast 1) deletes the first once the second succeeded.
+    run_schedule_twice(&bed, &logs).await;
     terminate(&mut operator);
 
     let forbidden: Vec<String> =
@@ -340,6 +344,60 @@ async fn rbac_rules_are_exactly_the_calls_the_operator_makes() {
             "{source} does not match the calls the operator makes.\nCalls not allowed (gap): {gaps:#?}\nRules never used (excess): {excess:#?}\nCalls made: {summary:#?}"
         );
     }
+}
+
+/// Create a schedule, run it twice by annotation, and wait until retention removed the first run.
+async fn run_schedule_twice(bed: &Bed, logs: &[PathBuf]) {
+    use ecx::api::schedule::SnapshotExportSchedule;
+    use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+    let seed = |name: &str, created: i64| {
+        bed.emulator.ctl("POST", "/snapshots", Some(json!({"name": name, "region": REGION, "replication_group_id": "rbac-rg", "snapshot_source": "automated", "created": created as f64})));
+    };
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    seed("automatic.rbac-rg-1", now - 7200);
+    let schedules: Api<SnapshotExportSchedule> = Api::namespaced(bed.cluster.client.clone(), &bed.cluster.namespace);
+    let obj: SnapshotExportSchedule = serde_json::from_value(json!({
+        "apiVersion": "elasticache-export.io/v1alpha1", "kind": "SnapshotExportSchedule",
+        "metadata": {"name": "rbac-schedule", "namespace": bed.cluster.namespace},
+        "spec": {"schedule": "0 3 1 1 *", "source": {"replicationGroupId": "rbac-rg"}, "template": {"targetBucket": "ecx-rbac"}, "retention": {"keepLast": 1}},
+    }))
+    .unwrap();
+    schedules.create(&PostParams::default(), &obj).await.unwrap();
+    let runs = || async {
+        bed.cluster.exports().list(&ListParams::default().labels("elasticache-export.io/schedule=rbac-schedule")).await.unwrap().items
+    };
+    type Done = Box<dyn Fn(&[ecx::api::SnapshotExport]) -> bool>;
+    let wait = |what: &'static str, done: Done| async move {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let items = runs().await;
+            if done(&items) {
+                return;
+            }
+            if Instant::now() > deadline {
+                let tail: Vec<String> = logs.iter().map(|p| std::fs::read_to_string(p).unwrap_or_default()).collect();
+                panic!(
+                    "schedule: {what} did not happen; runs: {:?}\n{}",
+                    items.iter().map(|r| r.metadata.name.clone()).collect::<Vec<_>>(),
+                    tail.join("\n")
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    };
+    let completed = |r: &ecx::api::SnapshotExport| r.status.as_ref().and_then(|s| s.phase) == Some(ecx::api::Phase::Completed);
+    let annotate = |v: &str| json!({"metadata": {"annotations": {"elasticache-export.io/run-now": v}}});
+    schedules.patch("rbac-schedule", &PatchParams::default(), &Patch::Merge(annotate("1"))).await.unwrap();
+    wait("the first run", Box::new(move |items| items.len() == 1 && items.iter().all(completed))).await;
+    seed("automatic.rbac-rg-2", now - 3600);
+    schedules.patch("rbac-schedule", &PatchParams::default(), &Patch::Merge(annotate("2"))).await.unwrap();
+    wait(
+        "retention after the second run",
+        Box::new(move |items| {
+            items.len() == 1 && items.iter().all(completed) && items[0].spec.source_snapshot_name == "automatic.rbac-rg-2"
+        }),
+    )
+    .await;
 }
 
 #[test]

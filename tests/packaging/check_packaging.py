@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Packaging checks that need no cluster, run by `make chart-test`:
 
-- the chart's crds/ copy is byte-identical to the generated config/crd/ CRD;
+- the chart's crds/ copies are byte-identical to the generated config/crd/ CRDs;
 - the CRs in config/samples/ validate against the CRD's OpenAPI schema (the CEL rules are
   covered by tests/validation_rules.rs);
 - the chart (default values) and kustomize (config/default) grant the operator the same RBAC
@@ -11,8 +11,9 @@
 - values.schema.json refuses unknown keys at every level (each object in values.yaml);
 - every value in values.yaml carries a comment;
 - config/iam/policy.json grants exactly the AWS actions behind the SDK calls in src/ (plus
-  AddTagsToResource, which CopySnapshot with tags needs), DeleteSnapshot only on snapshots that
-  carry the operator's ownership tag, and the bucket policies are well-formed per partition.
+  AddTagsToResource, which CopySnapshot and CreateSnapshot with tags need), DeleteSnapshot only on
+  snapshots that carry one of the operator's tags, and the bucket policies are well-formed per
+  partition.
 
 Usage: check_packaging.py <helm-default-rendering.yaml> <kustomize-rendering.yaml>
 """
@@ -27,6 +28,7 @@ import yaml
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "elasticache-export-operator"
 CRD = ROOT / "config" / "crd" / "elasticache-export.io_snapshotexports.yaml"
+SCHEDULE_CRD = ROOT / "config" / "crd" / "elasticache-export.io_snapshotexportschedules.yaml"
 
 failures = []
 
@@ -41,12 +43,12 @@ def docs(path):
 
 
 def crd_copy_is_current():
-    copy = CHART / "crds" / CRD.name
-    check(
-        copy.exists() and copy.read_bytes() == CRD.read_bytes(),
-        f"{copy.relative_to(ROOT)} differs from {CRD.relative_to(ROOT)}: "
-        f"cp {CRD.relative_to(ROOT)} {copy.relative_to(ROOT)}",
-    )
+    for crd in (CRD, SCHEDULE_CRD):
+        copy = CHART / "crds" / crd.name
+        check(
+            copy.exists() and copy.read_bytes() == crd.read_bytes(),
+            f"{copy.relative_to(ROOT)} differs from {crd.relative_to(ROOT)}: run `make crd`",
+        )
 
 
 def structural(schema):
@@ -59,9 +61,11 @@ def structural(schema):
 
 
 def samples_validate():
-    crd = yaml.safe_load(CRD.read_text())
-    group, kind = crd["spec"]["group"], crd["spec"]["names"]["kind"]
-    versions = {v["name"]: structural(v["schema"]["openAPIV3Schema"]) for v in crd["spec"]["versions"]}
+    kinds = {}
+    for path in (CRD, SCHEDULE_CRD):
+        crd = yaml.safe_load(path.read_text())
+        group = crd["spec"]["group"]
+        kinds[crd["spec"]["names"]["kind"]] = {v["name"]: structural(v["schema"]["openAPIV3Schema"]) for v in crd["spec"]["versions"]}
     samples = sorted((ROOT / "config" / "samples").glob("*.yaml"))
     seen = 0
     for path in samples:
@@ -71,8 +75,10 @@ def samples_validate():
             seen += 1
             g, _, version = doc.get("apiVersion", "").partition("/")
             where = f"{path.relative_to(ROOT)} ({doc.get('metadata', {}).get('name')})"
-            if g != group or doc.get("kind") != kind or version not in versions:
-                failures.append(f"{where}: not a {kind} of a served version")
+            kind = doc.get("kind")
+            versions = kinds.get(kind, {})
+            if g != group or version not in versions:
+                failures.append(f"{where}: not a {' or '.join(kinds)} of a served version")
                 continue
             schema = dict(versions[version])
             # metadata is validated by the API server, not by the CRD schema
@@ -204,10 +210,15 @@ def values_are_commented():
 IAM_ACTION_OF = {
     ("s3", "list_objects_v2"): "s3:ListBucket",
     ("s3", "get_public_access_block"): "s3:GetBucketPublicAccessBlock",
+    ("s3", "head_object"): "s3:GetObject",
 }
 # Actions a call needs besides its own: CopySnapshot with Tags also authorizes AddTagsToResource.
-ALSO_NEEDS = {"elasticache:CopySnapshot": {"elasticache:AddTagsToResource"}}
+ALSO_NEEDS = {
+    "elasticache:CopySnapshot": {"elasticache:AddTagsToResource"},
+    "elasticache:CreateSnapshot": {"elasticache:AddTagsToResource"},
+}
 OWNER_TAG = "elasticache-export.io/owner-uid"
+SCHEDULE_TAG = "elasticache-export.io/schedule-uid"
 
 
 def iam_policy_matches_sdk_calls():
@@ -226,9 +237,16 @@ def iam_policy_matches_sdk_calls():
         granted |= set(actions)
         if "elasticache:DeleteSnapshot" in actions:
             cond = st.get("Condition", {}).get("Null", {})
+            tags = [k.removeprefix("aws:ResourceTag/") for k, v in cond.items() if v == "false"]
             check(
-                actions == ["elasticache:DeleteSnapshot"] and cond.get(f"aws:ResourceTag/{OWNER_TAG}") == "false",
-                "policy.json: DeleteSnapshot must be alone in a statement conditioned on the ownership tag",
+                actions == ["elasticache:DeleteSnapshot"] and len(cond) == 1 and tags and tags[0] in (OWNER_TAG, SCHEDULE_TAG),
+                "policy.json: DeleteSnapshot must be alone in a statement conditioned on one of the operator's tags",
+            )
+        if "elasticache:CreateSnapshot" in actions:
+            cond = st.get("Condition", {}).get("Null", {})
+            check(
+                cond.get(f"aws:RequestTag/{SCHEDULE_TAG}") == "false",
+                "policy.json: CreateSnapshot must be conditioned on the request carrying the schedule tag",
             )
     check(granted == needed, f"config/iam/policy.json grants {sorted(granted - needed)} without a call and misses {sorted(needed - granted)}")
     for partition in ("aws", "aws-us-gov", "aws-cn"):

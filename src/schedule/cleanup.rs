@@ -1,0 +1,87 @@
+//! After runs finish: intermediate snapshots deleted (only when they carry the schedule's tag),
+//! and retention (old runs deleted, with `pruneExportedObjects` the objects each provably wrote).
+
+use super::aws as sched_aws;
+use super::reconcile::{publish, warning, ScheduleContext, ScheduleError, INTERMEDIATE_ANNOTATION};
+use super::retention::{objects_to_prune, runs_to_delete, RunState, SeenObject};
+use super::status::RunView;
+use crate::api::schedule::{SnapshotExportSchedule, SCHEDULE_TAG_KEY};
+use crate::api::SnapshotExport;
+use crate::aws::SnapshotApi;
+use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use kube::ResourceExt;
+use tracing::info;
+
+/// Delete the intermediate snapshot of each completed run, only when it carries our tag.
+pub(super) async fn cleanup_intermediates(
+    ctx: &ScheduleContext,
+    obj: &SnapshotExportSchedule,
+    exports: &Api<SnapshotExport>,
+    runs: &[RunView],
+) -> Result<(), ScheduleError> {
+    let uid = obj.uid().unwrap_or_default();
+    for run in runs.iter().filter(|r| r.facts.state == RunState::Succeeded) {
+        let Some(snap) = &run.intermediate else { continue };
+        if let Some(info) = ctx.aws.describe_snapshot(snap).await? {
+            let tag = match &info.arn {
+                Some(arn) => sched_aws::schedule_tag(&ctx.aws, arn).await?,
+                None => None,
+            };
+            if tag.as_deref() == Some(uid.as_str()) {
+                ctx.aws.delete_snapshot(snap).await?;
+                publish(
+                    ctx,
+                    obj,
+                    false,
+                    "IntermediateSnapshotDeleted",
+                    &format!("Deleted the intermediate snapshot {snap} of {} after its export completed.", run.facts.name),
+                )
+                .await;
+            } else {
+                warning(
+                    ctx,
+                    obj,
+                    "IntermediateSnapshotNotOurs",
+                    &format!(
+                        "The snapshot {snap} of {} does not carry this schedule's {SCHEDULE_TAG_KEY} tag, so it was not deleted.",
+                        run.facts.name
+                    ),
+                )
+                .await;
+            }
+        }
+        let patch = serde_json::json!({"metadata": {"annotations": {INTERMEDIATE_ANNOTATION: null}}});
+        exports.patch(&run.facts.name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
+    }
+    Ok(())
+}
+
+/// Retention: delete old runs (and, with pruneExportedObjects, the objects each provably wrote).
+pub(super) async fn prune(
+    ctx: &ScheduleContext,
+    obj: &SnapshotExportSchedule,
+    exports: &Api<SnapshotExport>,
+    runs: &[RunView],
+) -> Result<(), ScheduleError> {
+    let doomed = runs_to_delete(&runs.iter().map(|r| r.facts.clone()).collect::<Vec<_>>(), obj.spec.retention.keep_last);
+    for name in doomed {
+        let Some(run) = runs.iter().find(|r| r.facts.name == name) else { continue };
+        if obj.spec.retention.prune_exported_objects {
+            let mut seen = Vec::new();
+            for url in &run.exported_objects {
+                let Some((bucket, key)) = url.strip_prefix("s3://").and_then(|r| r.split_once('/')) else { continue };
+                seen.push(SeenObject { url: url.clone(), last_modified: sched_aws::object_written(&ctx.aws, bucket, key).await? });
+            }
+            for url in objects_to_prune(&run.exported_objects, run.requested_at, &seen) {
+                let (bucket, key) = url.strip_prefix("s3://").and_then(|r| r.split_once('/')).expect("checked above");
+                sched_aws::delete_object(&ctx.aws, bucket, key).await?;
+            }
+        }
+        match exports.delete(&name, &DeleteParams::background()).await {
+            Ok(_) => info!(schedule = %obj.name_any(), run = %name, "deleted an old run (retention)"),
+            Err(kube::Error::Api(e)) if e.code == 404 => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}

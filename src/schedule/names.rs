@@ -1,0 +1,244 @@
+//! Deterministic names: each run's `SnapshotExport` (from the schedule and the scheduled time,
+//! so a second attempt is AlreadyExists), the intermediate snapshot of CreateSnapshot mode, the
+//! schedule label value, and the run's target snapshot name from the template.
+
+use jiff::tz::TimeZone;
+use jiff::Timestamp;
+
+/// The default target name: the schedule's name and the scheduled local time.
+pub const DEFAULT_TEMPLATE: &str = "{schedule}-{YYYY}{MM}{DD}-{hh}{mm}";
+/// Longest Kubernetes object name (DNS subdomain).
+const MAX_OBJECT_NAME: usize = 253;
+/// Longest label value.
+const MAX_LABEL: usize = 63;
+/// Longest target name a template may produce (ElastiCache's manual snapshot names).
+pub const MAX_TARGET_NAME: usize = 255;
+
+/// FNV-1a, 64 bits: stable across releases and platforms (std's hasher is not).
+pub fn stable_hash(parts: &[&str]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for part in parts {
+        for b in part.bytes().chain(std::iter::once(0)) {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    h
+}
+
+/// `prefix-suffix` within `max` characters: when too long, the prefix is cut and a hash of the
+/// whole keeps it unique (`cut-<hash>-suffix`). The cut never leaves a trailing `-` or `.`.
+fn fit(prefix: &str, suffix: &str, max: usize) -> String {
+    let whole = format!("{prefix}-{suffix}");
+    if whole.len() <= max {
+        return whole;
+    }
+    let hash = format!("{:08x}", stable_hash(&[prefix, suffix]) as u32);
+    let room = max - suffix.len() - hash.len() - 2;
+    let cut = prefix[..room.min(prefix.len())].trim_end_matches(['-', '.']);
+    format!("{cut}-{hash}-{suffix}")
+}
+
+/// The run object's name for a scheduled time: `<schedule>-<YYYYMMDD>-<hhmm>` in UTC (UTC, not
+/// local time, because a repeated local hour would give two runs one name). At most 253
+/// characters, hash-shortened when the schedule's name is long.
+pub fn run_name(schedule: &str, scheduled: Timestamp) -> String {
+    let utc = scheduled.to_zoned(TimeZone::UTC);
+    fit(schedule, &utc.strftime("%Y%m%d-%H%M").to_string(), MAX_OBJECT_NAME)
+}
+
+/// The run object's name for a run-now annotation value: the same value always gives the same
+/// name, so a crash between creating the run and recording the value cannot start two.
+pub fn run_now_name(schedule: &str, value: &str) -> String {
+    fit(schedule, &format!("now-{:08x}", stable_hash(&[value]) as u32), MAX_OBJECT_NAME)
+}
+
+/// The schedule label's value: the name itself when it fits a label, else a cut plus a hash.
+pub fn label_value(schedule: &str) -> String {
+    if schedule.len() <= MAX_LABEL {
+        return schedule.to_string();
+    }
+    let hash = format!("{:08x}", stable_hash(&[schedule]) as u32);
+    let cut = schedule[..MAX_LABEL - hash.len() - 1].trim_end_matches(['-', '.']);
+    format!("{cut}-{hash}")
+}
+
+/// The intermediate snapshot of CreateSnapshot mode for one run: `ecx-<hash of schedule UID
+/// and run name>`, a legal ElastiCache name that the same run always gets.
+pub fn intermediate_snapshot_name(schedule_uid: &str, run_name: &str) -> String {
+    format!("ecx-sched-{:016x}", stable_hash(&[schedule_uid, run_name]))
+}
+
+/// The placeholders a template may use.
+pub const PLACEHOLDERS: [&str; 7] = ["schedule", "cache", "YYYY", "MM", "DD", "hh", "mm"];
+
+/// The target snapshot name for a run: the template (default [`DEFAULT_TEMPLATE`]) with the
+/// schedule's name, the cache id and the scheduled time in the schedule's zone; refused when
+/// the result is not a legal ElastiCache snapshot name.
+pub fn target_name(template: Option<&str>, schedule: &str, cache: &str, scheduled: Timestamp, zone: &TimeZone) -> Result<String, String> {
+    let template = template.unwrap_or(DEFAULT_TEMPLATE);
+    let local = scheduled.to_zoned(zone.clone());
+    let mut out = String::new();
+    let mut rest = template;
+    while let Some(open) = rest.find('{') {
+        out.push_str(&rest[..open]);
+        let close = rest[open..].find('}').ok_or_else(|| format!("targetSnapshotNameTemplate {template:?} has an unclosed '{{'"))? + open;
+        let value = match &rest[open + 1..close] {
+            // Object names may hold dots; snapshot names may not.
+            "schedule" => schedule.replace('.', "-"),
+            "cache" => cache.to_string(),
+            "YYYY" => local.strftime("%Y").to_string(),
+            "MM" => local.strftime("%m").to_string(),
+            "DD" => local.strftime("%d").to_string(),
+            "hh" => local.strftime("%H").to_string(),
+            "mm" => local.strftime("%M").to_string(),
+            other => {
+                return Err(format!(
+                    "targetSnapshotNameTemplate {template:?} uses the unknown placeholder {{{other}}}; use {}",
+                    PLACEHOLDERS.map(|p| format!("{{{p}}}")).join(", ")
+                ))
+            }
+        };
+        out.push_str(&value);
+        rest = &rest[close + 1..];
+    }
+    out.push_str(rest);
+    let name = out;
+    check_snapshot_name(&name).map_err(|why| format!("targetSnapshotNameTemplate {template:?} gives {name:?}, which {why}"))?;
+    Ok(name)
+}
+
+/// The target name of one run: [`target_name`], and for a run-now a suffix from the
+/// annotation's value, so that it never collides with a scheduled run (or another run-now) of
+/// the same minute: the template has minute resolution, and S3 keys are never overwritten.
+pub fn run_target_name(
+    template: Option<&str>,
+    schedule: &str,
+    cache: &str,
+    scheduled: Timestamp,
+    zone: &TimeZone,
+    run_now: Option<&str>,
+) -> Result<String, String> {
+    let name = target_name(template, schedule, cache, scheduled, zone)?;
+    let Some(value) = run_now else { return Ok(name) };
+    let name = format!("{name}-now-{:08x}", stable_hash(&[value]) as u32);
+    check_snapshot_name(&name).map_err(|why| format!("the run-now target name {name:?} {why}; shorten targetSnapshotNameTemplate"))?;
+    Ok(name)
+}
+
+/// ElastiCache's rule for snapshot names, the strictest of its APIs: starts with a letter; only
+/// ASCII letters, digits and hyphens; no two hyphens in a row; no trailing hyphen; at most 255.
+pub fn check_snapshot_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > MAX_TARGET_NAME {
+        return Err(format!("must be 1 to {MAX_TARGET_NAME} characters (it has {})", name.len()));
+    }
+    if !name.starts_with(|c: char| c.is_ascii_alphabetic()) {
+        return Err("must start with a letter".into());
+    }
+    if !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+        return Err("may contain only letters, digits and '-'".into());
+    }
+    if name.contains("--") || name.ends_with('-') {
+        return Err("must not contain '--' nor end with '-'".into());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ts(s: &str) -> Timestamp {
+        s.parse().unwrap()
+    }
+
+    /// Kubernetes' IsDNS1123Subdomain: at most 253 characters, dot-separated parts of
+    /// lowercase letters, digits and '-' that start and end with a letter or digit.
+    fn is_dns_subdomain(s: &str) -> bool {
+        s.len() <= 253
+            && s.split('.').all(|l| {
+                !l.is_empty()
+                    && l.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                    && !l.starts_with('-')
+                    && !l.ends_with('-')
+            })
+    }
+
+    #[test]
+    fn run_names_are_stable_legal_and_distinct() {
+        let t = ts("2026-11-29T02:00:00Z");
+        assert_eq!(run_name("nightly", t), "nightly-20261129-0200");
+        assert_eq!(run_name("nightly", t), run_name("nightly", t));
+        assert_ne!(run_name("nightly", t), run_name("nightly", ts("2026-11-30T02:00:00Z")));
+        let long = format!("{}.{}.{}.{}", "a".repeat(63), "b".repeat(63), "c".repeat(63), "d".repeat(61));
+        assert_eq!(long.len(), 253);
+        for name in [run_name(&long, t), run_name(&long, ts("2026-11-30T02:00:00Z")), run_now_name(&long, "1")] {
+            assert!(name.len() <= 253 && is_dns_subdomain(&name), "{name}");
+        }
+        assert_ne!(run_name(&long, t), run_name(&long, ts("2026-11-30T02:00:00Z")));
+        // Two long names that share the kept prefix still differ.
+        let other = format!("{}x", &long[..252]);
+        assert_ne!(run_name(&long, t), run_name(&other, t));
+        // A cut landing on '.' or '-' does not leave one at the end of the prefix.
+        let dotted = format!("{}.{}", "a".repeat(229), "b".repeat(23));
+        assert!(is_dns_subdomain(&run_name(&dotted, t)), "{}", run_name(&dotted, t));
+    }
+
+    #[test]
+    fn run_now_names_follow_the_annotation_value() {
+        assert_eq!(run_now_name("nightly", "1"), run_now_name("nightly", "1"));
+        assert_ne!(run_now_name("nightly", "1"), run_now_name("nightly", "2"));
+        assert!(run_now_name("nightly", "1").starts_with("nightly-now-"));
+    }
+
+    #[test]
+    fn label_values_fit() {
+        assert_eq!(label_value("nightly"), "nightly");
+        let v = label_value(&"x".repeat(200));
+        assert!(v.len() <= 63 && v != label_value(&"x".repeat(201)));
+    }
+
+    #[test]
+    fn target_names_from_templates() {
+        let berlin = TimeZone::get("Europe/Berlin").unwrap();
+        let t = ts("2026-11-29T02:05:00Z");
+        let cases: &[(Option<&str>, &str, Result<&str, &str>)] = &[
+            (None, "nightly", Ok("nightly-20261129-0305")),
+            (Some("{cache}-{YYYY}-{MM}-{DD}"), "nightly", Ok("prod-redis-2026-11-29")),
+            (Some("backup-{schedule}-{hh}{mm}"), "db.nightly", Ok("backup-db-nightly-0305")),
+            (None, "9lives", Err("must start with a letter")),
+            (Some("{cache}-{week}"), "n", Err("unknown placeholder {week}")),
+            (Some("{cache}-{YYYY"), "n", Err("unclosed")),
+            (Some("x-{schedule}"), "a--b", Err("must not contain '--'")),
+            (Some("{schedule}-{schedule}"), &"s".repeat(200), Err("must be 1 to 255")),
+        ];
+        for (template, schedule, want) in cases {
+            let got = target_name(*template, schedule, "prod-redis", t, &berlin);
+            match want {
+                Ok(name) => assert_eq!(got.as_deref(), Ok(*name), "{template:?}"),
+                Err(part) => assert!(got.as_ref().is_err_and(|e| e.contains(part)), "{template:?}: {got:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn run_now_targets_never_collide_with_runs_of_the_same_minute() {
+        let utc = TimeZone::UTC;
+        let t = ts("2026-11-29T03:00:20Z");
+        let scheduled = run_target_name(None, "nightly", "c", ts("2026-11-29T03:00:00Z"), &utc, None).unwrap();
+        let first = run_target_name(None, "nightly", "c", t, &utc, Some("1")).unwrap();
+        let second = run_target_name(None, "nightly", "c", t, &utc, Some("2")).unwrap();
+        assert_eq!(scheduled, "nightly-20261129-0300");
+        assert!(first != scheduled && second != scheduled && first != second, "{first} {second}");
+        assert_eq!(first, run_target_name(None, "nightly", "c", t, &utc, Some("1")).unwrap(), "stable per value");
+        assert!(check_snapshot_name(&first).is_ok());
+    }
+
+    #[test]
+    fn intermediate_names_are_per_run_and_legal() {
+        let a = intermediate_snapshot_name("uid-1", "nightly-20261129-0200");
+        assert_eq!(a, intermediate_snapshot_name("uid-1", "nightly-20261129-0200"));
+        assert_ne!(a, intermediate_snapshot_name("uid-2", "nightly-20261129-0200"));
+        assert!(check_snapshot_name(&a).is_ok(), "{a}");
+    }
+}

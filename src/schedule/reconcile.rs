@@ -1,0 +1,228 @@
+//! One reconcile of a `SnapshotExportSchedule`: observe (its runs, and AWS only when a run is
+//! due), decide (`plan.rs`, `choose.rs`, `retention.rs`, pure), act (start a run: `runs.rs`;
+//! delete old runs and intermediate snapshots: `cleanup.rs`), then write the status only if it
+//! changed and requeue at the next scheduled time: between runs, no AWS call and no write.
+
+use super::aws::{CacheRef, SharedLooks};
+use super::clock::Clock;
+use super::plan::{plan, Facts, Plan};
+use super::retention::RunState;
+use super::status::{compose, just_finished};
+use super::timetable::Timetable;
+use super::{cleanup, runs};
+use crate::api::schedule::*;
+use crate::api::schedule_validation::validate_schedule;
+use crate::api::SnapshotExport;
+use crate::aws::{AwsError, SdkSnapshots};
+use crate::events::Events;
+use crate::metrics::{Metrics, ScheduleLabels, ScheduleOutcomeLabels};
+use jiff::Timestamp;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{Api, PostParams};
+use kube::runtime::controller::Action;
+use kube::{Client, Resource, ResourceExt};
+use std::sync::Arc;
+use std::time::Duration;
+use tracing::warn;
+
+/// The annotation on a CreateSnapshot-mode run naming its intermediate snapshot; removed once
+/// the snapshot is deleted (or kept, with `keepIntermediateSnapshot`).
+pub const INTERMEDIATE_ANNOTATION: &str = "elasticache-export.io/intermediate-snapshot";
+
+/// Shared by every schedule reconcile.
+pub struct ScheduleContext {
+    pub client: Client,
+    pub aws: SdkSnapshots,
+    pub events: Events,
+    pub metrics: Arc<Metrics>,
+    pub looks: SharedLooks,
+    pub clock: Clock,
+    /// The longest a reconcile waits, in real time (a safety net while runs are in flight).
+    pub safety_requeue: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ScheduleError {
+    #[error("Kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    #[error("{0}")]
+    Aws(#[from] AwsError),
+}
+
+pub async fn reconcile(obj: Arc<SnapshotExportSchedule>, ctx: Arc<ScheduleContext>) -> Result<Action, ScheduleError> {
+    let mut obj = (*obj).clone();
+    if obj.metadata.deletion_timestamp.is_some() {
+        // Its runs go with it (ownerReferences): nothing to do.
+        return Ok(Action::await_change());
+    }
+    let (name, ns) = (obj.name_any(), obj.namespace().unwrap_or_default());
+    // Read it afresh: the watch cache may not show our last status write yet, and deciding on
+    // a stale `lastScheduleTime` would plan the same scheduled time twice.
+    let api: Api<SnapshotExportSchedule> = Api::namespaced(ctx.client.clone(), &ns);
+    let Some(fresh) = api.get_opt(&name).await? else {
+        return Ok(Action::await_change());
+    };
+    obj = fresh;
+    let uid = obj.uid().unwrap_or_default();
+    let now = ctx.clock.now();
+    let old = obj.status.clone().unwrap_or_default();
+    let problems = validate_schedule(&name, &obj.spec);
+    if !problems.is_empty() {
+        let message = format!("The spec is invalid: {}. Fix the SnapshotExportSchedule; no run starts until then.", problems.join("; "));
+        let status = compose(old.clone(), &[], Some(("InvalidSpec", message.clone())), None, obj.metadata.generation, now);
+        if write_status(&ctx, &mut obj, status).await? {
+            warning(&ctx, &obj, "InvalidSpec", &message).await;
+        }
+        return Ok(Action::await_change());
+    }
+    let timetable = Timetable::new(&obj.spec.schedule, obj.spec.zone_name()).expect("validated above");
+    let cache = match (&obj.spec.source.replication_group_id, &obj.spec.source.cache_cluster_id) {
+        (Some(rg), _) => CacheRef::ReplicationGroup(rg.clone()),
+        (None, Some(cc)) => CacheRef::CacheCluster(cc.clone()),
+        (None, None) => unreachable!("validated above"),
+    };
+    let exports: Api<SnapshotExport> = Api::namespaced(ctx.client.clone(), &ns);
+    let mut runs = runs::observe_runs(&exports, &name, &uid).await?;
+    let mut status = old.clone();
+    let mut stall: Option<(&str, String)> = None;
+
+    // CreateSnapshot mode: a run whose snapshot was being taken when we last stopped.
+    if let Some(pending) = status.pending_snapshot.clone() {
+        match runs::finish_pending(&ctx, &obj, &exports, &cache, &pending).await {
+            Ok(()) => status.pending_snapshot = None,
+            // The intent stays: the run for that time starts once the cause is fixed.
+            Err(ScheduleError::Aws(AwsError::Fault { fault, .. })) => {
+                let message = format!("The run {} could not take its snapshot: {fault}. Check the source cache and the operator's IAM policy; it is tried again.", pending.run_name);
+                stall = Some(("SourceUnavailable", message));
+            }
+            Err(other) => return Err(other),
+        }
+        runs = runs::observe_runs(&exports, &name, &uid).await?;
+    }
+
+    let in_flight = runs.iter().any(|r| r.facts.state == RunState::InFlight) || status.pending_snapshot.is_some();
+    let annotations = obj.metadata.annotations.clone().unwrap_or_default();
+    let facts = Facts {
+        now,
+        name: &name,
+        created: obj.metadata.creation_timestamp.as_ref().map_or(now, |t| ctx.clock.at(t.0)),
+        last_schedule_time: status.last_schedule_time.as_ref().map(|t| t.0),
+        suspend: obj.spec.suspend,
+        starting_deadline_seconds: obj.spec.starting_deadline_seconds,
+        run_now: annotations.get(RUN_NOW_ANNOTATION).map(String::as_str),
+        last_run_now: status.last_run_now.as_deref(),
+        in_flight,
+    };
+    let decision = plan(&timetable, &facts);
+    let outcome = match decision.plan {
+        Plan::Idle => None,
+        Plan::Skip { scheduled, reason, run_now, message } => {
+            record_handled(&mut status, scheduled, run_now);
+            status.last_run = Some(LastRun { name: None, scheduled_time: Some(Time(scheduled)), phase: None, skip_reason: Some(reason) });
+            Some((false, reason.as_str().to_string(), message))
+        }
+        Plan::Start { scheduled, run_name, run_now } => {
+            let started =
+                runs::start_run(&ctx, &mut obj, &exports, &cache, &timetable, &runs, &mut status, scheduled, &run_name, run_now).await;
+            match started {
+                Ok(outcome) => Some(outcome),
+                Err(ScheduleError::Aws(AwsError::Fault { operation, fault })) => {
+                    // A Warning, and Stalled: a person has to fix the template, the cache or IAM.
+                    let (reason, fix) = if operation == "template" {
+                        ("InvalidTemplate", "Fix template.targetSnapshotNameTemplate")
+                    } else {
+                        ("SourceUnavailable", "Check the source cache and the operator's IAM policy")
+                    };
+                    let message = format!("The run for {scheduled} could not start: {fault}. {fix}; it is tried again.");
+                    stall = Some((reason, message.clone()));
+                    Some((false, reason.to_string(), message))
+                }
+                Err(other) => return Err(other),
+            }
+        }
+    };
+    if outcome.is_some() {
+        runs = runs::observe_runs(&exports, &name, &uid).await?;
+    }
+
+    cleanup::cleanup_intermediates(&ctx, &obj, &exports, &runs).await?;
+    cleanup::prune(&ctx, &obj, &exports, &runs).await?;
+    let status = compose(status, &runs, stall.clone(), decision.next, obj.metadata.generation, now);
+    let labels = ScheduleLabels { schedule_namespace: ns.clone(), schedule: name.clone() };
+    if let Some(t) = &status.last_successful_time {
+        ctx.metrics.schedule_last_success.get_or_create(&labels).set(t.0.as_second());
+    }
+    if let Some(after) = decision.next.and_then(|n| timetable.next_after(n).map(|a| a.duration_since(n).as_secs())) {
+        ctx.metrics.schedule_interval.get_or_create(&labels).set(after);
+    }
+    let finished = just_finished(&old, &status, &runs).cloned();
+    write_status(&ctx, &mut obj, status).await?;
+    // Told and counted only once the status recording it is stored: a reconcile whose write
+    // fails (409 from a concurrent one) says nothing.
+    if let Some((started, reason, message)) = &outcome {
+        count(&ctx, &ns, &name, reason);
+        if *started {
+            publish(&ctx, &obj, false, reason, message).await;
+        } else {
+            warning(&ctx, &obj, reason, message).await;
+        }
+    }
+    if let Some(run) = finished {
+        match (&run.facts.state, &run.failure) {
+            (RunState::Failed, failure) => {
+                count(&ctx, &ns, &name, "Failed");
+                let (why, detail) = failure.clone().unwrap_or_default();
+                warning(&ctx, &obj, "RunFailed", &format!("The run {} failed ({why}): {detail}", run.facts.name)).await;
+            }
+            _ => count(&ctx, &ns, &name, "Succeeded"),
+        }
+    }
+    if stall.is_some() {
+        return Ok(Action::requeue(ctx.safety_requeue));
+    }
+    let wait = decision.next.map_or(ctx.safety_requeue, |next| ctx.clock.until(next)).min(ctx.safety_requeue.max(Duration::from_secs(1)));
+    // Just after the scheduled minute, not a hair before it (the clock may run fast in tests).
+    Ok(Action::requeue(wait + Duration::from_millis(50)))
+}
+
+pub(super) fn record_handled(status: &mut SnapshotExportScheduleStatus, scheduled: Timestamp, run_now: Option<String>) {
+    match run_now {
+        Some(value) => status.last_run_now = Some(value),
+        None => status.last_schedule_time = Some(Time(scheduled)),
+    }
+}
+
+fn count(ctx: &ScheduleContext, ns: &str, name: &str, outcome: &str) {
+    let outcome = if outcome == "RunStarted" { "Started" } else { outcome };
+    let labels = ScheduleOutcomeLabels { schedule_namespace: ns.into(), schedule: name.into(), outcome: outcome.into() };
+    ctx.metrics.schedule_runs.get_or_create(&labels).inc();
+}
+
+/// Replace the status when it changed (guarded by the resourceVersion, so a second leader's
+/// stale write fails); `obj` becomes what the API server stored. True when written.
+pub(super) async fn write_status(
+    ctx: &ScheduleContext,
+    obj: &mut SnapshotExportSchedule,
+    status: SnapshotExportScheduleStatus,
+) -> Result<bool, ScheduleError> {
+    if obj.status.as_ref() == Some(&status) || (obj.status.is_none() && status == SnapshotExportScheduleStatus::default()) {
+        return Ok(false);
+    }
+    let api: Api<SnapshotExportSchedule> = Api::namespaced(ctx.client.clone(), &obj.namespace().unwrap_or_default());
+    let mut desired = obj.clone();
+    desired.status = Some(status);
+    desired.metadata.managed_fields = None;
+    *obj = api.replace_status(&obj.name_any(), &PostParams::default(), &desired).await?;
+    Ok(true)
+}
+
+pub(super) async fn warning(ctx: &ScheduleContext, obj: &SnapshotExportSchedule, reason: &str, note: &str) {
+    publish(ctx, obj, true, reason, note).await;
+}
+
+pub(super) async fn publish(ctx: &ScheduleContext, obj: &SnapshotExportSchedule, warning: bool, reason: &str, note: &str) {
+    if warning {
+        warn!(schedule = %obj.name_any(), %reason, "{note}");
+    }
+    ctx.events.publish_event(&obj.object_ref(&()), warning, reason, "Schedule", note).await;
+}

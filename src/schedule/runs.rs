@@ -1,0 +1,228 @@
+//! A schedule's runs: observing them (its labelled, owned SnapshotExports), starting one
+//! (LatestAutomatic: the chosen backup; CreateSnapshot: the intent recorded, the tagged
+//! intermediate snapshot taken once), and creating the run object exactly once.
+
+use super::aws::{self as sched_aws, CacheRef};
+use super::choose::{choose, Choice};
+use super::names;
+use super::reconcile::{record_handled, write_status, ScheduleContext, ScheduleError, INTERMEDIATE_ANNOTATION};
+use super::retention::{RunFacts, RunState};
+use super::status::RunView;
+use super::timetable::Timetable;
+use crate::api::conditions::{find, STALLED};
+use crate::api::schedule::*;
+use crate::api::{Phase, SnapshotExport, SnapshotExportSpec};
+use crate::aws::{AwsError, SnapshotApi};
+use jiff::Timestamp;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time};
+use kube::api::{Api, ListParams, PostParams};
+use kube::{Resource, ResourceExt};
+use std::collections::BTreeMap;
+use tracing::info;
+
+/// Create the run for `scheduled`: find or take its snapshot, then its SnapshotExport.
+/// Returns `(started, reason, message)` for the Event.
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn start_run(
+    ctx: &ScheduleContext,
+    obj: &mut SnapshotExportSchedule,
+    exports: &Api<SnapshotExport>,
+    cache: &CacheRef,
+    timetable: &Timetable,
+    runs: &[RunView],
+    status: &mut SnapshotExportScheduleStatus,
+    scheduled: Timestamp,
+    run_name: &str,
+    run_now: Option<String>,
+) -> Result<(bool, String, String), ScheduleError> {
+    let name = obj.name_any();
+    let template = obj.spec.template.target_snapshot_name_template.as_deref();
+    let target = names::run_target_name(template, &name, cache.id(), scheduled, timetable.zone(), run_now.as_deref())
+        .map_err(|e| AwsError::Fault { operation: "template", fault: crate::aws::CopyFault::InvalidParameterValue { message: e } })?;
+    match obj.spec.source.mode {
+        SourceMode::LatestAutomatic => {
+            let snaps = ctx.looks.automatic_snapshots(&ctx.aws, cache, scheduled).await?;
+            let exported: Vec<&str> = runs.iter().map(|r| r.source.as_str()).collect();
+            let last = status.source.as_ref().and_then(|s| s.snapshot_create_time.as_ref()).map(|t| t.0);
+            match choose(&snaps, last, &exported) {
+                Choice::NoNewSnapshot { newest } => {
+                    record_handled(status, scheduled, run_now);
+                    status.last_run = Some(LastRun {
+                        name: None,
+                        scheduled_time: Some(Time(scheduled)),
+                        phase: None,
+                        skip_reason: Some(SkipReason::NoNewSnapshot),
+                    });
+                    let newest = newest.map_or("there is none".to_string(), |n| format!("the newest is {n}, exported already"));
+                    let message = format!("The run for {scheduled} was skipped: no available automatic backup of {} is newer than the last export ({newest}). Check the cache's backup window and retention.", cache.id());
+                    Ok((false, "NoNewSnapshot".into(), message))
+                }
+                Choice::Export(snap) => {
+                    create_run(exports, obj, run_name, scheduled, &snap.name, &target, None).await?;
+                    status.source = Some(ResolvedSource {
+                        cache_id: cache.id().into(),
+                        snapshot_name: Some(snap.name.clone()),
+                        snapshot_create_time: snap.created.map(Time),
+                    });
+                    record_handled(status, scheduled, run_now);
+                    status.last_run = Some(LastRun {
+                        name: Some(run_name.into()),
+                        scheduled_time: Some(Time(scheduled)),
+                        phase: Some("Pending".into()),
+                        skip_reason: None,
+                    });
+                    info!(schedule = %name, run = %run_name, snapshot = %snap.name, "started a run");
+                    Ok((true, "RunStarted".into(), format!("Started {run_name}: exporting {} as {target}.", snap.name)))
+                }
+            }
+        }
+        SourceMode::CreateSnapshot => {
+            let pending = PendingSnapshot {
+                run_name: run_name.into(),
+                snapshot_name: names::intermediate_snapshot_name(&obj.uid().unwrap_or_default(), run_name),
+                target_snapshot_name: target.clone(),
+                scheduled_time: Time(scheduled),
+            };
+            // The intent first: after a crash the run is finished from it, never started twice.
+            status.pending_snapshot = Some(pending.clone());
+            record_handled(status, scheduled, run_now);
+            status.last_run = Some(LastRun {
+                name: Some(run_name.into()),
+                scheduled_time: Some(Time(scheduled)),
+                phase: Some("Pending".into()),
+                skip_reason: None,
+            });
+            status.source = Some(ResolvedSource {
+                cache_id: cache.id().into(),
+                snapshot_name: Some(pending.snapshot_name.clone()),
+                snapshot_create_time: None,
+            });
+            write_status(ctx, obj, status.clone()).await?;
+            finish_pending(ctx, obj, exports, cache, &pending).await?;
+            status.pending_snapshot = None;
+            Ok((true, "RunStarted".into(), format!("Started {run_name}: took snapshot {} to export as {target}.", pending.snapshot_name)))
+        }
+    }
+}
+
+/// CreateSnapshot mode, after the intent is recorded: the intermediate snapshot (taken once:
+/// when it exists it must carry our tag), then the run that exports it (it waits for the
+/// snapshot to become available).
+pub(super) async fn finish_pending(
+    ctx: &ScheduleContext,
+    obj: &SnapshotExportSchedule,
+    exports: &Api<SnapshotExport>,
+    cache: &CacheRef,
+    pending: &PendingSnapshot,
+) -> Result<(), ScheduleError> {
+    let uid = obj.uid().unwrap_or_default();
+    let target = &pending.target_snapshot_name;
+    // A run that exists already was started after its snapshot was: nothing left to do.
+    if exports.get_opt(&pending.run_name).await?.is_none() {
+        let existing = match ctx.aws.describe_snapshot(&pending.snapshot_name).await? {
+            // Not there: take it. AlreadyExists means it appeared meanwhile: look at it again.
+            None if sched_aws::create_snapshot(&ctx.aws, &pending.snapshot_name, cache, &uid).await? => None,
+            None => ctx.aws.describe_snapshot(&pending.snapshot_name).await?,
+            Some(info) => Some(info),
+        };
+        if let Some(info) = existing {
+            let tag = match &info.arn {
+                Some(arn) => sched_aws::schedule_tag(&ctx.aws, arn).await?,
+                None => None,
+            };
+            if tag.as_deref() != Some(uid.as_str()) {
+                return Err(AwsError::Fault {
+                    operation: "CreateSnapshot",
+                    fault: crate::aws::CopyFault::SnapshotAlreadyExists {
+                        message: format!(
+                            "a snapshot named {} exists and does not carry this schedule's {SCHEDULE_TAG_KEY} tag; it is not used",
+                            pending.snapshot_name
+                        ),
+                    },
+                }
+                .into());
+            }
+        }
+        create_run(exports, obj, &pending.run_name, pending.scheduled_time.0, &pending.snapshot_name, target, Some(&pending.snapshot_name))
+            .await?;
+    }
+    Ok(())
+}
+
+/// Create one run object; AlreadyExists means it was created before (exactly once).
+pub(super) async fn create_run(
+    exports: &Api<SnapshotExport>,
+    obj: &SnapshotExportSchedule,
+    run_name: &str,
+    scheduled: Timestamp,
+    source: &str,
+    target: &str,
+    intermediate: Option<&str>,
+) -> Result<(), ScheduleError> {
+    let t = &obj.spec.template;
+    let mut spec = SnapshotExportSpec::new(source, target, t.target_bucket.as_deref());
+    spec.kms_key_id = t.kms_key_id.clone();
+    spec.tags = t.tags.clone();
+    spec.deletion_policy = t.deletion_policy;
+    let mut annotations = BTreeMap::from([(SCHEDULED_TIME_ANNOTATION.to_string(), scheduled.to_string())]);
+    if let (Some(snap), false) = (intermediate, obj.spec.source.keep_intermediate_snapshot) {
+        annotations.insert(INTERMEDIATE_ANNOTATION.into(), snap.into());
+    }
+    let run = SnapshotExport {
+        metadata: ObjectMeta {
+            name: Some(run_name.into()),
+            namespace: obj.namespace(),
+            labels: Some(BTreeMap::from([(SCHEDULE_LABEL.to_string(), names::label_value(&obj.name_any()))])),
+            annotations: Some(annotations),
+            owner_references: Some(vec![OwnerReference {
+                api_version: SnapshotExportSchedule::api_version(&()).into(),
+                kind: SnapshotExportSchedule::kind(&()).into(),
+                name: obj.name_any(),
+                uid: obj.uid().unwrap_or_default(),
+                controller: Some(true),
+                block_owner_deletion: None,
+            }]),
+            ..Default::default()
+        },
+        spec,
+        status: None,
+    };
+    match exports.create(&PostParams::default(), &run).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 409 => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// This schedule's runs (labelled with it and owned by this very object).
+pub(super) async fn observe_runs(exports: &Api<SnapshotExport>, name: &str, uid: &str) -> Result<Vec<RunView>, ScheduleError> {
+    let selector = format!("{SCHEDULE_LABEL}={}", names::label_value(name));
+    let list = exports.list(&ListParams::default().labels(&selector)).await?;
+    Ok(list.items.into_iter().filter(|r| r.owner_references().iter().any(|o| o.uid == uid)).map(view).collect())
+}
+
+pub(super) fn view(run: SnapshotExport) -> RunView {
+    let annotations = run.metadata.annotations.clone().unwrap_or_default();
+    let scheduled = annotations
+        .get(SCHEDULED_TIME_ANNOTATION)
+        .and_then(|t| t.parse().ok())
+        .or(run.metadata.creation_timestamp.as_ref().map(|t| t.0))
+        .unwrap_or(Timestamp::UNIX_EPOCH);
+    let status = run.status.clone().unwrap_or_default();
+    let state = match status.phase {
+        Some(Phase::Completed) => RunState::Succeeded,
+        Some(Phase::Failed) => RunState::Failed,
+        _ => RunState::InFlight,
+    };
+    let failure = find(&status.conditions, STALLED).filter(|c| c.status == "True").map(|c| (c.reason.clone(), c.message.clone()));
+    RunView {
+        facts: RunFacts { name: run.name_any(), scheduled, state },
+        phase: status.phase.map(|p| format!("{p:?}")),
+        completed_at: status.completed_at.map(|t| t.0),
+        failure,
+        source: run.spec.source_snapshot_name.clone(),
+        intermediate: annotations.get(INTERMEDIATE_ANNOTATION).cloned(),
+        exported_objects: status.exported_objects.clone(),
+        requested_at: status.copy_requested_at.map(|t| t.0),
+    }
+}
