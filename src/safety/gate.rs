@@ -74,7 +74,7 @@ impl ExportSafety {
         let (Some(config), Some(bucket)) = (&self.preflight, &spec.target_bucket) else {
             return Verdict::Proceed;
         };
-        let key = export_object_key(&spec.target_snapshot_name, 1);
+        let key = export_object_key(spec.export_base_name(), 1);
         // An earlier request whose outcome is unknown (its intent is recorded) may be at work:
         // the key it writes is not a collision (look again: objects written under an intent are
         // adopted), and no failure may clear its intent.
