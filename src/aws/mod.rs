@@ -6,6 +6,7 @@ mod bucket_sdk;
 mod errors;
 pub mod limit;
 mod sdk;
+mod serverless;
 
 use std::future::Future;
 
@@ -13,6 +14,7 @@ pub use bucket::{AclGrant, BucketAcl, BucketInspector, Grantee, PublicAccessBloc
 pub use bucket_sdk::SdkBuckets;
 pub use errors::{AwsError, CopyFault, S3Problem};
 pub use sdk::{aws_sdk_config, SdkSnapshots};
+pub use serverless::{ServerlessCopyRequest, ServerlessSnapshotApi, ServerlessSnapshotInfo, ServerlessSnapshotPage, SERVERLESS_PAGE_SIZE};
 
 /// Where and how to reach AWS, from the command line.
 #[derive(Clone, Debug, Default)]
