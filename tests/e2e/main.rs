@@ -6,6 +6,7 @@ mod harness;
 mod rbac;
 mod reliability;
 mod safe_exports;
+mod serverless;
 #[path = "../common/validation_cases.rs"]
 mod validation_cases;
 
