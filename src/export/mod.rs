@@ -158,6 +158,10 @@ async fn reconcile_once<A: SnapshotApi>(obj: Arc<SnapshotExport>, ctx: &Arc<Cont
     let problems = validate_spec(&obj.spec);
     let mut decision = if !problems.is_empty() {
         invalid_spec(&problems)
+    } else if obj.spec.is_serverless() {
+        // The API accepts Serverless sources ahead of the controller's serverless path; a
+        // node-based call would copy a node-based snapshot that happens to share the name.
+        decide::serverless_not_supported()
     } else if let Some(refused) = ctx.safety.refusal(&obj, &status) {
         // The export policy refuses it: no AWS call at all.
         decide::from_safety(refused)
@@ -218,7 +222,7 @@ async fn reconcile_once<A: SnapshotApi>(obj: Arc<SnapshotExport>, ctx: &Arc<Cont
             ctx.forget(&uid, &obj_ref);
             Action::await_change()
         }
-        Decision::Stalled { ref reason, .. } if reason == "InvalidSpec" => {
+        Decision::Stalled { ref reason, .. } if reason == "InvalidSpec" || reason == "ServerlessNotSupported" => {
             ctx.forget(&uid, &obj_ref);
             Action::await_change()
         }

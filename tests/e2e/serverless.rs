@@ -96,3 +96,22 @@ async fn serverless_export_writes_under_the_snapshot_name_and_reports_the_docume
     assert_eq!(again.fault().map(|f| f.reason()), Some("S3ObjectAlreadyExists"), "{again}");
     assert_eq!(emulator.calls("ExportServerlessCacheSnapshot").len(), 5);
 }
+
+/// Until the controller's serverless path lands, a Serverless source must never reach the
+/// node-based calls: a node-based snapshot of the same name would be copied in its place.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_serverless_source_never_reaches_copy_snapshot_and_says_why() {
+    let bed = Bed::start().await;
+    // The trap: a node-based snapshot with the serverless snapshot's name.
+    bed.emulator.seed_snapshot("twin", 1);
+    seed(&bed.emulator, "twin", 1);
+    bed.cluster
+        .apply("sls-copy", json!({"sourceSnapshotName": "twin", "sourceKind": "Serverless", "targetSnapshotName": "twin-copy"}))
+        .await;
+    let logs = bed.logs();
+    let stalled = bed.cluster.wait_for("sls-copy", "stalled", Duration::from_secs(20), &logs, |o| is_true(o, "Stalled")).await;
+    assert_eq!(condition(&stalled, "Stalled").unwrap().1, "ServerlessNotSupported");
+    bed.cluster.wait_event("sls-copy", "Warning", "ServerlessNotSupported").await;
+    assert_eq!(bed.emulator.calls("CopySnapshot").len(), 0, "no node-based copy of a serverless source");
+    assert_eq!(bed.emulator.calls("CopyServerlessCacheSnapshot").len(), 0);
+}
