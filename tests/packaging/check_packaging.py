@@ -206,7 +206,10 @@ IAM_ACTION_OF = {
     ("s3", "get_public_access_block"): "s3:GetBucketPublicAccessBlock",
 }
 # Actions a call needs besides its own: CopySnapshot with Tags also authorizes AddTagsToResource.
-ALSO_NEEDS = {"elasticache:CopySnapshot": {"elasticache:AddTagsToResource"}}
+ALSO_NEEDS = {
+    "elasticache:CopySnapshot": {"elasticache:AddTagsToResource"},
+    "elasticache:CopyServerlessCacheSnapshot": {"elasticache:AddTagsToResource"},
+}
 OWNER_TAG = "elasticache-export.io/owner-uid"
 
 
@@ -224,12 +227,13 @@ def iam_policy_matches_sdk_calls():
         actions = st["Action"] if isinstance(st["Action"], list) else [st["Action"]]
         check(not any("*" in a for a in actions), f"policy.json: wildcard action in {st.get('Sid')}")
         granted |= set(actions)
-        if "elasticache:DeleteSnapshot" in actions:
-            cond = st.get("Condition", {}).get("Null", {})
-            check(
-                actions == ["elasticache:DeleteSnapshot"] and cond.get(f"aws:ResourceTag/{OWNER_TAG}") == "false",
-                "policy.json: DeleteSnapshot must be alone in a statement conditioned on the ownership tag",
-            )
+        for delete in ("elasticache:DeleteSnapshot", "elasticache:DeleteServerlessCacheSnapshot"):
+            if delete in actions:
+                cond = st.get("Condition", {}).get("Null", {})
+                check(
+                    actions == [delete] and cond.get(f"aws:ResourceTag/{OWNER_TAG}") == "false",
+                    f"policy.json: {delete} must be alone in a statement conditioned on the ownership tag",
+                )
     check(granted == needed, f"config/iam/policy.json grants {sorted(granted - needed)} without a call and misses {sorted(needed - granted)}")
     for partition in ("aws", "aws-us-gov", "aws-cn"):
         path = ROOT / "config" / "iam" / f"bucket-policy-{partition}.json"
