@@ -57,6 +57,10 @@ fn good_specs_pass_every_check() {
         with("kmsKeyId", json!("arn:aws:kms:us-east-1:123456789012:key/abc")),
         with("deletionPolicy", json!("Delete")),
         with("targetSnapshotName", json!("é".repeat(1000))),
+        with("sourceKind", json!("NodeBased")),
+        with("sourceKind", json!("Serverless")),
+        json!({"sourceSnapshotName": "sls-nightly", "sourceKind": "Serverless", "targetBucket": "good-bucket"}),
+        json!({"sourceSnapshotName": "sls-nightly", "sourceKind": "Serverless", "targetSnapshotName": "c", "kmsKeyId": "alias/k", "deletionPolicy": "Delete"}),
     ];
     for spec in goods {
         let parsed: SnapshotExportSpec = serde_json::from_value(spec.clone()).unwrap();
@@ -68,7 +72,7 @@ fn good_specs_pass_every_check() {
 #[test]
 fn each_invalid_spec_is_refused_by_the_crd_and_by_the_reconciler() {
     let cases = invalid_cases();
-    assert!(cases.len() >= 27);
+    assert!(cases.len() >= 32);
     for (name, spec, refused) in cases {
         let parsed: SnapshotExportSpec = serde_json::from_value(spec.clone()).unwrap();
         let problems = validate_spec(&parsed);
@@ -93,6 +97,7 @@ fn each_immutable_field_change_is_refused_by_cel() {
         ("targetBucket", json!("other-bucket")),
         ("tags", json!([{"key": "t", "value": "2"}])),
         ("deletionPolicy", json!("Delete")),
+        ("sourceKind", json!("Serverless")),
     ];
     for (field, value) in changes {
         let mut new = base.clone();
@@ -107,6 +112,14 @@ fn each_immutable_field_change_is_refused_by_cel() {
     let old = with_kms.clone();
     with_kms["kmsKeyId"] = json!("alias/k");
     assert!(cel(&schema(), &object(with_kms), Some(&object(old))).is_err(), "adding kmsKeyId later");
+    // Saying the source is serverless later (the default was NodeBased) is a change too.
+    let node = json!({"sourceSnapshotName": "a", "targetSnapshotName": "b"});
+    let mut sls = node.clone();
+    sls["sourceKind"] = json!("Serverless");
+    assert!(cel(&schema(), &object(sls.clone()), Some(&object(node))).is_err(), "adding sourceKind: Serverless later");
+    let mut back = sls.clone();
+    back["sourceKind"] = json!("NodeBased");
+    assert!(cel(&schema(), &object(back), Some(&object(sls))).is_err(), "switching a Serverless source back to NodeBased");
     // An unchanged spec (a status or label update) passes.
     assert!(cel(&schema(), &object(base.clone()), Some(&object(base))).is_ok());
 }

@@ -37,6 +37,7 @@ pub const FINALIZER: &str = "elasticache-export.io/delete-copy";
     namespaced,
     status = "SnapshotExportStatus",
     printcolumn = r#"{"name":"Source","type":"string","jsonPath":".spec.sourceSnapshotName"}"#,
+    printcolumn = r#"{"name":"Kind","type":"string","priority":1,"jsonPath":".spec.sourceKind"}"#,
     printcolumn = r#"{"name":"Target","type":"string","jsonPath":".spec.targetSnapshotName"}"#,
     printcolumn = r#"{"name":"Bucket","type":"string","jsonPath":".spec.targetBucket"}"#,
     printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".status.phase"}"#,
@@ -46,18 +47,38 @@ pub const FINALIZER: &str = "elasticache-export.io/delete-copy";
     validation = Rule::new("self.spec == oldSelf.spec").message("spec is immutable: a SnapshotExport describes one copy; to copy something else, create a new SnapshotExport")
 )]
 #[x_kube(
+    validation = Rule::new("(has(self.sourceKind) && self.sourceKind == 'Serverless' && has(self.targetBucket)) || has(self.targetSnapshotName)").message("targetSnapshotName is required: it names the in-region copy (or, for a node-based snapshot's export, the exported objects)")
+)]
+#[x_kube(
+    validation = Rule::new("!(has(self.sourceKind) && self.sourceKind == 'Serverless' && has(self.targetBucket) && has(self.targetSnapshotName))").message("targetSnapshotName must be omitted when a Serverless snapshot is exported: ExportServerlessCacheSnapshot takes no target name and the objects are named by ElastiCache after the snapshot")
+)]
+#[x_kube(
     validation = Rule::new("!(has(self.targetBucket) && has(self.kmsKeyId))").message("kmsKeyId cannot be used with targetBucket: exports to S3 are unencrypted and ElastiCache refuses a customer-managed KMS key for them; remove kmsKeyId or targetBucket")
 )]
 #[serde(rename_all = "camelCase")]
 pub struct SnapshotExportSpec {
-    /// Name of the existing ElastiCache snapshot to copy (in the operator's AWS region).
+    /// Name of the existing ElastiCache snapshot to copy (in the operator's AWS region): a
+    /// node-based snapshot (DescribeSnapshots), or a serverless cache's snapshot when
+    /// `sourceKind` is `Serverless` (DescribeServerlessCacheSnapshots).
     #[schemars(length(min = 1, max = 1000))]
     pub source_snapshot_name: String,
 
+    /// Which kind of snapshot `sourceSnapshotName` names: `NodeBased` (default; a snapshot of a
+    /// replication group or cache cluster, copied with CopySnapshot) or `Serverless` (a snapshot
+    /// of an ElastiCache Serverless cache, copied with CopyServerlessCacheSnapshot and exported
+    /// with ExportServerlessCacheSnapshot). Immutable, like the rest of the spec.
+    // Left out of the serialized spec when default, so that `status.specHash` of a node-based
+    // spec does not depend on whether the operator knows this field.
+    #[serde(default, skip_serializing_if = "SourceKind::is_node_based")]
+    pub source_kind: SourceKind,
+
     /// Name of the copy, 1 to 1,000 characters. For an in-region copy this is the new snapshot's
-    /// name; for an S3 export ElastiCache writes one object per node group, named by its id:
-    /// `<targetSnapshotName>-0001.rdb`, `-0002.rdb`, and so on (ids can be user-supplied, and are
-    /// not contiguous after shards were removed).
+    /// name; for an S3 export of a node-based snapshot ElastiCache writes one object per node
+    /// group, named by its id: `<targetSnapshotName>-0001.rdb`, `-0002.rdb`, and so on (ids can be
+    /// user-supplied, and are not contiguous after shards were removed). Required, except for the
+    /// export of a `Serverless` snapshot, where it must be omitted: that export takes no target
+    /// name, and its objects are named by ElastiCache after the snapshot.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     #[schemars(length(min = 1, max = 1000))]
     pub target_snapshot_name: String,
 
@@ -106,6 +127,22 @@ pub struct Tag {
     #[serde(default)]
     #[schemars(length(max = 256))]
     pub value: Option<String>,
+}
+
+/// The kind of ElastiCache snapshot a `SnapshotExport` copies.
+#[derive(JsonSchema, Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SourceKind {
+    /// A snapshot of a node-based cache (replication group or cache cluster).
+    #[default]
+    NodeBased,
+    /// A snapshot of an ElastiCache Serverless cache (Valkey or Redis OSS).
+    Serverless,
+}
+
+impl SourceKind {
+    fn is_node_based(&self) -> bool {
+        *self == SourceKind::NodeBased
+    }
 }
 
 /// Whether deleting the object deletes the in-region copy.
@@ -204,6 +241,7 @@ impl SnapshotExportSpec {
     pub fn new(source: &str, target: &str, bucket: Option<&str>) -> Self {
         Self {
             source_snapshot_name: source.into(),
+            source_kind: SourceKind::NodeBased,
             target_snapshot_name: target.into(),
             target_bucket: bucket.map(str::to_string),
             kms_key_id: None,
@@ -215,6 +253,31 @@ impl SnapshotExportSpec {
     /// True when this object exports to S3 rather than copying in-region.
     pub fn is_export(&self) -> bool {
         self.target_bucket.is_some()
+    }
+
+    /// True when the source is an ElastiCache Serverless snapshot.
+    pub fn is_serverless(&self) -> bool {
+        self.source_kind == SourceKind::Serverless
+    }
+
+    /// The same spec with a Serverless source (builder for tests and samples).
+    pub fn serverless(mut self) -> Self {
+        self.source_kind = SourceKind::Serverless;
+        if self.is_export() {
+            self.target_snapshot_name.clear();
+        }
+        self
+    }
+
+    /// The name the exported objects start with: `targetSnapshotName` for a node-based export;
+    /// the snapshot's own name for a Serverless export (ExportServerlessCacheSnapshot has no
+    /// target name; the objects' names are not documented, see the README's Serverless section).
+    pub fn export_base_name(&self) -> &str {
+        if self.is_serverless() {
+            &self.source_snapshot_name
+        } else {
+            &self.target_snapshot_name
+        }
     }
 
     /// A stable hash of the spec (FNV-1a over its JSON form, fields in declaration order), as

@@ -14,7 +14,20 @@ pub const MAX_SNAPSHOT_NAME: usize = 1000;
 pub fn validate_spec(spec: &SnapshotExportSpec) -> Vec<String> {
     let mut problems = Vec::new();
     check_snapshot_name("sourceSnapshotName", &spec.source_snapshot_name, &mut problems);
-    check_snapshot_name("targetSnapshotName", &spec.target_snapshot_name, &mut problems);
+    if spec.is_serverless() && spec.is_export() {
+        // ExportServerlessCacheSnapshot takes no target name; one given here would be ignored,
+        // and a user would look for objects under a name AWS never used.
+        if !spec.target_snapshot_name.is_empty() {
+            problems.push("targetSnapshotName must be omitted when a Serverless snapshot is exported: ExportServerlessCacheSnapshot takes no target name and the objects are named by ElastiCache after the snapshot".into());
+        }
+    } else if spec.target_snapshot_name.is_empty() {
+        problems.push(
+            "targetSnapshotName is required: it names the in-region copy (or, for a node-based snapshot's export, the exported objects)"
+                .into(),
+        );
+    } else {
+        check_snapshot_name("targetSnapshotName", &spec.target_snapshot_name, &mut problems);
+    }
     if let Some(bucket) = &spec.target_bucket {
         if let Err(why) = check_bucket_name(bucket) {
             problems.push(format!("targetBucket {bucket:?} {why}"));

@@ -138,11 +138,15 @@ impl CopyFault {
         }
         let message = message.to_string();
         match code {
-            "SnapshotAlreadyExistsFault" => Self::SnapshotAlreadyExists { message },
-            "SnapshotNotFoundFault" => Self::SnapshotNotFound { message },
-            "SnapshotQuotaExceededFault" => Self::SnapshotQuotaExceeded { message },
+            // Serverless snapshots have their own fault codes for the same refusals, and the
+            // operator answers them the same way.
+            "SnapshotAlreadyExistsFault" | "ServerlessCacheSnapshotAlreadyExistsFault" => Self::SnapshotAlreadyExists { message },
+            "SnapshotNotFoundFault" | "ServerlessCacheSnapshotNotFoundFault" => Self::SnapshotNotFound { message },
+            "SnapshotQuotaExceededFault" | "ServerlessCacheSnapshotQuotaExceededFault" => Self::SnapshotQuotaExceeded { message },
             // The wire code is `InvalidSnapshotState`; the SDK names the shape `InvalidSnapshotStateFault`.
-            "InvalidSnapshotState" | "InvalidSnapshotStateFault" => Self::InvalidSnapshotState { message },
+            "InvalidSnapshotState" | "InvalidSnapshotStateFault" | "InvalidServerlessCacheSnapshotStateFault" => {
+                Self::InvalidSnapshotState { message }
+            }
             "TagQuotaPerResourceExceeded" => Self::TagQuotaExceeded { message },
             "InvalidParameterValue" | "InvalidParameterValueException" => Self::InvalidParameterValue { message },
             "InvalidParameterCombination" | "InvalidParameterCombinationException" => Self::InvalidParameterCombination { message },
@@ -337,6 +341,30 @@ mod tests {
 
     fn p(s: &str) -> Option<S3Problem> {
         S3Problem::from_message(s)
+    }
+
+    #[test]
+    fn serverless_faults_are_the_same_refusals_as_node_based_ones() {
+        let op = "CopyServerlessCacheSnapshot";
+        let cases = [
+            ("ServerlessCacheSnapshotNotFoundFault", 404, "SourceSnapshotNotFound"),
+            ("InvalidServerlessCacheSnapshotStateFault", 400, "InvalidSnapshotState"),
+            ("ServerlessCacheSnapshotAlreadyExistsFault", 400, "TargetAlreadyExists"),
+            ("ServerlessCacheSnapshotQuotaExceededFault", 400, "SnapshotQuotaExceeded"),
+            ("TagQuotaPerResourceExceeded", 400, "TagQuotaExceeded"),
+        ];
+        for (code, status, reason) in cases {
+            let err = AwsError::classify(op, Some(code), Some("m"), Some(status));
+            assert_eq!(err.fault().map(CopyFault::reason), Some(reason), "{code}");
+        }
+        // ExportServerlessCacheSnapshot reports the documented bucket errors in the same words.
+        let err = AwsError::classify(
+            "ExportServerlessCacheSnapshot",
+            Some("InvalidParameterValue"),
+            Some("The S3 bucket b1 already contains an object with key sls-0001.rdb."),
+            Some(400),
+        );
+        assert_eq!(err.fault(), Some(&CopyFault::S3(S3Problem::ObjectAlreadyExists { bucket: "b1".into(), key: "sls-0001.rdb".into() })));
     }
 
     #[test]

@@ -6,6 +6,7 @@ mod bucket_sdk;
 mod errors;
 pub mod limit;
 mod sdk;
+mod serverless;
 mod source;
 
 use std::future::Future;
@@ -14,6 +15,7 @@ pub use bucket::{AclGrant, BucketAcl, BucketInspector, Grantee, PublicAccessBloc
 pub use bucket_sdk::SdkBuckets;
 pub use errors::{AwsError, CopyFault, S3Problem};
 pub use sdk::{aws_sdk_config, SdkSnapshots};
+pub use serverless::{ServerlessCopyRequest, ServerlessSnapshotApi, ServerlessSnapshotInfo, ServerlessSnapshotPage, SERVERLESS_PAGE_SIZE};
 pub use source::{SdkSources, SourceFacts, SourceInspector};
 
 /// Where and how to reach AWS, from the command line.

@@ -513,6 +513,16 @@ pub fn invalid_spec(problems: &[String]) -> Decision {
     }
 }
 
+/// A `sourceKind: Serverless` object, before the controller copies serverless snapshots: it
+/// stalls without any AWS call (never a node-based call on a serverless name).
+pub fn serverless_not_supported() -> Decision {
+    Decision::Stalled {
+        reason: "ServerlessNotSupported".into(),
+        message: "sourceKind Serverless is accepted by the API, but this operator version does not copy or export serverless snapshots yet; no AWS call was made. An operator version that supports them picks this object up when it starts.".into(),
+        clear_intent: false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

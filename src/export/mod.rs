@@ -238,6 +238,10 @@ async fn reconcile_once<A: SnapshotApi>(obj: Arc<SnapshotExport>, ctx: &Arc<Cont
         changed
     } else if !problems.is_empty() {
         invalid_spec(&problems)
+    } else if obj.spec.is_serverless() {
+        // The API accepts Serverless sources ahead of the controller's serverless path; a
+        // node-based call would copy a node-based snapshot that happens to share the name.
+        decide::serverless_not_supported()
     } else if let Some(refused) = ctx.safety.refusal(&obj, &status) {
         // The export policy refuses it: no AWS call at all.
         decide::from_safety(refused)
@@ -320,7 +324,10 @@ async fn reconcile_once<A: SnapshotApi>(obj: Arc<SnapshotExport>, ctx: &Arc<Cont
         }
         // Healed only by an edit of the object; a stall after acceptance is terminal.
         Decision::Stalled { ref reason, .. }
-            if reason == "InvalidSpec" || reason == "SpecChanged" || current.status.as_ref().is_some_and(decide::is_terminal) =>
+            if reason == "InvalidSpec"
+                || reason == "SpecChanged"
+                || reason == "ServerlessNotSupported"
+                || current.status.as_ref().is_some_and(decide::is_terminal) =>
         {
             ctx.forget(&uid);
             Action::await_change()

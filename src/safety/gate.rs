@@ -95,7 +95,7 @@ impl ExportSafety {
         let (Some(config), Some(bucket)) = (&self.preflight, &spec.target_bucket) else {
             return Verdict::Proceed;
         };
-        let key = export_object_key(&spec.target_snapshot_name, "0001");
+        let key = export_object_key(spec.export_base_name(), "0001");
         let facts = match config.facts(bucket, &key).await {
             Ok(facts) => facts,
             Err(err) => {

@@ -71,5 +71,26 @@ pub fn invalid_cases() -> Vec<(&'static str, Value, Refused)> {
         ("2049-character kms key", with("kmsKeyId", long(2049)), Refused::Bound("kmsKeyId")),
         ("bucket uppercase in a later label", with("targetBucket", json!("my.Bucket")), Refused::Cel("DNS-compliant")),
         ("tag key exactly 'aws:'", with("tags", json!([{"key": "aws:", "value": "x"}])), Refused::Cel("'aws:'")),
+        ("no target name, node-based copy", json!({"sourceSnapshotName": "a"}), Refused::Cel("targetSnapshotName is required")),
+        (
+            "no target name, node-based export",
+            json!({"sourceSnapshotName": "a", "targetBucket": "good-bucket"}),
+            Refused::Cel("targetSnapshotName is required"),
+        ),
+        (
+            "no target name, serverless copy",
+            json!({"sourceSnapshotName": "a", "sourceKind": "Serverless"}),
+            Refused::Cel("targetSnapshotName is required"),
+        ),
+        (
+            "target name on a serverless export",
+            json!({"sourceSnapshotName": "a", "sourceKind": "Serverless", "targetSnapshotName": "b", "targetBucket": "good-bucket"}),
+            Refused::Cel("targetSnapshotName must be omitted"),
+        ),
+        (
+            "kms on a serverless export",
+            json!({"sourceSnapshotName": "a", "sourceKind": "Serverless", "targetBucket": "good-bucket", "kmsKeyId": "alias/k"}),
+            Refused::Cel("kmsKeyId cannot be used with targetBucket"),
+        ),
     ]
 }

@@ -24,8 +24,8 @@ use std::time::{Duration, Instant};
 
 pub const REGION: &str = "us-east-1";
 pub const ELASTICACHE_CANONICAL_ID: &str = "540804c33a284a299d2547575ce1010f2312ef3da9b3a053c8bc45bf233e4353";
-const ACCESS_KEY: &str = "AKIAEXAMPLEOPERATOR1";
-const SECRET_KEY: &str = "e2e-secret-not-real";
+pub const ACCESS_KEY: &str = "AKIAEXAMPLEOPERATOR1";
+pub const SECRET_KEY: &str = "e2e-secret-not-real";
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

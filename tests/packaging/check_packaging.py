@@ -216,6 +216,7 @@ IAM_ACTION_OF = {
 ALSO_NEEDS = {
     "elasticache:CopySnapshot": {"elasticache:AddTagsToResource"},
     "elasticache:CreateSnapshot": {"elasticache:AddTagsToResource"},
+    "elasticache:CopyServerlessCacheSnapshot": {"elasticache:AddTagsToResource"},
 }
 OWNER_TAG = "elasticache-export.io/owner-uid"
 SCHEDULE_TAG = "elasticache-export.io/schedule-uid"
@@ -235,13 +236,15 @@ def iam_policy_matches_sdk_calls():
         actions = st["Action"] if isinstance(st["Action"], list) else [st["Action"]]
         check(not any("*" in a for a in actions), f"policy.json: wildcard action in {st.get('Sid')}")
         granted |= set(actions)
-        if "elasticache:DeleteSnapshot" in actions:
-            cond = st.get("Condition", {}).get("Null", {})
-            tags = [k.removeprefix("aws:ResourceTag/") for k, v in cond.items() if v == "false"]
-            check(
-                actions == ["elasticache:DeleteSnapshot"] and len(cond) == 1 and tags and tags[0] in (OWNER_TAG, SCHEDULE_TAG),
-                "policy.json: DeleteSnapshot must be alone in a statement conditioned on one of the operator's tags",
-            )
+        for delete in ("elasticache:DeleteSnapshot", "elasticache:DeleteServerlessCacheSnapshot"):
+            if delete in actions:
+                cond = st.get("Condition", {}).get("Null", {})
+                tags = [k.removeprefix("aws:ResourceTag/") for k, v in cond.items() if v == "false"]
+                allowed = (OWNER_TAG, SCHEDULE_TAG) if delete == "elasticache:DeleteSnapshot" else (OWNER_TAG,)
+                check(
+                    actions == [delete] and len(cond) == 1 and tags and tags[0] in allowed,
+                    f"policy.json: {delete} must be alone in a statement conditioned on one of the operator's tags",
+                )
         if "elasticache:CreateSnapshot" in actions:
             cond = st.get("Condition", {}).get("Null", {})
             check(

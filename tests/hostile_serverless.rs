@@ -1,0 +1,167 @@
+//! Hostile AWS responses for the serverless snapshot calls (issue 15), as tests/hostile_aws.rs
+//! does for node-based ones: the SDK implementation against a raw HTTP stub answering unknown
+//! statuses, HTML error pages, empty and truncated bodies, serverless faults and a NextToken that
+//! never advances. Each must become a classified error or a usable answer, never a panic.
+
+use ecx::aws::{AwsError, SdkSnapshots, ServerlessCopyRequest, ServerlessSnapshotApi, SnapshotStatus};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+type Answer = (u16, &'static str, String);
+
+/// A stub endpoint answering every request with `respond(request)`; returns its URL and a
+/// request counter.
+async fn stub(respond: impl Fn(&str) -> Answer + Send + Sync + 'static) -> (String, Arc<AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let respond = Arc::new(respond);
+    let count = Arc::new(AtomicUsize::new(0));
+    let counter = count.clone();
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            let (respond, counter) = (respond.clone(), counter.clone());
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 16384];
+                loop {
+                    let n = sock.read(&mut chunk).await.unwrap_or(0);
+                    if n == 0 {
+                        return;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                    if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+                        let length = head
+                            .lines()
+                            .find_map(|l| l.strip_prefix("content-length:"))
+                            .and_then(|v| v.trim().parse::<usize>().ok())
+                            .unwrap_or(0);
+                        if buf.len() >= end + 4 + length {
+                            break;
+                        }
+                    }
+                }
+                counter.fetch_add(1, Ordering::SeqCst);
+                let (status, content_type, body) = respond(&String::from_utf8_lossy(&buf));
+                let response = format!(
+                    "HTTP/1.1 {status} Stub\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nx-amzn-requestid: stub\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = sock.write_all(response.as_bytes()).await;
+                let _ = sock.shutdown().await;
+            });
+        }
+    });
+    (url, count)
+}
+
+async fn client(url: &str) -> SdkSnapshots {
+    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .endpoint_url(url)
+        .credentials_provider(aws_sdk_elasticache::config::Credentials::new("AKIDSTUB", "stub-secret", None, None, "stub"))
+        .retry_config(aws_config::retry::RetryConfig::disabled())
+        .timeout_config(aws_config::timeout::TimeoutConfig::builder().operation_timeout(Duration::from_secs(30)).build())
+        .load()
+        .await;
+    SdkSnapshots::new(&config, true)
+}
+
+const XML: &str = "text/xml";
+const NS: &str = "http://elasticache.amazonaws.com/doc/2015-02-02/";
+
+fn snap(name: &str, status: &str) -> String {
+    format!("<ServerlessCacheSnapshot><ServerlessCacheSnapshotName>{name}</ServerlessCacheSnapshotName><ARN>arn:aws:elasticache:us-east-1:123456789012:serverlesscachesnapshot:{name}</ARN><Status>{status}</Status><SnapshotType>manual</SnapshotType></ServerlessCacheSnapshot>")
+}
+
+fn response(action: &str, inner: &str) -> String {
+    format!("<{action}Response xmlns=\"{NS}\"><{action}Result>{inner}</{action}Result><ResponseMetadata><RequestId>r</RequestId></ResponseMetadata></{action}Response>")
+}
+
+fn describe(snapshots: &str, token: Option<&str>) -> String {
+    let token = token.map(|t| format!("<NextToken>{t}</NextToken>")).unwrap_or_default();
+    response("DescribeServerlessCacheSnapshots", &format!("<ServerlessCacheSnapshots>{snapshots}</ServerlessCacheSnapshots>{token}"))
+}
+
+fn error(code: &str, message: &str) -> String {
+    format!("<ErrorResponse xmlns=\"{NS}\"><Error><Type>Sender</Type><Code>{code}</Code><Message>{message}</Message></Error><RequestId>r</RequestId></ErrorResponse>")
+}
+
+fn copy() -> ServerlessCopyRequest {
+    ServerlessCopyRequest { source: "src".into(), target: "dst".into(), kms_key_id: None, tags: vec![("team".into(), None)] }
+}
+
+#[tokio::test]
+async fn an_unknown_status_is_work_in_progress_and_names_match_case_insensitively() {
+    let (url, _) = stub(|_| (200, XML, describe(&snap("nightly", "rehydrating"), None))).await;
+    let found = client(&url).await.describe_serverless_snapshot("Nightly").await.unwrap().expect("found");
+    assert_eq!(found.status, SnapshotStatus::InProgress("rehydrating".into()));
+    assert_eq!(found.snapshot_type.as_deref(), Some("manual"));
+}
+
+#[tokio::test]
+async fn a_missing_snapshot_is_none_and_a_delete_of_one_is_done() {
+    let (url, _) = stub(|_| (404, XML, error("ServerlessCacheSnapshotNotFoundFault", "not found"))).await;
+    let c = client(&url).await;
+    assert_eq!(c.describe_serverless_snapshot("gone").await.unwrap(), None);
+    c.delete_serverless_snapshot("gone").await.unwrap();
+}
+
+#[tokio::test]
+async fn serverless_faults_and_s3_errors_are_classified() {
+    let (url, _) = stub(|req| {
+        if req.contains("Action=CopyServerlessCacheSnapshot") {
+            (400, XML, error("ServerlessCacheSnapshotAlreadyExistsFault", "exists"))
+        } else {
+            (400, XML, error("InvalidParameterValue", "The S3 bucket b1 is not owned by the authenticated user."))
+        }
+    })
+    .await;
+    let c = client(&url).await;
+    let err = c.copy_serverless_snapshot(&copy()).await.unwrap_err();
+    assert_eq!(err.fault().map(|f| f.reason()), Some("TargetAlreadyExists"), "{err}");
+    let err = c.export_serverless_snapshot("src", "b1").await.unwrap_err();
+    assert_eq!(err.fault().map(|f| f.reason()), Some("S3BucketNotOwned"), "{err}");
+}
+
+#[tokio::test]
+async fn html_pages_empty_and_truncated_answers_are_transient_never_faults() {
+    let answers: Vec<Answer> = vec![
+        (502, "text/html", "<html><body>Bad Gateway</body></html>".into()),
+        (200, XML, String::new()),
+        (200, XML, response("CopyServerlessCacheSnapshot", "")),
+        (200, XML, "<CopyServerlessCacheSnapshotResponse><CopyServ".into()),
+        (400, XML, error("Throttling", "Rate exceeded")),
+    ];
+    for answer in answers {
+        let shown = answer.2.clone();
+        let (url, _) = stub(move |_| answer.clone()).await;
+        let err = client(&url).await.copy_serverless_snapshot(&copy()).await.unwrap_err();
+        assert!(err.is_transient(), "{shown}: {err:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_next_token_that_does_not_advance_is_an_error_not_a_loop() {
+    let (url, count) = stub(|_| (200, XML, describe(&snap("a", "available"), Some("same")))).await;
+    let c = client(&url).await;
+    let first = c.describe_serverless_snapshots_page(None).await.unwrap();
+    assert_eq!(first.next_token.as_deref(), Some("same"));
+    let err = c.describe_serverless_snapshots_page(first.next_token).await.unwrap_err();
+    assert!(matches!(&err, AwsError::Transient { code, .. } if code == "RepeatedNextToken"), "{err:?}");
+    assert_eq!(count.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn pages_ask_for_fifty_records_and_a_large_page_is_read_whole() {
+    let (url, _) = stub(|req| {
+        assert!(req.contains("MaxResults=50"), "{req}");
+        (200, XML, describe(&(0..5000).map(|i| snap(&format!("s{i:05}"), "available")).collect::<String>(), None))
+    })
+    .await;
+    let page = client(&url).await.describe_serverless_snapshots_page(None).await.unwrap();
+    assert_eq!(page.snapshots.len(), 5000);
+    assert_eq!(page.next_token, None);
+}
