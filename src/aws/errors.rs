@@ -75,24 +75,18 @@ fn is_throttling_code(code: &str) -> bool {
     )
 }
 
+/// Transient: throttling, or a server-side failure whose outcome is unknown.
 fn is_transient_code(code: &str) -> bool {
-    matches!(
-        code,
-        "Throttling"
-            | "ThrottlingException"
-            | "ThrottledException"
-            | "RequestThrottled"
-            | "RequestThrottledException"
-            | "TooManyRequestsException"
-            | "SlowDown"
-            | "RequestLimitExceeded"
-            | "InternalFailure"
-            | "InternalError"
-            | "ServiceUnavailable"
-            | "ServiceUnavailableException"
-            | "RequestTimeout"
-            | "RequestTimeoutException"
-    )
+    is_throttling_code(code)
+        || matches!(
+            code,
+            "InternalFailure"
+                | "InternalError"
+                | "ServiceUnavailable"
+                | "ServiceUnavailableException"
+                | "RequestTimeout"
+                | "RequestTimeoutException"
+        )
 }
 
 /// Why AWS refused a request, in the operator's words.

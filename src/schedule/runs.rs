@@ -65,12 +65,7 @@ pub(super) async fn start_run(
                         snapshot_create_time: snap.created.map(Time),
                     });
                     record_handled(status, scheduled, run_now);
-                    status.last_run = Some(LastRun {
-                        name: Some(run_name.into()),
-                        scheduled_time: Some(Time(scheduled)),
-                        phase: Some("Pending".into()),
-                        skip_reason: None,
-                    });
+                    status.last_run = Some(pending_run(run_name, scheduled));
                     info!(schedule = %name, run = %run_name, snapshot = %snap.name, "started a run");
                     Ok((true, "RunStarted".into(), format!("Started {run_name}: exporting {} as {target}.", snap.name)))
                 }
@@ -86,12 +81,7 @@ pub(super) async fn start_run(
             // The intent first: after a crash the run is finished from it, never started twice.
             status.pending_snapshot = Some(pending.clone());
             record_handled(status, scheduled, run_now);
-            status.last_run = Some(LastRun {
-                name: Some(run_name.into()),
-                scheduled_time: Some(Time(scheduled)),
-                phase: Some("Pending".into()),
-                skip_reason: None,
-            });
+            status.last_run = Some(pending_run(run_name, scheduled));
             status.source = Some(ResolvedSource {
                 cache_id: cache.id().into(),
                 snapshot_name: Some(pending.snapshot_name.clone()),
@@ -225,4 +215,9 @@ pub(super) fn view(run: SnapshotExport) -> RunView {
         exported_objects: status.exported_objects.clone(),
         requested_at: status.copy_requested_at.map(|t| t.0),
     }
+}
+
+/// The last run as it stands right after it was started.
+fn pending_run(run_name: &str, scheduled: Timestamp) -> LastRun {
+    LastRun { name: Some(run_name.into()), scheduled_time: Some(Time(scheduled)), phase: Some("Pending".into()), skip_reason: None }
 }
