@@ -58,11 +58,15 @@ async fn stub(respond: impl Fn(&str) -> Answer + Send + Sync + 'static) -> (Stri
 }
 
 async fn client(url: &str) -> SdkSnapshots {
+    client_with(url, aws_config::retry::RetryConfig::disabled()).await
+}
+
+async fn client_with(url: &str, retry: aws_config::retry::RetryConfig) -> SdkSnapshots {
     let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
         .region(aws_config::Region::new("us-east-1"))
         .endpoint_url(url)
         .credentials_provider(aws_sdk_elasticache::config::Credentials::new("AKIDSTUB", "stub-secret", None, None, "stub"))
-        .retry_config(aws_config::retry::RetryConfig::disabled())
+        .retry_config(retry)
         .timeout_config(aws_config::timeout::TimeoutConfig::builder().operation_timeout(Duration::from_secs(30)).build())
         .load()
         .await;
@@ -164,4 +168,18 @@ async fn pages_ask_for_fifty_records_and_a_large_page_is_read_whole() {
     let page = client(&url).await.describe_serverless_snapshots_page(None).await.unwrap();
     assert_eq!(page.snapshots.len(), 5000);
     assert_eq!(page.next_token, None);
+}
+
+#[tokio::test]
+async fn copy_and_export_are_sent_once_even_where_the_sdk_retries() {
+    // A 500 leaves the outcome unknown: a retry could repeat an accepted request, and its later
+    // answer (say, throttling) would read as "not executed" and clear the intent.
+    let (url, count) = stub(|_| (500, XML, error("InternalFailure", "unknown"))).await;
+    let c =
+        client_with(&url, aws_config::retry::RetryConfig::standard().with_max_attempts(3).with_initial_backoff(Duration::from_millis(1)))
+            .await;
+    assert!(matches!(c.copy_serverless_snapshot(&copy()).await, Err(AwsError::Transient { .. })));
+    assert_eq!(count.swap(0, Ordering::SeqCst), 1, "CopyServerlessCacheSnapshot sent more than once");
+    assert!(matches!(c.export_serverless_snapshot("src", "b1").await, Err(AwsError::Transient { .. })));
+    assert_eq!(count.load(Ordering::SeqCst), 1, "ExportServerlessCacheSnapshot sent more than once");
 }

@@ -140,12 +140,10 @@ impl SnapshotApi for SdkSnapshots {
         for (key, value) in &request.tags {
             call = call.tags(Tag::builder().key(key).set_value(value.clone()).build());
         }
-        // One attempt only: the SDK's own retry would hide an attempt whose outcome is unknown (a
-        // timeout, a 5xx) behind a later answer such as throttling, which reads as "not executed".
-        let once =
-            aws_sdk_elasticache::config::Builder::default().retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(1));
         let out = self
-            .call("CopySnapshot", async { call.customize().config_override(once).send().await.map_err(|e| classify("CopySnapshot", e)) })
+            .call("CopySnapshot", async {
+                call.customize().config_override(one_attempt()).send().await.map_err(|e| classify("CopySnapshot", e))
+            })
             .await?;
         out.snapshot().map(snapshot_info).ok_or_else(|| AwsError::Transient {
             operation: "CopySnapshot",
@@ -219,4 +217,11 @@ fn is_export_key(key: &str, prefix: &str) -> bool {
     key.strip_prefix(prefix)
         .and_then(|rest| rest.strip_suffix(".rdb"))
         .is_some_and(|n| (1..=4).contains(&n.len()) && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// One attempt only, for requests that must not be repeated (CopySnapshot and the serverless
+/// copy and export): the SDK's own retry would hide an attempt whose outcome is unknown (a
+/// timeout, a 5xx) behind a later answer such as throttling, which reads as "not executed".
+pub(crate) fn one_attempt() -> aws_sdk_elasticache::config::Builder {
+    aws_sdk_elasticache::config::Builder::default().retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(1))
 }

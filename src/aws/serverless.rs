@@ -4,7 +4,7 @@
 //! Serverless faults are classified into the same [`super::CopyFault`]s as node-based ones
 //! (`errors.rs`), since the operator answers them the same way.
 
-use super::sdk::{classify, SdkSnapshots};
+use super::sdk::{classify, one_attempt, SdkSnapshots};
 use super::{AwsError, CopyFault, SnapshotStatus};
 use aws_sdk_elasticache::types::{ServerlessCacheSnapshot, Tag};
 use std::future::Future;
@@ -118,14 +118,16 @@ impl ServerlessSnapshotApi for SdkSnapshots {
         for (key, value) in &request.tags {
             call = call.tags(Tag::builder().key(key).set_value(value.clone()).build());
         }
-        let out = self.call(OP, async { call.send().await.map_err(|e| classify(OP, e)) }).await?;
+        let out =
+            self.call(OP, async { call.customize().config_override(one_attempt()).send().await.map_err(|e| classify(OP, e)) }).await?;
         out.serverless_cache_snapshot().map(info).ok_or_else(|| empty(OP))
     }
 
     async fn export_serverless_snapshot(&self, name: &str, bucket: &str) -> Result<ServerlessSnapshotInfo, AwsError> {
         const OP: &str = "ExportServerlessCacheSnapshot";
         let call = self.elasticache.export_serverless_cache_snapshot().serverless_cache_snapshot_name(name).s3_bucket_name(bucket);
-        let out = self.call(OP, async { call.send().await.map_err(|e| classify(OP, e)) }).await?;
+        let out =
+            self.call(OP, async { call.customize().config_override(one_attempt()).send().await.map_err(|e| classify(OP, e)) }).await?;
         out.serverless_cache_snapshot().map(info).ok_or_else(|| empty(OP))
     }
 
