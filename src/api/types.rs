@@ -295,4 +295,14 @@ impl SnapshotExportStatus {
     pub fn is_accepted(&self) -> bool {
         self.copy_accepted_at.is_some() || matches!(self.phase, Some(Phase::Copying | Phase::Exporting))
     }
+
+    /// Whether the object failed and the operator will make no AWS call for it again without an
+    /// edit: a stall after AWS accepted the request, or a spec the operator cannot request. Any
+    /// other stall (`phase: Failed` before acceptance: a bucket to fix, a policy refusal) is
+    /// retried slowly and may still succeed, so it is still in flight.
+    pub fn is_failed_for_good(&self) -> bool {
+        self.phase == Some(Phase::Failed)
+            && (self.copy_accepted_at.is_some()
+                || self.last_error.as_ref().is_some_and(|e| matches!(e.reason.as_str(), "InvalidSpec" | "SpecChanged")))
+    }
 }

@@ -11,7 +11,7 @@ use super::status::RunView;
 use super::timetable::Timetable;
 use crate::api::conditions::{find, STALLED};
 use crate::api::schedule::*;
-use crate::api::{Phase, SnapshotExport, SnapshotExportSpec};
+use crate::api::{Phase, SnapshotExport, SnapshotExportSpec, SnapshotExportStatus};
 use crate::aws::{AwsError, SnapshotApi};
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time};
@@ -199,11 +199,7 @@ pub(super) fn view(run: SnapshotExport) -> RunView {
         .or(run.metadata.creation_timestamp.as_ref().map(|t| t.0))
         .unwrap_or(Timestamp::UNIX_EPOCH);
     let status = run.status.clone().unwrap_or_default();
-    let state = match status.phase {
-        Some(Phase::Completed) => RunState::Succeeded,
-        Some(Phase::Failed) => RunState::Failed,
-        _ => RunState::InFlight,
-    };
+    let state = run_state(&status);
     let failure = find(&status.conditions, STALLED).filter(|c| c.status == "True").map(|c| (c.reason.clone(), c.message.clone()));
     RunView {
         facts: RunFacts { name: run.name_any(), scheduled, state },
@@ -217,7 +213,50 @@ pub(super) fn view(run: SnapshotExport) -> RunView {
     }
 }
 
+/// A run is over only when it completed or failed for good: a run stalled before AWS accepted
+/// its request is retried and may still export, so the next run waits for it and retention
+/// keeps it.
+fn run_state(status: &SnapshotExportStatus) -> RunState {
+    if status.phase == Some(Phase::Completed) {
+        RunState::Succeeded
+    } else if status.is_failed_for_good() {
+        RunState::Failed
+    } else {
+        RunState::InFlight
+    }
+}
+
 /// The last run as it stands right after it was started.
 fn pending_run(run_name: &str, scheduled: Timestamp) -> LastRun {
     LastRun { name: Some(run_name.into()), scheduled_time: Some(Time(scheduled)), phase: Some("Pending".into()), skip_reason: None }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::LastError;
+    use k8s_openapi::jiff::Timestamp as T;
+
+    #[test]
+    fn a_run_is_over_only_when_completed_or_failed_for_good() {
+        let stalled = |reason: &str, accepted: bool| SnapshotExportStatus {
+            phase: Some(Phase::Failed),
+            copy_accepted_at: accepted.then_some(Time(T::UNIX_EPOCH)),
+            last_error: Some(LastError { reason: reason.into(), message: String::new() }),
+            ..Default::default()
+        };
+        let cases = [
+            (SnapshotExportStatus { phase: Some(Phase::Completed), ..Default::default() }, RunState::Succeeded),
+            (SnapshotExportStatus { phase: Some(Phase::Exporting), ..Default::default() }, RunState::InFlight),
+            (SnapshotExportStatus::default(), RunState::InFlight),
+            (stalled("ExportFailed", true), RunState::Failed),
+            (stalled("InvalidSpec", false), RunState::Failed),
+            // Retried slowly: fixing the bucket or the policy heals it, so it is not over.
+            (stalled("S3ReadAcpPermissionMissing", false), RunState::InFlight),
+            (stalled("ExportNotAllowed", false), RunState::InFlight),
+        ];
+        for (status, want) in cases {
+            assert_eq!(run_state(&status), want, "{status:?}");
+        }
+    }
 }
