@@ -47,6 +47,10 @@ pub enum ScheduleError {
     Kube(#[from] kube::Error),
     #[error("{0}")]
     Aws(#[from] AwsError),
+    /// A SnapshotExport with the run's name exists and is not this schedule's (no ownerReference
+    /// with its UID): it is never taken for the run.
+    #[error("a SnapshotExport named {run} exists and is not a run of this schedule ({owner}); delete or rename it, and the run starts")]
+    RunNameTaken { run: String, owner: String },
 }
 
 pub async fn reconcile(obj: Arc<SnapshotExportSchedule>, ctx: Arc<ScheduleContext>) -> Result<Action, ScheduleError> {
@@ -95,6 +99,9 @@ pub async fn reconcile(obj: Arc<SnapshotExportSchedule>, ctx: Arc<ScheduleContex
                 let message = format!("The run {} could not take its snapshot: {fault}. Check the source cache and the operator's IAM policy; it is tried again.", pending.run_name);
                 stall = Some(("SourceUnavailable", message));
             }
+            Err(err @ ScheduleError::RunNameTaken { .. }) => {
+                stall = Some(("RunNameTaken", format!("The run {} could not start: {err}.", pending.run_name)))
+            }
             Err(other) => return Err(other),
         }
         runs = runs::observe_runs(&exports, &name, &uid).await?;
@@ -136,6 +143,11 @@ pub async fn reconcile(obj: Arc<SnapshotExportSchedule>, ctx: Arc<ScheduleContex
                     let message = format!("The run for {scheduled} could not start: {fault}. {fix}; it is tried again.");
                     stall = Some((reason, message.clone()));
                     Some((false, reason.to_string(), message))
+                }
+                Err(err @ ScheduleError::RunNameTaken { .. }) => {
+                    let message = format!("The run for {scheduled} could not start: {err}.");
+                    stall = Some(("RunNameTaken", message.clone()));
+                    Some((false, "RunNameTaken".to_string(), message))
                 }
                 Err(other) => return Err(other),
             }

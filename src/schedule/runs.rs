@@ -107,8 +107,10 @@ pub(super) async fn finish_pending(
 ) -> Result<(), ScheduleError> {
     let uid = obj.uid().unwrap_or_default();
     let target = &pending.target_snapshot_name;
-    // A run that exists already was started after its snapshot was: nothing left to do.
-    if exports.get_opt(&pending.run_name).await?.is_none() {
+    // A run of ours that exists already was started after its snapshot was: nothing left to do
+    // (one that is not ours is refused by `create_run`, by owner UID).
+    let existing_run = exports.get_opt(&pending.run_name).await?;
+    if !existing_run.is_some_and(|run| run.owner_references().iter().any(|o| o.uid == uid)) {
         let existing = match ctx.aws.describe_snapshot(&pending.snapshot_name).await? {
             // Not there: take it. AlreadyExists means it appeared meanwhile: look at it again.
             None if sched_aws::create_snapshot(&ctx.aws, &pending.snapshot_name, cache, &uid).await? => None,
@@ -179,7 +181,24 @@ pub(super) async fn create_run(
     };
     match exports.create(&PostParams::default(), &run).await {
         Ok(_) => Ok(()),
-        Err(kube::Error::Api(e)) if e.code == 409 => Ok(()),
+        // AlreadyExists: our own run from before a crash, or another object that took the name;
+        // only a run owned by this schedule (by UID, not by name) counts as started.
+        Err(kube::Error::Api(e)) if e.code == 409 => {
+            let existing = exports.get_opt(run_name).await?;
+            let uid = obj.uid().unwrap_or_default();
+            match existing {
+                Some(run) if run.owner_references().iter().any(|o| o.uid == uid) => Ok(()),
+                Some(run) => {
+                    let owner = match run.owner_references().first() {
+                        Some(o) => format!("owned by {} {} with UID {}", o.kind, o.name, o.uid),
+                        None => "no owner".to_string(),
+                    };
+                    Err(ScheduleError::RunNameTaken { run: run_name.into(), owner })
+                }
+                // Deleted meanwhile: the next reconcile creates it.
+                None => Err(kube::Error::Api(e).into()),
+            }
+        }
         Err(e) => Err(e.into()),
     }
 }

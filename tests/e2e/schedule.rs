@@ -435,3 +435,34 @@ async fn a_missing_cache_stalls_the_schedule_with_a_warning_and_no_run() {
     assert!(!reasons.iter().any(|(t, _)| t == "Normal"), "{reasons:?}");
     assert!(runs_of(&bed, "gone").await.is_empty(), "no run without its snapshot");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_name_taken_by_another_object_is_refused_not_counted_as_started() {
+    let mut bed = Bed::without_operator().await;
+    seed_automatic(&bed, "taken-rg", "2026-11-20T02:00:00Z");
+    // Someone else's SnapshotExport already has the name the run-now would get.
+    let run_name = ecx::schedule::names::run_now_name("taken", "1");
+    let foreign = SnapshotExport::new(&run_name, ecx::api::SnapshotExportSpec::new("someone-elses-source", "someone-elses-copy", None));
+    bed.cluster.exports().create(&PostParams::default(), &foreign).await.expect("create the foreign object");
+    bed.start_operator(&[]);
+    create_schedule(&bed, "taken", json!({"schedule": "0 3 1 1 *", "source": {"replicationGroupId": "taken-rg"}, "template": {}})).await;
+    let annotate = json!({"metadata": {"annotations": {RUN_NOW_ANNOTATION: "1"}}});
+    schedules(&bed).patch("taken", &PatchParams::default(), &Patch::Merge(annotate)).await.unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let stalled = loop {
+        let s = schedules(&bed).get("taken").await.unwrap();
+        if let Some(c) = s.status.and_then(|st| st.conditions.into_iter().find(|c| c.type_ == "Stalled" && c.status == "True")) {
+            break c;
+        }
+        assert!(std::time::Instant::now() < deadline, "the schedule did not stall");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(stalled.reason, "RunNameTaken", "{}", stalled.message);
+    assert!(stalled.message.contains(&run_name), "{}", stalled.message);
+    let reasons = schedule_event_reasons(&bed, "taken").await;
+    assert!(!reasons.iter().any(|(_, r)| r == "RunStarted"), "a run reported started although none was created: {reasons:?}");
+    let still = bed.cluster.exports().get(&run_name).await.unwrap();
+    assert_eq!(still.spec.source_snapshot_name, "someone-elses-source", "the foreign object was not taken over");
+    assert!(still.owner_references().is_empty());
+    assert!(runs_of(&bed, "taken").await.is_empty());
+}
