@@ -6,86 +6,17 @@
 //! request is never requested again.
 
 use ecx::api::{Phase, SnapshotExportSpec, SnapshotExportStatus};
-use ecx::aws::{AwsError, CopyRequest, SdkSnapshots, SnapshotApi, SnapshotInfo, SnapshotStatus};
+use ecx::aws::{AwsError, CopyRequest, SnapshotApi, SnapshotInfo, SnapshotStatus};
 use ecx::export::decide::{after_copy, decide, retry_later, Decision, Observation};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use proptest::prelude::*;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-/// One canned answer: HTTP status, content type, body.
-type Answer = (u16, &'static str, String);
-
-/// A stub AWS endpoint: every request is answered by `respond(request head and body)`.
-/// Returns its URL and a counter of requests.
-async fn stub(respond: impl Fn(&str) -> Answer + Send + Sync + 'static) -> (String, Arc<AtomicUsize>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let respond = Arc::new(respond);
-    let count = Arc::new(AtomicUsize::new(0));
-    let counter = count.clone();
-    tokio::spawn(async move {
-        while let Ok((mut sock, _)) = listener.accept().await {
-            let respond = respond.clone();
-            let counter = counter.clone();
-            tokio::spawn(async move {
-                let mut buf = Vec::new();
-                let mut chunk = [0u8; 16384];
-                let (head_end, length) = loop {
-                    let n = sock.read(&mut chunk).await.unwrap_or(0);
-                    if n == 0 {
-                        return;
-                    }
-                    buf.extend_from_slice(&chunk[..n]);
-                    if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                        let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
-                        let length = head
-                            .lines()
-                            .find_map(|l| l.strip_prefix("content-length:"))
-                            .and_then(|v| v.trim().parse::<usize>().ok())
-                            .unwrap_or(0);
-                        break (end + 4, length);
-                    }
-                };
-                while buf.len() < head_end + length {
-                    let n = sock.read(&mut chunk).await.unwrap_or(0);
-                    if n == 0 {
-                        break;
-                    }
-                    buf.extend_from_slice(&chunk[..n]);
-                }
-                counter.fetch_add(1, Ordering::SeqCst);
-                let (status, content_type, body) = respond(&String::from_utf8_lossy(&buf));
-                let response = format!(
-                    "HTTP/1.1 {status} Stub\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nx-amzn-requestid: stub\r\nConnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-                let _ = sock.write_all(response.as_bytes()).await;
-                let _ = sock.shutdown().await;
-            });
-        }
-    });
-    (url, count)
-}
-
-/// The operator's AWS client against `url`, with SDK retries off (each answer is seen once).
-async fn client(url: &str) -> SdkSnapshots {
-    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .region(aws_config::Region::new("us-east-1"))
-        .endpoint_url(url)
-        .credentials_provider(aws_sdk_elasticache::config::Credentials::new("AKIDSTUB", "stub-secret", None, None, "stub"))
-        .retry_config(aws_config::retry::RetryConfig::disabled())
-        .timeout_config(aws_config::timeout::TimeoutConfig::builder().operation_timeout(Duration::from_secs(30)).build())
-        .load()
-        .await;
-    SdkSnapshots::new(&config, true)
-}
-
-const XML: &str = "text/xml";
-const NS: &str = "http://elasticache.amazonaws.com/doc/2015-02-02/";
+#[path = "common/aws_stub.rs"]
+mod aws_stub;
+use aws_stub::*;
 
 fn snapshot_xml(name: &str, status: &str, groups: &str) -> String {
     format!(

@@ -3,78 +3,13 @@
 //! statuses, HTML error pages, empty and truncated bodies, serverless faults and a NextToken that
 //! never advances. Each must become a classified error or a usable answer, never a panic.
 
-use ecx::aws::{AwsError, SdkSnapshots, ServerlessCopyRequest, ServerlessSnapshotApi, SnapshotStatus};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use ecx::aws::{AwsError, ServerlessCopyRequest, ServerlessSnapshotApi, SnapshotStatus};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-type Answer = (u16, &'static str, String);
-
-/// A stub endpoint answering every request with `respond(request)`; returns its URL and a
-/// request counter.
-async fn stub(respond: impl Fn(&str) -> Answer + Send + Sync + 'static) -> (String, Arc<AtomicUsize>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let respond = Arc::new(respond);
-    let count = Arc::new(AtomicUsize::new(0));
-    let counter = count.clone();
-    tokio::spawn(async move {
-        while let Ok((mut sock, _)) = listener.accept().await {
-            let (respond, counter) = (respond.clone(), counter.clone());
-            tokio::spawn(async move {
-                let mut buf = Vec::new();
-                let mut chunk = [0u8; 16384];
-                loop {
-                    let n = sock.read(&mut chunk).await.unwrap_or(0);
-                    if n == 0 {
-                        return;
-                    }
-                    buf.extend_from_slice(&chunk[..n]);
-                    if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                        let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
-                        let length = head
-                            .lines()
-                            .find_map(|l| l.strip_prefix("content-length:"))
-                            .and_then(|v| v.trim().parse::<usize>().ok())
-                            .unwrap_or(0);
-                        if buf.len() >= end + 4 + length {
-                            break;
-                        }
-                    }
-                }
-                counter.fetch_add(1, Ordering::SeqCst);
-                let (status, content_type, body) = respond(&String::from_utf8_lossy(&buf));
-                let response = format!(
-                    "HTTP/1.1 {status} Stub\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nx-amzn-requestid: stub\r\nConnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-                let _ = sock.write_all(response.as_bytes()).await;
-                let _ = sock.shutdown().await;
-            });
-        }
-    });
-    (url, count)
-}
-
-async fn client(url: &str) -> SdkSnapshots {
-    client_with(url, aws_config::retry::RetryConfig::disabled()).await
-}
-
-async fn client_with(url: &str, retry: aws_config::retry::RetryConfig) -> SdkSnapshots {
-    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .region(aws_config::Region::new("us-east-1"))
-        .endpoint_url(url)
-        .credentials_provider(aws_sdk_elasticache::config::Credentials::new("AKIDSTUB", "stub-secret", None, None, "stub"))
-        .retry_config(retry)
-        .timeout_config(aws_config::timeout::TimeoutConfig::builder().operation_timeout(Duration::from_secs(30)).build())
-        .load()
-        .await;
-    SdkSnapshots::new(&config, true)
-}
-
-const XML: &str = "text/xml";
-const NS: &str = "http://elasticache.amazonaws.com/doc/2015-02-02/";
+#[path = "common/aws_stub.rs"]
+mod aws_stub;
+use aws_stub::*;
 
 fn snap(name: &str, status: &str) -> String {
     format!("<ServerlessCacheSnapshot><ServerlessCacheSnapshotName>{name}</ServerlessCacheSnapshotName><ARN>arn:aws:elasticache:us-east-1:123456789012:serverlesscachesnapshot:{name}</ARN><Status>{status}</Status><SnapshotType>manual</SnapshotType></ServerlessCacheSnapshot>")
