@@ -682,28 +682,8 @@ def copy_snapshot(ctx: Ctx, p: dict[str, str]) -> str:
         )
         return wrap("CopySnapshot", render_snapshot(dst), ctx.request_id)
 
-    # ---- export to S3: documented checks, in order ----
-    bucket = s3perm.find_bucket(bucket_name)
-    if bucket is None:
-        raise invalid_value(f"The S3 bucket {bucket_name} does not exist.")
-    if bucket.region_name != ctx.region:
-        raise invalid_value(f"The S3 bucket {bucket_name} is outside of the region.")
-    owner = STATE.bucket_owners.get(bucket_name, bucket.account_id)
-    if owner != ctx.account:
-        raise invalid_value(f"The S3 bucket {bucket_name} is not owned by the authenticated user.")
-    if STATE.config.deny_copy_snapshot or ctx.access_key in STATE.config.denied_access_keys:
-        raise invalid_value(
-            "The authenticated user does not have sufficient permissions to perform the desired activity."
-        )
     keys = [f"{target}-{n['node_group_id']}.rdb" for n in src.ecx_node_snapshots]
-    missing = s3perm.missing_permission(bucket, ctx.region, keys[0])
-    if missing:
-        raise invalid_value(
-            f"ElastiCache has not been granted {missing} permissions {bucket_name} on the S3 Bucket."
-        )
-    for key in keys:
-        if s3perm.object_exists(bucket, key):
-            raise invalid_value(f"The S3 bucket {bucket_name} already contains an object with key {key}.")
+    check_export_bucket(ctx, bucket_name, keys)
     src.snapshot_status = "exporting"
     STATE.jobs.push(
         Job(
@@ -838,3 +818,28 @@ def handle(action: str, ctx: Ctx, params: dict[str, str]) -> tuple[int, str] | N
             traceback.print_exc()
             return 500, error_xml("InternalFailure", f"ecx-emulator internal error: {e!r}", ctx.request_id, False)
     return 200, body
+
+
+def check_export_bucket(ctx: Any, bucket_name: str, keys: list[str]) -> None:
+    """The documented S3 checks of an export, in their documented order (node-based and
+    serverless exports alike): raises the first one that fails."""
+    bucket = s3perm.find_bucket(bucket_name)
+    if bucket is None:
+        raise invalid_value(f"The S3 bucket {bucket_name} does not exist.")
+    if bucket.region_name != ctx.region:
+        raise invalid_value(f"The S3 bucket {bucket_name} is outside of the region.")
+    owner = STATE.bucket_owners.get(bucket_name, bucket.account_id)
+    if owner != ctx.account:
+        raise invalid_value(f"The S3 bucket {bucket_name} is not owned by the authenticated user.")
+    if STATE.config.deny_copy_snapshot or ctx.access_key in STATE.config.denied_access_keys:
+        raise invalid_value(
+            "The authenticated user does not have sufficient permissions to perform the desired activity."
+        )
+    missing = s3perm.missing_permission(bucket, ctx.region, keys[0])
+    if missing:
+        raise invalid_value(
+            f"ElastiCache has not been granted {missing} permissions {bucket_name} on the S3 Bucket."
+        )
+    for key in keys:
+        if s3perm.object_exists(bucket, key):
+            raise invalid_value(f"The S3 bucket {bucket_name} already contains an object with key {key}.")

@@ -154,7 +154,7 @@ def export_keys(snap: Snap) -> list[str]:
 
 
 def export_snapshot(ctx: Any, p: dict[str, str]) -> str:
-    from .elasticache import invalid_value, require, wrap
+    from .elasticache import check_export_bucket, require, wrap
 
     name = require(p, "ServerlessCacheSnapshotName")
     bucket_name = require(p, "S3BucketName")
@@ -165,27 +165,8 @@ def export_snapshot(ctx: Any, p: dict[str, str]) -> str:
     if snap.status != "available":
         raise invalid_state(snap.name, snap.status, "exported")
     # The documented bucket checks of a node-based export, in the same order.
-    bucket = s3perm.find_bucket(bucket_name)
-    if bucket is None:
-        raise invalid_value(f"The S3 bucket {bucket_name} does not exist.")
-    if bucket.region_name != ctx.region:
-        raise invalid_value(f"The S3 bucket {bucket_name} is outside of the region.")
-    owner = STATE.bucket_owners.get(bucket_name, bucket.account_id)
-    if owner != ctx.account:
-        raise invalid_value(f"The S3 bucket {bucket_name} is not owned by the authenticated user.")
-    if STATE.config.deny_copy_snapshot or ctx.access_key in STATE.config.denied_access_keys:
-        raise invalid_value(
-            "The authenticated user does not have sufficient permissions to perform the desired activity."
-        )
     keys = export_keys(snap)
-    missing = s3perm.missing_permission(bucket, ctx.region, keys[0])
-    if missing:
-        raise invalid_value(
-            f"ElastiCache has not been granted {missing} permissions {bucket_name} on the S3 Bucket."
-        )
-    for key in keys:
-        if s3perm.object_exists(bucket, key):
-            raise invalid_value(f"The S3 bucket {bucket_name} already contains an object with key {key}.")
+    check_export_bucket(ctx, bucket_name, keys)
     snap.status = "exporting"
     STATE.jobs.push(
         Job(
