@@ -271,16 +271,7 @@ async fn run(n: usize, idle: u64) -> Figures {
 /// Calls per second the AWS emulator answers (DescribeSnapshots of one name through the SDK,
 /// the operator's cheapest call), which bounds the operator's throughput in this bed.
 async fn emulator_call_rate(emulator: &Emulator, count: usize) -> f64 {
-    let env: std::collections::HashMap<_, _> = emulator.aws_env().into_iter().collect();
-    let creds =
-        aws_sdk_elasticache::config::Credentials::new(&env["AWS_ACCESS_KEY_ID"], &env["AWS_SECRET_ACCESS_KEY"], None, None, "bench");
-    let config = aws_sdk_elasticache::config::Builder::new()
-        .behavior_version(aws_sdk_elasticache::config::BehaviorVersion::latest())
-        .region(aws_sdk_elasticache::config::Region::new(REGION))
-        .endpoint_url(&emulator.endpoint)
-        .credentials_provider(creds)
-        .build();
-    let client = aws_sdk_elasticache::Client::from_conf(config);
+    let client = emulator.elasticache();
     let start = Instant::now();
     futures::stream::iter(0..count)
         .for_each_concurrent(CONCURRENCY, |_| {

@@ -9,20 +9,8 @@ use kube::ResourceExt;
 use serde_json::json;
 use std::time::{Duration, Instant};
 
-/// An ElastiCache client on the emulator, to act as the user would (DeleteSnapshot).
-async fn elasticache(emulator: &Emulator) -> aws_sdk_elasticache::Client {
-    let creds = aws_sdk_elasticache::config::Credentials::new("AKIAEXAMPLEOPERATOR1", "e2e-secret-not-real", None, None, "e2e");
-    let config = aws_sdk_elasticache::config::Builder::new()
-        .behavior_version(aws_sdk_elasticache::config::BehaviorVersion::latest())
-        .region(aws_sdk_elasticache::config::Region::new(REGION))
-        .endpoint_url(&emulator.endpoint)
-        .credentials_provider(creds)
-        .build();
-    aws_sdk_elasticache::Client::from_conf(config)
-}
-
 async fn user_deletes_snapshot(emulator: &Emulator, name: &str) {
-    elasticache(emulator).await.delete_snapshot().snapshot_name(name).send().await.unwrap_or_else(|e| panic!("delete {name}: {e:?}"));
+    emulator.elasticache().delete_snapshot().snapshot_name(name).send().await.unwrap_or_else(|e| panic!("delete {name}: {e:?}"));
 }
 
 /// Every AWS call logged after the first `since` ones.

@@ -120,6 +120,19 @@ impl Emulator {
         ]
     }
 
+    /// An ElastiCache client on the emulator with the operator's credentials (acting as a user
+    /// would, or measuring the emulator).
+    pub fn elasticache(&self) -> aws_sdk_elasticache::Client {
+        let creds = aws_sdk_elasticache::config::Credentials::new(ACCESS_KEY, SECRET_KEY, None, None, "e2e");
+        let config = aws_sdk_elasticache::config::Builder::new()
+            .behavior_version(aws_sdk_elasticache::config::BehaviorVersion::latest())
+            .region(aws_sdk_elasticache::config::Region::new(REGION))
+            .endpoint_url(&self.endpoint)
+            .credentials_provider(creds)
+            .build();
+        aws_sdk_elasticache::Client::from_conf(config)
+    }
+
     pub async fn s3(&self) -> aws_sdk_s3::Client {
         let creds = aws_sdk_s3::config::Credentials::new(ACCESS_KEY, SECRET_KEY, None, None, "e2e");
         let config = aws_sdk_s3::config::Builder::new()

@@ -225,14 +225,7 @@ async fn create_snapshot_mode_survives_kills_without_a_second_run_or_snapshot() 
     let mut bed = Bed::without_operator().await;
     create_bucket(&bed.s3, "ecx-fresh", REGION, Access::FULL_ACL).await;
     // A cache cluster for CreateSnapshot to take from.
-    let ec = aws_sdk_elasticache::Client::from_conf(
-        aws_sdk_elasticache::config::Builder::new()
-            .behavior_version_latest()
-            .region(aws_sdk_elasticache::config::Region::new(REGION))
-            .endpoint_url(bed.emulator.aws_env().into_iter().find(|(k, _)| *k == "AWS_ENDPOINT_URL").unwrap().1)
-            .credentials_provider(aws_sdk_elasticache::config::Credentials::new("test", "test", None, None, "e2e"))
-            .build(),
-    );
+    let ec = bed.emulator.elasticache();
     ec.create_cache_cluster()
         .cache_cluster_id("fresh")
         .engine("redis")
