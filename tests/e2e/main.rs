@@ -11,6 +11,7 @@ mod reliability;
 mod safe_exports;
 mod schedule;
 mod serverless;
+mod serverless_policy;
 #[path = "../common/validation_cases.rs"]
 mod validation_cases;
 
