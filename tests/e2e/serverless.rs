@@ -393,3 +393,68 @@ async fn deletion_policy_delete_removes_only_a_serverless_copy_this_object_made(
     bed.cluster.wait_event("remove", "Normal", "CopyDeleted").await;
     assert!(bed.emulator.calls("DeleteSnapshot").is_empty(), "no node-based delete for a serverless copy");
 }
+
+/// The operator's log without ANSI colours.
+fn plain_log(bed: &Bed) -> String {
+    let mut out = String::new();
+    let mut chars = bed.log_text().chars().collect::<Vec<_>>().into_iter();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            // Skip "ESC [ ... m".
+            for c in chars.by_ref() {
+                if c == 'm' {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_serverless_objects_in_flight_cost_one_listing_per_sweep_and_nothing_once_done() {
+    let mut bed = Bed::with_options(3.0, 1.0, Default::default()).await;
+    bed.start_operator(&[]);
+    const N: usize = 30;
+    for i in 0..N {
+        seed(&bed.emulator, &format!("sls-many-{i:02}"), 1);
+    }
+    for i in 0..3 {
+        bed.emulator.seed_snapshot(&format!("node-many-{i}"), 1);
+    }
+    for i in 0..N {
+        bed.cluster.apply(&format!("sls-{i:02}"), copy_of(&format!("sls-many-{i:02}"), &format!("sls-many-copy-{i:02}"))).await;
+    }
+    for i in 0..3 {
+        let spec = json!({"sourceSnapshotName": format!("node-many-{i}"), "targetSnapshotName": format!("node-many-copy-{i}")});
+        bed.cluster.apply(&format!("node-{i}"), spec).await;
+    }
+    for i in 0..N {
+        bed.wait_ready(&format!("sls-{i:02}")).await;
+    }
+    for i in 0..3 {
+        bed.wait_ready(&format!("node-{i}")).await;
+    }
+    assert_eq!(bed.emulator.calls("CopyServerlessCacheSnapshot").len(), N);
+    // Followed only by listing every serverless snapshot (60 at most: 2 pages of 50), never by name.
+    let describes = bed.emulator.calls("DescribeServerlessCacheSnapshots");
+    assert!(describes.iter().all(|c| c["params"].get("ServerlessCacheSnapshotName").is_none()), "a by-name describe: {describes:#?}");
+    let log = plain_log(&bed);
+    let sweeps = log.lines().filter(|l| l.contains("swept snapshots") && !l.contains("serverless=0")).count();
+    assert!(sweeps > 0, "the sweep followed the serverless copies");
+    assert!(
+        (sweeps..=2 * sweeps).contains(&describes.len()),
+        "one listing (1 or 2 pages) per sweep, not one call per object: {} pages for {sweeps} sweeps of {N} objects",
+        describes.len()
+    );
+    // The node-based copies were followed beside them by their own sweep.
+    assert!(!bed.emulator.calls("DescribeSnapshots").is_empty());
+    // Everything is done: the sweep goes idle and the operator makes no AWS call at all.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let since = bed.emulator.all_calls().len();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let after: Vec<Value> = bed.emulator.all_calls().into_iter().skip(since).collect();
+    assert_eq!(after, Vec::<Value>::new(), "an idle operator makes no AWS call");
+}
