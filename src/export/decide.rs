@@ -311,8 +311,8 @@ pub fn from_safety(spec: &SnapshotExportSpec, verdict: Verdict) -> Decision {
         Verdict::Proceed => Decision::RequestCopy,
         Verdict::Recheck => Decision::Recheck,
         Verdict::Stalled { reason, mut message, clear_intent } => {
-            if spec.is_serverless() && reason == KEY_TAKEN {
-                message = message.replace(key_taken_fix(), SERVERLESS_KEY_TAKEN_FIX);
+            if spec.is_serverless() {
+                message = serverless_wording(spec, &reason, &message);
             }
             Decision::Stalled { reason, message, clear_intent }
         }
@@ -321,6 +321,19 @@ pub fn from_safety(spec: &SnapshotExportSpec, verdict: Verdict) -> Decision {
 }
 
 const KEY_TAKEN: &str = "S3ObjectAlreadyExists";
+
+/// The safety gate speaks of node-based exports (CopySnapshot, `targetSnapshotName`): say the
+/// same of a serverless one, which makes another call and has no target name to change.
+fn serverless_wording(spec: &SnapshotExportSpec, reason: &str, message: &str) -> String {
+    let mut message = message.replace("CopySnapshot", super::serverless::operation(spec));
+    if reason == KEY_TAKEN {
+        message = message.replace(key_taken_fix(), SERVERLESS_KEY_TAKEN_FIX).replace(PREFLIGHT_RENAME_FIX, "");
+    }
+    message
+}
+
+/// The preflight's short fix for a taken key (`crate::safety`), which names `targetSnapshotName`.
+const PREFLIGHT_RENAME_FIX: &str = " Fix: create a new SnapshotExport with another targetSnapshotName.";
 
 /// The documented fix for a taken key (rename the target), which a serverless export cannot
 /// follow: it has no target name.
