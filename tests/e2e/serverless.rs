@@ -215,6 +215,11 @@ async fn a_serverless_export_lists_the_objects_elasticache_wrote() {
         let note = bed.cluster.wait_event(name, "Normal", "ExportCompleted").await.note.unwrap_or_default();
         assert!(note.contains(&want[0]) && note.contains(&want[1]), "{note}");
     }
+    // A name typed in another case than ElastiCache stores it: the objects carry the stored name.
+    seed(&bed.emulator, "sls-mixed", 1);
+    bed.cluster.apply("mixed-case", export_of("SLS-Mixed", "ecx-sls-acl")).await;
+    let done = bed.wait_ready("mixed-case").await;
+    assert_eq!(done.status.unwrap().exported_objects, ["s3://ecx-sls-acl/sls-mixed-0001.rdb"]);
     assert!(bed.emulator.calls("CopySnapshot").is_empty());
 }
 
