@@ -456,6 +456,7 @@ async fn many_serverless_objects_in_flight_cost_one_listing_per_sweep_and_nothin
         "one listing (1 or 2 pages) per sweep, not one call per object: {} pages for {sweeps} sweeps of {N} objects",
         describes.len()
     );
+    eprintln!("{N} serverless copies in flight: {} DescribeServerlessCacheSnapshots pages over {sweeps} sweeps", describes.len());
     // The node-based copies were followed beside them by their own sweep.
     assert!(!bed.emulator.calls("DescribeSnapshots").is_empty());
     // Everything is done: the sweep goes idle and the operator makes no AWS call at all.
@@ -464,4 +465,24 @@ async fn many_serverless_objects_in_flight_cost_one_listing_per_sweep_and_nothin
     tokio::time::sleep(Duration::from_secs(4)).await;
     let after: Vec<Value> = bed.emulator.all_calls().into_iter().skip(since).collect();
     assert_eq!(after, Vec::<Value>::new(), "an idle operator makes no AWS call");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_serverless_listing_shows_on_the_objects_it_follows_and_heals() {
+    let mut bed = Bed::with_options(6.0, 1.0, Default::default()).await;
+    bed.start_operator(&[]);
+    seed(&bed.emulator, "sls-swept", 1);
+    bed.cluster.apply("swept", copy_of("sls-swept", "sls-swept-copy")).await;
+    bed.wait_for("swept", "accepted", 30, |o| o.status.as_ref().is_some_and(|s| s.phase == Some(Phase::Copying))).await;
+    bed.emulator.set_faults(json!({"error_rate": 1.0, "actions": ["DescribeServerlessCacheSnapshots"]}));
+    let failing = bed
+        .wait_for("swept", "reporting the failing listing", 30, |o| {
+            condition(o, "Reconciling").is_some_and(|c| c.0 == "True" && c.2.contains("DescribeServerlessCacheSnapshots"))
+        })
+        .await;
+    assert!(failing.status.as_ref().unwrap().last_error.as_ref().is_some_and(|e| e.message.contains("InternalFailure")), "{failing:?}");
+    bed.emulator.set_faults(json!({}));
+    let done = bed.wait_ready("swept").await;
+    assert_eq!(done.status.unwrap().last_error, None);
+    assert_eq!(bed.emulator.calls("CopyServerlessCacheSnapshot").len(), 1, "the failing listing never repeated the copy");
 }
