@@ -11,7 +11,6 @@ mod reliability;
 mod safe_exports;
 mod schedule;
 mod serverless;
-mod serverless_policy;
 #[path = "../common/validation_cases.rs"]
 mod validation_cases;
 

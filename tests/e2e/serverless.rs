@@ -1,24 +1,16 @@
-//! ElastiCache Serverless snapshots (issue 15): the AWS layer against the emulator over the wire
-//! (the Rust SDK's serverless calls as `SdkSnapshots` makes them, checked in the emulator's call
-//! log), then the controller end to end: a serverless in-region copy and export, a crash right
-//! after the call, each documented S3 error, and `deletionPolicy: Delete`.
+//! ElastiCache Serverless snapshots (issue 15), the controller end to end: a serverless in-region
+//! copy and export, a crash right after the call, each documented S3 error, `deletionPolicy:
+//! Delete`, the shared listing, terminal stalls. The AWS layer over the wire is in `sdk.rs`, the
+//! export policy for serverless sources in `policy.rs`.
 
 use crate::harness::*;
 use ecx::api::{Phase, OWNER_TAG_KEY};
-use ecx::aws::{SdkSnapshots, ServerlessCopyRequest, ServerlessSnapshotApi, SnapshotApi, SnapshotStatus};
 use kube::ResourceExt;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
-async fn client(emulator: &Emulator) -> SdkSnapshots {
-    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .region(aws_config::Region::new(REGION))
-        .endpoint_url(&emulator.endpoint)
-        .credentials_provider(aws_sdk_elasticache::config::Credentials::new(ACCESS_KEY, SECRET_KEY, None, None, "e2e"))
-        .load()
-        .await;
-    SdkSnapshots::new(&config, true)
-}
+mod policy;
+mod sdk;
 
 fn seed(emulator: &Emulator, name: &str, shards: u32) {
     emulator.ctl(
@@ -26,77 +18,6 @@ fn seed(emulator: &Emulator, name: &str, shards: u32) {
         "/serverless-snapshots",
         Some(json!({"name": name, "cache": format!("{name}-cache"), "region": REGION, "shards": shards})),
     );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn serverless_copy_is_tagged_described_paged_and_deleted_through_the_sdk() {
-    let emulator = Emulator::start(0.5, 0.5);
-    let aws = client(&emulator).await;
-    seed(&emulator, "sls-nightly", 1);
-    let request = ServerlessCopyRequest {
-        source: "sls-nightly".into(),
-        target: "SLS-Copy".into(),
-        kms_key_id: None,
-        tags: vec![(ecx::api::OWNER_TAG_KEY.into(), Some("uid-1".into())), ("team".into(), None)],
-    };
-    let copy = aws.copy_serverless_snapshot(&request).await.unwrap();
-    assert_eq!(copy.name, "sls-copy", "stored in lowercase");
-    assert_eq!(copy.status, SnapshotStatus::InProgress("copying".into()));
-    // The ownership tag is read back from the copy's ARN, as adoption after a crash does.
-    assert_eq!(aws.owner_tag(copy.arn.as_deref().unwrap()).await.unwrap().as_deref(), Some("uid-1"));
-    let err = aws.copy_serverless_snapshot(&request).await.unwrap_err();
-    assert_eq!(err.fault().map(|f| f.reason()), Some("TargetAlreadyExists"), "{err}");
-    let calls = emulator.calls("CopyServerlessCacheSnapshot");
-    assert_eq!(calls.len(), 2);
-    assert_eq!(calls[0]["params"]["TargetServerlessCacheSnapshotName"], "SLS-Copy");
-
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    let seen = aws.describe_serverless_snapshot("SLS-Copy").await.unwrap().expect("the copy exists");
-    assert_eq!(seen.status, SnapshotStatus::Available);
-    assert_eq!(aws.describe_serverless_snapshot("never-made").await.unwrap(), None);
-
-    // 120 snapshots: the sweep's paging reads them all in pages of 50, each token once.
-    for i in 0..118 {
-        seed(&emulator, &format!("bulk-{i:03}"), 1);
-    }
-    let (mut names, mut token, mut pages) = (Vec::new(), None, 0);
-    loop {
-        let page = aws.describe_serverless_snapshots_page(token).await.unwrap();
-        pages += 1;
-        names.extend(page.snapshots.into_iter().map(|s| s.name));
-        token = page.next_token;
-        if token.is_none() {
-            break;
-        }
-    }
-    assert_eq!((names.len(), pages), (120, 3));
-
-    aws.delete_serverless_snapshot("sls-copy").await.unwrap();
-    aws.delete_serverless_snapshot("sls-copy").await.unwrap();
-    assert_eq!(aws.describe_serverless_snapshot("sls-copy").await.unwrap(), None);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn serverless_export_writes_under_the_snapshot_name_and_reports_the_documented_s3_errors() {
-    let emulator = Emulator::start(0.5, 0.5);
-    let aws = client(&emulator).await;
-    let s3 = emulator.s3().await;
-    seed(&emulator, "sls-export", 2);
-    let err = aws.export_serverless_snapshot("sls-export", "no-such-bucket").await.unwrap_err();
-    assert_eq!(err.fault().map(|f| f.reason()), Some("S3BucketNotFound"), "{err}");
-    create_bucket(&s3, "sls-bucket", REGION, Access::None).await;
-    let err = aws.export_serverless_snapshot("sls-export", "sls-bucket").await.unwrap_err();
-    assert_eq!(err.fault().map(|f| f.reason()), Some("S3ReadPermissionMissing"), "{err}");
-    grant(&s3, "sls-bucket", REGION, Access::FULL_ACL).await;
-    let exporting = aws.export_serverless_snapshot("sls-export", "sls-bucket").await.unwrap();
-    assert_eq!(exporting.status, SnapshotStatus::InProgress("exporting".into()));
-    let busy = aws.export_serverless_snapshot("sls-export", "sls-bucket").await.unwrap_err();
-    assert_eq!(busy.fault().map(|f| f.reason()), Some("InvalidSnapshotState"), "{busy}");
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    assert_eq!(bucket_keys(&s3, "sls-bucket").await, vec!["sls-export-0001.rdb", "sls-export-0002.rdb"]);
-    let again = aws.export_serverless_snapshot("sls-export", "sls-bucket").await.unwrap_err();
-    assert_eq!(again.fault().map(|f| f.reason()), Some("S3ObjectAlreadyExists"), "{again}");
-    assert_eq!(emulator.calls("ExportServerlessCacheSnapshot").len(), 5);
 }
 
 /// The spec of a serverless in-region copy.
@@ -445,6 +366,13 @@ async fn many_serverless_objects_in_flight_cost_one_listing_per_sweep_and_nothin
         bed.wait_ready(&format!("node-{i}")).await;
     }
     assert_eq!(bed.emulator.calls("CopyServerlessCacheSnapshot").len(), N);
+    // Everything is done: the sweep goes idle and the operator makes no AWS call at all.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let since = bed.emulator.all_calls().len();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let after: Vec<Value> = bed.emulator.all_calls().into_iter().skip(since).collect();
+    assert_eq!(after, Vec::<Value>::new(), "an idle operator makes no AWS call");
+    // Counted once idle, so that no sweep is between its listing and its log line.
     // Followed only by listing every serverless snapshot (60 at most: 2 pages of 50), never by name.
     let describes = bed.emulator.calls("DescribeServerlessCacheSnapshots");
     assert!(describes.iter().all(|c| c["params"].get("ServerlessCacheSnapshotName").is_none()), "a by-name describe: {describes:#?}");
@@ -459,12 +387,6 @@ async fn many_serverless_objects_in_flight_cost_one_listing_per_sweep_and_nothin
     eprintln!("{N} serverless copies in flight: {} DescribeServerlessCacheSnapshots pages over {sweeps} sweeps", describes.len());
     // The node-based copies were followed beside them by their own sweep.
     assert!(!bed.emulator.calls("DescribeSnapshots").is_empty());
-    // Everything is done: the sweep goes idle and the operator makes no AWS call at all.
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let since = bed.emulator.all_calls().len();
-    tokio::time::sleep(Duration::from_secs(4)).await;
-    let after: Vec<Value> = bed.emulator.all_calls().into_iter().skip(since).collect();
-    assert_eq!(after, Vec::<Value>::new(), "an idle operator makes no AWS call");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -485,4 +407,27 @@ async fn a_failing_serverless_listing_shows_on_the_objects_it_follows_and_heals(
     let done = bed.wait_ready("swept").await;
     assert_eq!(done.status.unwrap().last_error, None);
     assert_eq!(bed.emulator.calls("CopyServerlessCacheSnapshot").len(), 1, "the failing listing never repeated the copy");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_serverless_copy_whose_snapshot_the_user_deletes_is_never_copied_again() {
+    let mut bed = Bed::with_options(5.0, 1.0, Default::default()).await;
+    bed.start_operator(&[]);
+    seed(&bed.emulator, "sls-fails", 1);
+    bed.cluster.apply("fails", copy_of("sls-fails", "sls-fails-copy")).await;
+    bed.wait_for("fails", "accepted", 30, |o| o.status.as_ref().is_some_and(|s| s.phase == Some(Phase::Copying))).await;
+    bed.emulator.ctl("POST", "/serverless-snapshots/sls-fails-copy/status", Some(json!({"status": "failed"})));
+    bed.wait_stalled("fails", "CopyFailed").await;
+    bed.cluster.wait_event("fails", "Warning", "CopyFailed").await;
+    // As the Event tells them, the user deletes the failed snapshot.
+    bed.emulator.elasticache().delete_serverless_cache_snapshot().serverless_cache_snapshot_name("sls-fails-copy").send().await.unwrap();
+    let since = bed.emulator.all_calls().len();
+    // Many slow retries' worth (the tests retry stalled objects every second).
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(bed.emulator.calls("CopyServerlessCacheSnapshot").len(), 1, "exactly one copy, ever");
+    let after: Vec<Value> = bed.emulator.all_calls().into_iter().skip(since).collect();
+    assert_eq!(after, Vec::<Value>::new(), "a terminal stall costs no AWS call");
+    let now = bed.cluster.get("fails").await;
+    assert_eq!(condition(&now, "Stalled").unwrap().1, "CopyFailed");
+    assert!(now.status.unwrap().copy_accepted_at.is_some(), "acceptance is recorded durably");
 }
