@@ -431,3 +431,32 @@ async fn a_failed_serverless_copy_whose_snapshot_the_user_deletes_is_never_copie
     assert_eq!(condition(&now, "Stalled").unwrap().1, "CopyFailed");
     assert!(now.status.unwrap().copy_accepted_at.is_some(), "acceptance is recorded durably");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_throttled_or_failing_serverless_export_is_retried_and_accepted_once() {
+    let bed = Bed::start().await;
+    seed(&bed.emulator, "sls-flaky", 1);
+    create_bucket(&bed.s3, "ecx-sls-flaky", REGION, Access::FULL_ACL).await;
+    // Throttled: certainly not carried out, so the intent is cleared and the export retried.
+    bed.emulator.set_faults(json!({"throttle_rate": 1.0, "actions": ["ExportServerlessCacheSnapshot"]}));
+    bed.cluster.apply("flaky", export_of("sls-flaky", "ecx-sls-flaky")).await;
+    // (Looked at between attempts: the next attempt records its intent before its call.)
+    let error_is = |o: &ecx::api::SnapshotExport, reason: &str| {
+        o.status.as_ref().and_then(|s| s.last_error.as_ref()).is_some_and(|e| e.reason == reason)
+    };
+    bed.wait_for("flaky", "throttled, with its intent cleared", 30, |o| {
+        error_is(o, "AwsThrottled") && o.status.as_ref().is_some_and(|s| s.copy_requested_at.is_none() && s.attempts > 0)
+    })
+    .await;
+    // A 500 may have been carried out: the intent stays, and the next request rests on a fresh look.
+    bed.emulator.set_faults(json!({"error_rate": 1.0, "actions": ["ExportServerlessCacheSnapshot"]}));
+    bed.wait_for("flaky", "failing, with its intent kept", 30, |o| {
+        error_is(o, "AwsUnavailable") && o.status.as_ref().is_some_and(|s| s.copy_requested_at.is_some())
+    })
+    .await;
+    bed.emulator.set_faults(json!({}));
+    let done = bed.wait_ready("flaky").await;
+    assert_eq!(done.status.unwrap().exported_objects, ["s3://ecx-sls-flaky/sls-flaky-0001.rdb"]);
+    let calls = bed.emulator.calls("ExportServerlessCacheSnapshot");
+    assert_eq!(calls.iter().filter(|c| c["status"] == 200).count(), 1, "exactly one accepted export: {calls:#?}");
+}
