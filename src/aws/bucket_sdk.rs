@@ -197,6 +197,14 @@ impl BucketInspector for SdkBuckets {
                 // Listed in key order: past the last key, nothing more can match.
                 let past_last = listed.last().is_some_and(|k| *k >= last.as_str());
                 match out.next_continuation_token() {
+                    // A listing that hands back the token it was given would be followed forever.
+                    Some(next) if out.is_truncated() == Some(true) && !past_last && token.as_deref() == Some(next) => {
+                        return Err(AwsError::Transient {
+                            operation: "ListObjectsV2",
+                            code: "RepeatedContinuationToken".into(),
+                            message: format!("S3 answered the listing of s3://{bucket}/{prefix} with the continuation token it was given"),
+                        })
+                    }
                     Some(next) if out.is_truncated() == Some(true) && !past_last => token = Some(next.to_string()),
                     _ => return Ok(None),
                 }
