@@ -7,6 +7,7 @@ mod cli;
 mod exactly_once;
 mod harness;
 mod rbac;
+mod readiness;
 mod reliability;
 mod safe_exports;
 mod schedule;
