@@ -1,9 +1,10 @@
 //! `SnapshotExportSchedule` edge cases end to end: a CreateSnapshot run the export policy refuses
-//! takes no snapshot.
+//! takes no snapshot, and the intermediate snapshot of a run that failed for good is deleted.
 
 use crate::harness::*;
 use crate::schedule::{create_schedule, runs_of, schedule_event_reasons, schedules};
 use ecx::api::schedule::{SnapshotExportSchedule, RUN_NOW_ANNOTATION};
+use ecx::api::SnapshotExport;
 use kube::api::{Patch, PatchParams};
 use kube::ResourceExt;
 use serde_json::{json, Value};
@@ -108,4 +109,60 @@ async fn a_create_snapshot_run_the_policy_refuses_takes_no_snapshot_and_stalls()
     let creates = bed.emulator.calls("CreateSnapshot");
     assert_eq!(creates.len(), 1, "only the allowed run took a snapshot: {creates:?}");
     assert_eq!(creates[0]["params"]["CacheClusterId"], "team-redis");
+}
+
+/// Review finding F3b: the tagged intermediate snapshot of a run that failed for good (AWS
+/// accepted the export and it wrote nothing) is deleted, as after a success; with
+/// `keepIntermediateSnapshot` it is kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_intermediate_snapshot_of_a_run_that_failed_for_good_is_deleted() {
+    let mut bed = Bed::without_operator().await;
+    create_bucket(&bed.s3, "ecx-doomed", REGION, Access::FULL_ACL).await;
+    create_cache_cluster(&bed, "doomed").await;
+    // Every export's upload fails: AWS accepts it and writes nothing (ExportFailed, for good).
+    bed.emulator.set_config(json!({"export_fail_node_groups": ["0001"]}));
+    bed.start_operator(&["--export-grace-seconds", "2"]);
+    let spec = |keep: bool| json!({"schedule": "0 3 1 1 *", "source": {"cacheClusterId": "doomed", "mode": "CreateSnapshot", "keepIntermediateSnapshot": keep}, "template": {"targetBucket": "ecx-doomed"}});
+    create_schedule(&bed, "doomed", spec(false)).await;
+    create_schedule(&bed, "kept", spec(true)).await;
+    run_now(&bed, "doomed", "1").await;
+    run_now(&bed, "kept", "1").await;
+
+    let mut failed: Vec<SnapshotExport> = Vec::new();
+    for name in ["doomed", "kept"] {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let run = loop {
+            if let Some(run) = runs_of(&bed, name).await.into_iter().next() {
+                break run;
+            }
+            assert!(Instant::now() < deadline, "{name}: no run");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        failed.push(bed.wait_stalled(&run.name_any(), "ExportFailed").await);
+    }
+    let doomed_snapshot = failed[0].spec.source_snapshot_name.clone();
+    let kept_snapshot = failed[1].spec.source_snapshot_name.clone();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !bed.emulator.calls("DeleteSnapshot").iter().any(|c| c["params"]["SnapshotName"] == doomed_snapshot.as_str()) {
+        assert!(
+            Instant::now() < deadline,
+            "the intermediate snapshot {doomed_snapshot} of a failed run was kept; log:\n{}",
+            bed.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let reasons = schedule_event_reasons(&bed, "doomed").await;
+    assert!(reasons.iter().any(|(_, r)| r == "IntermediateSnapshotDeleted"), "{reasons:?}");
+    let stalled = wait_condition(&bed, "doomed", "Stalled", || None).await;
+    assert_eq!(stalled.reason, "LastRunFailed", "{}", stalled.message);
+    // Once deleted, the run no longer names it (no second DeleteSnapshot).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while bed.cluster.get(&failed[0].name_any()).await.annotations().contains_key("elasticache-export.io/intermediate-snapshot") {
+        assert!(Instant::now() < deadline, "the run still names its deleted intermediate snapshot");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let deletes = bed.emulator.calls("DeleteSnapshot");
+    assert_eq!(deletes.len(), 1, "one DeleteSnapshot, of the failed run's own snapshot only: {deletes:?}");
+    assert!(deletes.iter().all(|c| c["params"]["SnapshotName"] != kept_snapshot.as_str()), "keepIntermediateSnapshot was ignored");
 }
