@@ -169,6 +169,10 @@ pub struct Retention {
     pub prune_exported_objects: bool,
 }
 
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
 fn default_keep_last() -> u32 {
     7
 }
@@ -281,6 +285,10 @@ pub struct SnapshotExportScheduleStatus {
     /// The last `elasticache-export.io/run-now` value acted on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_run_now: Option<String>,
+    /// How many run-now values were acted on (run or skipped). A run-now run is named from its
+    /// value and this number, so a value used again after another (A, B, A) is a new run.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub run_now_count: u32,
     /// CreateSnapshot mode: the snapshot being taken for the next run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pending_snapshot: Option<PendingSnapshot>,

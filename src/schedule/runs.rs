@@ -5,6 +5,7 @@
 use super::aws::{self as sched_aws, CacheRef};
 use super::choose::{choose, Choice};
 use super::names;
+use super::plan::RunNow;
 use super::reconcile::{record_handled, write_status, ScheduleContext, ScheduleError, INTERMEDIATE_ANNOTATION};
 use super::retention::{RunFacts, RunState};
 use super::status::RunView;
@@ -33,12 +34,19 @@ pub(super) async fn start_run(
     status: &mut SnapshotExportScheduleStatus,
     scheduled: Timestamp,
     run_name: &str,
-    run_now: Option<String>,
+    run_now: Option<RunNow>,
 ) -> Result<(bool, String, String), ScheduleError> {
     let name = obj.name_any();
     let template = obj.spec.template.target_snapshot_name_template.as_deref();
-    let target = names::run_target_name(template, &name, cache.id(), scheduled, timetable.zone(), run_now.as_deref())
-        .map_err(|e| AwsError::Fault { operation: "template", fault: crate::aws::CopyFault::InvalidParameterValue { message: e } })?;
+    let target = names::run_target_name(
+        template,
+        &name,
+        cache.id(),
+        scheduled,
+        timetable.zone(),
+        run_now.as_ref().map(|r| (r.value.as_str(), r.seq)),
+    )
+    .map_err(|e| AwsError::Fault { operation: "template", fault: crate::aws::CopyFault::InvalidParameterValue { message: e } })?;
     match obj.spec.source.mode {
         SourceMode::LatestAutomatic => {
             let snaps = ctx.looks.automatic_snapshots(&ctx.aws, cache, scheduled).await?;

@@ -434,7 +434,7 @@ async fn a_run_name_taken_by_another_object_is_refused_not_counted_as_started() 
     let mut bed = Bed::without_operator().await;
     seed_automatic(&bed, "taken-rg", "2026-11-20T02:00:00Z");
     // Someone else's SnapshotExport already has the name the run-now would get.
-    let run_name = ecx::schedule::names::run_now_name("taken", "1");
+    let run_name = ecx::schedule::names::run_now_name("taken", "1", 1);
     let foreign = SnapshotExport::new(&run_name, ecx::api::SnapshotExportSpec::new("someone-elses-source", "someone-elses-copy", None));
     bed.cluster.exports().create(&PostParams::default(), &foreign).await.expect("create the foreign object");
     bed.start_operator(&[]);

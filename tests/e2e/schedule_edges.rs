@@ -1,8 +1,9 @@
 //! `SnapshotExportSchedule` edge cases end to end: a CreateSnapshot run the export policy refuses
-//! takes no snapshot, and the intermediate snapshot of a run that failed for good is deleted.
+//! takes no snapshot, the intermediate snapshot of a run that failed for good is deleted, and a
+//! run-now value used again after another one starts a new run.
 
 use crate::harness::*;
-use crate::schedule::{create_schedule, runs_of, schedule_event_reasons, schedules};
+use crate::schedule::{create_schedule, runs_of, schedule_event_reasons, schedules, seed_automatic};
 use ecx::api::schedule::{SnapshotExportSchedule, RUN_NOW_ANNOTATION};
 use ecx::api::SnapshotExport;
 use kube::api::{Patch, PatchParams};
@@ -165,4 +166,34 @@ async fn the_intermediate_snapshot_of_a_run_that_failed_for_good_is_deleted() {
     let deletes = bed.emulator.calls("DeleteSnapshot");
     assert_eq!(deletes.len(), 1, "one DeleteSnapshot, of the failed run's own snapshot only: {deletes:?}");
     assert!(deletes.iter().all(|c| c["params"]["SnapshotName"] != kept_snapshot.as_str()), "keepIntermediateSnapshot was ignored");
+}
+
+/// Run-now A, then B, then A again: three runs, each under its own name (the third is not
+/// taken for the first, which already ran), each reported as started.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_now_value_used_again_after_another_starts_a_new_run() {
+    let mut bed = Bed::without_operator().await;
+    bed.start_operator(&[]);
+    create_schedule(&bed, "again", json!({"schedule": "0 3 1 1 *", "source": {"replicationGroupId": "again-rg"}, "template": {}})).await;
+    let mut names = Vec::new();
+    for (i, value) in ["A", "B", "A"].iter().enumerate() {
+        // A new backup each time, so the run has something new to export.
+        seed_automatic(&bed, "again-rg", &format!("2026-11-2{i}T02:00:00Z"));
+        run_now(&bed, "again", value).await;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while bed.emulator.calls("CopySnapshot").len() < i + 1 {
+            assert!(Instant::now() < deadline, "run-now {value} (#{}) started no run; log:\n{}", i + 1, bed.log_text());
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let status = schedules(&bed).get("again").await.unwrap().status.unwrap();
+        let name = status.last_run.and_then(|r| r.name).expect("the last run's name");
+        bed.wait_ready(&name).await;
+        names.push(name);
+    }
+    assert_eq!(bed.emulator.calls("CopySnapshot").len(), 3);
+    let runs: Vec<String> = runs_of(&bed, "again").await.iter().map(|r| r.name_any()).collect();
+    assert_eq!(runs.len(), 3, "{runs:?}");
+    assert!(names.iter().all(|n| runs.contains(n)), "the status names the runs that exist: {names:?} {runs:?}");
+    let reasons = schedule_event_reasons(&bed, "again").await;
+    assert_eq!(reasons.iter().filter(|(_, r)| r == "RunStarted").count(), 3, "{reasons:?}");
 }
