@@ -7,7 +7,7 @@ use super::retention::{objects_to_prune, runs_to_delete, RunState, SeenObject};
 use super::status::RunView;
 use crate::api::schedule::{SnapshotExportSchedule, SCHEDULE_TAG_KEY};
 use crate::api::SnapshotExport;
-use crate::aws::{AwsError, CopyFault, SnapshotApi};
+use crate::aws::{AwsError, CopyFault};
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use kube::ResourceExt;
 use tracing::info;
@@ -24,13 +24,13 @@ pub(super) async fn cleanup_intermediates(
     let uid = obj.uid().unwrap_or_default();
     for run in runs.iter().filter(|r| r.facts.state != RunState::InFlight) {
         let Some(snap) = &run.intermediate else { continue };
-        if let Some(info) = ctx.aws.describe_snapshot(snap).await? {
-            let tag = match &info.arn {
+        if let Some(arn) = sched_aws::find_snapshot(&ctx.aws, run.serverless, snap).await? {
+            let tag = match &arn {
                 Some(arn) => sched_aws::schedule_tag(&ctx.aws, arn).await?,
                 None => None,
             };
             if tag.as_deref() == Some(uid.as_str()) {
-                match ctx.aws.delete_snapshot(snap).await {
+                match sched_aws::delete_snapshot(&ctx.aws, run.serverless, snap).await {
                     Ok(()) => {}
                     Err(AwsError::Fault { fault: CopyFault::InvalidSnapshotState { .. }, .. }) => {
                         info!(schedule = %obj.name_any(), run = %run.facts.name, snapshot = %snap, "intermediate snapshot busy; deleted later");

@@ -88,11 +88,7 @@ pub async fn reconcile(obj: Arc<SnapshotExportSchedule>, ctx: Arc<ScheduleContex
         return Ok(Action::await_change());
     }
     let timetable = Timetable::new(&obj.spec.schedule, obj.spec.zone_name()).expect("validated above");
-    let cache = match (&obj.spec.source.replication_group_id, &obj.spec.source.cache_cluster_id) {
-        (Some(rg), _) => CacheRef::ReplicationGroup(rg.clone()),
-        (None, Some(cc)) => CacheRef::CacheCluster(cc.clone()),
-        (None, None) => unreachable!("validated above"),
-    };
+    let cache = CacheRef::of(&obj.spec.source).expect("validated above: exactly one cache");
     let exports: Api<SnapshotExport> = Api::namespaced(ctx.client.clone(), &ns);
     let mut runs = runs::observe_runs(&exports, &name, &uid).await?;
     let mut status = old.clone();
