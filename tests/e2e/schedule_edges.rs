@@ -112,6 +112,47 @@ async fn a_create_snapshot_run_the_policy_refuses_takes_no_snapshot_and_stalls()
     assert_eq!(creates[0]["params"]["CacheClusterId"], "team-redis");
 }
 
+/// The same when the intent was recorded before a crash (or by an operator without the check)
+/// and the snapshot is not taken yet: a policy that refuses the run keeps it from being taken,
+/// and the intent stays until the policy allows the run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recorded_intent_the_policy_now_refuses_takes_no_snapshot() {
+    use ecx::api::schedule::{PendingSnapshot, SnapshotExportScheduleStatus};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+    let mut bed = Bed::without_operator().await;
+    create_cache_cluster(&bed, "intent").await;
+    let spec = json!({"schedule": "0 3 1 1 *", "source": {"cacheClusterId": "intent", "mode": "CreateSnapshot"}, "template": {"targetBucket": "ecx-nobody-may"}});
+    let mut created = create_schedule(&bed, "intent", spec).await;
+    let scheduled: jiff::Timestamp = "2026-11-29T03:00:00Z".parse().unwrap();
+    let run_name = ecx::schedule::names::run_name("intent", scheduled);
+    let pending = PendingSnapshot {
+        run_name: run_name.clone(),
+        snapshot_name: ecx::schedule::names::intermediate_snapshot_name(&created.uid().unwrap(), &run_name),
+        target_snapshot_name: "intent-20261129-0300".into(),
+        scheduled_time: Time(scheduled),
+    };
+    created.status = Some(SnapshotExportScheduleStatus {
+        last_schedule_time: Some(Time(scheduled)),
+        pending_snapshot: Some(pending.clone()),
+        ..Default::default()
+    });
+    schedules(&bed).replace_status("intent", &kube::api::PostParams::default(), &created).await.unwrap();
+    // No rule: every S3 export is refused.
+    bed.start_operator_with_policy(&[]);
+    let no_snapshot = || {
+        let calls = bed.emulator.calls("CreateSnapshot");
+        (!calls.is_empty()).then(|| format!("a CreateSnapshot for a run the export policy refuses: {calls:?}"))
+    };
+    let stalled = wait_condition(&bed, "intent", "Stalled", no_snapshot).await;
+    assert_eq!(stalled.reason, "ExportNotAllowed", "{}", stalled.message);
+    assert!(stalled.message.contains(&run_name) && stalled.message.contains("ecx-nobody-may"), "{}", stalled.message);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(bed.emulator.calls("CreateSnapshot").is_empty());
+    assert!(runs_of(&bed, "intent").await.is_empty());
+    let status = schedules(&bed).get("intent").await.unwrap().status.unwrap();
+    assert_eq!(status.pending_snapshot, Some(pending), "the intent stays until the policy allows the run");
+}
+
 /// Review finding F3b: the tagged intermediate snapshot of a run that failed for good (AWS
 /// accepted the export and it wrote nothing) is deleted, as after a success; with
 /// `keepIntermediateSnapshot` it is kept.
