@@ -3,7 +3,7 @@
 //! with bounded concurrency, the shared sweep, and readiness once the caches are synced.
 
 use crate::api::SnapshotExport;
-use crate::aws::SnapshotApi;
+use crate::aws::SnapshotApis;
 use crate::events::{EventNote, Events};
 use crate::export::{reconcile, Context, ReconcileError};
 use crate::http::Readiness;
@@ -21,7 +21,7 @@ use std::time::Instant;
 use tracing::{error, info, warn};
 
 /// Run controllers for `namespaces` (empty = all namespaces) until `shutdown` resolves.
-pub async fn run<A: SnapshotApi>(
+pub async fn run<A: SnapshotApis>(
     client: Client,
     ctx: Arc<Context<A>>,
     namespaces: Vec<String>,
@@ -114,7 +114,7 @@ pub async fn run<A: SnapshotApi>(
     sweeper.abort();
 }
 
-async fn timed_reconcile<A: SnapshotApi>(obj: Arc<SnapshotExport>, ctx: Arc<Context<A>>) -> Result<Action, ReconcileError> {
+async fn timed_reconcile<A: SnapshotApis>(obj: Arc<SnapshotExport>, ctx: Arc<Context<A>>) -> Result<Action, ReconcileError> {
     let started = Instant::now();
     let result = reconcile(obj, ctx.clone()).await;
     ctx.metrics.reconcile_seconds.observe(started.elapsed().as_secs_f64());
@@ -123,7 +123,7 @@ async fn timed_reconcile<A: SnapshotApi>(obj: Arc<SnapshotExport>, ctx: Arc<Cont
     result
 }
 
-fn error_policy<A: SnapshotApi>(obj: Arc<SnapshotExport>, err: &ReconcileError, ctx: Arc<Context<A>>) -> Action {
+fn error_policy<A: SnapshotApis>(obj: Arc<SnapshotExport>, err: &ReconcileError, ctx: Arc<Context<A>>) -> Action {
     let delay = ctx.error_delay(&obj.uid().unwrap_or_default());
     warn!(object = %obj.name_any(), error = %err, retry_in = ?delay, "will retry");
     Action::requeue(delay)

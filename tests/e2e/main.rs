@@ -11,6 +11,8 @@ mod readiness;
 mod reliability;
 mod safe_exports;
 mod schedule;
+mod schedule_edges;
+mod schedule_serverless;
 mod serverless;
 #[path = "../common/validation_cases.rs"]
 mod validation_cases;
