@@ -58,10 +58,18 @@ pub async fn run<A: SnapshotApis>(
                     move |event| match event {
                         // A deleted object is forgotten at once (its UID is never reconciled again).
                         Ok(watcher::Event::Delete(obj)) => ctx.forget(&obj.uid().unwrap_or_default()),
-                        // The cache holds every object once the first listing is done.
+                        // The cache holds every object once the first listing is done (`reflect`
+                        // applied it before this sees it). Readiness is set here, not by a task
+                        // awaiting `Store::wait_until_ready`: the controller awaits that too, and
+                        // kube-runtime's ready signal wakes only the last task that polled it, so
+                        // a second waiter could wait forever (it did: /readyz stayed 503).
                         Ok(watcher::Event::InitDone) if !listed => {
                             listed = true;
                             ctx.watch_store(scope.clone(), store.clone());
+                            if synced.fetch_add(1, Ordering::SeqCst) + 1 == total {
+                                readiness.set_synced();
+                                info!("caches synced");
+                            }
                         }
                         _ => {}
                     }
@@ -70,13 +78,6 @@ pub async fn run<A: SnapshotApis>(
                 // Our own status writes do not change generation or finalizers: no reconcile storm.
                 .predicate_filter(predicates::generation.combine(predicates::finalizers), Default::default());
             ctx.metrics.watch_store(reader.clone());
-            let store = reader.clone();
-            tokio::spawn(async move {
-                if store.wait_until_ready().await.is_ok() && synced.fetch_add(1, Ordering::SeqCst) + 1 == total {
-                    readiness.set_synced();
-                    info!("caches synced");
-                }
-            });
             info!(namespace = scope.as_deref().unwrap_or("<all>"), "watching SnapshotExports");
             // Objects whose snapshots the shared sweep saw change, in this controller's scope.
             let changed = futures::stream::unfold(ctx.sweep.subscribe(), |mut rx| async move {

@@ -119,15 +119,16 @@ impl<A> Context<A> {
     }
 
     /// Count one more `Recheck` in a row for `uid` (or reset the count: `again` false); returns
-    /// the count.
-    fn recheck(&self, uid: &str, again: bool) -> u32 {
+    /// the count. `recorded`: the count in the object's status (`recheckCount`), which survives
+    /// a restart.
+    fn recheck(&self, uid: &str, again: bool, recorded: u32) -> u32 {
         let mut map = self.rechecks.lock().expect("recheck lock");
         if !again {
             map.remove(uid);
             return 0;
         }
         let count = map.entry(uid.to_string()).or_default();
-        *count = count.saturating_add(1);
+        *count = (*count).max(recorded).saturating_add(1);
         *count
     }
 
@@ -285,7 +286,8 @@ async fn reconcile_once<A: SnapshotApis>(obj: Arc<SnapshotExport>, ctx: &Arc<Con
     }
     // AWS answering "exists" or "busy" while the look finds nothing of ours: look again with
     // backoff, and stall once it has answered so too many times in a row.
-    let repeats = ctx.recheck(&uid, decision == Decision::Recheck);
+    let recorded_rechecks = current.status.as_ref().map_or(status.recheck_count, |s| s.recheck_count);
+    let repeats = ctx.recheck(&uid, decision == Decision::Recheck, recorded_rechecks);
     if decision == Decision::Recheck {
         decision = decide::bounded_recheck(&obj.spec, repeats, &answer);
         if decision != Decision::Recheck {
@@ -296,7 +298,10 @@ async fn reconcile_once<A: SnapshotApis>(obj: Arc<SnapshotExport>, ctx: &Arc<Con
 
     let now = Time(Timestamp::now());
     let recorded = current.status.clone().unwrap_or_default();
-    let next = status::next_status(&recorded, &decision, generation, &now);
+    let mut next = status::next_status(&recorded, &decision, generation, &now);
+    // The count is recorded (written only when it changes: on a recheck, and when it ends) so a
+    // restart does not allow RECHECK_LIMIT more refused requests.
+    next.recheck_count = repeats;
     let changed = next != recorded;
     if changed {
         current = write_status(&api, &current, next).await.map_err(kube_err)?;

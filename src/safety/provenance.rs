@@ -113,6 +113,7 @@ mod tests {
             owner_uid: owner.map(|(uid, _)| uid.to_string()),
             owner_namespace: owner.and_then(|(_, ns)| ns.map(str::to_string)),
             serverless_cache: None,
+            node_group_ids: vec![],
         }
     }
 

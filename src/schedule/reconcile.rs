@@ -5,7 +5,7 @@
 
 use super::aws::{CacheRef, SharedLooks};
 use super::clock::Clock;
-use super::plan::{plan, Facts, Plan};
+use super::plan::{plan, Facts, Plan, RunNow};
 use super::retention::RunState;
 use super::status::{compose, just_finished};
 use super::timetable::Timetable;
@@ -16,6 +16,8 @@ use crate::api::SnapshotExport;
 use crate::aws::{AwsError, SdkSnapshots};
 use crate::events::Events;
 use crate::metrics::{Metrics, ScheduleLabels, ScheduleOutcomeLabels};
+use crate::safety::policy::Refusal;
+use crate::safety::policy_file::PolicySource;
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, PostParams};
@@ -36,6 +38,9 @@ pub struct ScheduleContext {
     pub events: Events,
     pub metrics: Arc<Metrics>,
     pub looks: SharedLooks,
+    /// The export policy, asked for a CreateSnapshot run before its snapshot is taken (the same
+    /// file and flags as the SnapshotExport gate's, read on its own).
+    pub policy: PolicySource,
     pub clock: Clock,
     /// The longest a reconcile waits, in real time (a safety net while runs are in flight).
     pub safety_requeue: Duration,
@@ -51,6 +56,9 @@ pub enum ScheduleError {
     /// with its UID): it is never taken for the run.
     #[error("a SnapshotExport named {run} exists and is not a run of this schedule ({owner}); delete or rename it, and the run starts")]
     RunNameTaken { run: String, owner: String },
+    /// The export policy refuses the run (CreateSnapshot mode: asked before the snapshot is taken).
+    #[error("{0}")]
+    ExportNotAllowed(String),
 }
 
 pub async fn reconcile(obj: Arc<SnapshotExportSchedule>, ctx: Arc<ScheduleContext>) -> Result<Action, ScheduleError> {
@@ -80,11 +88,7 @@ pub async fn reconcile(obj: Arc<SnapshotExportSchedule>, ctx: Arc<ScheduleContex
         return Ok(Action::await_change());
     }
     let timetable = Timetable::new(&obj.spec.schedule, obj.spec.zone_name()).expect("validated above");
-    let cache = match (&obj.spec.source.replication_group_id, &obj.spec.source.cache_cluster_id) {
-        (Some(rg), _) => CacheRef::ReplicationGroup(rg.clone()),
-        (None, Some(cc)) => CacheRef::CacheCluster(cc.clone()),
-        (None, None) => unreachable!("validated above"),
-    };
+    let cache = CacheRef::of(&obj.spec.source).expect("validated above: exactly one cache");
     let exports: Api<SnapshotExport> = Api::namespaced(ctx.client.clone(), &ns);
     let mut runs = runs::observe_runs(&exports, &name, &uid).await?;
     let mut status = old.clone();
@@ -102,6 +106,9 @@ pub async fn reconcile(obj: Arc<SnapshotExportSchedule>, ctx: Arc<ScheduleContex
             Err(err @ ScheduleError::RunNameTaken { .. }) => {
                 stall = Some(("RunNameTaken", format!("The run {} could not start: {err}.", pending.run_name)))
             }
+            Err(ScheduleError::ExportNotAllowed(message)) => {
+                stall = Some((Refusal::REASON, format!("The run {} did not start: {message}", pending.run_name)))
+            }
             Err(other) => return Err(other),
         }
         runs = runs::observe_runs(&exports, &name, &uid).await?;
@@ -118,6 +125,7 @@ pub async fn reconcile(obj: Arc<SnapshotExportSchedule>, ctx: Arc<ScheduleContex
         starting_deadline_seconds: obj.spec.starting_deadline_seconds,
         run_now: annotations.get(RUN_NOW_ANNOTATION).map(String::as_str),
         last_run_now: status.last_run_now.as_deref(),
+        run_now_count: status.run_now_count,
         in_flight,
     };
     let decision = plan(&timetable, &facts);
@@ -148,6 +156,12 @@ pub async fn reconcile(obj: Arc<SnapshotExportSchedule>, ctx: Arc<ScheduleContex
                     let message = format!("The run for {scheduled} could not start: {err}.");
                     stall = Some(("RunNameTaken", message.clone()));
                     Some((false, "RunNameTaken".to_string(), message))
+                }
+                // Not recorded as handled: the run starts once the policy allows it.
+                Err(ScheduleError::ExportNotAllowed(why)) => {
+                    let message = format!("The run for {scheduled} did not start: {why}");
+                    stall = Some((Refusal::REASON, message.clone()));
+                    Some((false, Refusal::REASON.to_string(), message))
                 }
                 Err(other) => return Err(other),
             }
@@ -197,9 +211,12 @@ pub async fn reconcile(obj: Arc<SnapshotExportSchedule>, ctx: Arc<ScheduleContex
     Ok(Action::requeue(wait + Duration::from_millis(50)))
 }
 
-pub(super) fn record_handled(status: &mut SnapshotExportScheduleStatus, scheduled: Timestamp, run_now: Option<String>) {
+pub(super) fn record_handled(status: &mut SnapshotExportScheduleStatus, scheduled: Timestamp, run_now: Option<RunNow>) {
     match run_now {
-        Some(value) => status.last_run_now = Some(value),
+        Some(RunNow { value, seq }) => {
+            status.last_run_now = Some(value);
+            status.run_now_count = seq;
+        }
         None => status.last_schedule_time = Some(Time(scheduled)),
     }
 }

@@ -1,0 +1,240 @@
+//! `SnapshotExportSchedule` edge cases end to end: a CreateSnapshot run the export policy refuses
+//! takes no snapshot, the intermediate snapshot of a run that failed for good is deleted, and a
+//! run-now value used again after another one starts a new run.
+
+use crate::harness::*;
+use crate::schedule::{create_schedule, runs_of, schedule_event_reasons, schedules, seed_automatic};
+use ecx::api::schedule::{SnapshotExportSchedule, RUN_NOW_ANNOTATION};
+use ecx::api::SnapshotExport;
+use kube::api::{Patch, PatchParams};
+use kube::ResourceExt;
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+
+async fn run_now(bed: &Bed, schedule: &str, value: &str) {
+    let annotate = json!({"metadata": {"annotations": {RUN_NOW_ANNOTATION: value}}});
+    schedules(bed).patch(schedule, &PatchParams::default(), &Patch::Merge(annotate)).await.unwrap();
+}
+
+async fn create_cache_cluster(bed: &Bed, id: &str) {
+    bed.emulator
+        .elasticache()
+        .create_cache_cluster()
+        .cache_cluster_id(id)
+        .engine("redis")
+        .cache_node_type("cache.t4g.micro")
+        .num_cache_nodes(1)
+        .send()
+        .await
+        .expect("create the cache cluster");
+}
+
+/// The schedule's condition `type_` once it is True, waiting up to 30 s; `fail_fast` is checked
+/// on each look and stops the wait with its message.
+async fn wait_condition(
+    bed: &Bed,
+    name: &str,
+    type_: &str,
+    fail_fast: impl Fn() -> Option<String>,
+) -> k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(why) = fail_fast() {
+            panic!("{name}: {why}");
+        }
+        let s: SnapshotExportSchedule = schedules(bed).get(name).await.unwrap();
+        if let Some(c) = s.status.and_then(|st| st.conditions.into_iter().find(|c| c.type_ == type_ && c.status == "True")) {
+            return c;
+        }
+        assert!(Instant::now() < deadline, "{name} did not become {type_}; log:\n{}", bed.log_text());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn create_snapshot_calls_for(bed: &Bed, cluster: &str) -> Vec<Value> {
+    bed.emulator.calls("CreateSnapshot").into_iter().filter(|c| c["params"]["CacheClusterId"] == cluster).collect()
+}
+
+/// Review finding F3a: the export policy is asked for a CreateSnapshot run before its snapshot is
+/// taken. A refusal (by the source's cluster, or by the bucket) stalls the schedule with the
+/// policy's reason and message and a Warning, and takes no snapshot; a run the policy allows
+/// takes its snapshot and exports it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_create_snapshot_run_the_policy_refuses_takes_no_snapshot_and_stalls() {
+    let mut bed = Bed::without_operator().await;
+    create_bucket(&bed.s3, "ecx-fenced", REGION, Access::FULL_ACL).await;
+    create_cache_cluster(&bed, "fenced").await;
+    create_cache_cluster(&bed, "team-redis").await;
+    // This namespace may export to ecx-fenced only snapshots of cluster team-redis.
+    let rule = format!("{}=ecx-fenced,*,team-redis", bed.cluster.namespace);
+    bed.start_operator_with_policy(&["--allow-export", &rule]);
+    let spec = |cluster: &str, bucket: &str| json!({"schedule": "0 3 1 1 *", "source": {"cacheClusterId": cluster, "mode": "CreateSnapshot"}, "template": {"targetBucket": bucket}});
+    create_schedule(&bed, "wrong-cluster", spec("fenced", "ecx-fenced")).await;
+    create_schedule(&bed, "wrong-bucket", spec("team-redis", "ecx-elsewhere")).await;
+    create_schedule(&bed, "allowed", spec("team-redis", "ecx-fenced")).await;
+    for name in ["wrong-cluster", "wrong-bucket", "allowed"] {
+        run_now(&bed, name, "1").await;
+    }
+
+    let no_snapshot = |cluster: &'static str| {
+        let bed = &bed;
+        move || {
+            let calls = create_snapshot_calls_for(bed, cluster);
+            (!calls.is_empty()).then(|| format!("a CreateSnapshot for a run the export policy refuses: {calls:?}"))
+        }
+    };
+    let stalled = wait_condition(&bed, "wrong-cluster", "Stalled", no_snapshot("fenced")).await;
+    assert_eq!(stalled.reason, "ExportNotAllowed", "{}", stalled.message);
+    assert!(stalled.message.contains("team-redis") && stalled.message.contains("fenced"), "{}", stalled.message);
+    let stalled = wait_condition(&bed, "wrong-bucket", "Stalled", || None).await;
+    assert_eq!(stalled.reason, "ExportNotAllowed", "{}", stalled.message);
+    assert!(stalled.message.contains("ecx-elsewhere"), "{}", stalled.message);
+    for name in ["wrong-cluster", "wrong-bucket"] {
+        let reasons = schedule_event_reasons(&bed, name).await;
+        assert!(reasons.iter().any(|(t, r)| t == "Warning" && r == "ExportNotAllowed"), "{name}: {reasons:?}");
+        assert!(!reasons.iter().any(|(_, r)| r == "RunStarted"), "{name}: {reasons:?}");
+        assert!(runs_of(&bed, name).await.is_empty(), "{name}: no run without the policy's consent");
+        let status = schedules(&bed).get(name).await.unwrap().status.unwrap();
+        assert!(status.pending_snapshot.is_none(), "{name}: no intent recorded for a refused run");
+    }
+
+    // The allowed one: its snapshot is taken and exported (the policy's own check agrees).
+    let runs = loop {
+        let runs = runs_of(&bed, "allowed").await;
+        if !runs.is_empty() {
+            break runs;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    bed.wait_ready(&runs[0].name_any()).await;
+    let creates = bed.emulator.calls("CreateSnapshot");
+    assert_eq!(creates.len(), 1, "only the allowed run took a snapshot: {creates:?}");
+    assert_eq!(creates[0]["params"]["CacheClusterId"], "team-redis");
+}
+
+/// The same when the intent was recorded before a crash (or by an operator without the check)
+/// and the snapshot is not taken yet: a policy that refuses the run keeps it from being taken,
+/// and the intent stays until the policy allows the run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recorded_intent_the_policy_now_refuses_takes_no_snapshot() {
+    use ecx::api::schedule::{PendingSnapshot, SnapshotExportScheduleStatus};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+    let mut bed = Bed::without_operator().await;
+    create_cache_cluster(&bed, "intent").await;
+    let spec = json!({"schedule": "0 3 1 1 *", "source": {"cacheClusterId": "intent", "mode": "CreateSnapshot"}, "template": {"targetBucket": "ecx-nobody-may"}});
+    let mut created = create_schedule(&bed, "intent", spec).await;
+    let scheduled: jiff::Timestamp = "2026-11-29T03:00:00Z".parse().unwrap();
+    let run_name = ecx::schedule::names::run_name("intent", scheduled);
+    let pending = PendingSnapshot {
+        run_name: run_name.clone(),
+        snapshot_name: ecx::schedule::names::intermediate_snapshot_name(&created.uid().unwrap(), &run_name),
+        target_snapshot_name: "intent-20261129-0300".into(),
+        scheduled_time: Time(scheduled),
+    };
+    created.status = Some(SnapshotExportScheduleStatus {
+        last_schedule_time: Some(Time(scheduled)),
+        pending_snapshot: Some(pending.clone()),
+        ..Default::default()
+    });
+    schedules(&bed).replace_status("intent", &kube::api::PostParams::default(), &created).await.unwrap();
+    // No rule: every S3 export is refused.
+    bed.start_operator_with_policy(&[]);
+    let no_snapshot = || {
+        let calls = bed.emulator.calls("CreateSnapshot");
+        (!calls.is_empty()).then(|| format!("a CreateSnapshot for a run the export policy refuses: {calls:?}"))
+    };
+    let stalled = wait_condition(&bed, "intent", "Stalled", no_snapshot).await;
+    assert_eq!(stalled.reason, "ExportNotAllowed", "{}", stalled.message);
+    assert!(stalled.message.contains(&run_name) && stalled.message.contains("ecx-nobody-may"), "{}", stalled.message);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(bed.emulator.calls("CreateSnapshot").is_empty());
+    assert!(runs_of(&bed, "intent").await.is_empty());
+    let status = schedules(&bed).get("intent").await.unwrap().status.unwrap();
+    assert_eq!(status.pending_snapshot, Some(pending), "the intent stays until the policy allows the run");
+}
+
+/// Review finding F3b: the tagged intermediate snapshot of a run that failed for good (AWS
+/// accepted the export and it wrote nothing) is deleted, as after a success; with
+/// `keepIntermediateSnapshot` it is kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_intermediate_snapshot_of_a_run_that_failed_for_good_is_deleted() {
+    let mut bed = Bed::without_operator().await;
+    create_bucket(&bed.s3, "ecx-doomed", REGION, Access::FULL_ACL).await;
+    create_cache_cluster(&bed, "doomed").await;
+    // Every export's upload fails: AWS accepts it and writes nothing (ExportFailed, for good).
+    bed.emulator.set_config(json!({"export_fail_node_groups": ["0001"]}));
+    bed.start_operator(&["--export-grace-seconds", "2"]);
+    let spec = |keep: bool| json!({"schedule": "0 3 1 1 *", "source": {"cacheClusterId": "doomed", "mode": "CreateSnapshot", "keepIntermediateSnapshot": keep}, "template": {"targetBucket": "ecx-doomed"}});
+    create_schedule(&bed, "doomed", spec(false)).await;
+    create_schedule(&bed, "kept", spec(true)).await;
+    run_now(&bed, "doomed", "1").await;
+    run_now(&bed, "kept", "1").await;
+
+    let mut failed: Vec<SnapshotExport> = Vec::new();
+    for name in ["doomed", "kept"] {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let run = loop {
+            if let Some(run) = runs_of(&bed, name).await.into_iter().next() {
+                break run;
+            }
+            assert!(Instant::now() < deadline, "{name}: no run");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        failed.push(bed.wait_stalled(&run.name_any(), "ExportFailed").await);
+    }
+    let doomed_snapshot = failed[0].spec.source_snapshot_name.clone();
+    let kept_snapshot = failed[1].spec.source_snapshot_name.clone();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !bed.emulator.calls("DeleteSnapshot").iter().any(|c| c["params"]["SnapshotName"] == doomed_snapshot.as_str()) {
+        assert!(
+            Instant::now() < deadline,
+            "the intermediate snapshot {doomed_snapshot} of a failed run was kept; log:\n{}",
+            bed.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let reasons = schedule_event_reasons(&bed, "doomed").await;
+    assert!(reasons.iter().any(|(_, r)| r == "IntermediateSnapshotDeleted"), "{reasons:?}");
+    let stalled = wait_condition(&bed, "doomed", "Stalled", || None).await;
+    assert_eq!(stalled.reason, "LastRunFailed", "{}", stalled.message);
+    // Once deleted, the run no longer names it (no second DeleteSnapshot).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while bed.cluster.get(&failed[0].name_any()).await.annotations().contains_key("elasticache-export.io/intermediate-snapshot") {
+        assert!(Instant::now() < deadline, "the run still names its deleted intermediate snapshot");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let deletes = bed.emulator.calls("DeleteSnapshot");
+    assert_eq!(deletes.len(), 1, "one DeleteSnapshot, of the failed run's own snapshot only: {deletes:?}");
+    assert!(deletes.iter().all(|c| c["params"]["SnapshotName"] != kept_snapshot.as_str()), "keepIntermediateSnapshot was ignored");
+}
+
+/// Run-now A, then B, then A again: three runs, each under its own name (the third is not
+/// taken for the first, which already ran), each reported as started.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_now_value_used_again_after_another_starts_a_new_run() {
+    let mut bed = Bed::without_operator().await;
+    bed.start_operator(&[]);
+    create_schedule(&bed, "again", json!({"schedule": "0 3 1 1 *", "source": {"replicationGroupId": "again-rg"}, "template": {}})).await;
+    let mut names = Vec::new();
+    for (i, value) in ["A", "B", "A"].iter().enumerate() {
+        // A new backup each time, so the run has something new to export.
+        seed_automatic(&bed, "again-rg", &format!("2026-11-2{i}T02:00:00Z"));
+        run_now(&bed, "again", value).await;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while bed.emulator.calls("CopySnapshot").len() < i + 1 {
+            assert!(Instant::now() < deadline, "run-now {value} (#{}) started no run; log:\n{}", i + 1, bed.log_text());
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let status = schedules(&bed).get("again").await.unwrap().status.unwrap();
+        let name = status.last_run.and_then(|r| r.name).expect("the last run's name");
+        bed.wait_ready(&name).await;
+        names.push(name);
+    }
+    assert_eq!(bed.emulator.calls("CopySnapshot").len(), 3);
+    let runs: Vec<String> = runs_of(&bed, "again").await.iter().map(|r| r.name_any()).collect();
+    assert_eq!(runs.len(), 3, "{runs:?}");
+    assert!(names.iter().all(|n| runs.contains(n)), "the status names the runs that exist: {names:?} {runs:?}");
+    let reasons = schedule_event_reasons(&bed, "again").await;
+    assert_eq!(reasons.iter().filter(|(_, r)| r == "RunStarted").count(), 3, "{reasons:?}");
+}
