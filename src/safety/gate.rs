@@ -3,7 +3,7 @@
 //! from the settings.
 
 use super::evaluate::evaluate;
-use super::inspect::PreflightConfig;
+use super::inspect::{record_keys, PreflightConfig};
 use super::policy::{ExportRequest, Refusal};
 use super::policy_file::PolicySource;
 use super::report::Report;
@@ -104,19 +104,25 @@ impl ExportSafety {
             Ok(facts) => facts,
             Err(err) => return stalled_or(&err),
         };
-        // The keys only matter in a bucket that is there; its source is read only then.
+        // The keys only matter in a bucket that is there. One listing finds every object an
+        // export of this name could have written; the source's node groups (which of those keys
+        // this export writes) are read only when there is such an object.
         if facts.access.is_some() {
+            let base = spec.export_base_name();
+            let listed = match config.export_keys(bucket, base).await {
+                Ok(listed) => listed,
+                Err(err) => return stalled_or(&err),
+            };
             let ids = match described {
                 Some(ids) => ids,
+                None if listed.is_empty() => first_node_group(),
                 None => match self.node_group_ids(spec, obj).await {
                     Ok(ids) => ids,
                     Err(err) => return Verdict::RetryLater(err),
                 },
             };
-            let keys: Vec<String> = ids.iter().map(|id| export_object_key(spec.export_base_name(), id)).collect();
-            if let Err(err) = config.check_keys(&mut facts, &keys).await {
-                return stalled_or(&err);
-            }
+            let keys: Vec<String> = ids.iter().map(|id| export_object_key(base, id)).collect();
+            record_keys(&mut facts, &keys, &listed);
         }
         let report = evaluate(&facts);
         match gate(&report, earlier_intent, config.refuse_public_buckets) {
