@@ -27,6 +27,14 @@ impl CacheRef {
             Self::ReplicationGroup(id) | Self::CacheCluster(id) => id,
         }
     }
+
+    /// `replication group <id>` or `cache cluster <id>`, for messages.
+    pub fn describe(&self) -> String {
+        match self {
+            Self::ReplicationGroup(id) => format!("replication group {id}"),
+            Self::CacheCluster(id) => format!("cache cluster {id}"),
+        }
+    }
 }
 
 /// How long one look at a cache's automatic snapshots is kept for other schedules of that cache

@@ -7,12 +7,14 @@ use super::retention::{objects_to_prune, runs_to_delete, RunState, SeenObject};
 use super::status::RunView;
 use crate::api::schedule::{SnapshotExportSchedule, SCHEDULE_TAG_KEY};
 use crate::api::SnapshotExport;
-use crate::aws::SnapshotApi;
+use crate::aws::{AwsError, CopyFault, SnapshotApi};
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use kube::ResourceExt;
 use tracing::info;
 
-/// Delete the intermediate snapshot of each completed run, only when it carries our tag.
+/// Delete the intermediate snapshot of each finished run (completed, or failed for good: no
+/// request of it can be in flight, so the snapshot would be kept for nothing), only when it
+/// carries our tag. A snapshot still busy (e.g. `exporting`) is tried again next time.
 pub(super) async fn cleanup_intermediates(
     ctx: &ScheduleContext,
     obj: &SnapshotExportSchedule,
@@ -20,7 +22,7 @@ pub(super) async fn cleanup_intermediates(
     runs: &[RunView],
 ) -> Result<(), ScheduleError> {
     let uid = obj.uid().unwrap_or_default();
-    for run in runs.iter().filter(|r| r.facts.state == RunState::Succeeded) {
+    for run in runs.iter().filter(|r| r.facts.state != RunState::InFlight) {
         let Some(snap) = &run.intermediate else { continue };
         if let Some(info) = ctx.aws.describe_snapshot(snap).await? {
             let tag = match &info.arn {
@@ -28,13 +30,21 @@ pub(super) async fn cleanup_intermediates(
                 None => None,
             };
             if tag.as_deref() == Some(uid.as_str()) {
-                ctx.aws.delete_snapshot(snap).await?;
+                match ctx.aws.delete_snapshot(snap).await {
+                    Ok(()) => {}
+                    Err(AwsError::Fault { fault: CopyFault::InvalidSnapshotState { .. }, .. }) => {
+                        info!(schedule = %obj.name_any(), run = %run.facts.name, snapshot = %snap, "intermediate snapshot busy; deleted later");
+                        continue;
+                    }
+                    Err(other) => return Err(other.into()),
+                }
+                let after = if run.facts.state == RunState::Succeeded { "its export completed" } else { "it failed for good" };
                 publish(
                     ctx,
                     obj,
                     false,
                     "IntermediateSnapshotDeleted",
-                    &format!("Deleted the intermediate snapshot {snap} of {} after its export completed.", run.facts.name),
+                    &format!("Deleted the intermediate snapshot {snap} of {} after {after}.", run.facts.name),
                 )
                 .await;
             } else {

@@ -22,6 +22,7 @@ pub fn context(
     aws: crate::aws::SdkSnapshots,
     events: crate::events::Events,
     metrics: Arc<crate::metrics::Metrics>,
+    policy: crate::safety::policy_file::PolicySource,
 ) -> Result<Arc<ScheduleContext>, String> {
     Ok(Arc::new(ScheduleContext {
         client,
@@ -29,6 +30,7 @@ pub fn context(
         events,
         metrics,
         looks: Default::default(),
+        policy,
         clock: super::clock::Clock::from_env()?,
         safety_requeue: Duration::from_secs(300),
     }))

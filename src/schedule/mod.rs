@@ -10,6 +10,7 @@ pub mod controller;
 pub mod cron;
 pub mod names;
 pub mod plan;
+pub mod policy;
 pub mod reconcile;
 pub mod retention;
 mod runs;

@@ -16,6 +16,8 @@ use crate::api::SnapshotExport;
 use crate::aws::{AwsError, SdkSnapshots};
 use crate::events::Events;
 use crate::metrics::{Metrics, ScheduleLabels, ScheduleOutcomeLabels};
+use crate::safety::policy::Refusal;
+use crate::safety::policy_file::PolicySource;
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, PostParams};
@@ -36,6 +38,9 @@ pub struct ScheduleContext {
     pub events: Events,
     pub metrics: Arc<Metrics>,
     pub looks: SharedLooks,
+    /// The export policy, asked for a CreateSnapshot run before its snapshot is taken (the same
+    /// file and flags as the SnapshotExport gate's, read on its own).
+    pub policy: PolicySource,
     pub clock: Clock,
     /// The longest a reconcile waits, in real time (a safety net while runs are in flight).
     pub safety_requeue: Duration,
@@ -51,6 +56,9 @@ pub enum ScheduleError {
     /// with its UID): it is never taken for the run.
     #[error("a SnapshotExport named {run} exists and is not a run of this schedule ({owner}); delete or rename it, and the run starts")]
     RunNameTaken { run: String, owner: String },
+    /// The export policy refuses the run (CreateSnapshot mode: asked before the snapshot is taken).
+    #[error("{0}")]
+    ExportNotAllowed(String),
 }
 
 pub async fn reconcile(obj: Arc<SnapshotExportSchedule>, ctx: Arc<ScheduleContext>) -> Result<Action, ScheduleError> {
@@ -102,6 +110,9 @@ pub async fn reconcile(obj: Arc<SnapshotExportSchedule>, ctx: Arc<ScheduleContex
             Err(err @ ScheduleError::RunNameTaken { .. }) => {
                 stall = Some(("RunNameTaken", format!("The run {} could not start: {err}.", pending.run_name)))
             }
+            Err(ScheduleError::ExportNotAllowed(message)) => {
+                stall = Some((Refusal::REASON, format!("The run {} did not start: {message}", pending.run_name)))
+            }
             Err(other) => return Err(other),
         }
         runs = runs::observe_runs(&exports, &name, &uid).await?;
@@ -148,6 +159,12 @@ pub async fn reconcile(obj: Arc<SnapshotExportSchedule>, ctx: Arc<ScheduleContex
                     let message = format!("The run for {scheduled} could not start: {err}.");
                     stall = Some(("RunNameTaken", message.clone()));
                     Some((false, "RunNameTaken".to_string(), message))
+                }
+                // Not recorded as handled: the run starts once the policy allows it.
+                Err(ScheduleError::ExportNotAllowed(why)) => {
+                    let message = format!("The run for {scheduled} did not start: {why}");
+                    stall = Some((Refusal::REASON, message.clone()));
+                    Some((false, Refusal::REASON.to_string(), message))
                 }
                 Err(other) => return Err(other),
             }

@@ -78,6 +78,8 @@ pub(super) async fn start_run(
                 target_snapshot_name: target.clone(),
                 scheduled_time: Time(scheduled),
             };
+            // The policy before anything is recorded or taken: a refused run leaves nothing behind.
+            allowed(ctx, obj, cache, &pending.snapshot_name)?;
             // The intent first: after a crash the run is finished from it, never started twice.
             status.pending_snapshot = Some(pending.clone());
             record_handled(status, scheduled, run_now);
@@ -111,7 +113,12 @@ pub(super) async fn finish_pending(
     // (one that is not ours is refused by `create_run`, by owner UID).
     let existing_run = exports.get_opt(&pending.run_name).await?;
     if !existing_run.is_some_and(|run| run.owner_references().iter().any(|o| o.uid == uid)) {
-        let existing = match ctx.aws.describe_snapshot(&pending.snapshot_name).await? {
+        let found = ctx.aws.describe_snapshot(&pending.snapshot_name).await?;
+        if found.is_none() {
+            // Not taken yet: only if the policy still allows the run (the intent stays until it does).
+            allowed(ctx, obj, cache, &pending.snapshot_name)?;
+        }
+        let existing = match found {
             // Not there: take it. AlreadyExists means it appeared meanwhile: look at it again.
             None if sched_aws::create_snapshot(&ctx.aws, &pending.snapshot_name, cache, &uid).await? => None,
             None => ctx.aws.describe_snapshot(&pending.snapshot_name).await?,
@@ -139,6 +146,13 @@ pub(super) async fn finish_pending(
             .await?;
     }
     Ok(())
+}
+
+/// The export policy's word on the run that will export `snapshot` (see `policy.rs`).
+fn allowed(ctx: &ScheduleContext, obj: &SnapshotExportSchedule, cache: &CacheRef, snapshot: &str) -> Result<(), ScheduleError> {
+    let namespace = obj.namespace().unwrap_or_default();
+    super::policy::check_run(&ctx.policy, &namespace, snapshot, obj.spec.template.target_bucket.as_deref(), cache)
+        .map_err(ScheduleError::ExportNotAllowed)
 }
 
 /// Create one run object; AlreadyExists means it was created before (exactly once).

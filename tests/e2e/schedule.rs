@@ -14,7 +14,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 /// The virtual clock the test and the operator share.
-struct TestClock {
+pub(crate) struct TestClock {
     start: Timestamp,
     origin: Timestamp,
     scale: f64,
@@ -22,11 +22,11 @@ struct TestClock {
 
 impl TestClock {
     /// Virtual `start` two real seconds from now (time for the operator to start).
-    fn new(start: &str, scale: f64) -> TestClock {
+    pub(crate) fn new(start: &str, scale: f64) -> TestClock {
         TestClock { start: start.parse().unwrap(), origin: Timestamp::now() + SignedDuration::from_secs(2), scale }
     }
 
-    fn env(&self) -> Vec<(&'static str, String)> {
+    pub(crate) fn env(&self) -> Vec<(&'static str, String)> {
         vec![
             ("ECX_TEST_CLOCK_START", self.start.to_string()),
             ("ECX_TEST_CLOCK_ORIGIN", self.origin.to_string()),
@@ -34,11 +34,11 @@ impl TestClock {
         ]
     }
 
-    fn now(&self) -> Timestamp {
+    pub(crate) fn now(&self) -> Timestamp {
         self.start + SignedDuration::from_secs_f64(Timestamp::now().duration_since(self.origin).as_secs_f64() * self.scale)
     }
 
-    async fn sleep_until(&self, at: &str) {
+    pub(crate) async fn sleep_until(&self, at: &str) {
         let at: Timestamp = at.parse().unwrap();
         let real = at.duration_since(self.now()).as_secs_f64() / self.scale;
         if real > 0.0 {
@@ -47,11 +47,11 @@ impl TestClock {
     }
 }
 
-fn schedules(bed: &Bed) -> Api<SnapshotExportSchedule> {
+pub(crate) fn schedules(bed: &Bed) -> Api<SnapshotExportSchedule> {
     Api::namespaced(bed.cluster.client.clone(), &bed.cluster.namespace)
 }
 
-async fn create_schedule(bed: &Bed, name: &str, spec: Value) -> SnapshotExportSchedule {
+pub(crate) async fn create_schedule(bed: &Bed, name: &str, spec: Value) -> SnapshotExportSchedule {
     let obj: SnapshotExportSchedule = serde_json::from_value(json!({
         "apiVersion": "elasticache-export.io/v1alpha1", "kind": "SnapshotExportSchedule",
         "metadata": {"name": name, "namespace": bed.cluster.namespace}, "spec": spec,
@@ -61,7 +61,7 @@ async fn create_schedule(bed: &Bed, name: &str, spec: Value) -> SnapshotExportSc
 }
 
 /// An automatic backup of replication group `rg`, taken at the virtual instant `created`.
-fn seed_automatic(bed: &Bed, rg: &str, created: &str) -> String {
+pub(crate) fn seed_automatic(bed: &Bed, rg: &str, created: &str) -> String {
     let t: Timestamp = created.parse().unwrap();
     let name = format!("automatic.{rg}-{}", t.strftime("%Y-%m-%d-%H-%M"));
     bed.emulator.ctl(
@@ -72,7 +72,7 @@ fn seed_automatic(bed: &Bed, rg: &str, created: &str) -> String {
     name
 }
 
-async fn runs_of(bed: &Bed, schedule: &str) -> Vec<SnapshotExport> {
+pub(crate) async fn runs_of(bed: &Bed, schedule: &str) -> Vec<SnapshotExport> {
     let list =
         bed.cluster.exports().list(&ListParams::default().labels(&format!("elasticache-export.io/schedule={schedule}"))).await.unwrap();
     let mut items = list.items;
@@ -80,7 +80,7 @@ async fn runs_of(bed: &Bed, schedule: &str) -> Vec<SnapshotExport> {
     items
 }
 
-async fn schedule_event_reasons(bed: &Bed, name: &str) -> Vec<(String, String)> {
+pub(crate) async fn schedule_event_reasons(bed: &Bed, name: &str) -> Vec<(String, String)> {
     let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(bed.cluster.client.clone(), &bed.cluster.namespace);
     let all = events.list(&ListParams::default()).await.unwrap();
     all.items
