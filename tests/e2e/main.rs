@@ -10,6 +10,7 @@ mod rbac;
 mod reliability;
 mod safe_exports;
 mod schedule;
+mod schedule_cost;
 mod schedule_edges;
 mod serverless;
 #[path = "../common/validation_cases.rs"]
