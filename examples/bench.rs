@@ -4,7 +4,9 @@
 //! export is Completed, AWS calls per export by operation, Kubernetes writes per export, the
 //! operator's peak RSS, and over an idle window after completion (`BENCH_IDLE_SECONDS`, default
 //! 60): AWS calls, API writes and CPU seconds. The local API's raw write rate is measured in the
-//! same run, so throughput is quoted as a ratio to what the API allows.
+//! same run, so throughput is quoted as a ratio to what the API allows. Then the schedule phase
+//! (`bench/schedules.rs`; `BENCH_SCHEDULES`, default 1,000, 0 skips it): two nights of
+//! SnapshotExportSchedules on the operator's test-only virtual clock.
 
 #[path = "../tests/e2e/harness.rs"]
 mod harness;
