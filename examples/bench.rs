@@ -173,24 +173,7 @@ async fn run(n: usize, idle: u64) -> Figures {
     let emulator_calls_per_s = emulator_call_rate(&emulator, 500).await;
 
     let aws_rps = std::env::var("BENCH_AWS_RPS").unwrap_or_else(|_| DEFAULT_AWS_RPS.into());
-    let args = [
-        "--metrics-addr",
-        "127.0.0.1:0",
-        "--concurrency",
-        "32",
-        "--aws-requests-per-second",
-        &aws_rps,
-        "--aws-burst",
-        AWS_BURST,
-        "--poll-min-seconds",
-        "2",
-        "--poll-max-seconds",
-        "30",
-        "--stalled-retry-seconds",
-        "60",
-        "--allow-export",
-        "*=*",
-    ];
+    let args = operator_args(&aws_rps);
     let operator = Operator::start(&cluster, &emulator, dir.path(), 0, &args);
     tokio::time::sleep(Duration::from_secs(2)).await;
     emulator.ctl("DELETE", "/calls", None);
@@ -327,6 +310,28 @@ async fn follow_ready(api: Api<ecx::api::SnapshotExport>, ready: Arc<Mutex<HashS
             ready.remove(&obj.name_any());
         }
     }
+}
+
+/// The operator's flags in the bench (export and schedule phases alike).
+fn operator_args(aws_rps: &str) -> [&str; 16] {
+    [
+        "--metrics-addr",
+        "127.0.0.1:0",
+        "--concurrency",
+        "32",
+        "--aws-requests-per-second",
+        aws_rps,
+        "--aws-burst",
+        AWS_BURST,
+        "--poll-min-seconds",
+        "2",
+        "--poll-max-seconds",
+        "30",
+        "--stalled-retry-seconds",
+        "60",
+        "--allow-export",
+        "*=*",
+    ]
 }
 
 fn wall_clock_seconds() -> f64 {

@@ -11,7 +11,7 @@
 //! backup each night, except the last group, whose second backup is missing (its schedules skip
 //! night 2 with NoNewSnapshot). All run `0 3 * * *` as in-region copies (no bucket).
 
-use super::{cpu_seconds, peak_rss_kib, wall_clock_seconds, AWS_BURST, CONCURRENCY, DEFAULT_AWS_RPS, DELAY};
+use super::{cpu_seconds, peak_rss_kib, wall_clock_seconds, CONCURRENCY, DEFAULT_AWS_RPS, DELAY};
 use crate::harness::*;
 use ecx::api::schedule::{SnapshotExportSchedule, SCHEDULED_TIME_ANNOTATION};
 use futures::StreamExt;
@@ -164,24 +164,7 @@ pub async fn run(schedules: usize, create_mode: usize, day_seconds: f64) {
         ("ECX_TEST_CLOCK_SCALE", scale.to_string()),
     ];
     let aws_rps = std::env::var("BENCH_AWS_RPS").unwrap_or_else(|_| DEFAULT_AWS_RPS.into());
-    let args = [
-        "--metrics-addr",
-        "127.0.0.1:0",
-        "--concurrency",
-        "32",
-        "--aws-requests-per-second",
-        &aws_rps,
-        "--aws-burst",
-        AWS_BURST,
-        "--poll-min-seconds",
-        "2",
-        "--poll-max-seconds",
-        "30",
-        "--stalled-retry-seconds",
-        "60",
-        "--allow-export",
-        "*=*",
-    ];
+    let args = super::operator_args(&aws_rps);
     let operator = Operator::start_env(&cluster, &emulator, dir.path(), 0, &args, &env);
     let seen = Arc::new(Mutex::new(Seen::default()));
     let watch = tokio::spawn(follow_runs(cluster.exports(), seen.clone()));
