@@ -3,7 +3,7 @@
 //! with bounded concurrency, the shared sweep, and readiness once the caches are synced.
 
 use crate::api::SnapshotExport;
-use crate::aws::SnapshotApi;
+use crate::aws::SnapshotApis;
 use crate::events::{EventNote, Events};
 use crate::export::{reconcile, Context, ReconcileError};
 use crate::http::Readiness;
@@ -21,7 +21,7 @@ use std::time::Instant;
 use tracing::{error, info, warn};
 
 /// Run controllers for `namespaces` (empty = all namespaces) until `shutdown` resolves.
-pub async fn run<A: SnapshotApi>(
+pub async fn run<A: SnapshotApis>(
     client: Client,
     ctx: Arc<Context<A>>,
     namespaces: Vec<String>,
@@ -58,10 +58,18 @@ pub async fn run<A: SnapshotApi>(
                     move |event| match event {
                         // A deleted object is forgotten at once (its UID is never reconciled again).
                         Ok(watcher::Event::Delete(obj)) => ctx.forget(&obj.uid().unwrap_or_default()),
-                        // The cache holds every object once the first listing is done.
+                        // The cache holds every object once the first listing is done (`reflect`
+                        // applied it before this sees it). Readiness is set here, not by a task
+                        // awaiting `Store::wait_until_ready`: the controller awaits that too, and
+                        // kube-runtime's ready signal wakes only the last task that polled it, so
+                        // a second waiter could wait forever (it did: /readyz stayed 503).
                         Ok(watcher::Event::InitDone) if !listed => {
                             listed = true;
                             ctx.watch_store(scope.clone(), store.clone());
+                            if synced.fetch_add(1, Ordering::SeqCst) + 1 == total {
+                                readiness.set_synced();
+                                info!("caches synced");
+                            }
                         }
                         _ => {}
                     }
@@ -70,13 +78,6 @@ pub async fn run<A: SnapshotApi>(
                 // Our own status writes do not change generation or finalizers: no reconcile storm.
                 .predicate_filter(predicates::generation.combine(predicates::finalizers), Default::default());
             ctx.metrics.watch_store(reader.clone());
-            let store = reader.clone();
-            tokio::spawn(async move {
-                if store.wait_until_ready().await.is_ok() && synced.fetch_add(1, Ordering::SeqCst) + 1 == total {
-                    readiness.set_synced();
-                    info!("caches synced");
-                }
-            });
             info!(namespace = scope.as_deref().unwrap_or("<all>"), "watching SnapshotExports");
             // Objects whose snapshots the shared sweep saw change, in this controller's scope.
             let changed = futures::stream::unfold(ctx.sweep.subscribe(), |mut rx| async move {
@@ -113,7 +114,7 @@ pub async fn run<A: SnapshotApi>(
     sweeper.abort();
 }
 
-async fn timed_reconcile<A: SnapshotApi>(obj: Arc<SnapshotExport>, ctx: Arc<Context<A>>) -> Result<Action, ReconcileError> {
+async fn timed_reconcile<A: SnapshotApis>(obj: Arc<SnapshotExport>, ctx: Arc<Context<A>>) -> Result<Action, ReconcileError> {
     let started = Instant::now();
     let result = reconcile(obj, ctx.clone()).await;
     ctx.metrics.reconcile_seconds.observe(started.elapsed().as_secs_f64());
@@ -122,7 +123,7 @@ async fn timed_reconcile<A: SnapshotApi>(obj: Arc<SnapshotExport>, ctx: Arc<Cont
     result
 }
 
-fn error_policy<A: SnapshotApi>(obj: Arc<SnapshotExport>, err: &ReconcileError, ctx: Arc<Context<A>>) -> Action {
+fn error_policy<A: SnapshotApis>(obj: Arc<SnapshotExport>, err: &ReconcileError, ctx: Arc<Context<A>>) -> Action {
     let delay = ctx.error_delay(&obj.uid().unwrap_or_default());
     warn!(object = %obj.name_any(), error = %err, retry_in = ?delay, "will retry");
     Action::requeue(delay)

@@ -54,6 +54,8 @@ fn good_specs_pass_every_check() {
         with(&["timeZone"], json!("America/Argentina/Buenos_Aires")),
         with(&["timeZone"], json!("Etc/GMT+5")),
         with(&["source"], json!({"cacheClusterId": "single-node-0001", "mode": "CreateSnapshot"})),
+        with(&["source"], json!({"serverlessCacheName": "sessions", "mode": "CreateSnapshot"})),
+        with(&["source"], json!({"serverlessCacheName": "sessions"})),
         with(&["template", "targetSnapshotNameTemplate"], json!("{cache}-{YYYY}-{MM}-{DD}")),
         with(&["retention"], json!({"keepLast": 0, "pruneExportedObjects": true})),
         with(&["startingDeadlineSeconds"], json!(3600)),
@@ -88,13 +90,25 @@ fn each_invalid_spec_is_refused_with_a_readable_message() {
         (
             "both caches",
             with(&["source"], json!({"replicationGroupId": "a", "cacheClusterId": "b"})),
-            At::Cel("exactly one of replicationGroupId and cacheClusterId"),
+            At::Cel("exactly one of replicationGroupId, cacheClusterId and serverlessCacheName"),
             "exactly one of",
+        ),
+        (
+            "a serverless cache and a replication group",
+            with(&["source"], json!({"replicationGroupId": "a", "serverlessCacheName": "b"})),
+            At::Cel("exactly one of replicationGroupId, cacheClusterId and serverlessCacheName"),
+            "exactly one of",
+        ),
+        (
+            "a serverless cache name too long",
+            with(&["source"], json!({"serverlessCacheName": "s".repeat(41)})),
+            At::Bound,
+            "at most 40 characters",
         ),
         (
             "no cache",
             with(&["source"], json!({"mode": "LatestAutomatic"})),
-            At::Cel("exactly one of replicationGroupId and cacheClusterId"),
+            At::Cel("exactly one of replicationGroupId, cacheClusterId and serverlessCacheName"),
             "exactly one of",
         ),
         (
@@ -161,6 +175,7 @@ fn the_bounds_named_above_are_in_the_schema() {
     let spec = &s["properties"]["spec"]["properties"];
     assert_eq!(spec["startingDeadlineSeconds"]["minimum"], json!(1.0));
     assert_eq!(spec["retention"]["properties"]["keepLast"]["maximum"], json!(1000.0));
+    assert_eq!(spec["source"]["properties"]["serverlessCacheName"]["maxLength"], json!(40));
 }
 
 trait PipeRetention {

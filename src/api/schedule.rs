@@ -80,10 +80,11 @@ pub struct SnapshotExportScheduleSpec {
     pub starting_deadline_seconds: Option<i64>,
 }
 
-/// The cache to take from: exactly one of `replicationGroupId` and `cacheClusterId`.
+/// The cache to take from: exactly one of `replicationGroupId`, `cacheClusterId` and
+/// `serverlessCacheName`.
 #[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq, Default)]
 #[x_kube(
-    validation = Rule::new("(has(self.replicationGroupId) ? 1 : 0) + (has(self.cacheClusterId) ? 1 : 0) == 1").message("source needs exactly one of replicationGroupId and cacheClusterId")
+    validation = Rule::new("(has(self.replicationGroupId) ? 1 : 0) + (has(self.cacheClusterId) ? 1 : 0) + (has(self.serverlessCacheName) ? 1 : 0) == 1").message("source needs exactly one of replicationGroupId, cacheClusterId and serverlessCacheName")
 )]
 #[serde(rename_all = "camelCase")]
 pub struct ScheduleSource {
@@ -95,9 +96,18 @@ pub struct ScheduleSource {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 50))]
     pub cache_cluster_id: Option<String>,
+    /// ElastiCache Serverless cache (Valkey / Redis OSS) whose snapshots to export: each run is a
+    /// SnapshotExport with `sourceKind: Serverless` (DescribeServerlessCacheSnapshots,
+    /// CreateServerlessCacheSnapshot). An S3 export of a serverless snapshot takes no target name:
+    /// its objects are named after the snapshot, so `targetSnapshotNameTemplate` names only
+    /// in-region copies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 40))]
+    pub serverless_cache_name: Option<String>,
     /// `LatestAutomatic` (default): the newest available automatic backup; a run that finds
     /// nothing newer than the last export is skipped (`NoNewSnapshot`). `CreateSnapshot`: take a
-    /// manual snapshot first, export it, then delete it.
+    /// manual snapshot first (CreateSnapshot, or CreateServerlessCacheSnapshot for a serverless
+    /// cache), export it, then delete it.
     #[serde(default)]
     pub mode: SourceMode,
     /// CreateSnapshot mode: keep the intermediate snapshot after its export completed.
@@ -169,6 +179,10 @@ pub struct Retention {
     pub prune_exported_objects: bool,
 }
 
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
 fn default_keep_last() -> u32 {
     7
 }
@@ -225,7 +239,7 @@ pub struct LastRun {
 #[derive(JsonSchema, Deserialize, Serialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct ResolvedSource {
-    /// The replication group or cache cluster id.
+    /// The replication group, cache cluster or serverless cache.
     pub cache_id: String,
     /// The snapshot the last run exported.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -281,6 +295,10 @@ pub struct SnapshotExportScheduleStatus {
     /// The last `elasticache-export.io/run-now` value acted on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_run_now: Option<String>,
+    /// How many run-now values were acted on (run or skipped). A run-now run is named from its
+    /// value and this number, so a value used again after another (A, B, A) is a new run.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub run_now_count: u32,
     /// CreateSnapshot mode: the snapshot being taken for the next run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pending_snapshot: Option<PendingSnapshot>,
@@ -289,7 +307,7 @@ pub struct SnapshotExportScheduleStatus {
 impl ScheduleSource {
     /// The cache id, whichever field holds it.
     pub fn cache_id(&self) -> Option<&str> {
-        self.replication_group_id.as_deref().or(self.cache_cluster_id.as_deref())
+        self.replication_group_id.as_deref().or(self.cache_cluster_id.as_deref()).or(self.serverless_cache_name.as_deref())
     }
 }
 

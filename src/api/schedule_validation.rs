@@ -20,16 +20,20 @@ pub fn validate_schedule(name: &str, spec: &SnapshotExportScheduleSpec) -> Vec<S
         }
     };
     let source = &spec.source;
-    match (&source.replication_group_id, &source.cache_cluster_id) {
-        (Some(_), Some(_)) | (None, None) => problems.push("source needs exactly one of replicationGroupId and cacheClusterId".into()),
-        _ => {}
+    let given =
+        [&source.replication_group_id, &source.cache_cluster_id, &source.serverless_cache_name].iter().filter(|f| f.is_some()).count();
+    if given != 1 {
+        problems.push("source needs exactly one of replicationGroupId, cacheClusterId and serverlessCacheName".into());
     }
     if let Some(id) = source.cache_id() {
         if id.is_empty() || id.len() > 50 || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
             problems.push(format!(
-                "source cache id {id:?} must be 1 to 50 letters, digits and '-' (an ElastiCache replication group or cluster id)"
+                "source cache id {id:?} must be 1 to 50 letters, digits and '-' (an ElastiCache replication group, cluster or serverless cache)"
             ));
         }
+    }
+    if let Some(name) = source.serverless_cache_name.as_deref().filter(|n| n.len() > 40) {
+        problems.push(format!("source.serverlessCacheName {name:?} must be at most 40 characters"));
     }
     if let Some(d) = spec.starting_deadline_seconds.filter(|d| *d < 1) {
         problems.push(format!("startingDeadlineSeconds must be at least 1 (it is {d})"));

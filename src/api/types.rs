@@ -230,9 +230,18 @@ pub struct SnapshotExportStatus {
     /// How many times CopySnapshot was called for this object.
     #[serde(default)]
     pub attempts: u32,
+    /// How many times in a row AWS answered that the target already exists (or the source is
+    /// busy) while the operator found nothing of this object's; at 5 the object stalls as
+    /// `AwsAnswerInconsistent`. Recorded so that a restart does not allow more such requests.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub recheck_count: u32,
     /// The last error, cleared on completion.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<LastError>,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 impl SnapshotExportSpec {

@@ -84,4 +84,16 @@ pub trait BucketInspector: Send + Sync {
     fn public_access_block<'a>(&'a self, bucket: &'a str) -> BoxFuture<'a, Result<Option<PublicAccessBlock>, AwsError>>;
     /// Whether `key` exists (listed, so only `s3:ListBucket` is needed).
     fn object_exists<'a>(&'a self, bucket: &'a str, key: &'a str) -> BoxFuture<'a, Result<bool, AwsError>>;
+    /// The first of `keys` (sorted) that exists, if any. By default one [`Self::object_exists`]
+    /// per key; the SDK lists them together.
+    fn taken_key<'a>(&'a self, bucket: &'a str, keys: &'a [String]) -> BoxFuture<'a, Result<Option<String>, AwsError>> {
+        Box::pin(async move {
+            for key in keys {
+                if self.object_exists(bucket, key).await? {
+                    return Ok(Some(key.clone()));
+                }
+            }
+            Ok(None)
+        })
+    }
 }

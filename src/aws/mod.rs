@@ -15,7 +15,9 @@ pub use bucket::{AclGrant, BucketAcl, BucketInspector, Grantee, PublicAccessBloc
 pub use bucket_sdk::SdkBuckets;
 pub use errors::{AwsError, CopyFault, S3Problem};
 pub use sdk::{aws_sdk_config, SdkSnapshots};
-pub use serverless::{ServerlessCopyRequest, ServerlessSnapshotApi, ServerlessSnapshotInfo, ServerlessSnapshotPage, SERVERLESS_PAGE_SIZE};
+pub use serverless::{
+    ServerlessCopyRequest, ServerlessSnapshotApi, ServerlessSnapshotInfo, ServerlessSnapshotPage, SnapshotApis, SERVERLESS_PAGE_SIZE,
+};
 pub use source::{SdkSources, SourceFacts, SourceInspector};
 
 /// Where and how to reach AWS, from the command line.

@@ -87,7 +87,7 @@ fn snapshot_info(s: &aws_sdk_elasticache::types::Snapshot) -> SnapshotInfo {
 /// The node group ids of a snapshot (`NodeSnapshots[].NodeGroupId`), sorted and bounded. Without
 /// ids, ElastiCache's default ids for `NumNodeGroups` (bounded); a snapshot has at least one node
 /// group, which a single-node cluster's export names `0001`.
-fn node_group_ids(s: &aws_sdk_elasticache::types::Snapshot) -> Vec<String> {
+pub(super) fn node_group_ids(s: &aws_sdk_elasticache::types::Snapshot) -> Vec<String> {
     let mut ids: Vec<String> = s.node_snapshots().iter().filter_map(|n| n.node_group_id()).map(str::to_string).collect();
     ids.sort_unstable();
     ids.dedup();

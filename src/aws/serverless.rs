@@ -5,7 +5,7 @@
 //! (`errors.rs`), since the operator answers them the same way.
 
 use super::sdk::{classify, one_attempt, SdkSnapshots};
-use super::{AwsError, CopyFault, SnapshotStatus};
+use super::{AwsError, CopyFault, SnapshotApi, SnapshotInfo, SnapshotStatus};
 use aws_sdk_elasticache::types::{ServerlessCacheSnapshot, Tag};
 use std::future::Future;
 
@@ -22,6 +22,20 @@ pub struct ServerlessSnapshotInfo {
     /// When the snapshot's data set was taken (a copy keeps its source's time).
     pub create_time: Option<k8s_openapi::jiff::Timestamp>,
 }
+
+/// A serverless snapshot in the node-based domain type, so that one decision code serves both
+/// kinds. It names no node groups: a serverless export's object keys are read from the bucket
+/// (the docs do not say what ExportServerlessCacheSnapshot writes), never computed.
+impl From<ServerlessSnapshotInfo> for SnapshotInfo {
+    fn from(s: ServerlessSnapshotInfo) -> Self {
+        SnapshotInfo { name: s.name, arn: s.arn, status: s.status, node_group_ids: Vec::new() }
+    }
+}
+
+/// Both kinds of snapshot calls: what the reconciler, the sweep and the finalizer need.
+pub trait SnapshotApis: SnapshotApi + ServerlessSnapshotApi {}
+
+impl<T: SnapshotApi + ServerlessSnapshotApi> SnapshotApis for T {}
 
 /// One CopyServerlessCacheSnapshot request.
 #[derive(Clone, Debug, PartialEq, Eq)]

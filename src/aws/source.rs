@@ -1,6 +1,7 @@
 //! Where a source snapshot comes from, as the export policy checks it ([`SourceInspector`]): the
 //! replication group or cache cluster it belongs to (a copy keeps them) and the ownership tags
-//! the operator writes on its in-region copies. The SDK implementation is [`SdkSources`].
+//! the operator writes on its in-region copies; and its node group ids, which name the keys an
+//! export of it writes (the preflight checks them). The SDK implementation is [`SdkSources`].
 
 use super::limit::Pacer;
 use super::sdk::classify;
@@ -20,12 +21,19 @@ pub struct SourceFacts {
     pub owner_uid: Option<String>,
     /// The namespace of that object (the tag the operator writes beside the UID).
     pub owner_namespace: Option<String>,
+    /// `NodeSnapshots[].NodeGroupId`, sorted and bounded, as `SnapshotInfo::node_group_ids`.
+    pub node_group_ids: Vec<String>,
 }
 
 /// Reads a source snapshot's provenance.
 pub trait SourceInspector: Send + Sync {
     /// `None` when the snapshot does not exist (CopySnapshot then reports it).
     fn source_facts<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Option<SourceFacts>, AwsError>>;
+
+    /// The snapshot's node group ids only (no tags needed); `None` when it does not exist.
+    fn node_group_ids<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Option<Vec<String>>, AwsError>> {
+        async move { Ok(self.source_facts(name).await?.map(|f| f.node_group_ids)) }.boxed()
+    }
 }
 
 /// An ElastiCache client for the provenance check, paced like every other call.
@@ -46,29 +54,43 @@ impl SdkSources {
     }
 }
 
+impl SdkSources {
+    /// DescribeSnapshots of one snapshot, with its node groups; `None` when it does not exist.
+    async fn describe(&self, name: &str) -> Result<Option<aws_sdk_elasticache::types::Snapshot>, AwsError> {
+        let described = self
+            .pacer
+            .call("DescribeSnapshots", async {
+                self.elasticache
+                    .describe_snapshots()
+                    .snapshot_name(name)
+                    .show_node_group_config(true)
+                    .send()
+                    .await
+                    .map_err(|e| classify("DescribeSnapshots", e))
+            })
+            .await;
+        let out = match described {
+            Ok(out) => out,
+            Err(AwsError::Fault { fault: CopyFault::SnapshotNotFound { .. }, .. }) => return Ok(None),
+            Err(other) => return Err(other),
+        };
+        // ElastiCache stores snapshot names in lowercase.
+        Ok(out.snapshots().iter().find(|s| s.snapshot_name().is_some_and(|n| n.eq_ignore_ascii_case(name))).cloned())
+    }
+}
+
 impl SourceInspector for SdkSources {
     /// DescribeSnapshots, then ListTagsForResource unless ElastiCache made the snapshot itself
     /// (`SnapshotSource: automated`: never a copy, so it carries no ownership tag of ours).
     fn source_facts<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Option<SourceFacts>, AwsError>> {
         async move {
-            let described = self
-                .pacer
-                .call("DescribeSnapshots", async {
-                    self.elasticache.describe_snapshots().snapshot_name(name).send().await.map_err(|e| classify("DescribeSnapshots", e))
-                })
-                .await;
-            let out = match described {
-                Ok(out) => out,
-                Err(AwsError::Fault { fault: CopyFault::SnapshotNotFound { .. }, .. }) => return Ok(None),
-                Err(other) => return Err(other),
-            };
-            // ElastiCache stores snapshot names in lowercase.
-            let Some(snap) = out.snapshots().iter().find(|s| s.snapshot_name().is_some_and(|n| n.eq_ignore_ascii_case(name))) else {
+            let Some(snap) = self.describe(name).await? else {
                 return Ok(None);
             };
             let mut facts = SourceFacts {
                 replication_group: snap.replication_group_id().map(str::to_string),
                 cache_cluster: snap.cache_cluster_id().map(str::to_string),
+                node_group_ids: super::sdk::node_group_ids(&snap),
                 ..Default::default()
             };
             if let (Some(arn), false) = (snap.arn(), snap.snapshot_source() == Some("automated")) {
@@ -90,5 +112,10 @@ impl SourceInspector for SdkSources {
             Ok(Some(facts))
         }
         .boxed()
+    }
+
+    /// DescribeSnapshots alone.
+    fn node_group_ids<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Option<Vec<String>>, AwsError>> {
+        async move { Ok(self.describe(name).await?.map(|snap| super::sdk::node_group_ids(&snap))) }.boxed()
     }
 }

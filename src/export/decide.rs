@@ -8,6 +8,12 @@
 //! unknown is resolved by looking: our tagged copy is adopted (by its ownership tag, never by
 //! name or ARN); export objects only by evidence (see [`decide`]); anything else means the
 //! request never took effect.
+//!
+//! Serverless sources (`sourceKind: Serverless`) go through the same decisions, observed in the
+//! same types (`serverless.rs`): their in-region copies carry the same ownership tag; their
+//! exports differ only in which keys are expected. A node-based export writes one object per node
+//! group of the source, known in advance; a serverless snapshot names no shards, so its export's
+//! keys are the `<snapshot>-NNNN.rdb` objects found in the bucket once the export is over.
 
 use crate::api::{Phase, SnapshotExportSpec, SnapshotExportStatus};
 use crate::aws::{export_object_key, AwsError, CopyFault, ExportObject, S3Problem, SnapshotInfo, SnapshotStatus};
@@ -69,7 +75,7 @@ pub fn bounded_recheck(spec: &SnapshotExportSpec, repeats: u32, answer: &str) ->
         return Decision::Recheck;
     }
     let what = match &spec.target_bucket {
-        Some(bucket) => format!("export to s3://{bucket}/{}-<node group id>.rdb", spec.target_snapshot_name),
+        Some(bucket) => format!("export to s3://{bucket}/{}", export_pattern(spec)),
         None => format!("copy {:?}", spec.target_snapshot_name),
     };
     Decision::Stalled {
@@ -218,25 +224,29 @@ pub fn decide(
     }
 }
 
+/// The objects an export writes, as a pattern for messages: `<target>-<node group id>.rdb` for a
+/// node-based source, `<snapshot>-<shard>.rdb` for a serverless one.
+pub fn export_pattern(spec: &SnapshotExportSpec) -> String {
+    let part = if spec.is_serverless() { "shard" } else { "node group id" };
+    format!("{}-<{part}>.rdb", spec.export_base_name())
+}
+
 /// The keys an export writes: as recorded in status, else one per node group of the source;
-/// `None` when neither is known (the source is gone and nothing was recorded).
+/// `None` when neither is known (the source is gone and nothing was recorded; or a serverless
+/// source, whose export's keys are known only from the bucket).
 fn expected_keys(spec: &SnapshotExportSpec, status: &SnapshotExportStatus, source: Option<&SnapshotInfo>) -> Option<Vec<String>> {
     let prefix = format!("s3://{}/", spec.target_bucket.as_deref().unwrap_or_default());
     let recorded: Vec<String> = status.expected_objects.iter().filter_map(|u| u.strip_prefix(&prefix)).map(str::to_string).collect();
     if !recorded.is_empty() {
         return Some(recorded);
     }
-    source.map(|s| object_keys(spec, s))
+    source.filter(|_| !spec.is_serverless()).map(|s| object_keys(spec, s))
 }
 
-/// One key per node group of `snapshot`, sorted.
+/// One key per node group of `snapshot`, sorted (none for a serverless snapshot).
 fn object_keys(spec: &SnapshotExportSpec, snapshot: &SnapshotInfo) -> Vec<String> {
-    let mut keys: Vec<String> = snapshot
-        .node_group_ids
-        .iter()
-        .take(crate::aws::MAX_NODE_GROUPS)
-        .map(|id| export_object_key(&spec.target_snapshot_name, id))
-        .collect();
+    let mut keys: Vec<String> =
+        snapshot.node_group_ids.iter().take(crate::aws::MAX_NODE_GROUPS).map(|id| export_object_key(spec.export_base_name(), id)).collect();
     keys.sort();
     keys.dedup();
     keys
@@ -258,7 +268,6 @@ fn decide_export(
     clock: Clock,
 ) -> Decision {
     let bucket = spec.target_bucket.as_deref().unwrap_or_default();
-    let target = &spec.target_snapshot_name;
     let source_status = source.map(|s| s.status.as_str().to_string());
     let expected = expected_keys(spec, status, source);
     let relevant: Vec<&ExportObject> = objects.iter().filter(|o| expected.as_ref().is_none_or(|keys| keys.contains(&o.key))).collect();
@@ -270,7 +279,7 @@ fn decide_export(
     let (ours, foreign): (Vec<&ExportObject>, Vec<&ExportObject>) = relevant.into_iter().partition(|o| is_ours(o));
     if let Some(other) = foreign.first() {
         let problem = S3Problem::ObjectAlreadyExists { bucket: bucket.into(), key: other.key.clone() };
-        let mut decision = stalled_by(&CopyFault::S3(problem), !accepted);
+        let mut decision = stalled_by(spec, &CopyFault::S3(problem), !accepted);
         if let (Decision::Stalled { message, .. }, Some(owner)) = (&mut decision, claimed_by) {
             message.push_str(&format!(" The object belongs to the export of SnapshotExport {owner}."));
         }
@@ -278,6 +287,9 @@ fn decide_export(
     }
     if !ours.is_empty() {
         let Some(expected) = expected else {
+            if spec.is_serverless() {
+                return serverless_objects_found(spec, source, &ours, source_status);
+            }
             return Decision::Stalled {
                 reason: "ExportIncomplete".into(),
                 message: format!(
@@ -372,8 +384,9 @@ fn decide_export(
                 Decision::Stalled {
                     reason: "ExportFailed".into(),
                     message: format!(
-                        "ElastiCache accepted the export of {:?} to s3://{bucket} but wrote no {target}-<node group id>.rdb object and the source is available again. Check the bucket's grants, then create a new SnapshotExport.",
-                        spec.source_snapshot_name
+                        "ElastiCache accepted the export of {:?} to s3://{bucket} but wrote no {} object and the source is available again. Check the bucket's grants, then create a new SnapshotExport.",
+                        spec.source_snapshot_name,
+                        export_pattern(spec)
                     ),
                     clear_intent: false,
                 }
@@ -383,14 +396,34 @@ fn decide_export(
     }
 }
 
+/// A serverless export with objects of ours in the bucket: which keys it writes is known only
+/// from the bucket, so it is complete once ElastiCache is no longer exporting the snapshot
+/// (available again, or deleted: a snapshot being exported cannot be deleted).
+fn serverless_objects_found(
+    spec: &SnapshotExportSpec,
+    source: Option<&SnapshotInfo>,
+    ours: &[&ExportObject],
+    source_status: Option<String>,
+) -> Decision {
+    let mut keys: Vec<String> = ours.iter().map(|o| o.key.clone()).collect();
+    keys.sort();
+    keys.dedup();
+    match source.map(|s| &s.status) {
+        Some(SnapshotStatus::InProgress(s)) => {
+            exporting(spec, format!("{} object(s) written so far, the snapshot is {s}", keys.len()), source_status, vec![])
+        }
+        _ => Decision::Completed { target_arn: None, target_status: None, exported_objects: urls(spec, &keys), source_status },
+    }
+}
+
 fn exporting(spec: &SnapshotExportSpec, detail: String, source_status: Option<String>, expected_objects: Vec<String>) -> Decision {
     Decision::InProgress {
         phase: Phase::Exporting,
         message: format!(
-            "Exporting {:?} to s3://{}/{}-<node group id>.rdb: {detail}.",
+            "Exporting {:?} to s3://{}/{}: {detail}.",
             spec.source_snapshot_name,
             spec.target_bucket.as_deref().unwrap_or_default(),
-            spec.target_snapshot_name
+            export_pattern(spec)
         ),
         target_arn: None,
         target_status: None,
@@ -479,19 +512,36 @@ fn retry(err: &AwsError, clear_intent: bool) -> Decision {
 }
 
 /// The safety gate's verdict (`crate::safety`) as a decision.
-pub fn from_safety(verdict: Verdict) -> Decision {
+pub fn from_safety(spec: &SnapshotExportSpec, verdict: Verdict) -> Decision {
     match verdict {
         Verdict::Proceed => Decision::RequestCopy,
         Verdict::Recheck => Decision::Recheck,
-        Verdict::Stalled { reason, message, clear_intent } => Decision::Stalled { reason, message, clear_intent },
+        Verdict::Stalled { reason, mut message, clear_intent } => {
+            if spec.is_serverless() && reason == KEY_TAKEN {
+                message = message.replace(key_taken_fix(), SERVERLESS_KEY_TAKEN_FIX);
+            }
+            Decision::Stalled { reason, message, clear_intent }
+        }
         Verdict::RetryLater(err) => retry_later(&err),
     }
 }
 
+const KEY_TAKEN: &str = "S3ObjectAlreadyExists";
+
+/// The documented fix for a taken key (rename the target), which a serverless export cannot
+/// follow: it has no target name.
+fn key_taken_fix() -> &'static str {
+    S3Problem::ObjectAlreadyExists { bucket: String::new(), key: String::new() }.solution()
+}
+
+/// What to do about a taken key when exporting a serverless snapshot, whose objects ElastiCache
+/// names after the snapshot.
+pub const SERVERLESS_KEY_TAKEN_FIX: &str = "A serverless export names its objects after the snapshot and takes no target name: move or delete the existing objects of that name, export to another bucket, or copy the snapshot in-region under a new name (a SnapshotExport without targetBucket) and export the copy.";
+
 /// A refusal as a stall; every S3 problem names its bucket (AWS's text for missing
 /// permissions does not, so the bucket is added).
 fn stalled_naming_bucket(spec: &SnapshotExportSpec, fault: &CopyFault) -> Decision {
-    let mut decision = stalled_by(fault, true);
+    let mut decision = stalled_by(spec, fault, true);
     if let (Decision::Stalled { message, .. }, CopyFault::S3(S3Problem::InsufficientPermissions), Some(bucket)) =
         (&mut decision, fault, &spec.target_bucket)
     {
@@ -500,8 +550,12 @@ fn stalled_naming_bucket(spec: &SnapshotExportSpec, fault: &CopyFault) -> Decisi
     decision
 }
 
-fn stalled_by(fault: &CopyFault, clear_intent: bool) -> Decision {
-    Decision::Stalled { reason: fault.reason().into(), message: format!("{} {}", fault.message(), fault.solution()), clear_intent }
+fn stalled_by(spec: &SnapshotExportSpec, fault: &CopyFault, clear_intent: bool) -> Decision {
+    let solution = match fault {
+        CopyFault::S3(S3Problem::ObjectAlreadyExists { .. }) if spec.is_serverless() => SERVERLESS_KEY_TAKEN_FIX.to_string(),
+        _ => fault.solution().to_string(),
+    };
+    Decision::Stalled { reason: fault.reason().into(), message: format!("{} {solution}", fault.message()), clear_intent }
 }
 
 /// An invalid spec: stalled, no AWS call.
@@ -513,15 +567,8 @@ pub fn invalid_spec(problems: &[String]) -> Decision {
     }
 }
 
-/// A `sourceKind: Serverless` object, before the controller copies serverless snapshots: it
-/// stalls without any AWS call (never a node-based call on a serverless name).
-pub fn serverless_not_supported() -> Decision {
-    Decision::Stalled {
-        reason: "ServerlessNotSupported".into(),
-        message: "sourceKind Serverless is accepted by the API, but this operator version does not copy or export serverless snapshots yet; no AWS call was made. An operator version that supports them picks this object up when it starts.".into(),
-        clear_intent: false,
-    }
-}
-
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod serverless_tests;

@@ -1,11 +1,12 @@
-//! `deletionPolicy: Delete`: a finalizer keeps the object until its in-region copy is deleted.
+//! `deletionPolicy: Delete`: a finalizer keeps the object until its in-region copy (node-based or
+//! serverless) is deleted.
 //! Only a snapshot carrying this object's ownership tag is ever deleted (an ARN names a snapshot
 //! by name only, so a recorded ARN proves nothing); S3 objects never. A target the operator
 //! cannot prove its own is kept, reported, and does not hold the object: the finalizer goes.
 
 use super::{finalizers_patch, patch_params, Context, ReconcileError};
 use crate::api::{DeletionPolicy, SnapshotExport, FINALIZER};
-use crate::aws::{CopyFault, SnapshotApi};
+use crate::aws::{CopyFault, SnapshotApis};
 use crate::export::status::EventNote;
 use kube::api::Api;
 use kube::runtime::controller::Action;
@@ -19,7 +20,7 @@ pub(super) async fn add_finalizer(api: &Api<SnapshotExport>, obj: &SnapshotExpor
     api.patch(&obj.name_any(), &patch_params(), &finalizers_patch(obj, finalizers)).await
 }
 
-pub(super) async fn cleanup<A: SnapshotApi>(
+pub(super) async fn cleanup<A: SnapshotApis>(
     api: &Api<SnapshotExport>,
     obj: &SnapshotExport,
     ctx: &Context<A>,
@@ -30,7 +31,8 @@ pub(super) async fn cleanup<A: SnapshotApi>(
     let key = format!("{}/{}", obj.namespace().unwrap_or_default(), obj.name_any());
     if obj.spec.deletion_policy == DeletionPolicy::Delete && !obj.spec.is_export() {
         let aws_err = |source| ReconcileError::Aws { object: key.clone(), source };
-        let target = ctx.aws.describe_snapshot(&obj.spec.target_snapshot_name).await.map_err(aws_err)?;
+        let serverless = obj.spec.is_serverless();
+        let target = super::serverless::describe(&ctx.aws, serverless, &obj.spec.target_snapshot_name).await.map_err(aws_err)?;
         if let Some(target) = target {
             let (ours, why_kept) = match &target.arn {
                 Some(arn) => match ctx.aws.owner_tag(arn).await {
@@ -42,7 +44,7 @@ pub(super) async fn cleanup<A: SnapshotApi>(
                 None => (false, "it has no ARN to read its ownership tag from".to_string()),
             };
             if ours {
-                match ctx.aws.delete_snapshot(&target.name).await {
+                match super::serverless::delete(&ctx.aws, serverless, &target.name).await {
                     Ok(()) => {
                         info!(object = %key, snapshot = %target.name, "deleted the in-region copy");
                         let note = format!("Deleted the in-region copy {:?} (deletionPolicy: Delete).", target.name);

@@ -1,16 +1,16 @@
 //! One reconcile of a `SnapshotExport`: observe (AWS), decide (pure, `decide.rs`), act (record
-//! the intent, call CopySnapshot), then write the status only if it changed (`status.rs`).
+//! the intent, then make the one request: CopySnapshot, or for a serverless source
+//! CopyServerlessCacheSnapshot or ExportServerlessCacheSnapshot, `serverless.rs`), then write the
+//! status only if it changed (`status.rs`).
 
 pub mod decide;
 mod finalize;
+pub mod serverless;
 pub mod status;
 pub mod sweep;
 
-use crate::api::{
-    validation::validate_spec, Phase, SnapshotExport, SnapshotExportSpec, SnapshotExportStatus, FINALIZER, OWNER_NAMESPACE_TAG_KEY,
-    OWNER_TAG_KEY,
-};
-use crate::aws::{AwsError, CopyRequest, SnapshotApi};
+use crate::api::{validation::validate_spec, Phase, SnapshotExport, SnapshotExportSpec, SnapshotExportStatus, FINALIZER};
+use crate::aws::{AwsError, SnapshotApis};
 use crate::events::Events;
 use crate::metrics::Metrics;
 use decide::{after_copy, after_repeated_copy, decide, invalid_spec, retry_later, Decision, Observation};
@@ -20,6 +20,7 @@ use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Client, Resource, ResourceExt};
+pub use serverless::copy_request;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -118,15 +119,16 @@ impl<A> Context<A> {
     }
 
     /// Count one more `Recheck` in a row for `uid` (or reset the count: `again` false); returns
-    /// the count.
-    fn recheck(&self, uid: &str, again: bool) -> u32 {
+    /// the count. `recorded`: the count in the object's status (`recheckCount`), which survives
+    /// a restart.
+    fn recheck(&self, uid: &str, again: bool, recorded: u32) -> u32 {
         let mut map = self.rechecks.lock().expect("recheck lock");
         if !again {
             map.remove(uid);
             return 0;
         }
         let count = map.entry(uid.to_string()).or_default();
-        *count = count.saturating_add(1);
+        *count = (*count).max(recorded).saturating_add(1);
         *count
     }
 
@@ -143,7 +145,8 @@ impl<A> Context<A> {
             let claims = o.uid().as_deref() != Some(uid)
                 && o.spec.target_bucket.is_some()
                 && o.spec.target_bucket == spec.target_bucket
-                && o.spec.target_snapshot_name == spec.target_snapshot_name
+                // The keys are named after this base, whichever kind of export writes them.
+                && o.spec.export_base_name() == spec.export_base_name()
                 // An accepted export (even one that later stalled) may have written the key.
                 && o.status.as_ref().is_some_and(|st| st.is_accepted() || st.phase == Some(Phase::Completed));
             claims.then(|| format!("{}/{}", o.namespace().unwrap_or_default(), o.name_any()))
@@ -176,7 +179,7 @@ pub enum ReconcileError {
 /// stale (the watch lags, or was cut): read the object afresh and decide again, once, rather
 /// than wait for the watch to catch up. Every write carries the resourceVersion it was decided
 /// on, so a stale view never overwrites newer state.
-pub async fn reconcile<A: SnapshotApi>(obj: Arc<SnapshotExport>, ctx: Arc<Context<A>>) -> Result<Action, ReconcileError> {
+pub async fn reconcile<A: SnapshotApis>(obj: Arc<SnapshotExport>, ctx: Arc<Context<A>>) -> Result<Action, ReconcileError> {
     match reconcile_once(obj.clone(), &ctx).await {
         Err(ReconcileError::Kube { source: kube::Error::Api(status), .. }) if status.code == 409 => {
             let api: Api<SnapshotExport> = Api::namespaced(ctx.client.clone(), &obj.namespace().unwrap_or_default());
@@ -194,7 +197,7 @@ pub async fn reconcile<A: SnapshotApi>(obj: Arc<SnapshotExport>, ctx: Arc<Contex
     }
 }
 
-async fn reconcile_once<A: SnapshotApi>(obj: Arc<SnapshotExport>, ctx: &Arc<Context<A>>) -> Result<Action, ReconcileError> {
+async fn reconcile_once<A: SnapshotApis>(obj: Arc<SnapshotExport>, ctx: &Arc<Context<A>>) -> Result<Action, ReconcileError> {
     let key = format!("{}/{}", obj.namespace().unwrap_or_default(), obj.name_any());
     let uid = obj.uid().unwrap_or_default();
     let api: Api<SnapshotExport> = Api::namespaced(ctx.client.clone(), &obj.namespace().unwrap_or_default());
@@ -238,13 +241,9 @@ async fn reconcile_once<A: SnapshotApi>(obj: Arc<SnapshotExport>, ctx: &Arc<Cont
         changed
     } else if !problems.is_empty() {
         invalid_spec(&problems)
-    } else if obj.spec.is_serverless() {
-        // The API accepts Serverless sources ahead of the controller's serverless path; a
-        // node-based call would copy a node-based snapshot that happens to share the name.
-        decide::serverless_not_supported()
     } else if let Some(refused) = ctx.safety.refusal(&obj, &status) {
         // The export policy refuses it: no AWS call at all.
-        decide::from_safety(refused)
+        decide::from_safety(&obj.spec, refused)
     } else {
         match observe(ctx, &uid, &obj_ref, &obj.spec, &status).await {
             Ok(Some(observed)) => {
@@ -258,7 +257,7 @@ async fn reconcile_once<A: SnapshotApi>(obj: Arc<SnapshotExport>, ctx: &Arc<Cont
     };
     if decision == Decision::RequestCopy {
         // Bucket preflight: only right before a request, never on a poll.
-        decision = decide::from_safety(ctx.safety.preflight(&obj.spec, &ctx.events, &current).await);
+        decision = decide::from_safety(&obj.spec, ctx.safety.preflight(&obj.spec, &ctx.events, &current).await);
     }
     let mut from_call = false;
     // What AWS answered, for a stall after repeated rechecks.
@@ -272,11 +271,12 @@ async fn reconcile_once<A: SnapshotApi>(obj: Arc<SnapshotExport>, ctx: &Arc<Cont
         let intent = status::with_intent(recorded, &obj.spec, generation, &now);
         // The intent must be stored (and accepted under our resourceVersion) before the call.
         current = write_status(&api, &current, intent).await.map_err(kube_err)?;
-        let request = copy_request(&obj.spec, &uid, &obj.namespace().unwrap_or_default());
-        info!(object = %key, source = %request.source, target = %request.target, bucket = ?request.bucket, "calling CopySnapshot");
-        let result = ctx.aws.copy_snapshot(&request).await;
+        let operation = serverless::operation(&obj.spec);
+        let spec = &obj.spec;
+        info!(object = %key, source = %spec.source_snapshot_name, target = %spec.target_snapshot_name, bucket = ?spec.target_bucket, "calling {operation}");
+        let result = serverless::request(&ctx.aws, spec, &uid, &obj.namespace().unwrap_or_default()).await;
         if let Err(err) = &result {
-            warn!(object = %key, error = %err, "CopySnapshot failed");
+            warn!(object = %key, error = %err, "{operation} failed");
         }
         decision = if earlier_intent { after_repeated_copy(&obj.spec, &result) } else { after_copy(&obj.spec, &result) };
         from_call = true;
@@ -286,7 +286,8 @@ async fn reconcile_once<A: SnapshotApi>(obj: Arc<SnapshotExport>, ctx: &Arc<Cont
     }
     // AWS answering "exists" or "busy" while the look finds nothing of ours: look again with
     // backoff, and stall once it has answered so too many times in a row.
-    let repeats = ctx.recheck(&uid, decision == Decision::Recheck);
+    let recorded_rechecks = current.status.as_ref().map_or(status.recheck_count, |s| s.recheck_count);
+    let repeats = ctx.recheck(&uid, decision == Decision::Recheck, recorded_rechecks);
     if decision == Decision::Recheck {
         decision = decide::bounded_recheck(&obj.spec, repeats, &answer);
         if decision != Decision::Recheck {
@@ -297,7 +298,10 @@ async fn reconcile_once<A: SnapshotApi>(obj: Arc<SnapshotExport>, ctx: &Arc<Cont
 
     let now = Time(Timestamp::now());
     let recorded = current.status.clone().unwrap_or_default();
-    let next = status::next_status(&recorded, &decision, generation, &now);
+    let mut next = status::next_status(&recorded, &decision, generation, &now);
+    // The count is recorded (written only when it changes: on a recheck, and when it ends) so a
+    // restart does not allow RECHECK_LIMIT more refused requests.
+    next.recheck_count = repeats;
     let changed = next != recorded;
     if changed {
         current = write_status(&api, &current, next).await.map_err(kube_err)?;
@@ -315,7 +319,7 @@ async fn reconcile_once<A: SnapshotApi>(obj: Arc<SnapshotExport>, ctx: &Arc<Cont
         // safety net only.
         Decision::InProgress { .. } | Decision::WaitForSource { .. } => {
             let waiting = matches!(decision, Decision::WaitForSource { .. });
-            ctx.sweep.follow(&uid, obj_ref, followed_snapshots(&obj.spec, waiting));
+            ctx.sweep.follow(&uid, obj_ref, followed_snapshots(&obj.spec, waiting), obj.spec.is_serverless());
             Action::requeue(ctx.timing.poll_max)
         }
         Decision::Completed { .. } => {
@@ -324,10 +328,7 @@ async fn reconcile_once<A: SnapshotApi>(obj: Arc<SnapshotExport>, ctx: &Arc<Cont
         }
         // Healed only by an edit of the object; a stall after acceptance is terminal.
         Decision::Stalled { ref reason, .. }
-            if reason == "InvalidSpec"
-                || reason == "SpecChanged"
-                || reason == "ServerlessNotSupported"
-                || current.status.as_ref().is_some_and(decide::is_terminal) =>
+            if reason == "InvalidSpec" || reason == "SpecChanged" || current.status.as_ref().is_some_and(decide::is_terminal) =>
         {
             ctx.forget(&uid);
             Action::await_change()
@@ -364,7 +365,7 @@ fn followed_snapshots(spec: &SnapshotExportSpec, waiting_for_source: bool) -> Ve
 /// object that never made a request needs no look (CopySnapshot refuses whatever a look would
 /// find). Otherwise (an intent whose outcome is unknown, a retry after a refusal) the object looks
 /// for itself, so a repeated request always rests on a fresh look.
-async fn observe<A: SnapshotApi>(
+async fn observe<A: SnapshotApis>(
     ctx: &Context<A>,
     uid: &str,
     obj_ref: &ObjectRef<SnapshotExport>,
@@ -376,11 +377,11 @@ async fn observe<A: SnapshotApi>(
         // The shared sweep is failing: this object reports it (it stays followed) rather than
         // show an old message.
         if let Some(err) = ctx.sweep.failure() {
-            ctx.sweep.follow(uid, obj_ref.clone(), followed_snapshots(spec, false));
+            ctx.sweep.follow(uid, obj_ref.clone(), followed_snapshots(spec, false), spec.is_serverless());
             return Err(err);
         }
         let Some(view) = ctx.sweep.view(uid) else {
-            ctx.sweep.follow(uid, obj_ref.clone(), followed_snapshots(spec, false));
+            ctx.sweep.follow(uid, obj_ref.clone(), followed_snapshots(spec, false), spec.is_serverless());
             return Ok(None);
         };
         let swept = |name: &str| view.get(name).cloned().flatten();
@@ -389,7 +390,7 @@ async fn observe<A: SnapshotApi>(
             // Objects are listed only once the source is no longer busy exporting.
             let objects = match &source {
                 Some(s) if matches!(s.status, crate::aws::SnapshotStatus::InProgress(_)) => Vec::new(),
-                _ => aws.export_objects(bucket, &spec.target_snapshot_name).await?,
+                _ => aws.export_objects(bucket, spec.export_base_name()).await?,
             };
             return Ok(Some(Observation::Export { source, objects, claimed_by: None }));
         }
@@ -410,21 +411,22 @@ async fn observe<A: SnapshotApi>(
     Ok(Some(observed))
 }
 
-async fn direct_observation<A: SnapshotApi>(
+async fn direct_observation<A: SnapshotApis>(
     aws: &A,
     spec: &SnapshotExportSpec,
     status: &SnapshotExportStatus,
 ) -> Result<Observation, AwsError> {
+    let serverless = spec.is_serverless();
     if let Some(bucket) = &spec.target_bucket {
-        let objects = aws.export_objects(bucket, &spec.target_snapshot_name).await?;
-        let source = aws.describe_snapshot(&spec.source_snapshot_name).await?;
+        let objects = aws.export_objects(bucket, spec.export_base_name()).await?;
+        let source = serverless::describe(aws, serverless, &spec.source_snapshot_name).await?;
         return Ok(Observation::Export { source, objects, claimed_by: None });
     }
-    let target = aws.describe_snapshot(&spec.target_snapshot_name).await?;
+    let target = serverless::describe(aws, serverless, &spec.target_snapshot_name).await?;
     in_region_observation(aws, target, status).await
 }
 
-async fn in_region_observation<A: SnapshotApi>(
+async fn in_region_observation<A: SnapshotApis>(
     aws: &A,
     target: Option<crate::aws::SnapshotInfo>,
     status: &SnapshotExportStatus,
@@ -444,24 +446,6 @@ async fn in_region_observation<A: SnapshotApi>(
         _ => None,
     };
     Ok(Observation::InRegion { target, owner_tag })
-}
-
-/// The CopySnapshot request for a spec. In-region copies carry the ownership tags (the owning
-/// object's UID and namespace) so that a copy made before a crash is recognised, and so that
-/// the export policy can tell whose copy a source is (`crate::safety::provenance`).
-pub fn copy_request(spec: &SnapshotExportSpec, uid: &str, namespace: &str) -> CopyRequest {
-    let mut tags: Vec<(String, Option<String>)> = spec.tags.iter().map(|t| (t.key.clone(), t.value.clone())).collect();
-    if !spec.is_export() {
-        tags.push((OWNER_TAG_KEY.to_string(), Some(uid.to_string())));
-        tags.push((OWNER_NAMESPACE_TAG_KEY.to_string(), Some(namespace.to_string())));
-    }
-    CopyRequest {
-        source: spec.source_snapshot_name.clone(),
-        target: spec.target_snapshot_name.clone(),
-        bucket: spec.target_bucket.clone(),
-        kms_key_id: spec.kms_key_id.clone(),
-        tags,
-    }
 }
 
 /// Replace the status subresource under the object's resourceVersion: a stale view of the object

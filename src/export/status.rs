@@ -142,13 +142,13 @@ pub fn events_for(previous: &SnapshotExportStatus, decision: &Decision, spec: &S
     match decision {
         Decision::InProgress { .. } if from_call => {
             let to = match &spec.target_bucket {
-                Some(b) => format!("s3://{b}/{}-<node group id>.rdb", spec.target_snapshot_name),
+                Some(b) => format!("s3://{b}/{}", super::decide::export_pattern(spec)),
                 None => format!("snapshot {:?}", spec.target_snapshot_name),
             };
             vec![EventNote {
                 warning: false,
                 reason: "CopyRequested".into(),
-                note: format!("CopySnapshot accepted: {:?} to {to}.", spec.source_snapshot_name),
+                note: format!("{} accepted: {:?} to {to}.", super::serverless::operation(spec), spec.source_snapshot_name),
             }]
         }
         Decision::Completed { exported_objects, .. } if previous.phase != Some(Phase::Completed) => {

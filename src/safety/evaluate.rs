@@ -122,7 +122,7 @@ pub fn evaluate(facts: &BucketFacts) -> Report {
     let access = facts.access.clone().unwrap_or_default();
     let cid = canonical_id(region);
     let principal = service_principal(region);
-    let key_for_policy = access.first_key.as_ref().map(|(k, _)| k.clone()).unwrap_or_else(|| "export-0001.rdb".into());
+    let key_for_policy = access.target_key.as_ref().map(|(k, _)| k.clone()).unwrap_or_else(|| "export-0001.rdb".into());
     let statements = policy_statements(access.policy.as_deref());
     for (i, perm) in Permission::ALL.iter().enumerate() {
         let acl_grant = !access.acls_disabled()
@@ -182,7 +182,7 @@ pub fn evaluate(facts: &BucketFacts) -> Report {
         };
         fail(&mut report, name, problem.to_string(), fix, short, problem);
     }
-    match &access.first_key {
+    match &access.target_key {
         Some((key, true)) => {
             let problem = S3Problem::ObjectAlreadyExists { bucket: bucket.into(), key: key.clone() };
             fail(
@@ -407,12 +407,12 @@ mod tests {
                 }),
                 "ok",
             ),
-            ("key collision", with(&|a| a.first_key = Some(("t-0001.rdb".into(), true))), "S3ObjectAlreadyExists"),
+            ("key collision", with(&|a| a.target_key = Some(("t-0001.rdb".into(), true))), "S3ObjectAlreadyExists"),
             (
                 "grants come before the key",
                 with(&|a| {
                     a.acl = acl(&["READ"]);
-                    a.first_key = Some(("t-0001.rdb".into(), true));
+                    a.target_key = Some(("t-0001.rdb".into(), true));
                 }),
                 "S3WritePermissionMissing",
             ),

@@ -22,8 +22,10 @@ pub struct AccessFacts {
     /// GetBucketPolicyStatus, when known.
     pub policy_is_public: Option<bool>,
     pub public_access_block: Option<PublicAccessBlock>,
-    /// The first target key and whether it exists (`None`: no target name given).
-    pub first_key: Option<(String, bool)>,
+    /// The export's target key the preflight checked and whether it exists: the first taken one
+    /// of the keys of the source's node groups (`<target>-<NodeGroupId>.rdb`), else the first of
+    /// them (`None`: no target name given).
+    pub target_key: Option<(String, bool)>,
 }
 
 impl AccessFacts {

@@ -89,22 +89,35 @@ impl ExportSafety {
         // the key it writes is not a collision (look again: objects written under an intent are
         // adopted), and no failure may clear its intent.
         let earlier_intent = obj.status.as_ref().is_some_and(|s| s.copy_requested_at.is_some());
-        if let Some(stop) = self.provenance(spec, obj, earlier_intent).await {
-            return stop;
-        }
+        let described = match self.provenance(spec, obj, earlier_intent).await {
+            Ok(described) => described,
+            Err(stop) => return stop,
+        };
         let (Some(config), Some(bucket)) = (&self.preflight, &spec.target_bucket) else {
             return Verdict::Proceed;
         };
-        let key = export_object_key(spec.export_base_name(), "0001");
-        let facts = match config.facts(bucket, &key).await {
-            Ok(facts) => facts,
-            Err(err) => {
-                return match inspection_failed(bucket, &err) {
-                    Verdict::Stalled { reason, message, .. } => Verdict::Stalled { reason, message, clear_intent: !earlier_intent },
-                    other => other,
-                }
-            }
+        let stalled_or = |err: &AwsError| match inspection_failed(bucket, err) {
+            Verdict::Stalled { reason, message, .. } => Verdict::Stalled { reason, message, clear_intent: !earlier_intent },
+            other => other,
         };
+        let mut facts = match config.bucket_facts(bucket).await {
+            Ok(facts) => facts,
+            Err(err) => return stalled_or(&err),
+        };
+        // The keys only matter in a bucket that is there; its source is read only then.
+        if facts.access.is_some() {
+            let ids = match described {
+                Some(ids) => ids,
+                None => match self.node_group_ids(spec, obj).await {
+                    Ok(ids) => ids,
+                    Err(err) => return Verdict::RetryLater(err),
+                },
+            };
+            let keys: Vec<String> = ids.iter().map(|id| export_object_key(spec.export_base_name(), id)).collect();
+            if let Err(err) = config.check_keys(&mut facts, &keys).await {
+                return stalled_or(&err);
+            }
+        }
         let report = evaluate(&facts);
         match gate(&report, earlier_intent, config.refuse_public_buckets) {
             Gate::Stop(decision) => {
@@ -127,33 +140,41 @@ impl ExportSafety {
 }
 
 impl ExportSafety {
-    /// The export policy against the source's provenance, right before CopySnapshot: `None` when
-    /// the policy allows it (or needs no provenance: no AWS call then), else the verdict.
-    async fn provenance(&self, spec: &SnapshotExportSpec, obj: &SnapshotExport, earlier_intent: bool) -> Option<Verdict> {
+    /// The export policy against the source's provenance, right before CopySnapshot: `Ok` when
+    /// the policy allows it (or needs no provenance: no AWS call then), with the source's node
+    /// group ids when it was read; else the verdict.
+    async fn provenance(
+        &self,
+        spec: &SnapshotExportSpec,
+        obj: &SnapshotExport,
+        earlier_intent: bool,
+    ) -> Result<Option<Vec<String>>, Verdict> {
         // An unusable policy file is refused by `refusal` already.
-        let policy = self.policy.current().ok()?;
+        let Ok(policy) = self.policy.current() else {
+            return Ok(None);
+        };
         let namespace = obj.namespace().unwrap_or_default();
         let request = ExportRequest { namespace: &namespace, source: &spec.source_snapshot_name, bucket: spec.target_bucket.as_deref() };
         if !policy.needs_provenance(&request) {
-            return None;
+            return Ok(None);
         }
         let stalled = |reason: &str, message: String| Verdict::Stalled { reason: reason.into(), message, clear_intent: !earlier_intent };
         let Some(sources) = &self.sources else {
             let message = format!("The export policy allows namespace {namespace} to copy source snapshot {} only after checking where it comes from, and this operator cannot read snapshot provenance.", spec.source_snapshot_name);
-            return Some(stalled(Refusal::REASON, message));
+            return Err(stalled(Refusal::REASON, message));
         };
         match sources.source_facts(&spec.source_snapshot_name).await {
             // A missing source: CopySnapshot reports it (SourceSnapshotNotFound), nothing is copied.
-            Ok(None) => None,
+            Ok(None) => Ok(Some(first_node_group())),
             Ok(Some(facts)) => match policy.check_provenance(&request, &facts) {
                 Ok(rule) => {
                     tracing::debug!(object = %obj.name_any(), namespace = %namespace, rule = ?rule, ?facts, "export policy allows the source's provenance");
-                    None
+                    Ok(Some(if facts.node_group_ids.is_empty() { first_node_group() } else { facts.node_group_ids }))
                 }
-                Err(refusal) => Some(stalled(Refusal::REASON, refusal.message())),
+                Err(refusal) => Err(stalled(Refusal::REASON, refusal.message())),
             },
-            Err(err @ AwsError::Transient { .. }) => Some(Verdict::RetryLater(err)),
-            Err(AwsError::Fault { operation, fault }) => Some(stalled(
+            Err(err @ AwsError::Transient { .. }) => Err(Verdict::RetryLater(err)),
+            Err(AwsError::Fault { operation, fault }) => Err(stalled(
                 SOURCE_INSPECTION_FAILED_REASON,
                 format!(
                     "The operator cannot check where source snapshot {} comes from, which its export policy requires: {operation} failed: {}. Grant its role elasticache:DescribeSnapshots and elasticache:ListTagsForResource.",
@@ -163,6 +184,31 @@ impl ExportSafety {
             )),
         }
     }
+
+    /// The source's node group ids, which name the keys its export writes: DescribeSnapshots
+    /// (one call). `["0001"]` when they cannot be known here: no inspector, a Serverless source,
+    /// a missing source (CopySnapshot reports it) or a refused look (CopySnapshot decides).
+    async fn node_group_ids(&self, spec: &SnapshotExportSpec, obj: &SnapshotExport) -> Result<Vec<String>, AwsError> {
+        let first = first_node_group;
+        let Some(sources) = self.sources.as_ref().filter(|_| !spec.is_serverless()) else {
+            return Ok(first());
+        };
+        match sources.node_group_ids(&spec.source_snapshot_name).await {
+            Ok(Some(ids)) if !ids.is_empty() => Ok(ids),
+            Ok(_) => Ok(first()),
+            Err(err @ AwsError::Transient { .. }) => Err(err),
+            Err(err) => {
+                tracing::warn!(object = %obj.name_any(), error = %err, "cannot read the source's node groups; the preflight checks the first key only");
+                Ok(first())
+            }
+        }
+    }
+}
+
+/// The node group of a snapshot whose node groups are not known: a single-node cluster's (and
+/// every snapshot's first default id).
+fn first_node_group() -> Vec<String> {
+    vec!["0001".to_string()]
 }
 
 /// What the preflight's report means for the request.
@@ -310,7 +356,7 @@ mod tests {
         a.acl = acl(&["READ"]);
         let no_write = evaluate(&facts(a));
         let mut a = good();
-        a.first_key = Some(("t-0001.rdb".into(), true));
+        a.target_key = Some(("t-0001.rdb".into(), true));
         let taken = evaluate(&facts(a));
         let mut a = good();
         a.public_access_block = None;

@@ -8,7 +8,7 @@ use crate::aws::{AwsError, BucketInspector};
 use std::sync::Arc;
 
 /// Gather the facts: GetBucketLocation first; the rest only for a bucket in the right region.
-pub async fn inspect(aws: &dyn BucketInspector, bucket: &str, region: &str, first_key: Option<&str>) -> Result<BucketFacts, AwsError> {
+pub async fn inspect(aws: &dyn BucketInspector, bucket: &str, region: &str, target_key: Option<&str>) -> Result<BucketFacts, AwsError> {
     let location = aws.bucket_region(bucket).await?;
     let mut facts = BucketFacts { bucket: bucket.into(), region: region.into(), location, access: None };
     if facts.location.as_deref() != Some(region) {
@@ -21,11 +21,11 @@ pub async fn inspect(aws: &dyn BucketInspector, bucket: &str, region: &str, firs
         aws.public_access_block(bucket)
     )?;
     let policy_is_public = if policy.is_some() { aws.policy_is_public(bucket).await? } else { None };
-    let first_key = match first_key {
+    let target_key = match target_key {
         Some(key) => Some((key.to_string(), aws.object_exists(bucket, key).await?)),
         None => None,
     };
-    facts.access = Some(AccessFacts { acl, object_ownership, policy, policy_is_public, public_access_block, first_key });
+    facts.access = Some(AccessFacts { acl, object_ownership, policy, policy_is_public, public_access_block, target_key });
     Ok(facts)
 }
 
@@ -35,8 +35,8 @@ pub struct PreflightConfig {
     pub region: String,
     pub refuse_public_buckets: bool,
     /// Bucket-level facts (location, ACL, ownership, policy, public access) by bucket, reused
-    /// for [`BUCKET_FACTS_TTL`]: a batch of exports to one bucket inspects it once. The first
-    /// target key is checked for every export.
+    /// for [`BUCKET_FACTS_TTL`]: a batch of exports to one bucket inspects it once. The target
+    /// keys are checked for every export.
     pub cache: std::sync::Mutex<std::collections::HashMap<String, (std::time::Instant, BucketFacts)>>,
     /// Inspections in flight, by bucket: exports that arrive while a bucket is being inspected
     /// share that inspection's outcome (passing, failing or an error) instead of inspecting it
@@ -61,19 +61,32 @@ impl PreflightConfig {
         cache.get(bucket).filter(|(at, _)| at.elapsed() < BUCKET_FACTS_TTL).map(|(_, f)| f.clone())
     }
 
-    /// The bucket's facts with the first target key checked: bucket-level facts from the cache
-    /// when fresh and passing, otherwise inspected now.
+    /// The bucket's facts with one target key checked (the preflight checks its keys with
+    /// [`Self::check_keys`] after the bucket passes).
+    #[cfg(test)]
     pub(super) async fn facts(&self, bucket: &str, key: &str) -> Result<BucketFacts, AwsError> {
         let mut facts = self.bucket_facts(bucket).await?;
-        if let Some(access) = facts.access.as_mut() {
-            access.first_key = Some((key.to_string(), self.inspector.object_exists(bucket, key).await?));
-        }
+        self.check_keys(&mut facts, &[key.to_string()]).await?;
         Ok(facts)
+    }
+
+    /// Record in `facts` whether one of the export's `keys` is taken (the first taken one, else
+    /// the first key as free); nothing for a bucket that does not exist in the region.
+    pub(super) async fn check_keys(&self, facts: &mut BucketFacts, keys: &[String]) -> Result<(), AwsError> {
+        let (Some(access), Some(first)) = (facts.access.as_mut(), keys.first()) else {
+            return Ok(());
+        };
+        let taken = self.inspector.taken_key(&facts.bucket, keys).await?;
+        access.target_key = Some(match taken {
+            Some(key) => (key, true),
+            None => (first.clone(), false),
+        });
+        Ok(())
     }
 
     /// Bucket-level facts: from the cache when fresh, otherwise from the inspection of the bucket
     /// in flight, or from a new one.
-    async fn bucket_facts(&self, bucket: &str) -> Result<BucketFacts, AwsError> {
+    pub(super) async fn bucket_facts(&self, bucket: &str) -> Result<BucketFacts, AwsError> {
         use futures::FutureExt;
         if let Some(facts) = self.cached(bucket) {
             return Ok(facts);
@@ -157,7 +170,7 @@ mod tests {
         for (facts, key) in all.into_iter().zip(&keys) {
             let facts = facts.unwrap();
             assert!(evaluate(&facts).export_would_succeed(false));
-            assert_eq!(facts.access.unwrap().first_key, Some((key.clone(), false)));
+            assert_eq!(facts.access.unwrap().target_key, Some((key.clone(), false)));
         }
     }
 

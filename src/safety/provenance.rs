@@ -110,6 +110,7 @@ mod tests {
             cache_cluster: cluster.map(str::to_string),
             owner_uid: owner.map(|(uid, _)| uid.to_string()),
             owner_namespace: owner.and_then(|(_, ns)| ns.map(str::to_string)),
+            node_group_ids: vec![],
         }
     }
 

@@ -1,13 +1,15 @@
 //! The AWS calls schedules make, on the operator's SDK clients and behind its shared rate limit:
 //! the automatic snapshots of a cache (DescribeSnapshots filtered by the cache and
-//! SnapshotSource=system, shared among schedules of the same cache for a short while),
-//! CreateSnapshot of an intermediate snapshot tagged with the schedule's UID, the tag check
-//! before deleting one, and HeadObject/DeleteObject for `pruneExportedObjects`.
+//! SnapshotSource=system, or for a serverless cache DescribeServerlessCacheSnapshots filtered by
+//! it and SnapshotType=automated; shared among schedules of the same cache for a short while),
+//! CreateSnapshot / CreateServerlessCacheSnapshot of an intermediate snapshot tagged with the
+//! schedule's UID, finding and deleting one of either kind, the tag check before deleting it,
+//! and HeadObject/DeleteObject for `pruneExportedObjects`.
 
 use super::choose::AutoSnapshot;
 use crate::api::schedule::SCHEDULE_TAG_KEY;
 use crate::aws::classify;
-use crate::aws::{AwsError, CopyFault, SdkSnapshots};
+use crate::aws::{AwsError, CopyFault, SdkSnapshots, ServerlessSnapshotApi, SnapshotApi};
 use aws_sdk_elasticache::types::Tag;
 use jiff::Timestamp;
 use std::collections::HashMap;
@@ -19,20 +21,38 @@ use std::time::{Duration, Instant};
 pub enum CacheRef {
     ReplicationGroup(String),
     CacheCluster(String),
+    /// An ElastiCache Serverless cache: its snapshots have their own API, and its runs are
+    /// SnapshotExports with `sourceKind: Serverless`.
+    Serverless(String),
 }
 
 impl CacheRef {
-    pub fn id(&self) -> &str {
-        match self {
-            Self::ReplicationGroup(id) | Self::CacheCluster(id) => id,
+    /// The cache a schedule's source names (validated: exactly one).
+    pub fn of(source: &crate::api::schedule::ScheduleSource) -> Option<CacheRef> {
+        match (&source.replication_group_id, &source.cache_cluster_id, &source.serverless_cache_name) {
+            (Some(id), None, None) => Some(Self::ReplicationGroup(id.clone())),
+            (None, Some(id), None) => Some(Self::CacheCluster(id.clone())),
+            (None, None, Some(id)) => Some(Self::Serverless(id.clone())),
+            _ => None,
         }
     }
 
-    /// `replication group <id>` or `cache cluster <id>`, for messages.
+    pub fn id(&self) -> &str {
+        match self {
+            Self::ReplicationGroup(id) | Self::CacheCluster(id) | Self::Serverless(id) => id,
+        }
+    }
+
+    pub fn is_serverless(&self) -> bool {
+        matches!(self, Self::Serverless(_))
+    }
+
+    /// `replication group <id>`, `cache cluster <id>` or `serverless cache <id>`, for messages.
     pub fn describe(&self) -> String {
         match self {
             Self::ReplicationGroup(id) => format!("replication group {id}"),
             Self::CacheCluster(id) => format!("cache cluster {id}"),
+            Self::Serverless(id) => format!("serverless cache {id}"),
         }
     }
 }
@@ -70,7 +90,10 @@ impl SharedLooks {
                 return Ok(snaps.clone());
             }
         }
-        let snaps = describe_automatic(aws, cache).await?;
+        let snaps = match cache {
+            CacheRef::Serverless(id) => describe_serverless_automatic(aws, id).await?,
+            _ => describe_automatic(aws, cache).await?,
+        };
         self.recent.lock().expect("shared looks lock").insert(key, (Instant::now(), snaps.clone()));
         Ok(snaps)
     }
@@ -86,6 +109,9 @@ async fn describe_automatic(aws: &SdkSnapshots, cache: &CacheRef) -> Result<Vec<
                 call = match cache {
                     CacheRef::ReplicationGroup(id) => call.replication_group_id(id),
                     CacheRef::CacheCluster(id) => call.cache_cluster_id(id),
+                    CacheRef::Serverless(_) => {
+                        unreachable!("a serverless cache's snapshots are described by describe_serverless_automatic")
+                    }
                 };
                 call.send().await.map_err(|e| classify("DescribeSnapshots", e))
             })
@@ -105,27 +131,91 @@ async fn describe_automatic(aws: &SdkSnapshots, cache: &CacheRef) -> Result<Vec<
     }
 }
 
-/// CreateSnapshot of `name` from the cache, tagged with the schedule's UID. An existing
-/// snapshot of that name is `Ok(false)` (the caller checks its tag before trusting it).
+/// The automatic snapshots of a serverless cache (DescribeServerlessCacheSnapshots filtered by
+/// the cache and SnapshotType=automated, every page), with their CreateTime.
+async fn describe_serverless_automatic(aws: &SdkSnapshots, cache: &str) -> Result<Vec<AutoSnapshot>, AwsError> {
+    const OP: &str = "DescribeServerlessCacheSnapshots";
+    let mut out = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        let page = aws
+            .call(OP, async {
+                let call = aws
+                    .elasticache
+                    .describe_serverless_cache_snapshots()
+                    .serverless_cache_name(cache)
+                    .snapshot_type("automated")
+                    .max_results(crate::aws::SERVERLESS_PAGE_SIZE)
+                    .set_next_token(token.clone());
+                call.send().await.map_err(|e| classify(OP, e))
+            })
+            .await?;
+        for s in page.serverless_cache_snapshots() {
+            out.push(AutoSnapshot {
+                name: s.serverless_cache_snapshot_name().unwrap_or_default().to_string(),
+                status: s.status().unwrap_or_default().to_string(),
+                created: s.create_time().and_then(|t| Timestamp::from_second(t.secs()).ok()),
+            });
+        }
+        match page.next_token() {
+            Some(next) if !next.is_empty() && token.as_deref() != Some(next) => token = Some(next.to_string()),
+            _ => return Ok(out),
+        }
+    }
+}
+
+/// CreateSnapshot (or CreateServerlessCacheSnapshot) of `name` from the cache, tagged with the
+/// schedule's UID. An existing snapshot of that name is `Ok(false)` (the caller checks its tag
+/// before trusting it).
 pub async fn create_snapshot(aws: &SdkSnapshots, name: &str, cache: &CacheRef, schedule_uid: &str) -> Result<bool, AwsError> {
-    let created = aws
-        .call("CreateSnapshot", async {
-            let mut call = aws
-                .elasticache
-                .create_snapshot()
-                .snapshot_name(name)
-                .tags(Tag::builder().key(SCHEDULE_TAG_KEY).value(schedule_uid).build());
-            call = match cache {
-                CacheRef::ReplicationGroup(id) => call.replication_group_id(id),
-                CacheRef::CacheCluster(id) => call.cache_cluster_id(id),
-            };
-            call.send().await.map_err(|e| classify("CreateSnapshot", e))
-        })
-        .await;
+    let tag = Tag::builder().key(SCHEDULE_TAG_KEY).value(schedule_uid).build();
+    let created = match cache {
+        CacheRef::Serverless(id) => {
+            const OP: &str = "CreateServerlessCacheSnapshot";
+            aws.call(OP, async {
+                let call =
+                    aws.elasticache.create_serverless_cache_snapshot().serverless_cache_snapshot_name(name).serverless_cache_name(id);
+                call.tags(tag).send().await.map(|_| ()).map_err(|e| classify(OP, e))
+            })
+            .await
+        }
+        _ => create_node_snapshot(aws, name, cache, tag).await,
+    };
     match created {
-        Ok(_) => Ok(true),
+        Ok(()) => Ok(true),
         Err(AwsError::Fault { fault: CopyFault::SnapshotAlreadyExists { .. }, .. }) => Ok(false),
         Err(other) => Err(other),
+    }
+}
+
+async fn create_node_snapshot(aws: &SdkSnapshots, name: &str, cache: &CacheRef, tag: Tag) -> Result<(), AwsError> {
+    aws.call("CreateSnapshot", async {
+        let mut call = aws.elasticache.create_snapshot().snapshot_name(name).tags(tag);
+        call = match cache {
+            CacheRef::ReplicationGroup(id) => call.replication_group_id(id),
+            CacheRef::CacheCluster(id) => call.cache_cluster_id(id),
+            CacheRef::Serverless(_) => unreachable!("a serverless cache's snapshot is taken by CreateServerlessCacheSnapshot"),
+        };
+        call.send().await.map(|_| ()).map_err(|e| classify("CreateSnapshot", e))
+    })
+    .await
+}
+
+/// An intermediate snapshot by name, of either kind: `Some(its ARN)` when it exists.
+pub async fn find_snapshot(aws: &SdkSnapshots, serverless: bool, name: &str) -> Result<Option<Option<String>>, AwsError> {
+    Ok(if serverless {
+        aws.describe_serverless_snapshot(name).await?.map(|s| s.arn)
+    } else {
+        aws.describe_snapshot(name).await?.map(|s| s.arn)
+    })
+}
+
+/// DeleteSnapshot or DeleteServerlessCacheSnapshot; one already gone counts as deleted.
+pub async fn delete_snapshot(aws: &SdkSnapshots, serverless: bool, name: &str) -> Result<(), AwsError> {
+    if serverless {
+        aws.delete_serverless_snapshot(name).await
+    } else {
+        aws.delete_snapshot(name).await
     }
 }
 
@@ -159,4 +249,26 @@ pub async fn delete_object(aws: &SdkSnapshots, bucket: &str, key: &str) -> Resul
         aws.s3.delete_object().bucket(bucket).key(key).send().await.map(|_| ()).map_err(|e| classify("DeleteObject", e))
     })
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::schedule::ScheduleSource;
+
+    #[test]
+    fn the_cache_a_source_names() {
+        let source = |rg: Option<&str>, cc: Option<&str>, sls: Option<&str>| ScheduleSource {
+            replication_group_id: rg.map(str::to_string),
+            cache_cluster_id: cc.map(str::to_string),
+            serverless_cache_name: sls.map(str::to_string),
+            ..Default::default()
+        };
+        assert_eq!(CacheRef::of(&source(Some("a"), None, None)), Some(CacheRef::ReplicationGroup("a".into())));
+        assert_eq!(CacheRef::of(&source(None, Some("b"), None)), Some(CacheRef::CacheCluster("b".into())));
+        let sls = CacheRef::of(&source(None, None, Some("c"))).unwrap();
+        assert!(sls.is_serverless() && sls.id() == "c" && sls.describe() == "serverless cache c");
+        assert_eq!(CacheRef::of(&source(Some("a"), None, Some("c"))), None, "two caches");
+        assert_eq!(CacheRef::of(&source(None, None, None)), None);
+    }
 }

@@ -7,7 +7,7 @@ use super::retention::{objects_to_prune, runs_to_delete, RunState, SeenObject};
 use super::status::RunView;
 use crate::api::schedule::SnapshotExportSchedule;
 use crate::api::SnapshotExport;
-use crate::aws::{AwsError, CopyFault, SnapshotApi};
+use crate::aws::{AwsError, CopyFault};
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use kube::ResourceExt;
 use tracing::info;
@@ -26,7 +26,7 @@ pub(super) async fn cleanup_intermediates(
 ) -> Result<(), ScheduleError> {
     for run in runs.iter().filter(|r| r.facts.state != RunState::InFlight) {
         let Some(snap) = &run.intermediate else { continue };
-        match ctx.aws.delete_snapshot(snap).await {
+        match sched_aws::delete_snapshot(&ctx.aws, run.serverless, snap).await {
             Ok(()) => {}
             Err(AwsError::Fault { fault: CopyFault::InvalidSnapshotState { .. }, .. }) => {
                 info!(schedule = %obj.name_any(), run = %run.facts.name, snapshot = %snap, "intermediate snapshot busy; deleted later");

@@ -47,10 +47,17 @@ pub fn run_name(schedule: &str, scheduled: Timestamp) -> String {
     fit(schedule, &utc.strftime("%Y%m%d-%H%M").to_string(), MAX_OBJECT_NAME)
 }
 
-/// The run object's name for a run-now annotation value: the same value always gives the same
-/// name, so a crash between creating the run and recording the value cannot start two.
-pub fn run_now_name(schedule: &str, value: &str) -> String {
-    fit(schedule, &format!("now-{:08x}", stable_hash(&[value]) as u32), MAX_OBJECT_NAME)
+/// The run object's name for the `seq`-th run-now value acted on, `value`: the same value and
+/// sequence number always give the same name, so a crash between creating the run and recording
+/// the value cannot start two; a value used again later (A, B, A) has a new number, so a new
+/// name, and is never taken for its earlier run.
+pub fn run_now_name(schedule: &str, value: &str, seq: u32) -> String {
+    fit(schedule, &format!("now-{}", run_now_hash(value, seq)), MAX_OBJECT_NAME)
+}
+
+/// Eight hex digits of the run-now value and its sequence number.
+fn run_now_hash(value: &str, seq: u32) -> String {
+    format!("{:08x}", stable_hash(&[value, &seq.to_string()]) as u32)
 }
 
 /// The schedule label's value: the name itself when it fits a label, else a cut plus a hash.
@@ -108,8 +115,8 @@ pub fn target_name(template: Option<&str>, schedule: &str, cache: &str, schedule
     Ok(name)
 }
 
-/// The target name of one run: [`target_name`], and for a run-now a suffix from the
-/// annotation's value, so that it never collides with a scheduled run (or another run-now) of
+/// The target name of one run: [`target_name`], and for a run-now (its value and sequence
+/// number) a suffix from both, so that it never collides with a scheduled run (or another run-now) of
 /// the same minute: the template has minute resolution, and S3 keys are never overwritten.
 pub fn run_target_name(
     template: Option<&str>,
@@ -117,11 +124,11 @@ pub fn run_target_name(
     cache: &str,
     scheduled: Timestamp,
     zone: &TimeZone,
-    run_now: Option<&str>,
+    run_now: Option<(&str, u32)>,
 ) -> Result<String, String> {
     let name = target_name(template, schedule, cache, scheduled, zone)?;
-    let Some(value) = run_now else { return Ok(name) };
-    let name = format!("{name}-now-{:08x}", stable_hash(&[value]) as u32);
+    let Some((value, seq)) = run_now else { return Ok(name) };
+    let name = format!("{name}-now-{}", run_now_hash(value, seq));
     check_snapshot_name(&name).map_err(|why| format!("the run-now target name {name:?} {why}; shorten targetSnapshotNameTemplate"))?;
     Ok(name)
 }
@@ -172,7 +179,7 @@ mod tests {
         assert_ne!(run_name("nightly", t), run_name("nightly", ts("2026-11-30T02:00:00Z")));
         let long = format!("{}.{}.{}.{}", "a".repeat(63), "b".repeat(63), "c".repeat(63), "d".repeat(61));
         assert_eq!(long.len(), 253);
-        for name in [run_name(&long, t), run_name(&long, ts("2026-11-30T02:00:00Z")), run_now_name(&long, "1")] {
+        for name in [run_name(&long, t), run_name(&long, ts("2026-11-30T02:00:00Z")), run_now_name(&long, "1", 1)] {
             assert!(name.len() <= 253 && is_dns_subdomain(&name), "{name}");
         }
         assert_ne!(run_name(&long, t), run_name(&long, ts("2026-11-30T02:00:00Z")));
@@ -185,10 +192,12 @@ mod tests {
     }
 
     #[test]
-    fn run_now_names_follow_the_annotation_value() {
-        assert_eq!(run_now_name("nightly", "1"), run_now_name("nightly", "1"));
-        assert_ne!(run_now_name("nightly", "1"), run_now_name("nightly", "2"));
-        assert!(run_now_name("nightly", "1").starts_with("nightly-now-"));
+    fn run_now_names_follow_the_annotation_value_and_its_number() {
+        assert_eq!(run_now_name("nightly", "1", 1), run_now_name("nightly", "1", 1));
+        assert_ne!(run_now_name("nightly", "1", 1), run_now_name("nightly", "2", 1));
+        // A, B, A: the third run is not the first.
+        assert_ne!(run_now_name("nightly", "A", 1), run_now_name("nightly", "A", 3));
+        assert!(run_now_name("nightly", "1", 1).starts_with("nightly-now-"));
     }
 
     #[test]
@@ -226,11 +235,11 @@ mod tests {
         let utc = TimeZone::UTC;
         let t = ts("2026-11-29T03:00:20Z");
         let scheduled = run_target_name(None, "nightly", "c", ts("2026-11-29T03:00:00Z"), &utc, None).unwrap();
-        let first = run_target_name(None, "nightly", "c", t, &utc, Some("1")).unwrap();
-        let second = run_target_name(None, "nightly", "c", t, &utc, Some("2")).unwrap();
+        let first = run_target_name(None, "nightly", "c", t, &utc, Some(("1", 1))).unwrap();
+        let second = run_target_name(None, "nightly", "c", t, &utc, Some(("2", 2))).unwrap();
         assert_eq!(scheduled, "nightly-20261129-0300");
         assert!(first != scheduled && second != scheduled && first != second, "{first} {second}");
-        assert_eq!(first, run_target_name(None, "nightly", "c", t, &utc, Some("1")).unwrap(), "stable per value");
+        assert_eq!(first, run_target_name(None, "nightly", "c", t, &utc, Some(("1", 1))).unwrap(), "stable per value");
         assert!(check_snapshot_name(&first).is_ok());
     }
 

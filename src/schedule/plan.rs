@@ -29,11 +29,20 @@ pub struct Facts<'a> {
     pub last_schedule_time: Option<Timestamp>,
     pub suspend: bool,
     pub starting_deadline_seconds: Option<i64>,
-    /// The run-now annotation's value, and the last value acted on.
+    /// The run-now annotation's value, the last value acted on, and how many were.
     pub run_now: Option<&'a str>,
     pub last_run_now: Option<&'a str>,
+    pub run_now_count: u32,
     /// A run of this schedule is in flight (or its intermediate snapshot is being taken).
     pub in_flight: bool,
+}
+
+/// A run-now value to act on, and its sequence number (the count of values acted on, this one
+/// included): the run's name comes from both, so a value used again is a new run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RunNow {
+    pub value: String,
+    pub seq: u32,
 }
 
 /// The decision.
@@ -42,9 +51,9 @@ pub enum Plan {
     /// Nothing is due.
     Idle,
     /// Start the run `run_name` for `scheduled` (for a run-now, `run_now` is the value to record).
-    Start { scheduled: Timestamp, run_name: String, run_now: Option<String> },
+    Start { scheduled: Timestamp, run_name: String, run_now: Option<RunNow> },
     /// Record `scheduled` as handled without a run.
-    Skip { scheduled: Timestamp, reason: SkipReason, run_now: Option<String>, message: String },
+    Skip { scheduled: Timestamp, reason: SkipReason, run_now: Option<RunNow>, message: String },
 }
 
 /// The plan and the next scheduled time (where to requeue).
@@ -62,7 +71,8 @@ pub fn plan(timetable: &Timetable, facts: &Facts<'_>) -> Decision {
 fn decide(timetable: &Timetable, facts: &Facts<'_>) -> Plan {
     // Run-now first: a person asked for it.
     if let Some(value) = facts.run_now.filter(|v| !v.is_empty() && Some(*v) != facts.last_run_now) {
-        let run_now = Some(value.to_string());
+        let seq = facts.run_now_count.saturating_add(1);
+        let run_now = Some(RunNow { value: value.to_string(), seq });
         if facts.in_flight {
             return Plan::Skip {
                 scheduled: facts.now,
@@ -71,7 +81,7 @@ fn decide(timetable: &Timetable, facts: &Facts<'_>) -> Plan {
                 message: format!("The run asked for by {}={value:?} did not start: the previous run is still in flight. Set a new value once it finished.", crate::api::schedule::RUN_NOW_ANNOTATION),
             };
         }
-        return Plan::Start { scheduled: facts.now, run_name: names::run_now_name(facts.name, value), run_now };
+        return Plan::Start { scheduled: facts.now, run_name: names::run_now_name(facts.name, value, seq), run_now };
     }
     let since = facts.last_schedule_time.map_or(facts.created, |t| t.max(facts.created));
     // A schedule created exactly at a run time runs it: start just before creation.
@@ -127,15 +137,20 @@ mod tests {
             starting_deadline_seconds: None,
             run_now: None,
             last_run_now: None,
+            run_now_count: 0,
             in_flight: false,
         }
+    }
+
+    fn now(run_now: &Option<RunNow>) -> String {
+        run_now.as_ref().map_or("None".into(), |r| format!("{}#{}", r.value, r.seq))
     }
 
     fn show(d: &Decision) -> String {
         match &d.plan {
             Plan::Idle => "Idle".into(),
-            Plan::Start { scheduled, run_name, run_now } => format!("Start {scheduled} {run_name} {run_now:?}"),
-            Plan::Skip { scheduled, reason, run_now, .. } => format!("Skip {scheduled} {} {run_now:?}", reason.as_str()),
+            Plan::Start { scheduled, run_name, run_now } => format!("Start {scheduled} {run_name} {}", now(run_now)),
+            Plan::Skip { scheduled, reason, run_now, .. } => format!("Skip {scheduled} {} {}", reason.as_str(), now(run_now)),
         }
     }
 
@@ -180,7 +195,7 @@ mod tests {
             (
                 "run now",
                 with(&|f| f.run_now = Some("a"), "2026-11-09T12:00:00Z", Some("2026-11-09T03:00:00Z")),
-                format!("Start 2026-11-09T12:00:00Z {} Some(\"a\")", names::run_now_name("nightly", "a")).leak(),
+                format!("Start 2026-11-09T12:00:00Z {} a#1", names::run_now_name("nightly", "a", 1)).leak(),
             ),
             (
                 "run now, same value again",
@@ -204,7 +219,7 @@ mod tests {
                     "2026-11-09T12:00:00Z",
                     Some("2026-11-09T03:00:00Z"),
                 ),
-                format!("Start 2026-11-09T12:00:00Z {} Some(\"b\")", names::run_now_name("nightly", "b")).leak(),
+                format!("Start 2026-11-09T12:00:00Z {} b#1", names::run_now_name("nightly", "b", 1)).leak(),
             ),
             (
                 "run now while in flight",
@@ -216,7 +231,20 @@ mod tests {
                     "2026-11-09T12:00:00Z",
                     Some("2026-11-09T03:00:00Z"),
                 ),
-                "Skip 2026-11-09T12:00:00Z PreviousRunInFlight Some(\"c\")",
+                "Skip 2026-11-09T12:00:00Z PreviousRunInFlight c#1",
+            ),
+            (
+                "a value used again after another: a new run, not the first",
+                with(
+                    &|f| {
+                        f.run_now = Some("a");
+                        f.last_run_now = Some("b");
+                        f.run_now_count = 2
+                    },
+                    "2026-11-09T12:00:00Z",
+                    Some("2026-11-09T03:00:00Z"),
+                ),
+                format!("Start 2026-11-09T12:00:00Z {} a#3", names::run_now_name("nightly", "a", 3)).leak(),
             ),
             ("created after today's time", with(&|f| f.created = ts("2026-11-09T04:00:00Z"), "2026-11-09T05:00:00Z", None), "Idle"),
             (

@@ -38,13 +38,16 @@ pub fn check_provenance(policy: &ExportPolicy, request: &ExportRequest<'_>, cach
     policy.check_provenance(request, &predicted_facts(cache)).map(|_| ())
 }
 
-/// What DescribeSnapshots will say the snapshot belongs to.
+/// What DescribeSnapshots will say the snapshot belongs to. A serverless cache is neither a
+/// replication group nor a cache cluster, so a `sourceClusters` rule does not allow its
+/// snapshots (fail closed: the rule names node-based caches).
 fn predicted_facts(cache: &CacheRef) -> SourceFacts {
     let (replication_group, cache_cluster) = match cache {
         CacheRef::ReplicationGroup(id) => (Some(id.clone()), None),
         CacheRef::CacheCluster(id) => (None, Some(id.clone())),
+        CacheRef::Serverless(_) => (None, None),
     };
-    SourceFacts { replication_group, cache_cluster, owner_uid: None, owner_namespace: None }
+    SourceFacts { replication_group, cache_cluster, ..SourceFacts::default() }
 }
 
 #[cfg(test)]
@@ -62,6 +65,7 @@ mod tests {
     fn a_run_is_checked_as_its_snapshot_export_will_be() {
         let rg = CacheRef::ReplicationGroup("team-redis".into());
         let cc = CacheRef::CacheCluster("other".into());
+        let sls = CacheRef::Serverless("team-sessions".into());
         let snap = "ecx-sched-0123456789abcdef";
         let policy = |rules: Vec<Rule>, in_region: bool| PolicySource::fixed(ExportPolicy { rules, allow_in_region_copies: in_region });
         type Case<'a> = (&'a str, PolicySource, &'a CacheRef, Option<&'a str>, Result<(), &'a str>);
@@ -92,6 +96,14 @@ mod tests {
                 Ok(()),
             ),
             ("an in-region copy, no rule", policy(vec![], true), &cc, None, Ok(())),
+            ("a serverless cache, any source", policy(vec![rule("ns", &["b"], &[], &[])], true), &sls, Some("b"), Ok(())),
+            (
+                "a serverless cache is no cluster a rule names",
+                policy(vec![rule("ns", &["b"], &[], &["team-*"])], true),
+                &sls,
+                Some("b"),
+                Err("belongs to no replication group or cache cluster"),
+            ),
             ("an in-region copy, not allowed", policy(vec![], false), &cc, None, Err("allowInRegionCopies is false")),
             (
                 "an in-region copy of another cache",

@@ -5,7 +5,7 @@
 
 use super::aws::{CacheRef, SharedLooks};
 use super::clock::Clock;
-use super::plan::{plan, Facts, Plan};
+use super::plan::{plan, Facts, Plan, RunNow};
 use super::retention::RunState;
 use super::status::{compose, just_finished};
 use super::timetable::Timetable;
@@ -88,11 +88,7 @@ pub async fn reconcile(obj: Arc<SnapshotExportSchedule>, ctx: Arc<ScheduleContex
         return Ok(Action::await_change());
     }
     let timetable = Timetable::new(&obj.spec.schedule, obj.spec.zone_name()).expect("validated above");
-    let cache = match (&obj.spec.source.replication_group_id, &obj.spec.source.cache_cluster_id) {
-        (Some(rg), _) => CacheRef::ReplicationGroup(rg.clone()),
-        (None, Some(cc)) => CacheRef::CacheCluster(cc.clone()),
-        (None, None) => unreachable!("validated above"),
-    };
+    let cache = CacheRef::of(&obj.spec.source).expect("validated above: exactly one cache");
     let exports: Api<SnapshotExport> = Api::namespaced(ctx.client.clone(), &ns);
     let mut runs = runs::observe_runs(&exports, &name, &uid).await?;
     let mut status = old.clone();
@@ -129,6 +125,7 @@ pub async fn reconcile(obj: Arc<SnapshotExportSchedule>, ctx: Arc<ScheduleContex
         starting_deadline_seconds: obj.spec.starting_deadline_seconds,
         run_now: annotations.get(RUN_NOW_ANNOTATION).map(String::as_str),
         last_run_now: status.last_run_now.as_deref(),
+        run_now_count: status.run_now_count,
         in_flight,
     };
     let decision = plan(&timetable, &facts);
@@ -214,9 +211,12 @@ pub async fn reconcile(obj: Arc<SnapshotExportSchedule>, ctx: Arc<ScheduleContex
     Ok(Action::requeue(wait + Duration::from_millis(50)))
 }
 
-pub(super) fn record_handled(status: &mut SnapshotExportScheduleStatus, scheduled: Timestamp, run_now: Option<String>) {
+pub(super) fn record_handled(status: &mut SnapshotExportScheduleStatus, scheduled: Timestamp, run_now: Option<RunNow>) {
     match run_now {
-        Some(value) => status.last_run_now = Some(value),
+        Some(RunNow { value, seq }) => {
+            status.last_run_now = Some(value);
+            status.run_now_count = seq;
+        }
         None => status.last_schedule_time = Some(Time(scheduled)),
     }
 }

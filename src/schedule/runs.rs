@@ -5,6 +5,7 @@
 use super::aws::{self as sched_aws, CacheRef};
 use super::choose::{choose, Choice};
 use super::names;
+use super::plan::RunNow;
 use super::reconcile::{record_handled, write_status, ScheduleContext, ScheduleError, INTERMEDIATE_ANNOTATION};
 use super::retention::{RunFacts, RunState};
 use super::status::RunView;
@@ -12,7 +13,7 @@ use super::timetable::Timetable;
 use crate::api::conditions::{find, STALLED};
 use crate::api::schedule::*;
 use crate::api::{Phase, SnapshotExport, SnapshotExportSpec, SnapshotExportStatus};
-use crate::aws::{AwsError, SnapshotApi};
+use crate::aws::AwsError;
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time};
 use kube::api::{Api, ListParams, PostParams};
@@ -33,12 +34,19 @@ pub(super) async fn start_run(
     status: &mut SnapshotExportScheduleStatus,
     scheduled: Timestamp,
     run_name: &str,
-    run_now: Option<String>,
+    run_now: Option<RunNow>,
 ) -> Result<(bool, String, String), ScheduleError> {
     let name = obj.name_any();
     let template = obj.spec.template.target_snapshot_name_template.as_deref();
-    let target = names::run_target_name(template, &name, cache.id(), scheduled, timetable.zone(), run_now.as_deref())
-        .map_err(|e| AwsError::Fault { operation: "template", fault: crate::aws::CopyFault::InvalidParameterValue { message: e } })?;
+    let target = names::run_target_name(
+        template,
+        &name,
+        cache.id(),
+        scheduled,
+        timetable.zone(),
+        run_now.as_ref().map(|r| (r.value.as_str(), r.seq)),
+    )
+    .map_err(|e| AwsError::Fault { operation: "template", fault: crate::aws::CopyFault::InvalidParameterValue { message: e } })?;
     match obj.spec.source.mode {
         SourceMode::LatestAutomatic => {
             let snaps = ctx.looks.automatic_snapshots(&ctx.aws, cache, scheduled).await?;
@@ -118,8 +126,9 @@ pub(super) async fn finish_pending(
         // A fresh intent: one CreateSnapshot takes it, tagged, with no look first (a run costs at
         // most two AWS calls beyond its export's: this and the DeleteSnapshot). AlreadyExists,
         // or an intent found later (after a crash or a refusal): look, and use it only if tagged.
+        let serverless = cache.is_serverless();
         let taken = just_recorded && sched_aws::create_snapshot(&ctx.aws, &pending.snapshot_name, cache, &uid).await?;
-        let found = if taken { None } else { ctx.aws.describe_snapshot(&pending.snapshot_name).await? };
+        let found = if taken { None } else { sched_aws::find_snapshot(&ctx.aws, serverless, &pending.snapshot_name).await? };
         if found.is_none() && !taken {
             // Not taken yet: only if the policy still allows the run (the intent stays until it does).
             allowed(ctx, obj, cache, &pending.snapshot_name)?;
@@ -128,11 +137,11 @@ pub(super) async fn finish_pending(
             _ if taken => None,
             // Not there: take it. AlreadyExists means it appeared meanwhile: look at it again.
             None if sched_aws::create_snapshot(&ctx.aws, &pending.snapshot_name, cache, &uid).await? => None,
-            None => ctx.aws.describe_snapshot(&pending.snapshot_name).await?,
-            Some(info) => Some(info),
+            None => sched_aws::find_snapshot(&ctx.aws, serverless, &pending.snapshot_name).await?,
+            Some(arn) => Some(arn),
         };
-        if let Some(info) = existing {
-            let tag = match &info.arn {
+        if let Some(arn) = existing {
+            let tag = match &arn {
                 Some(arn) => sched_aws::schedule_tag(&ctx.aws, arn).await?,
                 None => None,
             };
@@ -172,11 +181,7 @@ pub(super) async fn create_run(
     target: &str,
     intermediate: Option<&str>,
 ) -> Result<(), ScheduleError> {
-    let t = &obj.spec.template;
-    let mut spec = SnapshotExportSpec::new(source, target, t.target_bucket.as_deref());
-    spec.kms_key_id = t.kms_key_id.clone();
-    spec.tags = t.tags.clone();
-    spec.deletion_policy = t.deletion_policy;
+    let spec = run_spec(&obj.spec, source, target);
     let mut annotations = BTreeMap::from([(SCHEDULED_TIME_ANNOTATION.to_string(), scheduled.to_string())]);
     if let (Some(snap), false) = (intermediate, obj.spec.source.keep_intermediate_snapshot) {
         annotations.insert(INTERMEDIATE_ANNOTATION.into(), snap.into());
@@ -224,6 +229,21 @@ pub(super) async fn create_run(
     }
 }
 
+/// The spec of a run exporting `source` as `target` (pure): the template's fields, and for a
+/// serverless cache `sourceKind: Serverless` (its S3 export takes no target name, so the name
+/// is left out; an in-region copy keeps it).
+pub(super) fn run_spec(schedule: &SnapshotExportScheduleSpec, source: &str, target: &str) -> SnapshotExportSpec {
+    let t = &schedule.template;
+    let mut spec = SnapshotExportSpec::new(source, target, t.target_bucket.as_deref());
+    if schedule.source.serverless_cache_name.is_some() {
+        spec = spec.serverless();
+    }
+    spec.kms_key_id = t.kms_key_id.clone();
+    spec.tags = t.tags.clone();
+    spec.deletion_policy = t.deletion_policy;
+    spec
+}
+
 /// This schedule's runs (labelled with it and owned by this very object).
 pub(super) async fn observe_runs(exports: &Api<SnapshotExport>, name: &str, uid: &str) -> Result<Vec<RunView>, ScheduleError> {
     let selector = format!("{SCHEDULE_LABEL}={}", names::label_value(name));
@@ -248,6 +268,7 @@ pub(super) fn view(run: SnapshotExport) -> RunView {
         failure,
         source: run.spec.source_snapshot_name.clone(),
         intermediate: annotations.get(INTERMEDIATE_ANNOTATION).cloned(),
+        serverless: run.spec.is_serverless(),
         exported_objects: status.exported_objects.clone(),
         requested_at: status.copy_requested_at.map(|t| t.0),
     }
@@ -276,6 +297,29 @@ mod tests {
     use super::*;
     use crate::api::LastError;
     use k8s_openapi::jiff::Timestamp as T;
+
+    #[test]
+    fn run_specs_follow_the_source_kind_and_pass_the_snapshot_export_rules() {
+        let schedule = |source: serde_json::Value, template: serde_json::Value| -> SnapshotExportScheduleSpec {
+            serde_json::from_value(serde_json::json!({"schedule": "@daily", "source": source, "template": template})).unwrap()
+        };
+        let cases = [
+            (schedule(serde_json::json!({"replicationGroupId": "rg"}), serde_json::json!({"targetBucket": "bkt"})), false, "t"),
+            (schedule(serde_json::json!({"serverlessCacheName": "s"}), serde_json::json!({"targetBucket": "bkt"})), true, ""),
+            (schedule(serde_json::json!({"serverlessCacheName": "s"}), serde_json::json!({"kmsKeyId": "k"})), true, "t"),
+        ];
+        for (sched, serverless, target) in cases {
+            let spec = run_spec(&sched, "src", "t");
+            assert_eq!((spec.is_serverless(), spec.target_snapshot_name.as_str()), (serverless, target), "{sched:?}");
+            assert_eq!(spec.target_bucket, sched.template.target_bucket);
+            assert_eq!(spec.kms_key_id, sched.template.kms_key_id);
+            assert!(
+                crate::api::validation::validate_spec(&spec).is_empty(),
+                "{spec:?}: {:?}",
+                crate::api::validation::validate_spec(&spec)
+            );
+        }
+    }
 
     #[test]
     fn a_run_is_over_only_when_completed_or_failed_for_good() {

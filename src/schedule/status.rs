@@ -18,6 +18,8 @@ pub struct RunView {
     pub source: String,
     /// CreateSnapshot mode: the intermediate snapshot still to delete.
     pub intermediate: Option<String>,
+    /// The run's source is a serverless snapshot (so is its intermediate one).
+    pub serverless: bool,
     pub exported_objects: Vec<String>,
     pub requested_at: Option<Timestamp>,
 }
@@ -114,6 +116,7 @@ mod tests {
             failure: (state == RunState::Failed).then(|| ("ExportFailed".into(), "no objects.".into())),
             source: "s".into(),
             intermediate: None,
+            serverless: false,
             exported_objects: vec![],
             requested_at: None,
         }

@@ -121,6 +121,47 @@ async fn an_aws_that_keeps_answering_already_exists_is_backed_off_then_stalled()
     bed.cluster.wait_event("exists", "Warning", "AwsAnswerInconsistent").await;
 }
 
+/// The recheck bound holds across a restart (review finding F5): AWS answers "already exists"
+/// for a target the operator cannot find; the operator is killed after two such answers and
+/// started again; the object still stalls after RECHECK_LIMIT CopySnapshot calls in all, not
+/// after that many more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_recheck_bound_counts_the_calls_made_before_a_restart() {
+    let mut bed = Bed::without_operator().await;
+    bed.emulator.seed_snapshot("exists-src", 1);
+    let answer = "Snapshot exists-copy already exists.";
+    bed.emulator.set_config(json!({"copy_snapshot_error": {"code": "SnapshotAlreadyExistsFault", "message": answer}}));
+    // Rechecks at least 0.5 s apart: the kill below lands between two of them, never during one.
+    let mut args: Vec<&str> = TEST_TIMING.to_vec();
+    for (flag, value) in [("--error-backoff-min-seconds", "1"), ("--error-backoff-max-seconds", "2")] {
+        let at = args.iter().position(|a| *a == flag).unwrap();
+        args[at + 1] = value;
+    }
+    args.extend_from_slice(TEST_POLICY);
+    let start = |bed: &mut Bed| {
+        let n = bed.operators.len();
+        let op = Operator::start(&bed.cluster, &bed.emulator, bed.dir.path(), n, &args);
+        bed.operators.push(op);
+    };
+    start(&mut bed);
+    bed.cluster.apply("exists", json!({"sourceSnapshotName": "exists-src", "targetSnapshotName": "exists-copy"})).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while bed.emulator.copy_calls("exists-copy").len() < 2 {
+        assert!(Instant::now() < deadline, "no second CopySnapshot");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The second answer is decided on within milliseconds; the next call is at least 0.5 s away.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    bed.operators[0].kill();
+    let before = bed.emulator.copy_calls("exists-copy").len();
+    assert_eq!(before, 2, "killed between the second and the third call");
+    start(&mut bed);
+    let stalled = bed.wait_stalled("exists", "AwsAnswerInconsistent").await;
+    assert!(condition(&stalled, "Stalled").unwrap().2.contains(answer));
+    let calls = bed.emulator.copy_calls("exists-copy").len();
+    assert_eq!(calls as u32, ecx::export::decide::RECHECK_LIMIT, "{calls} CopySnapshot calls in all, {before} before the restart");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_spec_edit_without_cel_stalls_with_spec_changed_and_no_aws_call() {
     let mut bed = Bed::without_operator().await;

@@ -14,7 +14,7 @@ use axum::extract::{Request, State};
 use axum::response::Response;
 use futures::StreamExt;
 use kube::Client;
-use kube_testbed::{FaultRule, Stats};
+use kube_testbed::{FaultRule, FaultState, Stats};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
@@ -39,14 +39,9 @@ pub struct ProxiedRequest {
     pub status: Option<u16>,
 }
 
-enum Mode {
-    Next(usize),
-    Rate { rate: f64, state: u64 },
-}
-
 #[derive(Default)]
 struct ProxyState {
-    rules: Vec<(FaultRule, Mode)>,
+    faults: FaultState,
     requests: Vec<ProxiedRequest>,
     injected: u64,
     expire_watches: usize,
@@ -89,20 +84,19 @@ impl KubeProxy {
 
     /// Answer the next `rule.count` matching requests with `rule.status`.
     pub fn fail_next(&self, rule: FaultRule) {
-        let n = rule.count;
-        self.shared.state.lock().unwrap().rules.push((rule, Mode::Next(n)));
+        self.shared.state.lock().unwrap().faults.push_next(rule);
     }
 
     /// Answer a share `rate` (0.0-1.0) of matching requests with `rule.status`, deterministic
     /// for a `seed` (the same sequence as the test bed's `fail_rate`).
     pub fn fail_rate(&self, rule: FaultRule, rate: f64, seed: u64) {
-        self.shared.state.lock().unwrap().rules.push((rule, Mode::Rate { rate: rate.clamp(0.0, 1.0), state: seed }));
+        self.shared.state.lock().unwrap().faults.push_rate(rule, rate, seed);
     }
 
     /// Remove every fault rule. Pending watch expiries stay: like a server's history that has
     /// moved on, they wait for the next watch.
     pub fn clear(&self) {
-        self.shared.state.lock().unwrap().rules.clear();
+        self.shared.state.lock().unwrap().faults.clear();
     }
 
     /// End every open watch stream now (the client sees the stream end and re-watches).
@@ -192,52 +186,18 @@ pub fn classify(method: &str, target: &str, content_type: &str) -> ProxiedReques
     }
 }
 
-fn splitmix(state: &mut u64) -> f64 {
-    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    let mut z = *state;
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^= z >> 31;
-    (z >> 11) as f64 / (1u64 << 53) as f64
-}
-
-fn rule_matches(rule: &FaultRule, r: &ProxiedRequest) -> bool {
-    let (resource, sub) = match r.resource.split_once('/') {
-        Some((res, sub)) => (res, Some(sub)),
-        None => (r.resource.as_str(), None),
-    };
-    !r.resource.is_empty()
-        && (rule.verb == "*" || rule.verb == r.verb || (rule.verb == "apply" && r.apply))
-        && (rule.resource == "*" || rule.resource == resource)
-        && match (rule.subresource.as_deref(), sub) {
-            (Some("*"), _) | (None, None) => true,
-            (Some(a), Some(b)) => a == b,
-            _ => false,
-        }
-}
-
 impl ProxyState {
-    /// The status to inject for this request, if any rule fires.
+    /// The status to inject for this request, if any rule fires (the test bed's rules and
+    /// matching, on the proxy's classification of the request).
     fn fault(&mut self, r: &ProxiedRequest) -> Option<u16> {
-        let mut hit = None;
-        for (rule, mode) in self.rules.iter_mut().filter(|(rule, _)| rule_matches(rule, r)) {
-            match mode {
-                Mode::Next(n) if *n > 0 => {
-                    *n -= 1;
-                    hit = Some(rule.status);
-                    break;
-                }
-                Mode::Next(_) => {}
-                Mode::Rate { rate, state } => {
-                    if splitmix(state) < *rate {
-                        hit = Some(rule.status);
-                        break;
-                    }
-                }
-            }
+        if r.resource.is_empty() {
+            return None;
         }
-        self.rules.retain(|(_, m)| !matches!(m, Mode::Next(0)));
-        hit
+        let (resource, sub) = match r.resource.split_once('/') {
+            Some((res, sub)) => (res, Some(sub)),
+            None => (r.resource.as_str(), None),
+        };
+        self.faults.check(&r.verb, r.apply, resource, sub)
     }
 }
 
@@ -359,8 +319,10 @@ fn requests_are_classified_as_rbac_sees_them() {
     let c = classify("PATCH", "/apis/coordination.k8s.io/v1/namespaces/a/leases/l", "application/apply-patch+yaml");
     assert!(c.apply && c.verb == "patch" && c.resource == "leases");
     assert_eq!(classify("GET", "/version", "").verb, "other");
-    let rule = FaultRule::new("update", "snapshotexports", 409).subresource("status");
-    assert!(rule_matches(&rule, &classify("PUT", "/apis/g/v1/namespaces/a/snapshotexports/x/status", "")));
-    assert!(!rule_matches(&rule, &classify("PUT", "/apis/g/v1/namespaces/a/snapshotexports/x", "")));
+    let mut proxy = ProxyState::default();
+    proxy.faults.push_next(FaultRule::new("update", "snapshotexports", 409).subresource("status"));
+    assert_eq!(proxy.fault(&classify("PUT", "/apis/g/v1/namespaces/a/snapshotexports/x", "")), None);
+    assert_eq!(proxy.fault(&classify("PUT", "/apis/g/v1/namespaces/a/snapshotexports/x/status", "")), Some(409));
+    assert_eq!(proxy.fault(&classify("PUT", "/apis/g/v1/namespaces/a/snapshotexports/x/status", "")), None, "count 1: fails once");
     assert_eq!(with_resource_version("/api/v1/pods?watch=true&resourceVersion=42", "1"), "/api/v1/pods?watch=true&resourceVersion=1");
 }

@@ -7,11 +7,13 @@ mod cli;
 mod exactly_once;
 mod harness;
 mod rbac;
+mod readiness;
 mod reliability;
 mod safe_exports;
 mod schedule;
 mod schedule_cost;
 mod schedule_edges;
+mod schedule_serverless;
 mod serverless;
 #[path = "../common/validation_cases.rs"]
 mod validation_cases;

@@ -591,3 +591,46 @@ async fn an_in_region_copy_cannot_launder_a_snapshot_past_the_source_rules() {
         assert!(events.iter().any(|(r, _)| r == "ExportNotAllowed"), "{name}: {events:?}");
     }
 }
+
+/// The preflight checks the keys the export would really write: one per node group of the
+/// source, named by its id. With node groups `0001` and `0003` (a shard was removed) or
+/// user-supplied ids, an object at `<target>-0003.rdb` is a collision that `<target>-0001.rdb`
+/// alone misses; the preflight stalls naming that key, and CopySnapshot is never sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn preflight_checks_every_node_group_key_of_the_source() {
+    let bed = Bed::start().await;
+    let seed = |name: &str, ids: &[&str]| {
+        bed.emulator.ctl(
+            "POST",
+            "/snapshots",
+            Some(json!({"name": name, "node_group_ids": ids, "replication_group_id": "prod", "region": REGION})),
+        );
+    };
+    seed("ng-shrunk", &["0001", "0003"]);
+    seed("ng-custom", &["7", "42"]);
+    seed("ng-free", &["0001", "0003"]);
+    let bucket = "ecx-pf-node-groups";
+    create_bucket(&bed.s3, bucket, REGION, Access::FULL_ACL).await;
+    for key in ["ng-shrunk-x-0003.rdb", "ng-custom-x-42.rdb", "ng-free-x-0002.rdb"] {
+        bed.s3.put_object().bucket(bucket).key(key).body(b"not ours".to_vec().into()).send().await.unwrap();
+    }
+    for (name, source) in [("ng-shrunk-x", "ng-shrunk"), ("ng-custom-x", "ng-custom"), ("ng-free-x", "ng-free")] {
+        bed.cluster.apply(name, json!({"sourceSnapshotName": source, "targetSnapshotName": name, "targetBucket": bucket})).await;
+    }
+    for (name, key) in [("ng-shrunk-x", "ng-shrunk-x-0003.rdb"), ("ng-custom-x", "ng-custom-x-42.rdb")] {
+        let stalled = bed.wait_stalled(name, "S3ObjectAlreadyExists").await;
+        let (_, _, message) = condition(&stalled, "Stalled").unwrap();
+        let documented =
+            format!("The S3 bucket {bucket} already contains an object with key {key}. Give the TargetSnapshotName a new and unique value");
+        assert!(message.starts_with(&documented), "{name}: the preflight names the taken key:\n{message}");
+        let events = warnings_with(&bed, &bed.cluster.namespace, name, "S3ObjectAlreadyExists").await;
+        assert!(events.iter().any(|(r, note)| r == "S3ObjectAlreadyExists" && note.starts_with(&documented)), "{name}: {events:?}");
+        assert!(bed.emulator.copy_calls(name).is_empty(), "{name}: the preflight stopped it, not CopySnapshot");
+        assert!(stalled.status.unwrap().copy_requested_at.is_none(), "{name}: no intent left behind");
+    }
+    // A key of no node group of the source (`-0002`) is no collision: that export completes.
+    let done = bed.wait_ready("ng-free-x").await;
+    let urls: Vec<String> = ["ng-free-x-0001.rdb", "ng-free-x-0003.rdb"].iter().map(|k| format!("s3://{bucket}/{k}")).collect();
+    assert_eq!(done.status.unwrap().exported_objects, urls);
+    assert_eq!(bed.emulator.copy_calls("ng-free-x").len(), 1);
+}

@@ -24,7 +24,7 @@ async fn a_create_snapshot_run_costs_its_create_and_its_delete_only() {
     let annotate = json!({"metadata": {"annotations": {RUN_NOW_ANNOTATION: "1"}}});
     schedules.patch("lean", &PatchParams::default(), &Patch::Merge(annotate)).await.unwrap();
 
-    let run = bed.wait_ready(&ecx::schedule::names::run_now_name("lean", "1")).await;
+    let run = bed.wait_ready(&ecx::schedule::names::run_now_name("lean", "1", 1)).await;
     let snapshot = run.spec.source_snapshot_name.clone();
     let deadline = Instant::now() + Duration::from_secs(30);
     while bed.emulator.calls("DeleteSnapshot").is_empty() {

@@ -1,8 +1,9 @@
 //! `SnapshotExportSchedule` edge cases end to end: a CreateSnapshot run the export policy refuses
-//! takes no snapshot, and the intermediate snapshot of a run that failed for good is deleted.
+//! takes no snapshot, the intermediate snapshot of a run that failed for good is deleted, and a
+//! run-now value used again after another one starts a new run.
 
 use crate::harness::*;
-use crate::schedule::{create_schedule, runs_of, schedule_event_reasons, schedules};
+use crate::schedule::{create_schedule, runs_of, schedule_event_reasons, schedules, seed_automatic};
 use ecx::api::schedule::{SnapshotExportSchedule, RUN_NOW_ANNOTATION};
 use ecx::api::SnapshotExport;
 use kube::api::{Patch, PatchParams};
@@ -111,6 +112,47 @@ async fn a_create_snapshot_run_the_policy_refuses_takes_no_snapshot_and_stalls()
     assert_eq!(creates[0]["params"]["CacheClusterId"], "team-redis");
 }
 
+/// The same when the intent was recorded before a crash (or by an operator without the check)
+/// and the snapshot is not taken yet: a policy that refuses the run keeps it from being taken,
+/// and the intent stays until the policy allows the run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recorded_intent_the_policy_now_refuses_takes_no_snapshot() {
+    use ecx::api::schedule::{PendingSnapshot, SnapshotExportScheduleStatus};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+    let mut bed = Bed::without_operator().await;
+    create_cache_cluster(&bed, "intent").await;
+    let spec = json!({"schedule": "0 3 1 1 *", "source": {"cacheClusterId": "intent", "mode": "CreateSnapshot"}, "template": {"targetBucket": "ecx-nobody-may"}});
+    let mut created = create_schedule(&bed, "intent", spec).await;
+    let scheduled: jiff::Timestamp = "2026-11-29T03:00:00Z".parse().unwrap();
+    let run_name = ecx::schedule::names::run_name("intent", scheduled);
+    let pending = PendingSnapshot {
+        run_name: run_name.clone(),
+        snapshot_name: ecx::schedule::names::intermediate_snapshot_name(&created.uid().unwrap(), &run_name),
+        target_snapshot_name: "intent-20261129-0300".into(),
+        scheduled_time: Time(scheduled),
+    };
+    created.status = Some(SnapshotExportScheduleStatus {
+        last_schedule_time: Some(Time(scheduled)),
+        pending_snapshot: Some(pending.clone()),
+        ..Default::default()
+    });
+    schedules(&bed).replace_status("intent", &kube::api::PostParams::default(), &created).await.unwrap();
+    // No rule: every S3 export is refused.
+    bed.start_operator_with_policy(&[]);
+    let no_snapshot = || {
+        let calls = bed.emulator.calls("CreateSnapshot");
+        (!calls.is_empty()).then(|| format!("a CreateSnapshot for a run the export policy refuses: {calls:?}"))
+    };
+    let stalled = wait_condition(&bed, "intent", "Stalled", no_snapshot).await;
+    assert_eq!(stalled.reason, "ExportNotAllowed", "{}", stalled.message);
+    assert!(stalled.message.contains(&run_name) && stalled.message.contains("ecx-nobody-may"), "{}", stalled.message);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(bed.emulator.calls("CreateSnapshot").is_empty());
+    assert!(runs_of(&bed, "intent").await.is_empty());
+    let status = schedules(&bed).get("intent").await.unwrap().status.unwrap();
+    assert_eq!(status.pending_snapshot, Some(pending), "the intent stays until the policy allows the run");
+}
+
 /// Review finding F3b: the tagged intermediate snapshot of a run that failed for good (AWS
 /// accepted the export and it wrote nothing) is deleted, as after a success; with
 /// `keepIntermediateSnapshot` it is kept.
@@ -165,4 +207,34 @@ async fn the_intermediate_snapshot_of_a_run_that_failed_for_good_is_deleted() {
     let deletes = bed.emulator.calls("DeleteSnapshot");
     assert_eq!(deletes.len(), 1, "one DeleteSnapshot, of the failed run's own snapshot only: {deletes:?}");
     assert!(deletes.iter().all(|c| c["params"]["SnapshotName"] != kept_snapshot.as_str()), "keepIntermediateSnapshot was ignored");
+}
+
+/// Run-now A, then B, then A again: three runs, each under its own name (the third is not
+/// taken for the first, which already ran), each reported as started.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_now_value_used_again_after_another_starts_a_new_run() {
+    let mut bed = Bed::without_operator().await;
+    bed.start_operator(&[]);
+    create_schedule(&bed, "again", json!({"schedule": "0 3 1 1 *", "source": {"replicationGroupId": "again-rg"}, "template": {}})).await;
+    let mut names = Vec::new();
+    for (i, value) in ["A", "B", "A"].iter().enumerate() {
+        // A new backup each time, so the run has something new to export.
+        seed_automatic(&bed, "again-rg", &format!("2026-11-2{i}T02:00:00Z"));
+        run_now(&bed, "again", value).await;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while bed.emulator.calls("CopySnapshot").len() < i + 1 {
+            assert!(Instant::now() < deadline, "run-now {value} (#{}) started no run; log:\n{}", i + 1, bed.log_text());
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let status = schedules(&bed).get("again").await.unwrap().status.unwrap();
+        let name = status.last_run.and_then(|r| r.name).expect("the last run's name");
+        bed.wait_ready(&name).await;
+        names.push(name);
+    }
+    assert_eq!(bed.emulator.calls("CopySnapshot").len(), 3);
+    let runs: Vec<String> = runs_of(&bed, "again").await.iter().map(|r| r.name_any()).collect();
+    assert_eq!(runs.len(), 3, "{runs:?}");
+    assert!(names.iter().all(|n| runs.contains(n)), "the status names the runs that exist: {names:?} {runs:?}");
+    let reasons = schedule_event_reasons(&bed, "again").await;
+    assert_eq!(reasons.iter().filter(|(_, r)| r == "RunStarted").count(), 3, "{reasons:?}");
 }

@@ -11,8 +11,9 @@
 - values.schema.json refuses unknown keys at every level (each object in values.yaml);
 - every value in values.yaml carries a comment;
 - config/iam/policy.json grants exactly the AWS actions behind the SDK calls in src/ (plus
-  AddTagsToResource, which CopySnapshot and CreateSnapshot with tags need), DeleteSnapshot only on
-  snapshots that carry one of the operator's tags, and the bucket policies are well-formed per
+  AddTagsToResource, which the Copy and Create calls with tags need), DeleteSnapshot and
+  DeleteServerlessCacheSnapshot only on snapshots that carry one of the operator's tags, the
+  Create calls only with the schedule tag in the request, and the bucket policies are well-formed per
   partition.
 
 Usage: check_packaging.py <helm-default-rendering.yaml> <kustomize-rendering.yaml>
@@ -217,6 +218,7 @@ ALSO_NEEDS = {
     "elasticache:CopySnapshot": {"elasticache:AddTagsToResource"},
     "elasticache:CreateSnapshot": {"elasticache:AddTagsToResource"},
     "elasticache:CopyServerlessCacheSnapshot": {"elasticache:AddTagsToResource"},
+    "elasticache:CreateServerlessCacheSnapshot": {"elasticache:AddTagsToResource"},
 }
 OWNER_TAG = "elasticache-export.io/owner-uid"
 SCHEDULE_TAG = "elasticache-export.io/schedule-uid"
@@ -240,17 +242,18 @@ def iam_policy_matches_sdk_calls():
             if delete in actions:
                 cond = st.get("Condition", {}).get("Null", {})
                 tags = [k.removeprefix("aws:ResourceTag/") for k, v in cond.items() if v == "false"]
-                allowed = (OWNER_TAG, SCHEDULE_TAG) if delete == "elasticache:DeleteSnapshot" else (OWNER_TAG,)
+                allowed = (OWNER_TAG, SCHEDULE_TAG)
                 check(
                     actions == [delete] and len(cond) == 1 and tags and tags[0] in allowed,
                     f"policy.json: {delete} must be alone in a statement conditioned on one of the operator's tags",
                 )
-        if "elasticache:CreateSnapshot" in actions:
-            cond = st.get("Condition", {}).get("Null", {})
-            check(
-                cond.get(f"aws:RequestTag/{SCHEDULE_TAG}") == "false",
-                "policy.json: CreateSnapshot must be conditioned on the request carrying the schedule tag",
-            )
+        for create in ("elasticache:CreateSnapshot", "elasticache:CreateServerlessCacheSnapshot"):
+            if create in actions:
+                cond = st.get("Condition", {}).get("Null", {})
+                check(
+                    cond.get(f"aws:RequestTag/{SCHEDULE_TAG}") == "false",
+                    f"policy.json: {create} must be conditioned on the request carrying the schedule tag",
+                )
     check(granted == needed, f"config/iam/policy.json grants {sorted(granted - needed)} without a call and misses {sorted(needed - granted)}")
     for partition in ("aws", "aws-us-gov", "aws-cn"):
         path = ROOT / "config" / "iam" / f"bucket-policy-{partition}.json"

@@ -719,8 +719,10 @@ def delete_snapshot(ctx: Ctx, p: dict[str, str]) -> str:
     return wrap("DeleteSnapshot", body, ctx.request_id)
 
 
-def _snapshot_for_arn(ctx: Ctx, arn: str) -> tuple[Any, Any] | None:
-    m = SNAPSHOT_ARN_RE.match(arn or "")
+def _snapshot_for_arn(ctx: Ctx, p: dict[str, str]) -> tuple[Any, str] | None:
+    """The backend and ARN of the node-based snapshot that a tag action's ResourceName names;
+    None for any other ARN (moto, or the serverless handlers, answer those)."""
+    m = SNAPSHOT_ARN_RE.match(require(p, "ResourceName") or "")
     if not m:
         return None
     region, account, name = m.groups()
@@ -728,7 +730,7 @@ def _snapshot_for_arn(ctx: Ctx, arn: str) -> tuple[Any, Any] | None:
     snap = lookup(backend, name)
     if snap is None:
         raise snapshot_not_found(name)
-    return backend, snap
+    return backend, snap.arn
 
 
 def _tag_list(backend: Any, arn: str) -> str:
@@ -741,22 +743,18 @@ def _tag_list(backend: Any, arn: str) -> str:
 
 
 def list_tags(ctx: Ctx, p: dict[str, str]) -> str | None:
-    arn = require(p, "ResourceName")
-    found = _snapshot_for_arn(ctx, arn)
+    found = _snapshot_for_arn(ctx, p)
     if found is None:
         return None
-    backend, snap = found
-    arn = snap.arn
+    backend, arn = found
     return wrap("ListTagsForResource", _tag_list(backend, arn), ctx.request_id)
 
 
 def add_tags(ctx: Ctx, p: dict[str, str]) -> str | None:
-    arn = require(p, "ResourceName")
-    found = _snapshot_for_arn(ctx, arn)
+    found = _snapshot_for_arn(ctx, p)
     if found is None:
         return None
-    backend, snap = found
-    arn = snap.arn
+    backend, arn = found
     tags = parse_tags(p)
     existing = backend.tagging_service.list_tags_for_resource(arn)["Tags"]
     validate_tags(existing, tags)
@@ -765,12 +763,10 @@ def add_tags(ctx: Ctx, p: dict[str, str]) -> str | None:
 
 
 def remove_tags(ctx: Ctx, p: dict[str, str]) -> str | None:
-    arn = require(p, "ResourceName")
-    found = _snapshot_for_arn(ctx, arn)
+    found = _snapshot_for_arn(ctx, p)
     if found is None:
         return None
-    backend, snap = found
-    arn = snap.arn
+    backend, arn = found
     keys = [v for k, v in sorted(p.items()) if re.match(r"^TagKeys\.member\.\d+$", k)]
     backend.tagging_service.untag_resource_using_names(arn, keys)
     return wrap("RemoveTagsFromResource", _tag_list(backend, arn), ctx.request_id)

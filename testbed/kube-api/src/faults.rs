@@ -54,14 +54,16 @@ impl FaultRule {
     }
 }
 
-pub(crate) enum Mode {
+enum Mode {
     Next(usize),
     Rate { rate: f64, state: u64 },
 }
 
+/// A set of fault rules and the decision which request they fail: the test bed's, and the e2e
+/// suite's recording proxy in front of a real API server, so both inject the same faults.
 #[derive(Default)]
-pub(crate) struct FaultState {
-    pub rules: Vec<(FaultRule, Mode)>,
+pub struct FaultState {
+    rules: Vec<(FaultRule, Mode)>,
 }
 
 fn splitmix(state: &mut u64) -> f64 {
@@ -74,6 +76,22 @@ fn splitmix(state: &mut u64) -> f64 {
 }
 
 impl FaultState {
+    /// Fail the next `rule.count` matching requests.
+    pub fn push_next(&mut self, rule: FaultRule) {
+        let n = rule.count;
+        self.rules.push((rule, Mode::Next(n)));
+    }
+
+    /// Fail a random share `rate` (0.0-1.0) of matching requests, deterministic for a `seed`.
+    pub fn push_rate(&mut self, rule: FaultRule, rate: f64, seed: u64) {
+        self.rules.push((rule, Mode::Rate { rate: rate.clamp(0.0, 1.0), state: seed }));
+    }
+
+    /// Remove every rule.
+    pub fn clear(&mut self) {
+        self.rules.clear();
+    }
+
     /// Should this request fail? Returns the HTTP status to answer.
     pub fn check(&mut self, verb: &str, apply: bool, resource: &str, sub: Option<&str>) -> Option<u16> {
         let mut hit = None;
@@ -115,18 +133,17 @@ impl Faults {
 
     /// Answer the next `rule.count` requests matching the rule with `rule.status`.
     pub fn fail_next(&self, rule: FaultRule) {
-        let n = rule.count;
-        self.shared.faults.lock().expect("faults lock").rules.push((rule, Mode::Next(n)));
+        self.shared.faults.lock().expect("faults lock").push_next(rule);
     }
 
     /// Fail a random share `rate` (0.0-1.0) of matching requests, deterministic for a `seed`.
     pub fn fail_rate(&self, rule: FaultRule, rate: f64, seed: u64) {
-        self.shared.faults.lock().expect("faults lock").rules.push((rule, Mode::Rate { rate: rate.clamp(0.0, 1.0), state: seed }));
+        self.shared.faults.lock().expect("faults lock").push_rate(rule, rate, seed);
     }
 
     /// Remove all fault rules.
     pub fn clear(&self) {
-        self.shared.faults.lock().expect("faults lock").rules.clear();
+        self.shared.faults.lock().expect("faults lock").clear();
     }
 }
 

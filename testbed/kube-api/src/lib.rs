@@ -16,7 +16,7 @@ mod selectors;
 mod server;
 mod store;
 
-pub use faults::{FaultRule, Faults, Stats};
+pub use faults::{FaultRule, FaultState, Faults, Stats};
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
