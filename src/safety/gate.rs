@@ -163,7 +163,12 @@ impl ExportSafety {
             let message = format!("The export policy allows namespace {namespace} to copy source snapshot {} only after checking where it comes from, and this operator cannot read snapshot provenance.", spec.source_snapshot_name);
             return Err(stalled(Refusal::REASON, message));
         };
-        match sources.source_facts(&spec.source_snapshot_name).await {
+        let facts = if spec.is_serverless() {
+            sources.serverless_source_facts(&spec.source_snapshot_name)
+        } else {
+            sources.source_facts(&spec.source_snapshot_name)
+        };
+        match facts.await {
             // A missing source: CopySnapshot reports it (SourceSnapshotNotFound), nothing is copied.
             Ok(None) => Ok(Some(first_node_group())),
             Ok(Some(facts)) => match policy.check_provenance(&request, &facts) {
@@ -177,9 +182,10 @@ impl ExportSafety {
             Err(AwsError::Fault { operation, fault }) => Err(stalled(
                 SOURCE_INSPECTION_FAILED_REASON,
                 format!(
-                    "The operator cannot check where source snapshot {} comes from, which its export policy requires: {operation} failed: {}. Grant its role elasticache:DescribeSnapshots and elasticache:ListTagsForResource.",
+                    "The operator cannot check where source snapshot {} comes from, which its export policy requires: {operation} failed: {}. Grant its role elasticache:{} and elasticache:ListTagsForResource.",
                     spec.source_snapshot_name,
-                    fault.message()
+                    fault.message(),
+                    if spec.is_serverless() { "DescribeServerlessCacheSnapshots" } else { "DescribeSnapshots" }
                 ),
             )),
         }
