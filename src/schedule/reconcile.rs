@@ -96,7 +96,7 @@ pub async fn reconcile(obj: Arc<SnapshotExportSchedule>, ctx: Arc<ScheduleContex
 
     // CreateSnapshot mode: a run whose snapshot was being taken when we last stopped.
     if let Some(pending) = status.pending_snapshot.clone() {
-        match runs::finish_pending(&ctx, &obj, &exports, &cache, &pending).await {
+        match runs::finish_pending(&ctx, &obj, &exports, &cache, &pending, false).await {
             Ok(()) => status.pending_snapshot = None,
             // The intent stays: the run for that time starts once the cause is fixed.
             Err(ScheduleError::Aws(AwsError::Fault { fault, .. })) => {
