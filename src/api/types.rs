@@ -312,8 +312,19 @@ impl SnapshotExportStatus {
     /// other stall (`phase: Failed` before acceptance: a bucket to fix, a policy refusal) is
     /// retried slowly and may still succeed, so it is still in flight.
     pub fn is_failed_for_good(&self) -> bool {
-        self.phase == Some(Phase::Failed)
-            && (self.copy_accepted_at.is_some()
-                || self.last_error.as_ref().is_some_and(|e| matches!(e.reason.as_str(), "InvalidSpec" | "SpecChanged")))
+        self.phase == Some(Phase::Failed) && (self.copy_accepted_at.is_some() || self.is_stalled_by_its_spec())
+    }
+
+    /// Whether the object is finished for good without success and no edit can revive it: AWS
+    /// accepted its request and it then stalled (the copy failed or vanished, the export failed).
+    /// No AWS call is ever made for it again; a new copy is a new SnapshotExport.
+    pub fn is_terminal(&self) -> bool {
+        self.phase == Some(Phase::Failed) && self.copy_accepted_at.is_some() && !self.is_stalled_by_its_spec()
+    }
+
+    /// Stalled for its spec (`InvalidSpec`, `SpecChanged`): healed by an edit of the object
+    /// (reverting the spec), not by AWS.
+    fn is_stalled_by_its_spec(&self) -> bool {
+        self.last_error.as_ref().is_some_and(|e| matches!(e.reason.as_str(), "InvalidSpec" | "SpecChanged"))
     }
 }

@@ -37,10 +37,6 @@ pub const ADOPTION_CLOCK_SKEW: SignedDuration = SignedDuration::from_secs(30);
 /// look finds nothing of ours before the object stalls with `AwsAnswerInconsistent`.
 pub const RECHECK_LIMIT: u32 = 5;
 
-/// Stall reasons after which an accepted object is not terminal: they are healed by an edit of
-/// the object (reverting the spec), not by AWS.
-const HEALED_BY_AN_EDIT: &[&str] = &["SpecChanged", "InvalidSpec"];
-
 /// Whether AWS accepted this object's request: recorded durably in `copyAcceptedAt` (objects
 /// written before that field existed: their phase says so while in flight).
 pub fn is_accepted(status: &SnapshotExportStatus) -> bool {
@@ -51,9 +47,7 @@ pub fn is_accepted(status: &SnapshotExportStatus) -> bool {
 /// stalled (the copy failed or vanished, the export failed). No AWS call is ever made for it
 /// again; a new copy is a new SnapshotExport.
 pub fn is_terminal(status: &SnapshotExportStatus) -> bool {
-    status.phase == Some(Phase::Failed)
-        && status.copy_accepted_at.is_some()
-        && !status.last_error.as_ref().is_some_and(|e| HEALED_BY_AN_EDIT.contains(&e.reason.as_str()))
+    status.is_terminal()
 }
 
 /// `SpecChanged` when the spec differs from the one the request was made for (an edit that the

@@ -260,6 +260,7 @@ pub(super) fn view(run: SnapshotExport) -> RunView {
         .unwrap_or(Timestamp::UNIX_EPOCH);
     let status = run.status.clone().unwrap_or_default();
     let state = run_state(&status);
+    let over_for_good = state == RunState::Succeeded || status.is_terminal();
     let failure = find(&status.conditions, STALLED).filter(|c| c.status == "True").map(|c| (c.reason.clone(), c.message.clone()));
     RunView {
         facts: RunFacts { name: run.name_any(), scheduled, state },
@@ -267,7 +268,10 @@ pub(super) fn view(run: SnapshotExport) -> RunView {
         completed_at: status.completed_at.map(|t| t.0),
         failure,
         source: run.spec.source_snapshot_name.clone(),
-        intermediate: annotations.get(INTERMEDIATE_ANNOTATION).cloned(),
+        // Released for deletion only once no edit can make the run use it again: it completed, or
+        // failed for good after AWS accepted it (a spec stall is healed by reverting the edit,
+        // and then needs its source).
+        intermediate: annotations.get(INTERMEDIATE_ANNOTATION).filter(|_| over_for_good).cloned(),
         serverless: run.spec.is_serverless(),
         exported_objects: status.exported_objects.clone(),
         requested_at: status.copy_requested_at.map(|t| t.0),
@@ -341,6 +345,38 @@ mod tests {
         ];
         for (status, want) in cases {
             assert_eq!(run_state(&status), want, "{status:?}");
+        }
+    }
+    /// A CreateSnapshot run's snapshot is handed to cleanup only when no edit can make the run
+    /// use it again: a spec stall (healed by reverting the edit) keeps it.
+    #[test]
+    fn the_intermediate_snapshot_is_released_only_when_no_edit_can_revive_the_run() {
+        let run = |status: SnapshotExportStatus| -> SnapshotExport {
+            let mut run: SnapshotExport = serde_json::from_value(serde_json::json!({
+                "apiVersion": "elasticache-export.io/v1alpha1", "kind": "SnapshotExport",
+                "metadata": {"name": "r", "annotations": {INTERMEDIATE_ANNOTATION: "ecx-snap"}},
+                "spec": {"sourceSnapshotName": "ecx-snap", "targetSnapshotName": "t", "targetBucket": "b"},
+            }))
+            .unwrap();
+            run.status = Some(status);
+            run
+        };
+        let stalled = |reason: &str, accepted: bool| SnapshotExportStatus {
+            phase: Some(Phase::Failed),
+            copy_accepted_at: accepted.then_some(Time(T::UNIX_EPOCH)),
+            last_error: Some(LastError { reason: reason.into(), message: String::new() }),
+            ..Default::default()
+        };
+        let cases = [
+            (SnapshotExportStatus { phase: Some(Phase::Completed), ..Default::default() }, true),
+            (stalled("ExportFailed", true), true),
+            (stalled("SpecChanged", true), false),
+            (stalled("InvalidSpec", false), false),
+            (SnapshotExportStatus { phase: Some(Phase::Exporting), ..Default::default() }, false),
+        ];
+        for (status, released) in cases {
+            let view = view(run(status.clone()));
+            assert_eq!(view.intermediate.is_some(), released, "{status:?}");
         }
     }
 }

@@ -16,7 +16,7 @@ pub struct RunView {
     /// Why it failed (its Stalled condition's reason and message).
     pub failure: Option<(String, String)>,
     pub source: String,
-    /// CreateSnapshot mode: the intermediate snapshot still to delete.
+    /// CreateSnapshot mode: the intermediate snapshot to delete now (its run is over for good).
     pub intermediate: Option<String>,
     /// The run's source is a serverless snapshot (so is its intermediate one).
     pub serverless: bool,
