@@ -116,6 +116,7 @@ pub async fn reconcile(obj: Arc<SnapshotExportSchedule>, ctx: Arc<ScheduleContex
 
     let in_flight = runs.iter().any(|r| r.facts.state == RunState::InFlight) || status.pending_snapshot.is_some();
     let annotations = obj.metadata.annotations.clone().unwrap_or_default();
+    let run_names: Vec<String> = runs.iter().map(|r| r.facts.name.clone()).collect();
     let facts = Facts {
         now,
         name: &name,
@@ -127,6 +128,7 @@ pub async fn reconcile(obj: Arc<SnapshotExportSchedule>, ctx: Arc<ScheduleContex
         last_run_now: status.last_run_now.as_deref(),
         run_now_count: status.run_now_count,
         in_flight,
+        runs: &run_names,
     };
     let decision = plan(&timetable, &facts);
     let outcome = match decision.plan {

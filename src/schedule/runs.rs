@@ -47,6 +47,26 @@ pub(super) async fn start_run(
         run_now.as_ref().map(|r| (r.value.as_str(), r.seq)),
     )
     .map_err(|e| AwsError::Fault { operation: "template", fault: crate::aws::CopyFault::InvalidParameterValue { message: e } })?;
+    if let Some(run) = runs.iter().find(|r| r.facts.name == run_name) {
+        // Created before its time was recorded (the status write failed, or a crash): the
+        // run is ours and under way, so record it as started; nothing is requested again.
+        let created = match obj.spec.source.mode {
+            SourceMode::LatestAutomatic => {
+                let snaps = ctx.looks.automatic_snapshots(&ctx.aws, cache, scheduled).await?;
+                snaps.iter().find(|s| s.name == run.source).and_then(|s| s.created)
+            }
+            SourceMode::CreateSnapshot => None,
+        };
+        status.source = Some(ResolvedSource {
+            cache_id: cache.id().into(),
+            snapshot_name: Some(run.source.clone()),
+            snapshot_create_time: created.map(Time),
+        });
+        record_handled(status, scheduled, run_now);
+        status.last_run = Some(pending_run(run_name, scheduled));
+        info!(schedule = %name, run = %run_name, snapshot = %run.source, "recorded a run started before");
+        return Ok((true, "RunStarted".into(), format!("Started {run_name}: exporting {} as {target}.", run.source)));
+    }
     match obj.spec.source.mode {
         SourceMode::LatestAutomatic => {
             let snaps = ctx.looks.automatic_snapshots(&ctx.aws, cache, scheduled).await?;

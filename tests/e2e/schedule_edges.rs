@@ -1,6 +1,7 @@
 //! `SnapshotExportSchedule` edge cases end to end: a CreateSnapshot run the export policy refuses
 //! takes no snapshot, the intermediate snapshot of a run that failed for good is deleted, and a
-//! run-now value used again after another one starts a new run.
+//! run-now value used again after another one starts a new run; a run whose status write was
+//! lost is reported started, not skipped.
 
 use crate::harness::*;
 use crate::schedule::{create_schedule, runs_of, schedule_event_reasons, schedules, seed_automatic};
@@ -237,4 +238,51 @@ async fn a_run_now_value_used_again_after_another_starts_a_new_run() {
     assert!(names.iter().all(|n| runs.contains(n)), "the status names the runs that exist: {names:?} {runs:?}");
     let reasons = schedule_event_reasons(&bed, "again").await;
     assert_eq!(reasons.iter().filter(|(_, r)| r == "RunStarted").count(), 3, "{reasons:?}");
+}
+
+/// The status of schedule `name` once `done` holds for it, waiting up to 30 s.
+async fn wait_status(
+    bed: &Bed,
+    name: &str,
+    what: &str,
+    done: impl Fn(&ecx::api::schedule::SnapshotExportScheduleStatus) -> bool,
+) -> ecx::api::schedule::SnapshotExportScheduleStatus {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(status) = schedules(bed).get(name).await.unwrap().status.filter(|s| done(s)) {
+            return status;
+        }
+        assert!(Instant::now() < deadline, "{name}: {what} never happened; log:\n{}", bed.log_text());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Review finding A: the run for run-now `a` is created, and the status write recording it
+/// fails (409: the schedule was edited meanwhile). The retry finds the run in flight under the
+/// very name it planned: it records `a` as handled and reports the run as started, never
+/// "did not start: the previous run is still in flight" while the run is exporting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_whose_status_write_failed_is_reported_started_not_skipped() {
+    let mut bed = Bed::without_operator().await;
+    let proxy = bed.cluster.kube_proxy().await;
+    bed.start_operator_through(&proxy, &[]);
+    seed_automatic(&bed, "lied-rg", "2026-11-20T02:00:00Z");
+    create_schedule(&bed, "lied", json!({"schedule": "0 3 1 1 *", "source": {"replicationGroupId": "lied-rg"}, "template": {}})).await;
+    // The first status (no run yet) is written; the next write, the one recording the run, fails.
+    wait_status(&bed, "lied", "the first status", |s| s.next_schedule_time.is_some()).await;
+    proxy.fail_next(kube_testbed::FaultRule::new("update", "snapshotexportschedules", 409).subresource("status"));
+    run_now(&bed, "lied", "a").await;
+
+    let status = wait_status(&bed, "lied", "run-now a recorded", |s| s.last_run_now.as_deref() == Some("a")).await;
+    assert!(proxy.stats().injected_faults >= 1, "the status write was not failed");
+    let runs = runs_of(&bed, "lied").await;
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    let last = status.last_run.clone().expect("lastRun");
+    assert_eq!(last.skip_reason, None, "the run that is exporting is reported as skipped: {status:?}");
+    assert_eq!(last.name.as_deref(), Some(runs[0].name_any().as_str()), "{status:?}");
+    bed.wait_ready(&runs[0].name_any()).await;
+    let reasons = schedule_event_reasons(&bed, "lied").await;
+    assert!(!reasons.iter().any(|(t, _)| t == "Warning"), "{reasons:?}");
+    assert_eq!(reasons.iter().filter(|(_, r)| r == "RunStarted").count(), 1, "{reasons:?}");
+    assert_eq!(bed.emulator.calls("CopySnapshot").len(), 1);
 }
