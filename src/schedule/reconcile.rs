@@ -139,6 +139,12 @@ pub async fn reconcile(obj: Arc<SnapshotExportSchedule>, ctx: Arc<ScheduleContex
             Some((false, reason.as_str().to_string(), message))
         }
         Plan::Start { scheduled, run_name, run_now } => {
+            // A run-now's time is the reconcile's: it stays out of a message stored in the
+            // status, or each retry would rewrite it.
+            let the_run = match &run_now {
+                Some(r) => format!("The run asked for by {RUN_NOW_ANNOTATION}={:?}", r.value),
+                None => format!("The run for {scheduled}"),
+            };
             let started =
                 runs::start_run(&ctx, &mut obj, &exports, &cache, &timetable, &runs, &mut status, scheduled, &run_name, run_now).await;
             match started {
@@ -150,18 +156,18 @@ pub async fn reconcile(obj: Arc<SnapshotExportSchedule>, ctx: Arc<ScheduleContex
                     } else {
                         ("SourceUnavailable", "Check the source cache and the operator's IAM policy")
                     };
-                    let message = format!("The run for {scheduled} could not start: {fault}. {fix}; it is tried again.");
+                    let message = format!("{the_run} could not start: {fault}. {fix}; it is tried again.");
                     stall = Some((reason, message.clone()));
                     Some((false, reason.to_string(), message))
                 }
                 Err(err @ ScheduleError::RunNameTaken { .. }) => {
-                    let message = format!("The run for {scheduled} could not start: {err}.");
+                    let message = format!("{the_run} could not start: {err}.");
                     stall = Some(("RunNameTaken", message.clone()));
                     Some((false, "RunNameTaken".to_string(), message))
                 }
                 // Not recorded as handled: the run starts once the policy allows it.
                 Err(ScheduleError::ExportNotAllowed(why)) => {
-                    let message = format!("The run for {scheduled} did not start: {why}");
+                    let message = format!("{the_run} did not start: {why}");
                     stall = Some((Refusal::REASON, message.clone()));
                     Some((false, Refusal::REASON.to_string(), message))
                 }
@@ -184,10 +190,11 @@ pub async fn reconcile(obj: Arc<SnapshotExportSchedule>, ctx: Arc<ScheduleContex
         ctx.metrics.schedule_interval.get_or_create(&labels).set(after);
     }
     let finished = just_finished(&old, &status, &runs).cloned();
-    write_status(&ctx, &mut obj, status).await?;
+    let written = write_status(&ctx, &mut obj, status).await?;
     // Told and counted only once the status recording it is stored: a reconcile whose write
-    // fails (409 from a concurrent one) says nothing.
-    if let Some((started, reason, message)) = &outcome {
+    // fails (409 from a concurrent one) says nothing, and one that finds the same stall as the
+    // last (its status unchanged) says nothing again.
+    if let Some((started, reason, message)) = outcome.as_ref().filter(|_| written) {
         count(&ctx, &ns, &name, reason);
         if *started {
             publish(&ctx, &obj, false, reason, message).await;

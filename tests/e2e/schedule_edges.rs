@@ -1,7 +1,7 @@
 //! `SnapshotExportSchedule` edge cases end to end: a CreateSnapshot run the export policy refuses
 //! takes no snapshot, the intermediate snapshot of a run that failed for good is deleted, and a
 //! run-now value used again after another one starts a new run; a run whose status write was
-//! lost is reported started, not skipped.
+//! lost is reported started, not skipped; a refused run is told, counted and written once.
 
 use crate::harness::*;
 use crate::schedule::{create_schedule, runs_of, schedule_event_reasons, schedules, seed_automatic};
@@ -285,4 +285,62 @@ async fn a_run_whose_status_write_failed_is_reported_started_not_skipped() {
     assert!(!reasons.iter().any(|(t, _)| t == "Warning"), "{reasons:?}");
     assert_eq!(reasons.iter().filter(|(_, r)| r == "RunStarted").count(), 1, "{reasons:?}");
     assert_eq!(bed.emulator.calls("CopySnapshot").len(), 1);
+}
+
+/// The operator (no export policy: every S3 export is refused) talking to the API server
+/// through `proxy`.
+fn start_refusing_operator_through(bed: &mut Bed, proxy: &KubeProxy) {
+    let kubeconfig = bed.dir.path().join("kubeconfig-refusing");
+    std::fs::write(&kubeconfig, proxy.kubeconfig_yaml(&bed.cluster.namespace)).unwrap();
+    let n = bed.operators.len();
+    let op = Operator::start_with_kubeconfig(&bed.cluster, &bed.emulator, bed.dir.path(), n, TEST_TIMING, &kubeconfig);
+    bed.operators.push(op);
+}
+
+/// `schedule_runs_total{outcome}` of schedule `name` on the operator's /metrics page.
+fn runs_counted(bed: &Bed, name: &str, outcome: &str) -> u64 {
+    let metrics = bed.metrics();
+    metrics
+        .lines()
+        .filter(|l| {
+            l.starts_with("ecx_schedule_runs")
+                && l.contains(&format!("schedule=\"{name}\""))
+                && l.contains(&format!("outcome=\"{outcome}\""))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
+/// Review finding C: a run the policy refuses is a Warning and a `schedule_runs` count once,
+/// not on every later reconcile that finds the same; and a refused run-now's status (which
+/// named the reconcile's time) is not rewritten by each of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_run_is_told_counted_and_written_once() {
+    let mut bed = Bed::without_operator().await;
+    let proxy = bed.cluster.kube_proxy().await;
+    create_cache_cluster(&bed, "refused").await;
+    start_refusing_operator_through(&mut bed, &proxy);
+    let spec = json!({"schedule": "0 3 1 1 *", "source": {"cacheClusterId": "refused", "mode": "CreateSnapshot"}, "template": {"targetBucket": "ecx-refused"}});
+    create_schedule(&bed, "refused", spec).await;
+    run_now(&bed, "refused", "1").await;
+    let stalled = wait_condition(&bed, "refused", "Stalled", || None).await;
+    assert_eq!(stalled.reason, "ExportNotAllowed", "{}", stalled.message);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let writes = || proxy.stats().count("update", "snapshotexportschedules/status");
+    let reads = || proxy.stats().count("get", "snapshotexportschedules");
+    let (written, counted, read) = (writes(), runs_counted(&bed, "refused", "ExportNotAllowed"), reads());
+    assert_eq!(counted, 1);
+    // Three more reconciles (an annotation edit wakes the schedule), each refused the same way.
+    for i in 0..3 {
+        let poke = json!({"metadata": {"annotations": {"example.com/poke": i.to_string()}}});
+        schedules(&bed).patch("refused", &PatchParams::default(), &Patch::Merge(poke)).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+    }
+    // Each reconcile reads the schedule afresh.
+    assert!(reads() >= read + 3, "the reconciles did not happen: {} reads; log:\n{}", reads() - read, bed.log_text());
+    assert_eq!(writes(), written, "the status was rewritten with nothing new");
+    assert_eq!(runs_counted(&bed, "refused", "ExportNotAllowed"), 1, "counted again");
+    let warnings = schedule_event_reasons(&bed, "refused").await;
+    assert_eq!(warnings.iter().filter(|(_, r)| r == "ExportNotAllowed").count(), 1, "{warnings:?}");
+    assert!(bed.emulator.calls("CreateSnapshot").is_empty());
 }
