@@ -170,13 +170,15 @@ async fn describe_serverless_automatic(aws: &SdkSnapshots, cache: &str) -> Resul
             });
         }
         match page.next_token() {
-            Some(next) if !next.is_empty() && token.as_deref() == Some(next) => return Err(AwsError::Transient {
-                operation: OP,
-                code: "RepeatedNextToken".into(),
-                message: format!(
+            Some(next) if !next.is_empty() && token.as_deref() == Some(next) => {
+                return Err(AwsError::Transient {
+                    operation: OP,
+                    code: "RepeatedNextToken".into(),
+                    message: format!(
                     "ElastiCache answered the listing of serverless cache {cache}'s automatic snapshots with the NextToken it was given"
                 ),
-            }),
+                })
+            }
             Some(next) if !next.is_empty() => token = Some(next.to_string()),
             _ => return Ok(out),
         }

@@ -93,11 +93,35 @@ pub async fn reconcile(obj: Arc<SnapshotExportSchedule>, ctx: Arc<ScheduleContex
     let mut runs = runs::observe_runs(&exports, &name, &uid).await?;
     let mut status = old.clone();
     let mut stall: Option<(&str, String)> = None;
+    // A recorded intent that cannot be carried out now (told once, as a start that fails is),
+    // and whether the export policy is what refuses it.
+    let mut intent_stalled = false;
+    let mut intent_refused = false;
+    let mut dropped: Option<String> = None;
 
     // CreateSnapshot mode: a run whose snapshot was being taken when we last stopped.
     if let Some(pending) = status.pending_snapshot.clone() {
-        match runs::finish_pending(&ctx, &obj, &exports, &cache, &pending).await {
-            Ok(()) => status.pending_snapshot = None,
+        let late = now.duration_since(pending.scheduled_time.0).as_secs();
+        let deadline = obj.spec.starting_deadline_seconds.filter(|d| late > *d);
+        match runs::finish_pending(&ctx, &obj, &exports, &cache, &pending, deadline.is_some()).await {
+            Ok(runs::Finished::Started) => status.pending_snapshot = None,
+            // Its snapshot was never taken and its time is long past (the policy refused it,
+            // or the operator was down): no run for that time; the plan picks the next one.
+            Ok(runs::Finished::Dropped) => {
+                status.pending_snapshot = None;
+                status.last_run = Some(LastRun {
+                    name: None,
+                    scheduled_time: Some(pending.scheduled_time.clone()),
+                    phase: None,
+                    skip_reason: Some(SkipReason::MissedDeadline),
+                });
+                dropped = Some(format!(
+                    "The run {} was skipped: its snapshot was not taken within startingDeadlineSeconds ({}s) of {}; the next run starts on time.",
+                    pending.run_name,
+                    deadline.unwrap_or_default(),
+                    pending.scheduled_time.0
+                ));
+            }
             // The intent stays: the run for that time starts once the cause is fixed.
             Err(ScheduleError::Aws(AwsError::Fault { fault, .. })) => {
                 let message = format!("The run {} could not take its snapshot: {fault}. Check the source cache and the operator's IAM policy; it is tried again.", pending.run_name);
@@ -107,10 +131,12 @@ pub async fn reconcile(obj: Arc<SnapshotExportSchedule>, ctx: Arc<ScheduleContex
                 stall = Some(("RunNameTaken", format!("The run {} could not start: {err}.", pending.run_name)))
             }
             Err(ScheduleError::ExportNotAllowed(message)) => {
+                intent_refused = true;
                 stall = Some((Refusal::REASON, format!("The run {} did not start: {message}", pending.run_name)))
             }
             Err(other) => return Err(other),
         }
+        intent_stalled = stall.is_some();
         runs = runs::observe_runs(&exports, &name, &uid).await?;
     }
 
@@ -130,7 +156,13 @@ pub async fn reconcile(obj: Arc<SnapshotExportSchedule>, ctx: Arc<ScheduleContex
         in_flight,
         runs: &run_names,
     };
-    let decision = plan(&timetable, &facts);
+    let mut decision = plan(&timetable, &facts);
+    if intent_refused {
+        // The policy holds up the recorded run: later times wait for it (and a run-now value is
+        // acted on once it is settled) rather than be skipped as "the previous run is in
+        // flight", which blames a run that never started.
+        decision.plan = Plan::Idle;
+    }
     let outcome = match decision.plan {
         Plan::Idle => None,
         Plan::Skip { scheduled, reason, run_now, message } => {
@@ -178,6 +210,7 @@ pub async fn reconcile(obj: Arc<SnapshotExportSchedule>, ctx: Arc<ScheduleContex
     if outcome.is_some() {
         runs = runs::observe_runs(&exports, &name, &uid).await?;
     }
+    let outcome = outcome.or_else(|| stall.clone().filter(|_| intent_stalled).map(|(r, m)| (false, r.to_string(), m)));
 
     cleanup::cleanup_intermediates(&ctx, &obj, &exports, &runs).await?;
     cleanup::prune(&ctx, &obj, &exports, &runs).await?;
@@ -201,6 +234,10 @@ pub async fn reconcile(obj: Arc<SnapshotExportSchedule>, ctx: Arc<ScheduleContex
         } else {
             warning(&ctx, &obj, reason, message).await;
         }
+    }
+    if let Some(message) = dropped.filter(|_| written) {
+        count(&ctx, &ns, &name, SkipReason::MissedDeadline.as_str());
+        warning(&ctx, &obj, SkipReason::MissedDeadline.as_str(), &message).await;
     }
     if let Some(run) = finished {
         match (&run.facts.state, &run.failure) {

@@ -118,23 +118,34 @@ pub(super) async fn start_run(
                 snapshot_create_time: None,
             });
             write_status(ctx, obj, status.clone()).await?;
-            finish_pending(ctx, obj, exports, cache, &pending).await?;
+            finish_pending(ctx, obj, exports, cache, &pending, false).await?;
             status.pending_snapshot = None;
             Ok((true, "RunStarted".into(), format!("Started {run_name}: took snapshot {} to export as {target}.", pending.snapshot_name)))
         }
     }
 }
 
+/// What became of a recorded intent.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Finished {
+    /// Its run exists (created now or before).
+    Started,
+    /// Past its starting deadline and its snapshot never taken: dropped, nothing in AWS.
+    Dropped,
+}
+
 /// CreateSnapshot mode, after the intent is recorded: the intermediate snapshot (taken once:
 /// when it exists it must carry our tag), then the run that exports it (it waits for the
-/// snapshot to become available).
+/// snapshot to become available). `stale`: the intent is past `startingDeadlineSeconds`, so a
+/// snapshot not taken yet is not taken for that old time.
 pub(super) async fn finish_pending(
     ctx: &ScheduleContext,
     obj: &SnapshotExportSchedule,
     exports: &Api<SnapshotExport>,
     cache: &CacheRef,
     pending: &PendingSnapshot,
-) -> Result<(), ScheduleError> {
+    stale: bool,
+) -> Result<Finished, ScheduleError> {
     let uid = obj.uid().unwrap_or_default();
     let target = &pending.target_snapshot_name;
     // A run of ours that exists already was started after its snapshot was: nothing left to do
@@ -144,6 +155,9 @@ pub(super) async fn finish_pending(
         let serverless = cache.is_serverless();
         let found = sched_aws::find_snapshot(&ctx.aws, serverless, &pending.snapshot_name).await?;
         if found.is_none() {
+            if stale {
+                return Ok(Finished::Dropped);
+            }
             // Not taken yet: only if the policy still allows the run (the intent stays until it does).
             allowed(ctx, obj, cache, &pending.snapshot_name)?;
         }
@@ -174,7 +188,7 @@ pub(super) async fn finish_pending(
         create_run(exports, obj, &pending.run_name, pending.scheduled_time.0, &pending.snapshot_name, target, Some(&pending.snapshot_name))
             .await?;
     }
-    Ok(())
+    Ok(Finished::Started)
 }
 
 /// The export policy's word on the run that will export `snapshot` (see `policy.rs`).

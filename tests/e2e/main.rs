@@ -12,6 +12,7 @@ mod reliability;
 mod safe_exports;
 mod schedule;
 mod schedule_edges;
+mod schedule_intent;
 mod schedule_serverless;
 mod serverless;
 #[path = "../common/validation_cases.rs"]
