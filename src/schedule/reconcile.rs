@@ -38,9 +38,9 @@ pub struct ScheduleContext {
     pub events: Events,
     pub metrics: Arc<Metrics>,
     pub looks: SharedLooks,
-    /// The export policy, asked for a CreateSnapshot run before its snapshot is taken (the same
-    /// file and flags as the SnapshotExport gate's, read on its own).
-    pub policy: PolicySource,
+    /// The export policy, asked for a CreateSnapshot run before its snapshot is taken: the
+    /// SnapshotExport gate's own (one source, so both read the same content).
+    pub policy: Arc<PolicySource>,
     pub clock: Clock,
     /// The longest a reconcile waits, in real time (a safety net while runs are in flight).
     pub safety_requeue: Duration,

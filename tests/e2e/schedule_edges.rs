@@ -1,7 +1,8 @@
 //! `SnapshotExportSchedule` edge cases end to end: a CreateSnapshot run the export policy refuses
 //! takes no snapshot, the intermediate snapshot of a run that failed for good is deleted, and a
 //! run-now value used again after another one starts a new run; a run whose status write was
-//! lost is reported started, not skipped; a refused run is told, counted and written once.
+//! lost is reported started, not skipped; a refused run is told, counted and written once; the
+//! schedules and the SnapshotExport gate read one export policy.
 
 use crate::harness::*;
 use crate::schedule::{create_schedule, runs_of, schedule_event_reasons, schedules, seed_automatic};
@@ -343,4 +344,44 @@ async fn a_refused_run_is_told_counted_and_written_once() {
     let warnings = schedule_event_reasons(&bed, "refused").await;
     assert_eq!(warnings.iter().filter(|(_, r)| r == "ExportNotAllowed").count(), 1, "{warnings:?}");
     assert!(bed.emulator.calls("CreateSnapshot").is_empty());
+}
+
+/// Review finding F: the schedules' policy pre-check and the SnapshotExport gate read one
+/// policy: the file is parsed once at start and once per change (twice each before, by two
+/// sources that could disagree while the file changed), and both refuse by the same content.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_schedules_and_the_gate_share_one_export_policy() {
+    let mut bed = Bed::without_operator().await;
+    create_cache_cluster(&bed, "shared").await;
+    bed.emulator.seed_snapshot("shared-src", 1);
+    let ns = bed.cluster.namespace.clone();
+    let file = bed.dir.path().join("export-policy.yaml");
+    let policy = |bucket: &str| format!("rules:\n  - namespaces: [\"{ns}\"]\n    buckets: [{bucket}]\n");
+    std::fs::write(&file, policy("ecx-shared")).unwrap();
+    bed.start_operator_with_policy(&["--export-policy-file", file.to_str().unwrap()]);
+    let loads = |bed: &Bed| bed.log_text().matches("export policy loaded").count();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !bed.log_text().contains("watching SnapshotExportSchedules") {
+        assert!(Instant::now() < deadline, "the operator did not start; log:\n{}", bed.log_text());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(loads(&bed), 1, "the policy file was parsed more than once at start; log:\n{}", bed.log_text());
+
+    // The file now allows another bucket only: both the schedule's run and the SnapshotExport
+    // to ecx-shared are refused, by the one policy read once.
+    std::fs::write(&file, policy("ecx-elsewhere")).unwrap();
+    let spec = json!({"schedule": "0 3 1 1 *", "source": {"cacheClusterId": "shared", "mode": "CreateSnapshot"}, "template": {"targetBucket": "ecx-shared"}});
+    create_schedule(&bed, "shared", spec).await;
+    run_now(&bed, "shared", "1").await;
+    let stalled = wait_condition(&bed, "shared", "Stalled", || None).await;
+    assert_eq!(stalled.reason, "ExportNotAllowed", "{}", stalled.message);
+    bed.cluster
+        .apply(
+            "shared-export",
+            json!({"sourceSnapshotName": "shared-src", "targetSnapshotName": "shared-dst", "targetBucket": "ecx-shared"}),
+        )
+        .await;
+    bed.wait_stalled("shared-export", "ExportNotAllowed").await;
+    assert_eq!(loads(&bed), 2, "each change is parsed once, for both; log:\n{}", bed.log_text());
+    assert!(bed.emulator.calls("CreateSnapshot").is_empty() && bed.emulator.calls("CopySnapshot").is_empty());
 }
