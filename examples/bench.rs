@@ -4,10 +4,14 @@
 //! export is Completed, AWS calls per export by operation, Kubernetes writes per export, the
 //! operator's peak RSS, and over an idle window after completion (`BENCH_IDLE_SECONDS`, default
 //! 60): AWS calls, API writes and CPU seconds. The local API's raw write rate is measured in the
-//! same run, so throughput is quoted as a ratio to what the API allows.
+//! same run, so throughput is quoted as a ratio to what the API allows. Then the schedule phase
+//! (`bench/schedules.rs`; `BENCH_SCHEDULES`, default 1,000, 0 skips it): two nights of
+//! SnapshotExportSchedules on the operator's test-only virtual clock.
 
 #[path = "../tests/e2e/harness.rs"]
 mod harness;
+#[path = "bench/schedules.rs"]
+mod schedules;
 
 use futures::StreamExt;
 use harness::*;
@@ -64,36 +68,45 @@ async fn main() {
         print_one(&figures);
         all.push(figures);
     }
-    println!("\n| N | all requested (s) | all Completed (s) | AWS calls/export | K8s writes/export | peak RSS (MiB) | peak AWS calls/s (limit) | idle AWS calls | idle writes | idle CPU (s) | exports/s | API allows (exports/s) | ratio | emulator allows (exports/s) |");
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
-    for f in &all {
-        let total: f64 = f.aws_per_export.values().sum();
-        let rate = f.n as f64 / f.completed_s.max(0.001);
-        let allowed = f.raw_writes_per_s / f.writes_per_export.max(1.0);
-        let effective = f.n as f64 / (f.completed_s - DELAY).max(0.001);
+    if !all.is_empty() {
+        println!("\n| N | all requested (s) | all Completed (s) | AWS calls/export | K8s writes/export | peak RSS (MiB) | peak AWS calls/s (limit) | idle AWS calls | idle writes | idle CPU (s) | exports/s | API allows (exports/s) | ratio | emulator allows (exports/s) |");
+        println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+        for f in &all {
+            let total: f64 = f.aws_per_export.values().sum();
+            let rate = f.n as f64 / f.completed_s.max(0.001);
+            let allowed = f.raw_writes_per_s / f.writes_per_export.max(1.0);
+            let effective = f.n as f64 / (f.completed_s - DELAY).max(0.001);
+            println!(
+                "| {} | {:.1} | {:.1} | {:.2} | {:.2} | {:.1} | {} ({}) | {} | {} | {:.2} | {:.1} | {:.1} | {:.2} | {:.1} |",
+                f.n,
+                f.requested_s,
+                f.completed_s,
+                total,
+                f.writes_per_export,
+                f.peak_rss_mib,
+                f.peak_aws_per_s,
+                f.aws_rps,
+                f.idle_aws,
+                f.idle_writes,
+                f.idle_cpu_s,
+                rate,
+                allowed,
+                effective / allowed,
+                // AWS calls the emulator answers per second, over the calls one export needs.
+                f.emulator_calls_per_s / total.max(1.0)
+            );
+        }
         println!(
-            "| {} | {:.1} | {:.1} | {:.2} | {:.2} | {:.1} | {} ({}) | {} | {} | {:.2} | {:.1} | {:.1} | {:.2} | {:.1} |",
-            f.n,
-            f.requested_s,
-            f.completed_s,
-            total,
-            f.writes_per_export,
-            f.peak_rss_mib,
-            f.peak_aws_per_s,
-            f.aws_rps,
-            f.idle_aws,
-            f.idle_writes,
-            f.idle_cpu_s,
-            rate,
-            allowed,
-            effective / allowed,
-            // AWS calls the emulator answers per second, over the calls one export needs.
-            f.emulator_calls_per_s / total.max(1.0)
+            "\nratio = N / (seconds to Completed - the emulator's fixed {DELAY} s delay), divided by (raw API writes/s / writes per export)"
         );
     }
-    println!(
-        "\nratio = N / (seconds to Completed - the emulator's fixed {DELAY} s delay), divided by (raw API writes/s / writes per export)"
-    );
+    let number = |var: &str, default: &str| -> f64 {
+        std::env::var(var).unwrap_or_else(|_| default.into()).parse().unwrap_or_else(|_| panic!("{var} is a number"))
+    };
+    let schedules = number("BENCH_SCHEDULES", "1000") as usize;
+    if schedules > 0 {
+        schedules::run(schedules, number("BENCH_SCHEDULES_CREATE", "20") as usize, number("BENCH_SCHEDULE_DAY_SECONDS", "120")).await;
+    }
 }
 
 fn print_one(f: &Figures) {
@@ -160,24 +173,7 @@ async fn run(n: usize, idle: u64) -> Figures {
     let emulator_calls_per_s = emulator_call_rate(&emulator, 500).await;
 
     let aws_rps = std::env::var("BENCH_AWS_RPS").unwrap_or_else(|_| DEFAULT_AWS_RPS.into());
-    let args = [
-        "--metrics-addr",
-        "127.0.0.1:0",
-        "--concurrency",
-        "32",
-        "--aws-requests-per-second",
-        &aws_rps,
-        "--aws-burst",
-        AWS_BURST,
-        "--poll-min-seconds",
-        "2",
-        "--poll-max-seconds",
-        "30",
-        "--stalled-retry-seconds",
-        "60",
-        "--allow-export",
-        "*=*",
-    ];
+    let args = operator_args(&aws_rps);
     let operator = Operator::start(&cluster, &emulator, dir.path(), 0, &args);
     tokio::time::sleep(Duration::from_secs(2)).await;
     emulator.ctl("DELETE", "/calls", None);
@@ -314,6 +310,28 @@ async fn follow_ready(api: Api<ecx::api::SnapshotExport>, ready: Arc<Mutex<HashS
             ready.remove(&obj.name_any());
         }
     }
+}
+
+/// The operator's flags in the bench (export and schedule phases alike).
+fn operator_args(aws_rps: &str) -> [&str; 16] {
+    [
+        "--metrics-addr",
+        "127.0.0.1:0",
+        "--concurrency",
+        "32",
+        "--aws-requests-per-second",
+        aws_rps,
+        "--aws-burst",
+        AWS_BURST,
+        "--poll-min-seconds",
+        "2",
+        "--poll-max-seconds",
+        "30",
+        "--stalled-retry-seconds",
+        "60",
+        "--allow-export",
+        "*=*",
+    ]
 }
 
 fn wall_clock_seconds() -> f64 {

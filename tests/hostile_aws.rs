@@ -324,9 +324,9 @@ proptest! {
     }
 }
 
-/// The preflight's key check (`SdkBuckets::taken_key`) for an export of several node groups:
-/// one listing under the keys' common prefix, followed page by page while other objects come
-/// first, and never forever.
+/// The preflight's key listing (`SdkBuckets::export_keys`): one listing under `<target>-`, the
+/// export keys of every page kept (not other objects under that prefix), and never a repeated
+/// continuation token followed forever.
 #[tokio::test]
 async fn the_preflight_key_listing_follows_pages_and_never_a_repeated_token() {
     use ecx::aws::BucketInspector;
@@ -345,19 +345,21 @@ async fn the_preflight_key_listing_follows_pages_and_never_a_repeated_token() {
         let more = next.map(|t| format!("<IsTruncated>true</IsTruncated><NextContinuationToken>{t}</NextContinuationToken>"));
         format!("<?xml version=\"1.0\" encoding=\"UTF-8\"?><ListBucketResult xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><Name>bkt</Name>{}{contents}</ListBucketResult>", more.unwrap_or("<IsTruncated>false</IsTruncated>".into()))
     };
-    let keys = vec!["dst-0001.rdb".to_string(), "dst-0003.rdb".to_string()];
-    let (first, second) = (page(&["dst-0001.rdb.old"], Some("p2")), page(&["dst-0003.rdb"], None));
+    let (first, second) = (page(&["dst-0001.rdb.old", "dst-0002.rdb"], Some("p2")), page(&["dst-dir/0003.rdb", "dst-shard-a.rdb"], None));
     let (url, count) = stub(move |request| {
-        assert!(request.contains("prefix=dst-000"), "listed under the common prefix: {request}");
+        assert!(request.contains("prefix=dst-"), "listed under the target's prefix: {request}");
         (200, "application/xml", if request.contains("continuation-token=p2") { second.clone() } else { first.clone() })
     })
     .await;
-    assert_eq!(buckets(url).await.taken_key("bkt", &keys).await.unwrap().as_deref(), Some("dst-0003.rdb"));
+    assert_eq!(
+        buckets(url).await.export_keys("bkt", "dst").await.unwrap(),
+        vec!["dst-0002.rdb".to_string(), "dst-shard-a.rdb".to_string()]
+    );
     assert_eq!(count.load(Ordering::SeqCst), 2);
     let looping = page(&["dst-0001.rdb.old"], Some("same"));
     let (url, count) = stub(move |_| (200, "application/xml", looping.clone())).await;
-    let outcome = tokio::time::timeout(Duration::from_secs(10), async { buckets(url).await.taken_key("bkt", &keys).await }).await;
-    let Ok(result) = outcome else { panic!("taken_key kept following the same continuation token") };
+    let outcome = tokio::time::timeout(Duration::from_secs(10), async { buckets(url).await.export_keys("bkt", "dst").await }).await;
+    let Ok(result) = outcome else { panic!("export_keys kept following the same continuation token") };
     assert_retry(&result.expect_err("a repeated token is an error"), "repeated continuation token");
     assert_eq!(count.load(Ordering::SeqCst), 2);
 }

@@ -215,10 +215,12 @@ pub struct SnapshotExportStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target_snapshot_arn: Option<String>,
     /// The objects an export must write, one per node group of the source, as
-    /// `s3://<bucket>/<target>-<node group id>.rdb`; recorded once the export is seen in flight.
+    /// `s3://<bucket>/<target>-<node group id>.rdb`; recorded once the export is seen in flight
+    /// (for a serverless source, whose shards are not known in advance: once it is complete).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub expected_objects: Vec<String>,
-    /// The exported objects, as `s3://<bucket>/<target>-<node group id>.rdb`.
+    /// The exported objects, as `s3://<bucket>/<target>-<node group id>.rdb`; for a serverless
+    /// source, the `s3://<bucket>/<sourceSnapshotName>-NNNN.rdb` objects its export wrote.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub exported_objects: Vec<String>,
     /// The source snapshot's status when last seen (exports), e.g. `available` or `exporting`.

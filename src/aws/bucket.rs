@@ -84,16 +84,7 @@ pub trait BucketInspector: Send + Sync {
     fn public_access_block<'a>(&'a self, bucket: &'a str) -> BoxFuture<'a, Result<Option<PublicAccessBlock>, AwsError>>;
     /// Whether `key` exists (listed, so only `s3:ListBucket` is needed).
     fn object_exists<'a>(&'a self, bucket: &'a str, key: &'a str) -> BoxFuture<'a, Result<bool, AwsError>>;
-    /// The first of `keys` (sorted) that exists, if any. By default one [`Self::object_exists`]
-    /// per key; the SDK lists them together.
-    fn taken_key<'a>(&'a self, bucket: &'a str, keys: &'a [String]) -> BoxFuture<'a, Result<Option<String>, AwsError>> {
-        Box::pin(async move {
-            for key in keys {
-                if self.object_exists(bucket, key).await? {
-                    return Ok(Some(key.clone()));
-                }
-            }
-            Ok(None)
-        })
-    }
+    /// The keys in the bucket an export named `base` could have written: `<base>-<id>.rdb` for
+    /// any id (one ListObjectsV2 under `<base>-`, paged while S3 says there is more).
+    fn export_keys<'a>(&'a self, bucket: &'a str, base: &'a str) -> BoxFuture<'a, Result<Vec<String>, AwsError>>;
 }

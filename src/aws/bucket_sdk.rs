@@ -163,18 +163,12 @@ impl BucketInspector for SdkBuckets {
             .boxed()
     }
 
-    /// One key: as [`Self::object_exists`]. Several (an export of several node groups): one
-    /// ListObjectsV2 under their common prefix, paged only while more than 1,000 other objects
-    /// share that prefix and sort before the last key.
-    fn taken_key<'a>(&'a self, bucket: &'a str, keys: &'a [String]) -> BoxFuture<'a, Result<Option<String>, AwsError>> {
+    /// One ListObjectsV2 under `<base>-`, the keys of the form `<base>-<id>.rdb` kept; more pages
+    /// only while S3 says the listing is truncated (many other objects under that prefix).
+    fn export_keys<'a>(&'a self, bucket: &'a str, base: &'a str) -> BoxFuture<'a, Result<Vec<String>, AwsError>> {
         async move {
-            match keys {
-                [] => return Ok(None),
-                [key] => return Ok(self.object_exists(bucket, key).await?.then(|| key.clone())),
-                _ => {}
-            }
-            let prefix = common_prefix(keys);
-            let last = keys.iter().max().expect("several keys");
+            let prefix = format!("{base}-");
+            let mut found = Vec::new();
             let mut token: Option<String> = None;
             loop {
                 let out = self
@@ -183,30 +177,25 @@ impl BucketInspector for SdkBuckets {
                         self.s3
                             .list_objects_v2()
                             .bucket(bucket)
-                            .prefix(prefix)
+                            .prefix(&prefix)
                             .set_continuation_token(token.clone())
                             .send()
                             .await
                             .map_err(|e| classify("ListObjectsV2", e))
                     })
                     .await?;
-                let listed: Vec<&str> = out.contents().iter().filter_map(|o| o.key()).collect();
-                if let Some(taken) = keys.iter().filter(|k| listed.contains(&k.as_str())).min() {
-                    return Ok(Some(taken.clone()));
-                }
-                // Listed in key order: past the last key, nothing more can match.
-                let past_last = listed.last().is_some_and(|k| *k >= last.as_str());
+                found.extend(out.contents().iter().filter_map(|o| o.key()).filter(|k| is_export_key(k, &prefix)).map(str::to_string));
                 match out.next_continuation_token() {
                     // A listing that hands back the token it was given would be followed forever.
-                    Some(next) if out.is_truncated() == Some(true) && !past_last && token.as_deref() == Some(next) => {
+                    Some(next) if out.is_truncated() == Some(true) && token.as_deref() == Some(next) => {
                         return Err(AwsError::Transient {
                             operation: "ListObjectsV2",
                             code: "RepeatedContinuationToken".into(),
                             message: format!("S3 answered the listing of s3://{bucket}/{prefix} with the continuation token it was given"),
                         })
                     }
-                    Some(next) if out.is_truncated() == Some(true) && !past_last => token = Some(next.to_string()),
-                    _ => return Ok(None),
+                    Some(next) if out.is_truncated() == Some(true) => token = Some(next.to_string()),
+                    _ => return Ok(found),
                 }
             }
         }
@@ -214,27 +203,28 @@ impl BucketInspector for SdkBuckets {
     }
 }
 
-/// The longest prefix all `keys` share (at least one key).
-fn common_prefix(keys: &[String]) -> &str {
-    let first = keys[0].as_str();
-    let end = keys[1..].iter().fold(first.len(), |end, key| {
-        first[..end].char_indices().zip(key.chars()).find(|((_, a), b)| a != b).map_or(end.min(key.len()), |((i, _), _)| i)
-    });
-    &first[..end]
+/// Whether `key` is `<prefix><id>.rdb` for some node group id (no `/`: ElastiCache writes at
+/// the top of the bucket).
+fn is_export_key(key: &str, prefix: &str) -> bool {
+    key.strip_prefix(prefix).and_then(|rest| rest.strip_suffix(".rdb")).is_some_and(|id| !id.is_empty() && !id.contains('/'))
 }
 
 #[cfg(test)]
 mod tests {
-    use super::{common_prefix, region_of_location};
+    use super::{is_export_key, region_of_location};
 
     #[test]
-    fn the_keys_of_an_export_are_listed_under_their_common_prefix() {
-        let keys = |k: &[&str]| k.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        assert_eq!(common_prefix(&keys(&["t-0001.rdb", "t-0003.rdb"])), "t-000");
-        assert_eq!(common_prefix(&keys(&["t-42.rdb", "t-7.rdb"])), "t-");
-        assert_eq!(common_prefix(&keys(&["t-0001.rdb"])), "t-0001.rdb");
-        assert_eq!(common_prefix(&keys(&["t-1.rdb", "t-1.rdb.x", "t-12.rdb"])), "t-1");
-        assert_eq!(common_prefix(&keys(&["é-1", "é-2"])), "é-");
+    fn only_keys_an_export_of_the_base_writes_count() {
+        for (key, expected) in [
+            ("t-0001.rdb", true),
+            ("t-shard-a.rdb", true),
+            ("t-.rdb", false),
+            ("t-0001.rdb.old", false),
+            ("t-dir/0001.rdb", false),
+            ("u-0001.rdb", false),
+        ] {
+            assert_eq!(is_export_key(key, "t-"), expected, "{key}");
+        }
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! Where a source snapshot comes from, as the export policy checks it ([`SourceInspector`]): the
-//! replication group or cache cluster it belongs to (a copy keeps them) and the ownership tags
-//! the operator writes on its in-region copies; and its node group ids, which name the keys an
-//! export of it writes (the preflight checks them). The SDK implementation is [`SdkSources`].
+//! replication group, cache cluster or serverless cache it belongs to (a copy keeps them) and the
+//! ownership tags the operator writes on its in-region copies; and its node group ids, which name
+//! the keys an export of it writes (the preflight checks them). The SDK implementation is
+//! [`SdkSources`].
 
 use super::limit::Pacer;
 use super::sdk::classify;
@@ -17,6 +18,9 @@ pub struct SourceFacts {
     pub replication_group: Option<String>,
     /// DescribeSnapshots' CacheClusterId.
     pub cache_cluster: Option<String>,
+    /// A serverless snapshot's cache (DescribeServerlessCacheSnapshots'
+    /// `ServerlessCacheConfiguration.ServerlessCacheName`; a copy keeps it).
+    pub serverless_cache: Option<String>,
     /// The operator's ownership tag: the UID of the object whose in-region copy this is.
     pub owner_uid: Option<String>,
     /// The namespace of that object (the tag the operator writes beside the UID).
@@ -29,6 +33,10 @@ pub struct SourceFacts {
 pub trait SourceInspector: Send + Sync {
     /// `None` when the snapshot does not exist (CopySnapshot then reports it).
     fn source_facts<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Option<SourceFacts>, AwsError>>;
+
+    /// The same for an ElastiCache Serverless snapshot (no node group ids: it names none); `None`
+    /// when it does not exist (the serverless copy or export then reports it).
+    fn serverless_source_facts<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Option<SourceFacts>, AwsError>>;
 
     /// The snapshot's node group ids only (no tags needed); `None` when it does not exist.
     fn node_group_ids<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Option<Vec<String>>, AwsError>> {
@@ -55,6 +63,18 @@ impl SdkSources {
 }
 
 impl SdkSources {
+    /// The operator's ownership tags on a snapshot of either kind: (owner UID, owner namespace).
+    async fn owner_tags(&self, arn: &str) -> Result<(Option<String>, Option<String>), AwsError> {
+        let tags = self
+            .pacer
+            .call("ListTagsForResource", async {
+                self.elasticache.list_tags_for_resource().resource_name(arn).send().await.map_err(|e| classify("ListTagsForResource", e))
+            })
+            .await?;
+        let tag = |key: &str| tags.tag_list().iter().find(|t| t.key() == Some(key)).and_then(|t| t.value().map(str::to_string));
+        Ok((tag(OWNER_TAG_KEY), tag(OWNER_NAMESPACE_TAG_KEY)))
+    }
+
     /// DescribeSnapshots of one snapshot, with its node groups; `None` when it does not exist.
     async fn describe(&self, name: &str) -> Result<Option<aws_sdk_elasticache::types::Snapshot>, AwsError> {
         let described = self
@@ -94,20 +114,48 @@ impl SourceInspector for SdkSources {
                 ..Default::default()
             };
             if let (Some(arn), false) = (snap.arn(), snap.snapshot_source() == Some("automated")) {
-                let tags = self
-                    .pacer
-                    .call("ListTagsForResource", async {
-                        self.elasticache
-                            .list_tags_for_resource()
-                            .resource_name(arn)
-                            .send()
-                            .await
-                            .map_err(|e| classify("ListTagsForResource", e))
-                    })
-                    .await?;
-                let tag = |key: &str| tags.tag_list().iter().find(|t| t.key() == Some(key)).and_then(|t| t.value().map(str::to_string));
-                facts.owner_uid = tag(OWNER_TAG_KEY);
-                facts.owner_namespace = tag(OWNER_NAMESPACE_TAG_KEY);
+                (facts.owner_uid, facts.owner_namespace) = self.owner_tags(arn).await?;
+            }
+            Ok(Some(facts))
+        }
+        .boxed()
+    }
+
+    /// DescribeServerlessCacheSnapshots, then ListTagsForResource unless ElastiCache made the
+    /// snapshot itself (`SnapshotType: automated`).
+    fn serverless_source_facts<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Option<SourceFacts>, AwsError>> {
+        async move {
+            const OP: &str = "DescribeServerlessCacheSnapshots";
+            let described = self
+                .pacer
+                .call(OP, async {
+                    self.elasticache
+                        .describe_serverless_cache_snapshots()
+                        .serverless_cache_snapshot_name(name)
+                        .send()
+                        .await
+                        .map_err(|e| classify(OP, e))
+                })
+                .await;
+            let out = match described {
+                Ok(out) => out,
+                Err(AwsError::Fault { fault: CopyFault::SnapshotNotFound { .. }, .. }) => return Ok(None),
+                Err(other) => return Err(other),
+            };
+            // ElastiCache stores snapshot names in lowercase.
+            let found = out
+                .serverless_cache_snapshots()
+                .iter()
+                .find(|s| s.serverless_cache_snapshot_name().is_some_and(|n| n.eq_ignore_ascii_case(name)));
+            let Some(snap) = found else {
+                return Ok(None);
+            };
+            let mut facts = SourceFacts {
+                serverless_cache: snap.serverless_cache_configuration().and_then(|c| c.serverless_cache_name()).map(str::to_string),
+                ..Default::default()
+            };
+            if let (Some(arn), false) = (snap.arn(), snap.snapshot_type() == Some("automated")) {
+                (facts.owner_uid, facts.owner_namespace) = self.owner_tags(arn).await?;
             }
             Ok(Some(facts))
         }

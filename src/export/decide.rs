@@ -18,6 +18,8 @@
 use crate::api::{Phase, SnapshotExportSpec, SnapshotExportStatus};
 use crate::aws::{export_object_key, AwsError, CopyFault, ExportObject, S3Problem, SnapshotInfo, SnapshotStatus};
 use crate::safety::Verdict;
+pub use export::export_pattern;
+use export::{decide_export, exporting, object_keys, urls};
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 
 /// How long an accepted export may show no objects, or a partial set that stopped growing, while
@@ -224,214 +226,6 @@ pub fn decide(
     }
 }
 
-/// The objects an export writes, as a pattern for messages: `<target>-<node group id>.rdb` for a
-/// node-based source, `<snapshot>-<shard>.rdb` for a serverless one.
-pub fn export_pattern(spec: &SnapshotExportSpec) -> String {
-    let part = if spec.is_serverless() { "shard" } else { "node group id" };
-    format!("{}-<{part}>.rdb", spec.export_base_name())
-}
-
-/// The keys an export writes: as recorded in status, else one per node group of the source;
-/// `None` when neither is known (the source is gone and nothing was recorded; or a serverless
-/// source, whose export's keys are known only from the bucket).
-fn expected_keys(spec: &SnapshotExportSpec, status: &SnapshotExportStatus, source: Option<&SnapshotInfo>) -> Option<Vec<String>> {
-    let prefix = format!("s3://{}/", spec.target_bucket.as_deref().unwrap_or_default());
-    let recorded: Vec<String> = status.expected_objects.iter().filter_map(|u| u.strip_prefix(&prefix)).map(str::to_string).collect();
-    if !recorded.is_empty() {
-        return Some(recorded);
-    }
-    source.filter(|_| !spec.is_serverless()).map(|s| object_keys(spec, s))
-}
-
-/// One key per node group of `snapshot`, sorted (none for a serverless snapshot).
-fn object_keys(spec: &SnapshotExportSpec, snapshot: &SnapshotInfo) -> Vec<String> {
-    let mut keys: Vec<String> =
-        snapshot.node_group_ids.iter().take(crate::aws::MAX_NODE_GROUPS).map(|id| export_object_key(spec.export_base_name(), id)).collect();
-    keys.sort();
-    keys.dedup();
-    keys
-}
-
-fn urls(spec: &SnapshotExportSpec, keys: &[String]) -> Vec<String> {
-    keys.iter().map(|k| format!("s3://{}/{k}", spec.target_bucket.as_deref().unwrap_or_default())).collect()
-}
-
-#[allow(clippy::too_many_arguments)]
-fn decide_export(
-    spec: &SnapshotExportSpec,
-    status: &SnapshotExportStatus,
-    source: Option<&SnapshotInfo>,
-    objects: &[ExportObject],
-    claimed_by: Option<&str>,
-    accepted: bool,
-    intent: bool,
-    clock: Clock,
-) -> Decision {
-    let bucket = spec.target_bucket.as_deref().unwrap_or_default();
-    let source_status = source.map(|s| s.status.as_str().to_string());
-    let expected = expected_keys(spec, status, source);
-    let relevant: Vec<&ExportObject> = objects.iter().filter(|o| expected.as_ref().is_none_or(|keys| keys.contains(&o.key))).collect();
-    // Evidence that an object is ours: our request was accepted, or its outcome is unknown and
-    // nobody else holds an accepted request for these keys; and it was written after we asked.
-    let may_adopt = accepted || (intent && claimed_by.is_none());
-    let since = status.copy_requested_at.as_ref().map(|t| t.0 - ADOPTION_CLOCK_SKEW);
-    let is_ours = |o: &ExportObject| may_adopt && matches!((o.last_modified, since), (Some(at), Some(since)) if at >= since);
-    let (ours, foreign): (Vec<&ExportObject>, Vec<&ExportObject>) = relevant.into_iter().partition(|o| is_ours(o));
-    if let Some(other) = foreign.first() {
-        let problem = S3Problem::ObjectAlreadyExists { bucket: bucket.into(), key: other.key.clone() };
-        let mut decision = stalled_by(spec, &CopyFault::S3(problem), !accepted);
-        if let (Decision::Stalled { message, .. }, Some(owner)) = (&mut decision, claimed_by) {
-            message.push_str(&format!(" The object belongs to the export of SnapshotExport {owner}."));
-        }
-        return decision;
-    }
-    if !ours.is_empty() {
-        let Some(expected) = expected else {
-            if spec.is_serverless() {
-                return serverless_objects_found(spec, source, &ours, source_status);
-            }
-            return Decision::Stalled {
-                reason: "ExportIncomplete".into(),
-                message: format!(
-                    "The source snapshot {:?} is gone, so which objects its export must write cannot be known; found {}. Check the objects in s3://{bucket}, then create a new SnapshotExport.",
-                    spec.source_snapshot_name,
-                    ours.iter().map(|o| o.key.as_str()).collect::<Vec<_>>().join(", ")
-                ),
-                clear_intent: false,
-            };
-        };
-        let missing: Vec<&String> = expected.iter().filter(|k| !ours.iter().any(|o| &o.key == *k)).collect();
-        if missing.is_empty() {
-            let exported_objects = urls(spec, &expected);
-            return Decision::Completed { target_arn: None, target_status: None, exported_objects, source_status };
-        }
-        let progress = format!("{} of {} objects written", expected.len() - missing.len(), expected.len());
-        let busy = source.is_some_and(|s| matches!(s.status, SnapshotStatus::InProgress(_)));
-        let newest = ours.iter().filter_map(|o| o.last_modified).max();
-        let still_growing = newest.is_some_and(|at| clock.now.duration_since(at) < clock.export_grace);
-        if busy || still_growing {
-            return exporting(spec, progress, source_status, urls(spec, &expected));
-        }
-        return Decision::Stalled {
-            reason: "ExportIncomplete".into(),
-            message: format!(
-                "The export of {:?} to s3://{bucket} stopped after {progress}; missing: {}. ElastiCache is no longer exporting (the source is {}). Check the bucket's grants and free space, then create a new SnapshotExport with another targetSnapshotName.",
-                spec.source_snapshot_name,
-                missing.iter().map(|k| k.as_str()).collect::<Vec<_>>().join(", "),
-                source_status.as_deref().unwrap_or("gone")
-            ),
-            clear_intent: false,
-        };
-    }
-    let Some(source) = source else {
-        if accepted {
-            // Terminal (a stall after acceptance): say so rather than promise a retry.
-            return Decision::Stalled {
-                reason: "ExportFailed".into(),
-                message: format!(
-                    "ElastiCache accepted the export of {:?} to s3://{bucket}, but the source snapshot is gone and no object was written. Create a new SnapshotExport.",
-                    spec.source_snapshot_name
-                ),
-                clear_intent: false,
-            };
-        }
-        return Decision::Stalled {
-            reason: "SourceSnapshotNotFound".into(),
-            message: format!(
-                "The source snapshot {:?} was not found in the operator's region. Check sourceSnapshotName and the region; the export is retried, so creating the snapshot heals it.",
-                spec.source_snapshot_name
-            ),
-            clear_intent: !accepted,
-        };
-    };
-    match &source.status {
-        SnapshotStatus::Failed => Decision::Stalled {
-            reason: "SourceSnapshotFailed".into(),
-            message: format!(
-                "The source snapshot {:?} is in state failed and cannot be exported. Take a new snapshot and create a new SnapshotExport.",
-                spec.source_snapshot_name
-            ),
-            clear_intent: !accepted,
-        },
-        SnapshotStatus::InProgress(s) if accepted => {
-            exporting(spec, format!("the source snapshot is {s}"), source_status.clone(), expected.map(|k| urls(spec, &k)).unwrap_or_default())
-        }
-        // Our request may or may not have been carried out: a busy source does not say whose
-        // export it is. Keep the intent, request nothing, and look again once it is available.
-        SnapshotStatus::InProgress(s) if intent => Decision::InProgress {
-            phase: Phase::Pending,
-            message: format!(
-                "The outcome of the export request is unknown and the source snapshot {:?} is {s}; waiting for it to be available to see whether the export was ours.",
-                spec.source_snapshot_name
-            ),
-            target_arn: None,
-            target_status: None,
-            source_status,
-            expected_objects: vec![],
-        },
-        SnapshotStatus::InProgress(s) => Decision::WaitForSource {
-            reason: "SourceSnapshotNotReady",
-            message: format!("Waiting for the source snapshot {:?} to become available (it is {s}).", spec.source_snapshot_name),
-            source_status,
-        },
-        SnapshotStatus::Available if accepted => {
-            // From acceptance: `copyRequestedAt` keeps the first intent, which may be much older.
-            let since = status.copy_accepted_at.as_ref().or(status.copy_requested_at.as_ref()).map(|t| clock.now.duration_since(t.0)).unwrap_or_default();
-            if since < clock.export_grace {
-                let expected = expected.map(|k| urls(spec, &k)).unwrap_or_default();
-                exporting(spec, "waiting for ElastiCache to start writing objects".into(), source_status, expected)
-            } else {
-                Decision::Stalled {
-                    reason: "ExportFailed".into(),
-                    message: format!(
-                        "ElastiCache accepted the export of {:?} to s3://{bucket} but wrote no {} object and the source is available again. Check the bucket's grants, then create a new SnapshotExport.",
-                        spec.source_snapshot_name,
-                        export_pattern(spec)
-                    ),
-                    clear_intent: false,
-                }
-            }
-        }
-        SnapshotStatus::Available => Decision::RequestCopy,
-    }
-}
-
-/// A serverless export with objects of ours in the bucket: which keys it writes is known only
-/// from the bucket, so it is complete once ElastiCache is no longer exporting the snapshot
-/// (available again, or deleted: a snapshot being exported cannot be deleted).
-fn serverless_objects_found(
-    spec: &SnapshotExportSpec,
-    source: Option<&SnapshotInfo>,
-    ours: &[&ExportObject],
-    source_status: Option<String>,
-) -> Decision {
-    let mut keys: Vec<String> = ours.iter().map(|o| o.key.clone()).collect();
-    keys.sort();
-    keys.dedup();
-    match source.map(|s| &s.status) {
-        Some(SnapshotStatus::InProgress(s)) => {
-            exporting(spec, format!("{} object(s) written so far, the snapshot is {s}", keys.len()), source_status, vec![])
-        }
-        _ => Decision::Completed { target_arn: None, target_status: None, exported_objects: urls(spec, &keys), source_status },
-    }
-}
-
-fn exporting(spec: &SnapshotExportSpec, detail: String, source_status: Option<String>, expected_objects: Vec<String>) -> Decision {
-    Decision::InProgress {
-        phase: Phase::Exporting,
-        message: format!(
-            "Exporting {:?} to s3://{}/{}: {detail}.",
-            spec.source_snapshot_name,
-            spec.target_bucket.as_deref().unwrap_or_default(),
-            export_pattern(spec)
-        ),
-        target_arn: None,
-        target_status: None,
-        source_status,
-        expected_objects,
-    }
-}
-
 /// Decide from the answer to CopySnapshot.
 pub fn after_copy(spec: &SnapshotExportSpec, result: &Result<SnapshotInfo, AwsError>) -> Decision {
     match result {
@@ -517,8 +311,8 @@ pub fn from_safety(spec: &SnapshotExportSpec, verdict: Verdict) -> Decision {
         Verdict::Proceed => Decision::RequestCopy,
         Verdict::Recheck => Decision::Recheck,
         Verdict::Stalled { reason, mut message, clear_intent } => {
-            if spec.is_serverless() && reason == KEY_TAKEN {
-                message = message.replace(key_taken_fix(), SERVERLESS_KEY_TAKEN_FIX);
+            if spec.is_serverless() {
+                message = serverless_wording(spec, &reason, &message);
             }
             Decision::Stalled { reason, message, clear_intent }
         }
@@ -527,6 +321,19 @@ pub fn from_safety(spec: &SnapshotExportSpec, verdict: Verdict) -> Decision {
 }
 
 const KEY_TAKEN: &str = "S3ObjectAlreadyExists";
+
+/// The safety gate speaks of node-based exports (CopySnapshot, `targetSnapshotName`): say the
+/// same of a serverless one, which makes another call and has no target name to change.
+fn serverless_wording(spec: &SnapshotExportSpec, reason: &str, message: &str) -> String {
+    let mut message = message.replace("CopySnapshot", super::serverless::operation(spec));
+    if reason == KEY_TAKEN {
+        message = message.replace(key_taken_fix(), SERVERLESS_KEY_TAKEN_FIX).replace(PREFLIGHT_RENAME_FIX, "");
+    }
+    message
+}
+
+/// The preflight's short fix for a taken key (`crate::safety`), which names `targetSnapshotName`.
+const PREFLIGHT_RENAME_FIX: &str = " Fix: create a new SnapshotExport with another targetSnapshotName.";
 
 /// The documented fix for a taken key (rename the target), which a serverless export cannot
 /// follow: it has no target name.
@@ -567,6 +374,7 @@ pub fn invalid_spec(problems: &[String]) -> Decision {
     }
 }
 
+mod export;
 #[cfg(test)]
 mod tests;
 

@@ -142,7 +142,7 @@ impl<A> Context<A> {
                 && o.spec.target_bucket.is_some()
                 && o.spec.target_bucket == spec.target_bucket
                 // The keys are named after this base, whichever kind of export writes them.
-                && o.spec.export_base_name() == spec.export_base_name()
+                && serverless::same_export_base(&o.spec, spec)
                 // An accepted export (even one that later stalled) may have written the key.
                 && o.status.as_ref().is_some_and(|st| st.is_accepted() || st.phase == Some(Phase::Completed));
             claims.then(|| format!("{}/{}", o.namespace().unwrap_or_default(), o.name_any()))
@@ -418,7 +418,7 @@ async fn observe<A: SnapshotApis>(
             // Objects are listed only once the source is no longer busy exporting.
             let objects = match &source {
                 Some(s) if matches!(s.status, crate::aws::SnapshotStatus::InProgress(_)) => Vec::new(),
-                _ => aws.export_objects(bucket, spec.export_base_name()).await?,
+                _ => aws.export_objects(bucket, serverless::export_base(spec, source.as_ref())).await?,
             };
             return Ok(Some(Observation::Export { source, objects, claimed_by: None }));
         }
@@ -445,6 +445,12 @@ async fn direct_observation<A: SnapshotApis>(
     status: &SnapshotExportStatus,
 ) -> Result<Observation, AwsError> {
     let serverless = spec.is_serverless();
+    if let (Some(bucket), true) = (&spec.target_bucket, serverless) {
+        // The objects carry the snapshot's name as ElastiCache reports it: describe it first.
+        let source = serverless::describe(aws, serverless, &spec.source_snapshot_name).await?;
+        let objects = aws.export_objects(bucket, serverless::export_base(spec, source.as_ref())).await?;
+        return Ok(Observation::Export { source, objects, claimed_by: None });
+    }
     if let Some(bucket) = &spec.target_bucket {
         let objects = aws.export_objects(bucket, spec.export_base_name()).await?;
         let source = serverless::describe(aws, serverless, &spec.source_snapshot_name).await?;

@@ -3,7 +3,7 @@
 //! from the settings.
 
 use super::evaluate::evaluate;
-use super::inspect::PreflightConfig;
+use super::inspect::{record_keys, PreflightConfig};
 use super::policy::{ExportRequest, Refusal};
 use super::policy_file::PolicySource;
 use super::report::Report;
@@ -105,19 +105,25 @@ impl ExportSafety {
             Ok(facts) => facts,
             Err(err) => return stalled_or(&err),
         };
-        // The keys only matter in a bucket that is there; its source is read only then.
+        // The keys only matter in a bucket that is there. One listing finds every object an
+        // export of this name could have written; the source's node groups (which of those keys
+        // this export writes) are read only when there is such an object.
         if facts.access.is_some() {
+            let base = spec.export_base_name();
+            let listed = match config.export_keys(bucket, base).await {
+                Ok(listed) => listed,
+                Err(err) => return stalled_or(&err),
+            };
             let ids = match described {
                 Some(ids) => ids,
+                None if listed.is_empty() => first_node_group(),
                 None => match self.node_group_ids(spec, obj).await {
                     Ok(ids) => ids,
                     Err(err) => return Verdict::RetryLater(err),
                 },
             };
-            let keys: Vec<String> = ids.iter().map(|id| export_object_key(spec.export_base_name(), id)).collect();
-            if let Err(err) = config.check_keys(&mut facts, &keys).await {
-                return stalled_or(&err);
-            }
+            let keys: Vec<String> = ids.iter().map(|id| export_object_key(base, id)).collect();
+            record_keys(&mut facts, &keys, &listed);
         }
         let report = evaluate(&facts);
         match gate(&report, earlier_intent, config.refuse_public_buckets) {
@@ -164,7 +170,12 @@ impl ExportSafety {
             let message = format!("The export policy allows namespace {namespace} to copy source snapshot {} only after checking where it comes from, and this operator cannot read snapshot provenance.", spec.source_snapshot_name);
             return Err(stalled(Refusal::REASON, message));
         };
-        match sources.source_facts(&spec.source_snapshot_name).await {
+        let facts = if spec.is_serverless() {
+            sources.serverless_source_facts(&spec.source_snapshot_name)
+        } else {
+            sources.source_facts(&spec.source_snapshot_name)
+        };
+        match facts.await {
             // A missing source: CopySnapshot reports it (SourceSnapshotNotFound), nothing is copied.
             Ok(None) => Ok(Some(first_node_group())),
             Ok(Some(facts)) => match policy.check_provenance(&request, &facts) {
@@ -178,9 +189,10 @@ impl ExportSafety {
             Err(AwsError::Fault { operation, fault }) => Err(stalled(
                 SOURCE_INSPECTION_FAILED_REASON,
                 format!(
-                    "The operator cannot check where source snapshot {} comes from, which its export policy requires: {operation} failed: {}. Grant its role elasticache:DescribeSnapshots and elasticache:ListTagsForResource.",
+                    "The operator cannot check where source snapshot {} comes from, which its export policy requires: {operation} failed: {}. Grant its role elasticache:{} and elasticache:ListTagsForResource.",
                     spec.source_snapshot_name,
-                    fault.message()
+                    fault.message(),
+                    if spec.is_serverless() { "DescribeServerlessCacheSnapshots" } else { "DescribeSnapshots" }
                 ),
             )),
         }

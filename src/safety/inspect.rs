@@ -62,26 +62,19 @@ impl PreflightConfig {
     }
 
     /// The bucket's facts with one target key checked (the preflight checks its keys with
-    /// [`Self::check_keys`] after the bucket passes).
+    /// [`Self::export_keys`] and [`record_keys`] after the bucket passes).
     #[cfg(test)]
     pub(super) async fn facts(&self, bucket: &str, key: &str) -> Result<BucketFacts, AwsError> {
         let mut facts = self.bucket_facts(bucket).await?;
-        self.check_keys(&mut facts, &[key.to_string()]).await?;
+        let base = key.rsplit_once('-').map_or(key, |(base, _)| base);
+        let listed = self.export_keys(bucket, base).await?;
+        record_keys(&mut facts, &[key.to_string()], &listed);
         Ok(facts)
     }
 
-    /// Record in `facts` whether one of the export's `keys` is taken (the first taken one, else
-    /// the first key as free); nothing for a bucket that does not exist in the region.
-    pub(super) async fn check_keys(&self, facts: &mut BucketFacts, keys: &[String]) -> Result<(), AwsError> {
-        let (Some(access), Some(first)) = (facts.access.as_mut(), keys.first()) else {
-            return Ok(());
-        };
-        let taken = self.inspector.taken_key(&facts.bucket, keys).await?;
-        access.target_key = Some(match taken {
-            Some(key) => (key, true),
-            None => (first.clone(), false),
-        });
-        Ok(())
+    /// The keys in `bucket` an export named `base` could have written (one listing).
+    pub(super) async fn export_keys(&self, bucket: &str, base: &str) -> Result<Vec<String>, AwsError> {
+        self.inspector.export_keys(bucket, base).await
     }
 
     /// Bucket-level facts: from the cache when fresh, otherwise from the inspection of the bucket
@@ -116,6 +109,18 @@ impl PreflightConfig {
         }
         Ok(facts)
     }
+}
+
+/// Record in `facts` whether one of the export's `keys` is among the `listed` ones (the first
+/// taken one, else the first key as free); nothing for a bucket that does not exist in the region.
+pub(super) fn record_keys(facts: &mut BucketFacts, keys: &[String], listed: &[String]) {
+    let (Some(access), Some(first)) = (facts.access.as_mut(), keys.first()) else {
+        return;
+    };
+    access.target_key = Some(match keys.iter().filter(|k| listed.contains(k)).min() {
+        Some(key) => (key.clone(), true),
+        None => (first.clone(), false),
+    });
 }
 
 #[cfg(test)]
@@ -157,6 +162,9 @@ mod tests {
         }
         fn object_exists<'a>(&'a self, _: &'a str, _: &'a str) -> futures::future::BoxFuture<'a, Result<bool, AwsError>> {
             Box::pin(async { Ok(false) })
+        }
+        fn export_keys<'a>(&'a self, _: &'a str, _: &'a str) -> futures::future::BoxFuture<'a, Result<Vec<String>, AwsError>> {
+            Box::pin(async { Ok(vec![]) })
         }
     }
 

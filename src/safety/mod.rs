@@ -16,7 +16,8 @@
 //!    request, and one that cannot be decided is a `BucketPolicyNotEvaluated` Warning, never a
 //!    refusal);
 //! 4. the keys the export writes are free: `<target>-<NodeGroupId>.rdb` for each node group of
-//!    the source (DescribeSnapshots; `0001` alone when the node groups cannot be read);
+//!    the source (one listing under `<target>-`; the source's DescribeSnapshots only when that
+//!    finds an export-shaped key; `0001` alone when the node groups cannot be read);
 //! 5. the bucket is not publicly accessible: Block Public Access fully on, no ACL grant to
 //!    AllUsers / AuthenticatedUsers, no policy open to everyone. A finding is a Warning Event
 //!    `BucketPubliclyAccessible` (a stall with `--refuse-public-buckets`).

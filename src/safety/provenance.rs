@@ -41,7 +41,8 @@ impl ExportPolicy {
         let Some((_, first)) = rules.first() else {
             return self.check(req);
         };
-        let clusters: Vec<&str> = facts.replication_group.iter().chain(&facts.cache_cluster).map(String::as_str).collect();
+        let clusters: Vec<&str> =
+            facts.replication_group.iter().chain(&facts.cache_cluster).chain(&facts.serverless_cache).map(String::as_str).collect();
         let cluster_ok = |r: &Rule| r.source_clusters.is_empty() || clusters.iter().any(|c| any_glob(&r.source_clusters, c));
         let owner_ok = |r: &Rule| match (&facts.owner_uid, &facts.owner_namespace) {
             (None, None) => true,
@@ -58,10 +59,11 @@ impl ExportPolicy {
             None => "copy".to_string(),
         };
         if !rules.iter().any(|(_, r)| cluster_ok(r)) {
-            let belongs = match (&facts.replication_group, &facts.cache_cluster) {
-                (Some(group), _) => format!("belongs to replication group {group}"),
-                (None, Some(cluster)) => format!("belongs to cache cluster {cluster}"),
-                (None, None) => "belongs to no replication group or cache cluster ElastiCache reports".to_string(),
+            let belongs = match (&facts.replication_group, &facts.cache_cluster, &facts.serverless_cache) {
+                (Some(group), _, _) => format!("belongs to replication group {group}"),
+                (None, Some(cluster), _) => format!("belongs to cache cluster {cluster}"),
+                (None, None, Some(cache)) => format!("belongs to serverless cache {cache}"),
+                (None, None, None) => "belongs to no replication group or cache cluster ElastiCache reports".to_string(),
             };
             let globs = pattern_list(rules.iter().flat_map(|(_, r)| &r.source_clusters));
             return Err(Refusal {
@@ -110,8 +112,13 @@ mod tests {
             cache_cluster: cluster.map(str::to_string),
             owner_uid: owner.map(|(uid, _)| uid.to_string()),
             owner_namespace: owner.and_then(|(_, ns)| ns.map(str::to_string)),
+            serverless_cache: None,
             node_group_ids: vec![],
         }
+    }
+
+    fn serverless(cache: &str) -> SourceFacts {
+        SourceFacts { serverless_cache: Some(cache.into()), ..Default::default() }
     }
 
     /// namespace × bucket × source name × provenance → the rule that allows it, or why not.
@@ -182,6 +189,16 @@ mod tests {
                 Err("{namespaces: [team-c], buckets: [team-c-exports], sourceClusters: [team-a-redis]}"),
             ),
             ("team-c", Some("team-c-exports"), "orphan", facts(None, None, None), true, Err("belongs to no replication group")),
+            // a serverless snapshot: its serverless cache is its cluster (a copy keeps it)
+            ("team-c", Some("team-c-exports"), "team-c-redis-auto", serverless("team-c-redis"), true, Ok(Some(2))),
+            (
+                "team-c",
+                Some("team-c-exports"),
+                "team-c-looks-right",
+                serverless("team-a-valkey"),
+                true,
+                Err("belongs to serverless cache team-a-valkey"),
+            ),
             // in-region copies: the same rules
             ("team-d", None, "team-d-1", facts(Some("team-d-redis"), None, Some(("u", Some("team-d-batch")))), true, Ok(Some(3))),
             ("team-d", None, "team-d-1", facts(Some("team-x"), None, None), true, Err("sourceClusters: [team-x]")),

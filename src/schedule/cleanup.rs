@@ -1,11 +1,11 @@
-//! After runs finish: intermediate snapshots deleted (only when they carry the schedule's tag),
-//! and retention (old runs deleted, with `pruneExportedObjects` the objects each provably wrote).
+//! After runs finish: intermediate snapshots deleted (ours by construction, see below), and
+//! retention (old runs deleted, with `pruneExportedObjects` the objects each provably wrote).
 
 use super::aws as sched_aws;
-use super::reconcile::{publish, warning, ScheduleContext, ScheduleError, INTERMEDIATE_ANNOTATION};
+use super::reconcile::{publish, ScheduleContext, ScheduleError, INTERMEDIATE_ANNOTATION};
 use super::retention::{objects_to_prune, runs_to_delete, RunState, SeenObject};
 use super::status::RunView;
-use crate::api::schedule::{SnapshotExportSchedule, SCHEDULE_TAG_KEY};
+use crate::api::schedule::SnapshotExportSchedule;
 use crate::api::SnapshotExport;
 use crate::aws::{AwsError, CopyFault};
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
@@ -13,53 +13,36 @@ use kube::ResourceExt;
 use tracing::info;
 
 /// Delete the intermediate snapshot of each finished run (completed, or failed for good: no
-/// request of it can be in flight, so the snapshot would be kept for nothing), only when it
-/// carries our tag. A snapshot still busy (e.g. `exporting`) is tried again next time.
+/// request of it can be in flight, so the snapshot would be kept for nothing): one
+/// DeleteSnapshot, no look first. It is ours: a run exists only once its snapshot was taken
+/// with our tag or found carrying it (`runs::finish_pending`), its name derives from this
+/// schedule's UID, and the IAM policy lets the operator delete only snapshots carrying the
+/// schedule tag. Already gone is fine; a snapshot still busy (e.g. `exporting`) is tried again.
 pub(super) async fn cleanup_intermediates(
     ctx: &ScheduleContext,
     obj: &SnapshotExportSchedule,
     exports: &Api<SnapshotExport>,
     runs: &[RunView],
 ) -> Result<(), ScheduleError> {
-    let uid = obj.uid().unwrap_or_default();
     for run in runs.iter().filter(|r| r.facts.state != RunState::InFlight) {
         let Some(snap) = &run.intermediate else { continue };
-        if let Some(arn) = sched_aws::find_snapshot(&ctx.aws, run.serverless, snap).await? {
-            let tag = match &arn {
-                Some(arn) => sched_aws::schedule_tag(&ctx.aws, arn).await?,
-                None => None,
-            };
-            if tag.as_deref() == Some(uid.as_str()) {
-                match sched_aws::delete_snapshot(&ctx.aws, run.serverless, snap).await {
-                    Ok(()) => {}
-                    Err(AwsError::Fault { fault: CopyFault::InvalidSnapshotState { .. }, .. }) => {
-                        info!(schedule = %obj.name_any(), run = %run.facts.name, snapshot = %snap, "intermediate snapshot busy; deleted later");
-                        continue;
-                    }
-                    Err(other) => return Err(other.into()),
-                }
-                let after = if run.facts.state == RunState::Succeeded { "its export completed" } else { "it failed for good" };
-                publish(
-                    ctx,
-                    obj,
-                    false,
-                    "IntermediateSnapshotDeleted",
-                    &format!("Deleted the intermediate snapshot {snap} of {} after {after}.", run.facts.name),
-                )
-                .await;
-            } else {
-                warning(
-                    ctx,
-                    obj,
-                    "IntermediateSnapshotNotOurs",
-                    &format!(
-                        "The snapshot {snap} of {} does not carry this schedule's {SCHEDULE_TAG_KEY} tag, so it was not deleted.",
-                        run.facts.name
-                    ),
-                )
-                .await;
+        match sched_aws::delete_snapshot(&ctx.aws, run.serverless, snap).await {
+            Ok(()) => {}
+            Err(AwsError::Fault { fault: CopyFault::InvalidSnapshotState { .. }, .. }) => {
+                info!(schedule = %obj.name_any(), run = %run.facts.name, snapshot = %snap, "intermediate snapshot busy; deleted later");
+                continue;
             }
+            Err(other) => return Err(other.into()),
         }
+        let after = if run.facts.state == RunState::Succeeded { "its export completed" } else { "it failed for good" };
+        publish(
+            ctx,
+            obj,
+            false,
+            "IntermediateSnapshotDeleted",
+            &format!("Deleted the intermediate snapshot {snap} of {} after {after}.", run.facts.name),
+        )
+        .await;
         let patch = serde_json::json!({"metadata": {"annotations": {INTERMEDIATE_ANNOTATION: null}}});
         exports.patch(&run.facts.name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
     }

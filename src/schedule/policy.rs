@@ -38,16 +38,17 @@ pub fn check_provenance(policy: &ExportPolicy, request: &ExportRequest<'_>, cach
     policy.check_provenance(request, &predicted_facts(cache)).map(|_| ())
 }
 
-/// What DescribeSnapshots will say the snapshot belongs to. A serverless cache is neither a
-/// replication group nor a cache cluster, so a `sourceClusters` rule does not allow its
-/// snapshots (fail closed: the rule names node-based caches).
+/// What DescribeSnapshots (DescribeServerlessCacheSnapshots for a serverless cache) will say the
+/// snapshot belongs to: the SnapshotExport gate matches `sourceClusters` against it, the
+/// serverless cache included.
 fn predicted_facts(cache: &CacheRef) -> SourceFacts {
-    let (replication_group, cache_cluster) = match cache {
-        CacheRef::ReplicationGroup(id) => (Some(id.clone()), None),
-        CacheRef::CacheCluster(id) => (None, Some(id.clone())),
-        CacheRef::Serverless(_) => (None, None),
-    };
-    SourceFacts { replication_group, cache_cluster, ..SourceFacts::default() }
+    let mut facts = SourceFacts::default();
+    match cache {
+        CacheRef::ReplicationGroup(id) => facts.replication_group = Some(id.clone()),
+        CacheRef::CacheCluster(id) => facts.cache_cluster = Some(id.clone()),
+        CacheRef::Serverless(id) => facts.serverless_cache = Some(id.clone()),
+    }
+    facts
 }
 
 #[cfg(test)]
@@ -98,11 +99,18 @@ mod tests {
             ("an in-region copy, no rule", policy(vec![], true), &cc, None, Ok(())),
             ("a serverless cache, any source", policy(vec![rule("ns", &["b"], &[], &[])], true), &sls, Some("b"), Ok(())),
             (
-                "a serverless cache is no cluster a rule names",
+                "a serverless cache a rule names, as the SnapshotExport gate matches it",
                 policy(vec![rule("ns", &["b"], &[], &["team-*"])], true),
                 &sls,
                 Some("b"),
-                Err("belongs to no replication group or cache cluster"),
+                Ok(()),
+            ),
+            (
+                "a serverless cache the rule does not name",
+                policy(vec![rule("ns", &["b"], &[], &["prod-*"])], true),
+                &sls,
+                Some("b"),
+                Err("belongs to serverless cache team-sessions"),
             ),
             ("an in-region copy, not allowed", policy(vec![], false), &cc, None, Err("allowInRegionCopies is false")),
             (

@@ -105,7 +105,7 @@ pub async fn reconcile(obj: Arc<SnapshotExportSchedule>, ctx: Arc<ScheduleContex
         // The deadline is for scheduled times; a run-now value asked for a run, whenever it starts.
         let scheduled_run = pending.run_name == super::names::run_name(&name, pending.scheduled_time.0);
         let deadline = obj.spec.starting_deadline_seconds.filter(|d| scheduled_run && late > *d);
-        match runs::finish_pending(&ctx, &obj, &exports, &cache, &pending, deadline.is_some()).await {
+        match runs::finish_pending(&ctx, &obj, &exports, &cache, &pending, false, deadline.is_some()).await {
             Ok(runs::Finished::Started) => status.pending_snapshot = None,
             // Its snapshot was never taken and its time is long past (the policy refused it,
             // or the operator was down): no run for that time; the plan picks the next one.

@@ -118,7 +118,7 @@ pub(super) async fn start_run(
                 snapshot_create_time: None,
             });
             write_status(ctx, obj, status.clone()).await?;
-            finish_pending(ctx, obj, exports, cache, &pending, false).await?;
+            finish_pending(ctx, obj, exports, cache, &pending, true, false).await?;
             status.pending_snapshot = None;
             Ok((true, "RunStarted".into(), format!("Started {run_name}: took snapshot {} to export as {target}.", pending.snapshot_name)))
         }
@@ -136,14 +136,16 @@ pub(super) enum Finished {
 
 /// CreateSnapshot mode, after the intent is recorded: the intermediate snapshot (taken once:
 /// when it exists it must carry our tag), then the run that exports it (it waits for the
-/// snapshot to become available). `stale`: the intent is past `startingDeadlineSeconds`, so a
-/// snapshot not taken yet is not taken for that old time.
+/// snapshot to become available). `just_recorded`: this reconcile wrote the intent (and asked
+/// the policy), so the snapshot is normally not there yet. `stale`: the intent is past
+/// `startingDeadlineSeconds`, so a snapshot not taken yet is not taken for that old time.
 pub(super) async fn finish_pending(
     ctx: &ScheduleContext,
     obj: &SnapshotExportSchedule,
     exports: &Api<SnapshotExport>,
     cache: &CacheRef,
     pending: &PendingSnapshot,
+    just_recorded: bool,
     stale: bool,
 ) -> Result<Finished, ScheduleError> {
     let uid = obj.uid().unwrap_or_default();
@@ -152,9 +154,13 @@ pub(super) async fn finish_pending(
     // (one that is not ours is refused by `create_run`, by owner UID).
     let existing_run = exports.get_opt(&pending.run_name).await?;
     if !existing_run.is_some_and(|run| run.owner_references().iter().any(|o| o.uid == uid)) {
+        // A fresh intent: one CreateSnapshot takes it, tagged, with no look first (a run costs at
+        // most two AWS calls beyond its export's: this and the DeleteSnapshot). AlreadyExists,
+        // or an intent found later (after a crash or a refusal): look, and use it only if tagged.
         let serverless = cache.is_serverless();
-        let found = sched_aws::find_snapshot(&ctx.aws, serverless, &pending.snapshot_name).await?;
-        if found.is_none() {
+        let taken = just_recorded && sched_aws::create_snapshot(&ctx.aws, &pending.snapshot_name, cache, &uid).await?;
+        let found = if taken { None } else { sched_aws::find_snapshot(&ctx.aws, serverless, &pending.snapshot_name).await? };
+        if found.is_none() && !taken {
             if stale {
                 return Ok(Finished::Dropped);
             }
@@ -162,6 +168,7 @@ pub(super) async fn finish_pending(
             allowed(ctx, obj, cache, &pending.snapshot_name)?;
         }
         let existing = match found {
+            _ if taken => None,
             // Not there: take it. AlreadyExists means it appeared meanwhile: look at it again.
             None if sched_aws::create_snapshot(&ctx.aws, &pending.snapshot_name, cache, &uid).await? => None,
             None => sched_aws::find_snapshot(&ctx.aws, serverless, &pending.snapshot_name).await?,

@@ -634,3 +634,29 @@ async fn preflight_checks_every_node_group_key_of_the_source() {
     assert_eq!(done.status.unwrap().exported_objects, urls);
     assert_eq!(bed.emulator.copy_calls("ng-free-x").len(), 1);
 }
+
+/// A fresh export to a bucket holding no `<target>-*.rdb` object costs its preflight no read of
+/// the source: no key of any node group can be taken, so the node group ids are read only when
+/// such an object exists (docs/performance.md: AWS calls per export).
+#[tokio::test]
+async fn preflight_reads_the_source_only_when_an_export_key_could_be_taken() {
+    let bed = Bed::start().await;
+    bed.emulator.ctl(
+        "POST",
+        "/snapshots",
+        Some(json!({"name": "ng-cheap", "node_group_ids": ["0001", "0003"], "replication_group_id": "prod", "region": REGION})),
+    );
+    let bucket = "ecx-pf-cheap";
+    create_bucket(&bed.s3, bucket, REGION, Access::FULL_ACL).await;
+    // Another export's objects share the bucket but not the `<target>-` prefix.
+    bed.s3.put_object().bucket(bucket).key("other-0001.rdb").body(b"not ours".to_vec().into()).send().await.unwrap();
+    bed.cluster.apply("cheap-x", json!({"sourceSnapshotName": "ng-cheap", "targetSnapshotName": "cheap-x", "targetBucket": bucket})).await;
+    let done = bed.wait_ready("cheap-x").await;
+    let urls: Vec<String> = ["cheap-x-0001.rdb", "cheap-x-0003.rdb"].iter().map(|k| format!("s3://{bucket}/{k}")).collect();
+    assert_eq!(done.status.unwrap().exported_objects, urls);
+    let calls = bed.emulator.all_calls();
+    let copy_at = calls.iter().position(|c| c["action"] == "CopySnapshot").expect("one CopySnapshot");
+    let before: Vec<&str> = calls[..copy_at].iter().filter_map(|c| c["action"].as_str()).collect();
+    assert!(!before.contains(&"DescribeSnapshots"), "no source look before the request: {before:?}");
+    assert_eq!(before.iter().filter(|a| **a == "ListObjectsV2").count(), 1, "one listing of the target's keys: {before:?}");
+}

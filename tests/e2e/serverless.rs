@@ -1,24 +1,16 @@
-//! ElastiCache Serverless snapshots (issue 15): the AWS layer against the emulator over the wire
-//! (the Rust SDK's serverless calls as `SdkSnapshots` makes them, checked in the emulator's call
-//! log), then the controller end to end: a serverless in-region copy and export, a crash right
-//! after the call, each documented S3 error, and `deletionPolicy: Delete`.
+//! ElastiCache Serverless snapshots (issue 15), the controller end to end: a serverless in-region
+//! copy and export, a crash right after the call, each documented S3 error, `deletionPolicy:
+//! Delete`, the shared listing, terminal stalls. The AWS layer over the wire is in `sdk.rs`, the
+//! export policy for serverless sources in `policy.rs`.
 
 use crate::harness::*;
 use ecx::api::{Phase, OWNER_TAG_KEY};
-use ecx::aws::{SdkSnapshots, ServerlessCopyRequest, ServerlessSnapshotApi, SnapshotApi, SnapshotStatus};
 use kube::ResourceExt;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
-async fn client(emulator: &Emulator) -> SdkSnapshots {
-    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .region(aws_config::Region::new(REGION))
-        .endpoint_url(&emulator.endpoint)
-        .credentials_provider(aws_sdk_elasticache::config::Credentials::new(ACCESS_KEY, SECRET_KEY, None, None, "e2e"))
-        .load()
-        .await;
-    SdkSnapshots::new(&config, true)
-}
+mod policy;
+mod sdk;
 
 fn seed(emulator: &Emulator, name: &str, shards: u32) {
     emulator.ctl(
@@ -26,77 +18,6 @@ fn seed(emulator: &Emulator, name: &str, shards: u32) {
         "/serverless-snapshots",
         Some(json!({"name": name, "cache": format!("{name}-cache"), "region": REGION, "shards": shards})),
     );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn serverless_copy_is_tagged_described_paged_and_deleted_through_the_sdk() {
-    let emulator = Emulator::start(0.5, 0.5);
-    let aws = client(&emulator).await;
-    seed(&emulator, "sls-nightly", 1);
-    let request = ServerlessCopyRequest {
-        source: "sls-nightly".into(),
-        target: "SLS-Copy".into(),
-        kms_key_id: None,
-        tags: vec![(ecx::api::OWNER_TAG_KEY.into(), Some("uid-1".into())), ("team".into(), None)],
-    };
-    let copy = aws.copy_serverless_snapshot(&request).await.unwrap();
-    assert_eq!(copy.name, "sls-copy", "stored in lowercase");
-    assert_eq!(copy.status, SnapshotStatus::InProgress("copying".into()));
-    // The ownership tag is read back from the copy's ARN, as adoption after a crash does.
-    assert_eq!(aws.owner_tag(copy.arn.as_deref().unwrap()).await.unwrap().as_deref(), Some("uid-1"));
-    let err = aws.copy_serverless_snapshot(&request).await.unwrap_err();
-    assert_eq!(err.fault().map(|f| f.reason()), Some("TargetAlreadyExists"), "{err}");
-    let calls = emulator.calls("CopyServerlessCacheSnapshot");
-    assert_eq!(calls.len(), 2);
-    assert_eq!(calls[0]["params"]["TargetServerlessCacheSnapshotName"], "SLS-Copy");
-
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    let seen = aws.describe_serverless_snapshot("SLS-Copy").await.unwrap().expect("the copy exists");
-    assert_eq!(seen.status, SnapshotStatus::Available);
-    assert_eq!(aws.describe_serverless_snapshot("never-made").await.unwrap(), None);
-
-    // 120 snapshots: the sweep's paging reads them all in pages of 50, each token once.
-    for i in 0..118 {
-        seed(&emulator, &format!("bulk-{i:03}"), 1);
-    }
-    let (mut names, mut token, mut pages) = (Vec::new(), None, 0);
-    loop {
-        let page = aws.describe_serverless_snapshots_page(token).await.unwrap();
-        pages += 1;
-        names.extend(page.snapshots.into_iter().map(|s| s.name));
-        token = page.next_token;
-        if token.is_none() {
-            break;
-        }
-    }
-    assert_eq!((names.len(), pages), (120, 3));
-
-    aws.delete_serverless_snapshot("sls-copy").await.unwrap();
-    aws.delete_serverless_snapshot("sls-copy").await.unwrap();
-    assert_eq!(aws.describe_serverless_snapshot("sls-copy").await.unwrap(), None);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn serverless_export_writes_under_the_snapshot_name_and_reports_the_documented_s3_errors() {
-    let emulator = Emulator::start(0.5, 0.5);
-    let aws = client(&emulator).await;
-    let s3 = emulator.s3().await;
-    seed(&emulator, "sls-export", 2);
-    let err = aws.export_serverless_snapshot("sls-export", "no-such-bucket").await.unwrap_err();
-    assert_eq!(err.fault().map(|f| f.reason()), Some("S3BucketNotFound"), "{err}");
-    create_bucket(&s3, "sls-bucket", REGION, Access::None).await;
-    let err = aws.export_serverless_snapshot("sls-export", "sls-bucket").await.unwrap_err();
-    assert_eq!(err.fault().map(|f| f.reason()), Some("S3ReadPermissionMissing"), "{err}");
-    grant(&s3, "sls-bucket", REGION, Access::FULL_ACL).await;
-    let exporting = aws.export_serverless_snapshot("sls-export", "sls-bucket").await.unwrap();
-    assert_eq!(exporting.status, SnapshotStatus::InProgress("exporting".into()));
-    let busy = aws.export_serverless_snapshot("sls-export", "sls-bucket").await.unwrap_err();
-    assert_eq!(busy.fault().map(|f| f.reason()), Some("InvalidSnapshotState"), "{busy}");
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    assert_eq!(bucket_keys(&s3, "sls-bucket").await, vec!["sls-export-0001.rdb", "sls-export-0002.rdb"]);
-    let again = aws.export_serverless_snapshot("sls-export", "sls-bucket").await.unwrap_err();
-    assert_eq!(again.fault().map(|f| f.reason()), Some("S3ObjectAlreadyExists"), "{again}");
-    assert_eq!(emulator.calls("ExportServerlessCacheSnapshot").len(), 5);
 }
 
 /// The spec of a serverless in-region copy.
@@ -215,6 +136,11 @@ async fn a_serverless_export_lists_the_objects_elasticache_wrote() {
         let note = bed.cluster.wait_event(name, "Normal", "ExportCompleted").await.note.unwrap_or_default();
         assert!(note.contains(&want[0]) && note.contains(&want[1]), "{note}");
     }
+    // A name typed in another case than ElastiCache stores it: the objects carry the stored name.
+    seed(&bed.emulator, "sls-mixed", 1);
+    bed.cluster.apply("mixed-case", export_of("SLS-Mixed", "ecx-sls-acl")).await;
+    let done = bed.wait_ready("mixed-case").await;
+    assert_eq!(done.status.unwrap().exported_objects, ["s3://ecx-sls-acl/sls-mixed-0001.rdb"]);
     assert!(bed.emulator.calls("CopySnapshot").is_empty());
 }
 
@@ -313,7 +239,9 @@ async fn each_s3_error_of_a_serverless_export_stalls_with_its_fix_and_heals_with
         let (_, _, message) = condition(&stalled, "Stalled").unwrap();
         assert!(message.contains(&c.bucket()), "{}: the message names the bucket: {message}", c.name);
         assert!(message.contains(c.fix_hint), "{}: the message carries the fix: {message}", c.name);
-        assert!(!message.contains("TargetSnapshotName"), "{}: no fix a serverless export cannot follow: {message}", c.name);
+        let lower = message.to_lowercase();
+        assert!(!lower.contains("targetsnapshotname"), "{}: no fix a serverless export cannot follow: {message}", c.name);
+        assert!(!message.contains("CopySnapshot"), "{}: names the serverless call, not CopySnapshot: {message}", c.name);
         let status = stalled.status.clone().unwrap();
         assert_eq!((status.phase, status.copy_accepted_at), (Some(Phase::Failed), None));
         assert_eq!(status.last_error.as_ref().unwrap().reason, c.reason);
@@ -392,4 +320,143 @@ async fn deletion_policy_delete_removes_only_a_serverless_copy_this_object_made(
     assert!(note.contains("sls-replaced"), "{note}");
     bed.cluster.wait_event("remove", "Normal", "CopyDeleted").await;
     assert!(bed.emulator.calls("DeleteSnapshot").is_empty(), "no node-based delete for a serverless copy");
+}
+
+/// The operator's log without ANSI colours.
+fn plain_log(bed: &Bed) -> String {
+    let mut out = String::new();
+    let mut chars = bed.log_text().chars().collect::<Vec<_>>().into_iter();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            // Skip "ESC [ ... m".
+            for c in chars.by_ref() {
+                if c == 'm' {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_serverless_objects_in_flight_cost_one_listing_per_sweep_and_nothing_once_done() {
+    let mut bed = Bed::with_options(3.0, 1.0, Default::default()).await;
+    bed.start_operator(&[]);
+    const N: usize = 30;
+    for i in 0..N {
+        seed(&bed.emulator, &format!("sls-many-{i:02}"), 1);
+    }
+    for i in 0..3 {
+        bed.emulator.seed_snapshot(&format!("node-many-{i}"), 1);
+    }
+    for i in 0..N {
+        bed.cluster.apply(&format!("sls-{i:02}"), copy_of(&format!("sls-many-{i:02}"), &format!("sls-many-copy-{i:02}"))).await;
+    }
+    for i in 0..3 {
+        let spec = json!({"sourceSnapshotName": format!("node-many-{i}"), "targetSnapshotName": format!("node-many-copy-{i}")});
+        bed.cluster.apply(&format!("node-{i}"), spec).await;
+    }
+    for i in 0..N {
+        bed.wait_ready(&format!("sls-{i:02}")).await;
+    }
+    for i in 0..3 {
+        bed.wait_ready(&format!("node-{i}")).await;
+    }
+    assert_eq!(bed.emulator.calls("CopyServerlessCacheSnapshot").len(), N);
+    // Everything is done: the sweep goes idle and the operator makes no AWS call at all.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let since = bed.emulator.all_calls().len();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let after: Vec<Value> = bed.emulator.all_calls().into_iter().skip(since).collect();
+    assert_eq!(after, Vec::<Value>::new(), "an idle operator makes no AWS call");
+    // Counted once idle, so that no sweep is between its listing and its log line.
+    // Followed only by listing every serverless snapshot (60 at most: 2 pages of 50), never by name.
+    let describes = bed.emulator.calls("DescribeServerlessCacheSnapshots");
+    assert!(describes.iter().all(|c| c["params"].get("ServerlessCacheSnapshotName").is_none()), "a by-name describe: {describes:#?}");
+    let log = plain_log(&bed);
+    let sweeps = log.lines().filter(|l| l.contains("swept snapshots") && !l.contains("serverless=0")).count();
+    assert!(sweeps > 0, "the sweep followed the serverless copies");
+    assert!(
+        (sweeps..=2 * sweeps).contains(&describes.len()),
+        "one listing (1 or 2 pages) per sweep, not one call per object: {} pages for {sweeps} sweeps of {N} objects",
+        describes.len()
+    );
+    eprintln!("{N} serverless copies in flight: {} DescribeServerlessCacheSnapshots pages over {sweeps} sweeps", describes.len());
+    // The node-based copies were followed beside them by their own sweep.
+    assert!(!bed.emulator.calls("DescribeSnapshots").is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_serverless_listing_shows_on_the_objects_it_follows_and_heals() {
+    let mut bed = Bed::with_options(6.0, 1.0, Default::default()).await;
+    bed.start_operator(&[]);
+    seed(&bed.emulator, "sls-swept", 1);
+    bed.cluster.apply("swept", copy_of("sls-swept", "sls-swept-copy")).await;
+    bed.wait_for("swept", "accepted", 30, |o| o.status.as_ref().is_some_and(|s| s.phase == Some(Phase::Copying))).await;
+    bed.emulator.set_faults(json!({"error_rate": 1.0, "actions": ["DescribeServerlessCacheSnapshots"]}));
+    let failing = bed
+        .wait_for("swept", "reporting the failing listing", 30, |o| {
+            condition(o, "Reconciling").is_some_and(|c| c.0 == "True" && c.2.contains("DescribeServerlessCacheSnapshots"))
+        })
+        .await;
+    assert!(failing.status.as_ref().unwrap().last_error.as_ref().is_some_and(|e| e.message.contains("InternalFailure")), "{failing:?}");
+    bed.emulator.set_faults(json!({}));
+    let done = bed.wait_ready("swept").await;
+    assert_eq!(done.status.unwrap().last_error, None);
+    assert_eq!(bed.emulator.calls("CopyServerlessCacheSnapshot").len(), 1, "the failing listing never repeated the copy");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_serverless_copy_whose_snapshot_the_user_deletes_is_never_copied_again() {
+    let mut bed = Bed::with_options(5.0, 1.0, Default::default()).await;
+    bed.start_operator(&[]);
+    seed(&bed.emulator, "sls-fails", 1);
+    bed.cluster.apply("fails", copy_of("sls-fails", "sls-fails-copy")).await;
+    bed.wait_for("fails", "accepted", 30, |o| o.status.as_ref().is_some_and(|s| s.phase == Some(Phase::Copying))).await;
+    bed.emulator.ctl("POST", "/serverless-snapshots/sls-fails-copy/status", Some(json!({"status": "failed"})));
+    bed.wait_stalled("fails", "CopyFailed").await;
+    bed.cluster.wait_event("fails", "Warning", "CopyFailed").await;
+    // As the Event tells them, the user deletes the failed snapshot.
+    bed.emulator.elasticache().delete_serverless_cache_snapshot().serverless_cache_snapshot_name("sls-fails-copy").send().await.unwrap();
+    let since = bed.emulator.all_calls().len();
+    // Many slow retries' worth (the tests retry stalled objects every second).
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(bed.emulator.calls("CopyServerlessCacheSnapshot").len(), 1, "exactly one copy, ever");
+    let after: Vec<Value> = bed.emulator.all_calls().into_iter().skip(since).collect();
+    assert_eq!(after, Vec::<Value>::new(), "a terminal stall costs no AWS call");
+    let now = bed.cluster.get("fails").await;
+    assert_eq!(condition(&now, "Stalled").unwrap().1, "CopyFailed");
+    assert!(now.status.unwrap().copy_accepted_at.is_some(), "acceptance is recorded durably");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_throttled_or_failing_serverless_export_is_retried_and_accepted_once() {
+    let bed = Bed::start().await;
+    seed(&bed.emulator, "sls-flaky", 1);
+    create_bucket(&bed.s3, "ecx-sls-flaky", REGION, Access::FULL_ACL).await;
+    // Throttled: certainly not carried out, so the intent is cleared and the export retried.
+    bed.emulator.set_faults(json!({"throttle_rate": 1.0, "actions": ["ExportServerlessCacheSnapshot"]}));
+    bed.cluster.apply("flaky", export_of("sls-flaky", "ecx-sls-flaky")).await;
+    // (Looked at between attempts: the next attempt records its intent before its call.)
+    let error_is = |o: &ecx::api::SnapshotExport, reason: &str| {
+        o.status.as_ref().and_then(|s| s.last_error.as_ref()).is_some_and(|e| e.reason == reason)
+    };
+    bed.wait_for("flaky", "throttled, with its intent cleared", 30, |o| {
+        error_is(o, "AwsThrottled") && o.status.as_ref().is_some_and(|s| s.copy_requested_at.is_none() && s.attempts > 0)
+    })
+    .await;
+    // A 500 may have been carried out: the intent stays, and the next request rests on a fresh look.
+    bed.emulator.set_faults(json!({"error_rate": 1.0, "actions": ["ExportServerlessCacheSnapshot"]}));
+    bed.wait_for("flaky", "failing, with its intent kept", 30, |o| {
+        error_is(o, "AwsUnavailable") && o.status.as_ref().is_some_and(|s| s.copy_requested_at.is_some())
+    })
+    .await;
+    bed.emulator.set_faults(json!({}));
+    let done = bed.wait_ready("flaky").await;
+    assert_eq!(done.status.unwrap().exported_objects, ["s3://ecx-sls-flaky/sls-flaky-0001.rdb"]);
+    let calls = bed.emulator.calls("ExportServerlessCacheSnapshot");
+    assert_eq!(calls.iter().filter(|c| c["status"] == 200).count(), 1, "exactly one accepted export: {calls:#?}");
 }

@@ -270,6 +270,20 @@ fn a_taken_key_tells_a_serverless_export_what_it_can_do_instead_of_renaming_its_
     };
     let Decision::Stalled { message, .. } = from_safety(&export_spec(), verdict()) else { panic!() };
     assert!(message.ends_with(SERVERLESS_KEY_TAKEN_FIX), "{message}");
+    // As the preflight words it (`Report::failure_message`).
+    let preflight = Verdict::Stalled {
+        reason: "S3ObjectAlreadyExists".into(),
+        message: format!(
+            "{} {} Fix: create a new SnapshotExport with another targetSnapshotName. (Found by the operator's preflight, before any CopySnapshot call.)",
+            problem.message(),
+            problem.solution()
+        ),
+        clear_intent: true,
+    };
+    let Decision::Stalled { message, .. } = from_safety(&export_spec(), preflight) else { panic!() };
+    assert!(message.contains(SERVERLESS_KEY_TAKEN_FIX), "{message}");
+    assert!(message.ends_with("(Found by the operator's preflight, before any ExportServerlessCacheSnapshot call.)"), "{message}");
+    assert!(!message.to_lowercase().contains("targetsnapshotname"), "{message}");
     let Decision::Stalled { message, .. } = from_safety(&SnapshotExportSpec::new("src", "dst", Some("bkt")), verdict()) else { panic!() };
     assert!(message.contains("TargetSnapshotName"), "{message}");
 }

@@ -1,0 +1,103 @@
+//! The export policy for serverless sources (issue 15): source rules hold for them as for
+//! node-based ones. A serverless copy keeps its source's serverless cache and carries the copying
+//! namespace's ownership tag, so copying another team's serverless snapshot in-region under an
+//! allowed name launders nothing past `sources` or `sourceClusters`.
+
+use crate::harness::*;
+use ecx::api::SnapshotExport;
+use kube::api::{Api, PostParams};
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+
+async fn apply_in(bed: &Bed, namespace: &str, name: &str, spec: Value) {
+    let obj: SnapshotExport = serde_json::from_value(json!({
+        "apiVersion": "elasticache-export.io/v1alpha1", "kind": "SnapshotExport",
+        "metadata": {"name": name, "namespace": namespace}, "spec": spec
+    }))
+    .unwrap();
+    let api: Api<SnapshotExport> = Api::namespaced(bed.cluster.client.clone(), namespace);
+    api.create(&PostParams::default(), &obj).await.unwrap_or_else(|e| panic!("create {namespace}/{name}: {e}"));
+}
+
+/// `namespace/name` once `condition_type` is True with `reason` (any reason when empty).
+async fn wait_in(bed: &Bed, namespace: &str, name: &str, condition_type: &str, reason: &str) -> SnapshotExport {
+    let api: Api<SnapshotExport> = Api::namespaced(bed.cluster.client.clone(), namespace);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let obj = api.get_opt(name).await.ok().flatten();
+        let reached =
+            |o: &SnapshotExport| condition(o, condition_type).is_some_and(|c| c.0 == "True" && (reason.is_empty() || c.1 == reason));
+        if let Some(obj) = obj.as_ref().filter(|o| reached(o)) {
+            return obj.clone();
+        }
+        assert!(Instant::now() < deadline, "{namespace}/{name}: not {condition_type} {reason}; status {:#?}", obj.and_then(|o| o.status));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn serverless(source: &str, target: Option<&str>, bucket: Option<&str>) -> Value {
+    let mut spec = json!({"sourceSnapshotName": source, "sourceKind": "Serverless"});
+    if let Some(target) = target {
+        spec["targetSnapshotName"] = json!(target);
+    }
+    if let Some(bucket) = bucket {
+        spec["targetBucket"] = json!(bucket);
+    }
+    spec
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_serverless_copy_cannot_launder_a_snapshot_past_the_source_rules() {
+    let mut bed = Bed::without_operator().await;
+    let base = bed.cluster.namespace.clone();
+    let (b, c, z) = (format!("{base}-sls-b"), format!("{base}-sls-c"), format!("{base}-sls-z"));
+    for ns in [&b, &c, &z] {
+        create_namespace(&bed.cluster.client, ns).await;
+    }
+    for bucket in ["ecx-sls-launder-b", "ecx-sls-launder-c"] {
+        create_bucket(&bed.s3, bucket, REGION, Access::FULL_ACL).await;
+    }
+    let policy_file = bed.dir.path().join("export-policy.yaml");
+    std::fs::write(
+        &policy_file,
+        format!(
+            "rules:\n  - namespaces: [\"{b}\"]\n    buckets: [ecx-sls-launder-b]\n    sources: [\"team-b-*\"]\n  - namespaces: [\"{c}\"]\n    buckets: [ecx-sls-launder-c]\n    sourceClusters: [team-c-valkey]\n"
+        ),
+    )
+    .unwrap();
+    let watched = [base.as_str(), &b, &c, &z].join(",");
+    bed.start_operator_with_policy(&["--namespaces", &watched, "--export-policy-file", policy_file.to_str().unwrap()]);
+    for (name, cache) in [("team-a-valkey-auto", "team-a-valkey"), ("team-c-valkey-auto", "team-c-valkey"), ("team-b-own", "team-b-valkey")]
+    {
+        let body = json!({"name": name, "cache": cache, "region": REGION, "snapshot_type": "automated"});
+        bed.emulator.ctl("POST", "/serverless-snapshots", Some(body));
+    }
+
+    // team-z (no rule) may copy in-region: both copies of team A's snapshot are made, tagged with team-z.
+    for (name, target) in [("copy-for-b", "team-b-laundered"), ("copy-for-c", "team-c-laundered")] {
+        apply_in(&bed, &z, name, serverless("team-a-valkey-auto", Some(target), None)).await;
+        wait_in(&bed, &z, name, "Ready", "").await;
+    }
+    let exports = [
+        (&b, "launder-b", "team-b-laundered", "ecx-sls-launder-b"),
+        (&c, "launder-c", "team-c-laundered", "ecx-sls-launder-c"),
+        (&b, "own-b", "team-b-own", "ecx-sls-launder-b"),
+        (&c, "own-c", "team-c-valkey-auto", "ecx-sls-launder-c"),
+    ];
+    for (ns, name, source, bucket) in exports {
+        apply_in(&bed, ns, name, serverless(source, None, Some(bucket))).await;
+    }
+    let refused = wait_in(&bed, &b, "launder-b", "Stalled", "ExportNotAllowed").await;
+    let message = condition(&refused, "Stalled").unwrap().2;
+    assert!(message.contains(&format!("made by a SnapshotExport in namespace {z}")), "{message}");
+    let refused = wait_in(&bed, &c, "launder-c", "Stalled", "ExportNotAllowed").await;
+    let message = condition(&refused, "Stalled").unwrap().2;
+    assert!(message.contains("belongs to serverless cache team-a-valkey"), "{message}");
+    for (ns, name) in [(&b, "own-b"), (&c, "own-c")] {
+        let done = wait_in(&bed, ns, name, "Ready", "").await;
+        assert_eq!(done.status.unwrap().exported_objects.len(), 1, "{name}");
+    }
+    let exported: Vec<Value> = bed.emulator.calls("ExportServerlessCacheSnapshot");
+    let names: Vec<&str> = exported.iter().filter_map(|c| c["params"]["ServerlessCacheSnapshotName"].as_str()).collect();
+    assert!(!names.iter().any(|n| n.ends_with("-laundered")), "no export call for a laundering export: {names:?}");
+}
