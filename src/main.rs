@@ -57,9 +57,9 @@ async fn run(args: RunArgs) -> Result<(), String> {
     let readiness = Arc::new(Readiness::default());
     let instance = std::env::var("POD_NAME").ok().or_else(|| std::env::var("HOSTNAME").ok());
     let events = Events::new(client.clone(), instance.clone()).with_metrics(metrics.clone());
-    // The schedules ask the same policy (file and flags) before taking a snapshot for a run.
-    let schedule_policy = schedule_policy(&safety_settings(&args))?;
-    let schedules = ecx::schedule::controller::context(client.clone(), aws.clone(), events.clone(), metrics.clone(), schedule_policy)?;
+    // The schedules ask the gate's own policy before taking a snapshot for a run.
+    let schedules =
+        ecx::schedule::controller::context(client.clone(), aws.clone(), events.clone(), metrics.clone(), safety.policy.clone())?;
     let ctx = Arc::new(Context::new(client.clone(), aws, events, timing, metrics.clone()));
     let ctx = Arc::new(Arc::into_inner(ctx).expect("the context is not shared yet").with_export_safety(safety));
 
@@ -118,17 +118,6 @@ fn safety_settings(args: &RunArgs) -> SafetySettings {
         preflight: args.preflight,
         refuse_public_buckets: args.refuse_public_buckets,
     }
-}
-
-/// The export policy from the same file and `--allow-export` rules as the SnapshotExport gate's.
-fn schedule_policy(settings: &SafetySettings) -> Result<ecx::safety::policy_file::PolicySource, String> {
-    let rules = settings
-        .allow_export
-        .iter()
-        .filter(|r| !r.trim().is_empty())
-        .map(|r| ecx::safety::policy::Rule::parse_flag(r))
-        .collect::<Result<Vec<_>, _>>()?;
-    ecx::safety::policy_file::PolicySource::new(settings.export_policy_file.clone(), rules)
 }
 
 fn check_bucket(args: CheckBucketArgs) -> CheckBucket {

@@ -363,3 +363,39 @@ async fn the_preflight_key_listing_follows_pages_and_never_a_repeated_token() {
     assert_retry(&result.expect_err("a repeated token is an error"), "repeated continuation token");
     assert_eq!(count.load(Ordering::SeqCst), 2);
 }
+
+/// Review finding D: the schedule's look at a cache's automatic backups follows every page; a
+/// Marker handed back unchanged is a transient error (retried), not the end of the listing
+/// (which would miss the newest backup on a later page).
+#[tokio::test]
+async fn a_schedule_look_whose_marker_does_not_advance_is_transient_not_complete() {
+    use ecx::schedule::aws::{CacheRef, SharedLooks};
+    let look = |url: String| async move {
+        let aws = client(&url).await;
+        SharedLooks::default().automatic_snapshots(&aws, &CacheRef::ReplicationGroup("rg".into()), jiff::Timestamp::UNIX_EPOCH).await
+    };
+    // Three pages, the last without a Marker: all of them.
+    let (url, count) = stub(|req| {
+        let (snap, next) = if req.contains("Marker=p3") {
+            ("c", None)
+        } else if req.contains("Marker=p2") {
+            ("b", Some("p3"))
+        } else {
+            ("a", Some("p2"))
+        };
+        (200, XML, describe_xml(&snapshot_xml(snap, "available", "1"), next))
+    })
+    .await;
+    let names: Vec<String> = look(url).await.unwrap().into_iter().map(|s| s.name).collect();
+    assert_eq!(names, ["a", "b", "c"]);
+    assert_eq!(count.load(Ordering::SeqCst), 3);
+    // The second page hands back its own Marker: the newest backup may be on a page never seen.
+    let (url, count) = stub(|req| {
+        let name = if req.contains("Marker=") { "b" } else { "a" };
+        (200, XML, describe_xml(&snapshot_xml(name, "available", "1"), Some("p2")))
+    })
+    .await;
+    let err = look(url).await.unwrap_err();
+    assert!(matches!(&err, AwsError::Transient { code, .. } if code == "RepeatedMarker"), "{err:?}");
+    assert_eq!(count.load(Ordering::SeqCst), 2);
+}

@@ -118,3 +118,20 @@ async fn copy_and_export_are_sent_once_even_where_the_sdk_retries() {
     assert!(matches!(c.export_serverless_snapshot("src", "b1").await, Err(AwsError::Transient { .. })));
     assert_eq!(count.load(Ordering::SeqCst), 1, "ExportServerlessCacheSnapshot sent more than once");
 }
+
+/// Review finding D, serverless: the schedule's look at a serverless cache's automatic
+/// snapshots treats a NextToken handed back unchanged as a transient error, not the end.
+#[tokio::test]
+async fn a_schedule_look_whose_next_token_does_not_advance_is_transient_not_complete() {
+    use ecx::schedule::aws::{CacheRef, SharedLooks};
+    let (url, count) = stub(|req| {
+        let name = if req.contains("NextToken=") { "b" } else { "a" };
+        (200, XML, describe(&snap(name, "available"), Some("same")))
+    })
+    .await;
+    let aws = client(&url).await;
+    let at = jiff::Timestamp::UNIX_EPOCH;
+    let err = SharedLooks::default().automatic_snapshots(&aws, &CacheRef::Serverless("s".into()), at).await.unwrap_err();
+    assert!(matches!(&err, AwsError::Transient { code, .. } if code == "RepeatedNextToken"), "{err:?}");
+    assert_eq!(count.load(Ordering::SeqCst), 2);
+}

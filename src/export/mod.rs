@@ -118,17 +118,13 @@ impl<A> Context<A> {
         self.sweep.unfollow(uid);
     }
 
-    /// Count one more `Recheck` in a row for `uid` (or reset the count: `again` false); returns
-    /// the count. `recorded`: the count in the object's status (`recheckCount`), which survives
-    /// a restart.
-    fn recheck(&self, uid: &str, again: bool, recorded: u32) -> u32 {
+    /// Apply one reconcile's `step` to the count of `Recheck`s in a row for `uid`; returns the
+    /// count. `recorded`: the count in the object's status (`recheckCount`), which survives a
+    /// restart.
+    fn recheck(&self, uid: &str, step: RecheckStep, recorded: u32) -> u32 {
         let mut map = self.rechecks.lock().expect("recheck lock");
-        if !again {
-            map.remove(uid);
-            return 0;
-        }
         let count = map.entry(uid.to_string()).or_default();
-        *count = (*count).max(recorded).saturating_add(1);
+        *count = step.apply((*count).max(recorded));
         *count
     }
 
@@ -287,7 +283,7 @@ async fn reconcile_once<A: SnapshotApis>(obj: Arc<SnapshotExport>, ctx: &Arc<Con
     // AWS answering "exists" or "busy" while the look finds nothing of ours: look again with
     // backoff, and stall once it has answered so too many times in a row.
     let recorded_rechecks = current.status.as_ref().map_or(status.recheck_count, |s| s.recheck_count);
-    let repeats = ctx.recheck(&uid, decision == Decision::Recheck, recorded_rechecks);
+    let repeats = ctx.recheck(&uid, RecheckStep::of(&decision, from_call), recorded_rechecks);
     if decision == Decision::Recheck {
         decision = decide::bounded_recheck(&obj.spec, repeats, &answer);
         if decision != Decision::Recheck {
@@ -350,6 +346,38 @@ async fn reconcile_once<A: SnapshotApis>(obj: Arc<SnapshotExport>, ctx: &Arc<Con
             });
         }
     })
+}
+
+/// What one decision does to the count of AWS answering "exists" or "busy" in a row.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum RecheckStep {
+    /// Answered so once more.
+    Again,
+    /// A definitive different outcome: our copy or export found in flight or done, or AWS
+    /// refused the request for another reason.
+    Reset,
+    /// Nothing learnt about that answer (throttled, unreachable, the source not ready, a
+    /// refusal before any call): a throttled look between two "exists" must not lift the bound.
+    Unchanged,
+}
+
+impl RecheckStep {
+    fn of(decision: &Decision, from_call: bool) -> RecheckStep {
+        match decision {
+            Decision::Recheck => RecheckStep::Again,
+            Decision::InProgress { .. } | Decision::Completed { .. } => RecheckStep::Reset,
+            Decision::Stalled { .. } if from_call => RecheckStep::Reset,
+            _ => RecheckStep::Unchanged,
+        }
+    }
+
+    fn apply(self, count: u32) -> u32 {
+        match self {
+            RecheckStep::Again => count.saturating_add(1),
+            RecheckStep::Reset => 0,
+            RecheckStep::Unchanged => count,
+        }
+    }
 }
 
 /// The snapshot the sweep follows for an object: the source while waiting for it or exporting
@@ -492,5 +520,40 @@ mod tests {
         assert_eq!(followed_snapshots(&copy, false), ["dst"]);
         assert_eq!(followed_snapshots(&export, true), ["src"]);
         assert_eq!(followed_snapshots(&export, false), ["src"]);
+    }
+
+    #[test]
+    fn only_a_different_answer_resets_the_recheck_count() {
+        let in_progress = Decision::InProgress {
+            phase: Phase::Copying,
+            message: String::new(),
+            target_arn: None,
+            target_status: None,
+            source_status: None,
+            expected_objects: vec![],
+        };
+        let completed = Decision::Completed { target_arn: None, target_status: None, exported_objects: vec![], source_status: None };
+        let stalled = Decision::Stalled { reason: "r".into(), message: String::new(), clear_intent: false };
+        let throttled = Decision::RetryLater { reason: "AwsThrottled", message: String::new(), clear_intent: true };
+        let waiting = Decision::WaitForSource { reason: "SourceSnapshotNotReady", message: String::new(), source_status: None };
+        let cases = [
+            ("exists", Decision::Recheck, false, 3),
+            ("exists, answered by the call", Decision::Recheck, true, 3),
+            ("a throttled look or call", throttled.clone(), false, 2),
+            ("a throttled call", throttled, true, 2),
+            ("the source not ready", waiting, true, 2),
+            ("a refusal before any call (the policy)", stalled.clone(), false, 2),
+            ("AWS refused the request otherwise", stalled, true, 0),
+            ("our copy found in flight", in_progress, false, 0),
+            ("done", completed, false, 0),
+        ];
+        for (what, decision, from_call, want) in cases {
+            assert_eq!(RecheckStep::of(&decision, from_call).apply(2), want, "{what}");
+        }
+        // Exists, exists, throttled, exists x3: stalls at the fifth "exists".
+        let steps = [RecheckStep::Again, RecheckStep::Again, RecheckStep::Unchanged, RecheckStep::Again, RecheckStep::Again];
+        let count = steps.iter().fold(0, |n, s| s.apply(n));
+        assert_eq!(count, decide::RECHECK_LIMIT - 1);
+        assert_eq!(RecheckStep::Again.apply(count), decide::RECHECK_LIMIT);
     }
 }

@@ -36,7 +36,8 @@ pub enum Verdict {
 
 /// Export policy and preflight configuration, kept in the reconciler's `Context`.
 pub struct ExportSafety {
-    pub policy: PolicySource,
+    /// Shared with the schedules' pre-check (`crate::schedule::policy`): one file, read once.
+    pub policy: Arc<PolicySource>,
     /// `None`: preflight off (`--preflight=false`, or no inspector).
     pub preflight: Option<PreflightConfig>,
     /// Reads a source's provenance for rules that constrain the source; `None`: such rules
@@ -47,7 +48,7 @@ pub struct ExportSafety {
 impl Default for ExportSafety {
     /// Secure by default: no rule (every S3 export refused), no preflight.
     fn default() -> Self {
-        Self { policy: PolicySource::default(), preflight: None, sources: None }
+        Self { policy: Arc::default(), preflight: None, sources: None }
     }
 }
 
@@ -296,7 +297,7 @@ pub fn export_safety(
         )
     });
     let sources: Arc<dyn SourceInspector> = Arc::new(crate::aws::SdkSources::new(config).with_pacer(pacer));
-    Ok(ExportSafety { policy, preflight, sources: Some(sources) })
+    Ok(ExportSafety { policy: Arc::new(policy), preflight, sources: Some(sources) })
 }
 
 /// The verdict for a policy refusal.
@@ -344,7 +345,7 @@ mod tests {
     #[test]
     fn the_policy_is_checked_while_an_intent_is_recorded_and_skipped_only_once_accepted() {
         use crate::api::Phase;
-        let safety = ExportSafety { policy: PolicySource::new(None, vec![]).unwrap(), preflight: None, sources: None };
+        let safety = ExportSafety { policy: Arc::new(PolicySource::new(None, vec![]).unwrap()), preflight: None, sources: None };
         let mut obj = SnapshotExport::new("x", SnapshotExportSpec::new("src", "dst", Some("bkt")));
         obj.metadata.namespace = Some("team-a".into());
         let at = || Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::now()));

@@ -125,7 +125,19 @@ async fn describe_automatic(aws: &SdkSnapshots, cache: &CacheRef) -> Result<Vec<
             });
         }
         match page.marker() {
-            Some(next) if !next.is_empty() && marker.as_deref() != Some(next) => marker = Some(next.to_string()),
+            // A listing that hands back the Marker it was given would miss the pages after it
+            // (the newest backup may be there): retried, never taken as complete.
+            Some(next) if !next.is_empty() && marker.as_deref() == Some(next) => {
+                return Err(AwsError::Transient {
+                    operation: "DescribeSnapshots",
+                    code: "RepeatedMarker".into(),
+                    message: format!(
+                        "ElastiCache answered the listing of {}'s automatic snapshots with the Marker it was given",
+                        cache.describe()
+                    ),
+                })
+            }
+            Some(next) if !next.is_empty() => marker = Some(next.to_string()),
             _ => return Ok(out),
         }
     }
@@ -158,7 +170,16 @@ async fn describe_serverless_automatic(aws: &SdkSnapshots, cache: &str) -> Resul
             });
         }
         match page.next_token() {
-            Some(next) if !next.is_empty() && token.as_deref() != Some(next) => token = Some(next.to_string()),
+            Some(next) if !next.is_empty() && token.as_deref() == Some(next) => {
+                return Err(AwsError::Transient {
+                    operation: OP,
+                    code: "RepeatedNextToken".into(),
+                    message: format!(
+                    "ElastiCache answered the listing of serverless cache {cache}'s automatic snapshots with the NextToken it was given"
+                ),
+                })
+            }
+            Some(next) if !next.is_empty() => token = Some(next.to_string()),
             _ => return Ok(out),
         }
     }

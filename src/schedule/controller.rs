@@ -22,7 +22,7 @@ pub fn context(
     aws: crate::aws::SdkSnapshots,
     events: crate::events::Events,
     metrics: Arc<crate::metrics::Metrics>,
-    policy: crate::safety::policy_file::PolicySource,
+    policy: Arc<crate::safety::policy_file::PolicySource>,
 ) -> Result<Arc<ScheduleContext>, String> {
     Ok(Arc::new(ScheduleContext {
         client,

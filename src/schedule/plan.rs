@@ -35,6 +35,9 @@ pub struct Facts<'a> {
     pub run_now_count: u32,
     /// A run of this schedule is in flight (or its intermediate snapshot is being taken).
     pub in_flight: bool,
+    /// The names of this schedule's runs (owned by it): a planned run that exists was started
+    /// already (its status write was lost), so it is reported started, never skipped.
+    pub runs: &'a [String],
 }
 
 /// A run-now value to act on, and its sequence number (the count of values acted on, this one
@@ -73,7 +76,8 @@ fn decide(timetable: &Timetable, facts: &Facts<'_>) -> Plan {
     if let Some(value) = facts.run_now.filter(|v| !v.is_empty() && Some(*v) != facts.last_run_now) {
         let seq = facts.run_now_count.saturating_add(1);
         let run_now = Some(RunNow { value: value.to_string(), seq });
-        if facts.in_flight {
+        let run_name = names::run_now_name(facts.name, value, seq);
+        if facts.in_flight && !facts.runs.contains(&run_name) {
             return Plan::Skip {
                 scheduled: facts.now,
                 reason: SkipReason::PreviousRunInFlight,
@@ -81,7 +85,7 @@ fn decide(timetable: &Timetable, facts: &Facts<'_>) -> Plan {
                 message: format!("The run asked for by {}={value:?} did not start: the previous run is still in flight. Set a new value once it finished.", crate::api::schedule::RUN_NOW_ANNOTATION),
             };
         }
-        return Plan::Start { scheduled: facts.now, run_name: names::run_now_name(facts.name, value, seq), run_now };
+        return Plan::Start { scheduled: facts.now, run_name, run_now };
     }
     let since = facts.last_schedule_time.map_or(facts.created, |t| t.max(facts.created));
     // A schedule created exactly at a run time runs it: start just before creation.
@@ -89,6 +93,11 @@ fn decide(timetable: &Timetable, facts: &Facts<'_>) -> Plan {
     let Some(scheduled) = timetable.latest_in(since, facts.now) else {
         return Plan::Idle;
     };
+    let run_name = names::run_name(facts.name, scheduled);
+    if facts.runs.contains(&run_name) {
+        // Started before its time was recorded (a lost status write, a crash): record it now.
+        return Plan::Start { scheduled, run_name, run_now: None };
+    }
     let late = facts.now.duration_since(scheduled).as_secs();
     if facts.suspend {
         return Plan::Skip {
@@ -116,7 +125,7 @@ fn decide(timetable: &Timetable, facts: &Facts<'_>) -> Plan {
             message: format!("The run scheduled for {scheduled} was skipped: the previous run is still in flight."),
         };
     }
-    Plan::Start { scheduled, run_name: names::run_name(facts.name, scheduled), run_now: None }
+    Plan::Start { scheduled, run_name, run_now: None }
 }
 
 #[cfg(test)]
@@ -139,6 +148,7 @@ mod tests {
             last_run_now: None,
             run_now_count: 0,
             in_flight: false,
+            runs: &[],
         }
     }
 
@@ -245,6 +255,60 @@ mod tests {
                     Some("2026-11-09T03:00:00Z"),
                 ),
                 format!("Start 2026-11-09T12:00:00Z {} a#3", names::run_now_name("nightly", "a", 3)).leak(),
+            ),
+            (
+                "run now whose run exists, in flight (its status write was lost): started, not skipped",
+                with(
+                    &|f| {
+                        f.run_now = Some("c");
+                        f.in_flight = true;
+                        f.runs = Vec::leak(vec![names::run_now_name("nightly", "c", 1)])
+                    },
+                    "2026-11-09T12:00:00Z",
+                    Some("2026-11-09T03:00:00Z"),
+                ),
+                format!("Start 2026-11-09T12:00:00Z {} c#1", names::run_now_name("nightly", "c", 1)).leak(),
+            ),
+            (
+                "run now while another run with that value's earlier name is in flight",
+                with(
+                    &|f| {
+                        f.run_now = Some("c");
+                        f.last_run_now = Some("b");
+                        f.run_now_count = 2;
+                        f.in_flight = true;
+                        f.runs = Vec::leak(vec![names::run_now_name("nightly", "c", 1)])
+                    },
+                    "2026-11-09T12:00:00Z",
+                    Some("2026-11-09T03:00:00Z"),
+                ),
+                "Skip 2026-11-09T12:00:00Z PreviousRunInFlight c#3",
+            ),
+            (
+                "scheduled run that exists, in flight, its time not recorded: started, not skipped",
+                with(
+                    &|f| {
+                        f.in_flight = true;
+                        f.runs = Vec::leak(vec!["nightly-20261109-0300".to_string()])
+                    },
+                    "2026-11-09T03:00:05Z",
+                    Some("2026-11-08T03:00:00Z"),
+                ),
+                "Start 2026-11-09T03:00:00Z nightly-20261109-0300 None",
+            ),
+            (
+                "the same, found only after its deadline and while suspended: still started",
+                with(
+                    &|f| {
+                        f.in_flight = true;
+                        f.suspend = true;
+                        f.starting_deadline_seconds = Some(60);
+                        f.runs = Vec::leak(vec!["nightly-20261109-0300".to_string()])
+                    },
+                    "2026-11-09T05:00:00Z",
+                    Some("2026-11-08T03:00:00Z"),
+                ),
+                "Start 2026-11-09T03:00:00Z nightly-20261109-0300 None",
             ),
             ("created after today's time", with(&|f| f.created = ts("2026-11-09T04:00:00Z"), "2026-11-09T05:00:00Z", None), "Idle"),
             (

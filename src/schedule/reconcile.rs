@@ -38,9 +38,9 @@ pub struct ScheduleContext {
     pub events: Events,
     pub metrics: Arc<Metrics>,
     pub looks: SharedLooks,
-    /// The export policy, asked for a CreateSnapshot run before its snapshot is taken (the same
-    /// file and flags as the SnapshotExport gate's, read on its own).
-    pub policy: PolicySource,
+    /// The export policy, asked for a CreateSnapshot run before its snapshot is taken: the
+    /// SnapshotExport gate's own (one source, so both read the same content).
+    pub policy: Arc<PolicySource>,
     pub clock: Clock,
     /// The longest a reconcile waits, in real time (a safety net while runs are in flight).
     pub safety_requeue: Duration,
@@ -93,11 +93,37 @@ pub async fn reconcile(obj: Arc<SnapshotExportSchedule>, ctx: Arc<ScheduleContex
     let mut runs = runs::observe_runs(&exports, &name, &uid).await?;
     let mut status = old.clone();
     let mut stall: Option<(&str, String)> = None;
+    // A recorded intent that cannot be carried out now (told once, as a start that fails is),
+    // and whether the export policy is what refuses it.
+    let mut intent_stalled = false;
+    let mut intent_refused = false;
+    let mut dropped: Option<String> = None;
 
     // CreateSnapshot mode: a run whose snapshot was being taken when we last stopped.
     if let Some(pending) = status.pending_snapshot.clone() {
-        match runs::finish_pending(&ctx, &obj, &exports, &cache, &pending, false).await {
-            Ok(()) => status.pending_snapshot = None,
+        let late = now.duration_since(pending.scheduled_time.0).as_secs();
+        // The deadline is for scheduled times; a run-now value asked for a run, whenever it starts.
+        let scheduled_run = pending.run_name == super::names::run_name(&name, pending.scheduled_time.0);
+        let deadline = obj.spec.starting_deadline_seconds.filter(|d| scheduled_run && late > *d);
+        match runs::finish_pending(&ctx, &obj, &exports, &cache, &pending, false, deadline.is_some()).await {
+            Ok(runs::Finished::Started) => status.pending_snapshot = None,
+            // Its snapshot was never taken and its time is long past (the policy refused it,
+            // or the operator was down): no run for that time; the plan picks the next one.
+            Ok(runs::Finished::Dropped) => {
+                status.pending_snapshot = None;
+                status.last_run = Some(LastRun {
+                    name: None,
+                    scheduled_time: Some(pending.scheduled_time.clone()),
+                    phase: None,
+                    skip_reason: Some(SkipReason::MissedDeadline),
+                });
+                dropped = Some(format!(
+                    "The run {} was skipped: its snapshot was not taken within startingDeadlineSeconds ({}s) of {}; the next run starts on time.",
+                    pending.run_name,
+                    deadline.unwrap_or_default(),
+                    pending.scheduled_time.0
+                ));
+            }
             // The intent stays: the run for that time starts once the cause is fixed.
             Err(ScheduleError::Aws(AwsError::Fault { fault, .. })) => {
                 let message = format!("The run {} could not take its snapshot: {fault}. Check the source cache and the operator's IAM policy; it is tried again.", pending.run_name);
@@ -107,15 +133,18 @@ pub async fn reconcile(obj: Arc<SnapshotExportSchedule>, ctx: Arc<ScheduleContex
                 stall = Some(("RunNameTaken", format!("The run {} could not start: {err}.", pending.run_name)))
             }
             Err(ScheduleError::ExportNotAllowed(message)) => {
+                intent_refused = true;
                 stall = Some((Refusal::REASON, format!("The run {} did not start: {message}", pending.run_name)))
             }
             Err(other) => return Err(other),
         }
+        intent_stalled = stall.is_some();
         runs = runs::observe_runs(&exports, &name, &uid).await?;
     }
 
     let in_flight = runs.iter().any(|r| r.facts.state == RunState::InFlight) || status.pending_snapshot.is_some();
     let annotations = obj.metadata.annotations.clone().unwrap_or_default();
+    let run_names: Vec<String> = runs.iter().map(|r| r.facts.name.clone()).collect();
     let facts = Facts {
         now,
         name: &name,
@@ -127,8 +156,15 @@ pub async fn reconcile(obj: Arc<SnapshotExportSchedule>, ctx: Arc<ScheduleContex
         last_run_now: status.last_run_now.as_deref(),
         run_now_count: status.run_now_count,
         in_flight,
+        runs: &run_names,
     };
-    let decision = plan(&timetable, &facts);
+    let mut decision = plan(&timetable, &facts);
+    if intent_refused {
+        // The policy holds up the recorded run: later times wait for it (and a run-now value is
+        // acted on once it is settled) rather than be skipped as "the previous run is in
+        // flight", which blames a run that never started.
+        decision.plan = Plan::Idle;
+    }
     let outcome = match decision.plan {
         Plan::Idle => None,
         Plan::Skip { scheduled, reason, run_now, message } => {
@@ -137,6 +173,12 @@ pub async fn reconcile(obj: Arc<SnapshotExportSchedule>, ctx: Arc<ScheduleContex
             Some((false, reason.as_str().to_string(), message))
         }
         Plan::Start { scheduled, run_name, run_now } => {
+            // A run-now's time is the reconcile's: it stays out of a message stored in the
+            // status, or each retry would rewrite it.
+            let the_run = match &run_now {
+                Some(r) => format!("The run asked for by {RUN_NOW_ANNOTATION}={:?}", r.value),
+                None => format!("The run for {scheduled}"),
+            };
             let started =
                 runs::start_run(&ctx, &mut obj, &exports, &cache, &timetable, &runs, &mut status, scheduled, &run_name, run_now).await;
             match started {
@@ -148,18 +190,18 @@ pub async fn reconcile(obj: Arc<SnapshotExportSchedule>, ctx: Arc<ScheduleContex
                     } else {
                         ("SourceUnavailable", "Check the source cache and the operator's IAM policy")
                     };
-                    let message = format!("The run for {scheduled} could not start: {fault}. {fix}; it is tried again.");
+                    let message = format!("{the_run} could not start: {fault}. {fix}; it is tried again.");
                     stall = Some((reason, message.clone()));
                     Some((false, reason.to_string(), message))
                 }
                 Err(err @ ScheduleError::RunNameTaken { .. }) => {
-                    let message = format!("The run for {scheduled} could not start: {err}.");
+                    let message = format!("{the_run} could not start: {err}.");
                     stall = Some(("RunNameTaken", message.clone()));
                     Some((false, "RunNameTaken".to_string(), message))
                 }
                 // Not recorded as handled: the run starts once the policy allows it.
                 Err(ScheduleError::ExportNotAllowed(why)) => {
-                    let message = format!("The run for {scheduled} did not start: {why}");
+                    let message = format!("{the_run} did not start: {why}");
                     stall = Some((Refusal::REASON, message.clone()));
                     Some((false, Refusal::REASON.to_string(), message))
                 }
@@ -170,6 +212,7 @@ pub async fn reconcile(obj: Arc<SnapshotExportSchedule>, ctx: Arc<ScheduleContex
     if outcome.is_some() {
         runs = runs::observe_runs(&exports, &name, &uid).await?;
     }
+    let outcome = outcome.or_else(|| stall.clone().filter(|_| intent_stalled).map(|(r, m)| (false, r.to_string(), m)));
 
     cleanup::cleanup_intermediates(&ctx, &obj, &exports, &runs).await?;
     cleanup::prune(&ctx, &obj, &exports, &runs).await?;
@@ -182,16 +225,21 @@ pub async fn reconcile(obj: Arc<SnapshotExportSchedule>, ctx: Arc<ScheduleContex
         ctx.metrics.schedule_interval.get_or_create(&labels).set(after);
     }
     let finished = just_finished(&old, &status, &runs).cloned();
-    write_status(&ctx, &mut obj, status).await?;
+    let written = write_status(&ctx, &mut obj, status).await?;
     // Told and counted only once the status recording it is stored: a reconcile whose write
-    // fails (409 from a concurrent one) says nothing.
-    if let Some((started, reason, message)) = &outcome {
+    // fails (409 from a concurrent one) says nothing, and one that finds the same stall as the
+    // last (its status unchanged) says nothing again.
+    if let Some((started, reason, message)) = outcome.as_ref().filter(|_| written) {
         count(&ctx, &ns, &name, reason);
         if *started {
             publish(&ctx, &obj, false, reason, message).await;
         } else {
             warning(&ctx, &obj, reason, message).await;
         }
+    }
+    if let Some(message) = dropped.filter(|_| written) {
+        count(&ctx, &ns, &name, SkipReason::MissedDeadline.as_str());
+        warning(&ctx, &obj, SkipReason::MissedDeadline.as_str(), &message).await;
     }
     if let Some(run) = finished {
         match (&run.facts.state, &run.failure) {

@@ -47,6 +47,26 @@ pub(super) async fn start_run(
         run_now.as_ref().map(|r| (r.value.as_str(), r.seq)),
     )
     .map_err(|e| AwsError::Fault { operation: "template", fault: crate::aws::CopyFault::InvalidParameterValue { message: e } })?;
+    if let Some(run) = runs.iter().find(|r| r.facts.name == run_name) {
+        // Created before its time was recorded (the status write failed, or a crash): the
+        // run is ours and under way, so record it as started; nothing is requested again.
+        let created = match obj.spec.source.mode {
+            SourceMode::LatestAutomatic => {
+                let snaps = ctx.looks.automatic_snapshots(&ctx.aws, cache, scheduled).await?;
+                snaps.iter().find(|s| s.name == run.source).and_then(|s| s.created)
+            }
+            SourceMode::CreateSnapshot => None,
+        };
+        status.source = Some(ResolvedSource {
+            cache_id: cache.id().into(),
+            snapshot_name: Some(run.source.clone()),
+            snapshot_create_time: created.map(Time),
+        });
+        record_handled(status, scheduled, run_now);
+        status.last_run = Some(pending_run(run_name, scheduled));
+        info!(schedule = %name, run = %run_name, snapshot = %run.source, "recorded a run started before");
+        return Ok((true, "RunStarted".into(), format!("Started {run_name}: exporting {} as {target}.", run.source)));
+    }
     match obj.spec.source.mode {
         SourceMode::LatestAutomatic => {
             let snaps = ctx.looks.automatic_snapshots(&ctx.aws, cache, scheduled).await?;
@@ -98,17 +118,27 @@ pub(super) async fn start_run(
                 snapshot_create_time: None,
             });
             write_status(ctx, obj, status.clone()).await?;
-            finish_pending(ctx, obj, exports, cache, &pending, true).await?;
+            finish_pending(ctx, obj, exports, cache, &pending, true, false).await?;
             status.pending_snapshot = None;
             Ok((true, "RunStarted".into(), format!("Started {run_name}: took snapshot {} to export as {target}.", pending.snapshot_name)))
         }
     }
 }
 
+/// What became of a recorded intent.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Finished {
+    /// Its run exists (created now or before).
+    Started,
+    /// Past its starting deadline and its snapshot never taken: dropped, nothing in AWS.
+    Dropped,
+}
+
 /// CreateSnapshot mode, after the intent is recorded: the intermediate snapshot (taken once:
 /// when it exists it must carry our tag), then the run that exports it (it waits for the
 /// snapshot to become available). `just_recorded`: this reconcile wrote the intent (and asked
-/// the policy), so the snapshot is normally not there yet.
+/// the policy), so the snapshot is normally not there yet. `stale`: the intent is past
+/// `startingDeadlineSeconds`, so a snapshot not taken yet is not taken for that old time.
 pub(super) async fn finish_pending(
     ctx: &ScheduleContext,
     obj: &SnapshotExportSchedule,
@@ -116,7 +146,8 @@ pub(super) async fn finish_pending(
     cache: &CacheRef,
     pending: &PendingSnapshot,
     just_recorded: bool,
-) -> Result<(), ScheduleError> {
+    stale: bool,
+) -> Result<Finished, ScheduleError> {
     let uid = obj.uid().unwrap_or_default();
     let target = &pending.target_snapshot_name;
     // A run of ours that exists already was started after its snapshot was: nothing left to do
@@ -130,6 +161,9 @@ pub(super) async fn finish_pending(
         let taken = just_recorded && sched_aws::create_snapshot(&ctx.aws, &pending.snapshot_name, cache, &uid).await?;
         let found = if taken { None } else { sched_aws::find_snapshot(&ctx.aws, serverless, &pending.snapshot_name).await? };
         if found.is_none() && !taken {
+            if stale {
+                return Ok(Finished::Dropped);
+            }
             // Not taken yet: only if the policy still allows the run (the intent stays until it does).
             allowed(ctx, obj, cache, &pending.snapshot_name)?;
         }
@@ -161,7 +195,7 @@ pub(super) async fn finish_pending(
         create_run(exports, obj, &pending.run_name, pending.scheduled_time.0, &pending.snapshot_name, target, Some(&pending.snapshot_name))
             .await?;
     }
-    Ok(())
+    Ok(Finished::Started)
 }
 
 /// The export policy's word on the run that will export `snapshot` (see `policy.rs`).

@@ -162,6 +162,39 @@ async fn the_recheck_bound_counts_the_calls_made_before_a_restart() {
     assert_eq!(calls as u32, ecx::export::decide::RECHECK_LIMIT, "{calls} CopySnapshot calls in all, {before} before the restart");
 }
 
+/// Review finding B: a throttled look between two "already exists" answers is no different
+/// answer from AWS. It leaves the count of answers in a row as it is, so the object still
+/// stalls after RECHECK_LIMIT CopySnapshot calls in all (before: the throttle reset the count,
+/// and each throttled look allowed RECHECK_LIMIT more).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_throttled_look_between_rechecks_does_not_reset_the_bound() {
+    let mut bed = Bed::without_operator().await;
+    bed.emulator.seed_snapshot("throttled-src", 1);
+    let answer = "Snapshot throttled-copy already exists.";
+    bed.emulator.set_config(json!({"copy_snapshot_error": {"code": "SnapshotAlreadyExistsFault", "message": answer}}));
+    // Rechecks at least 0.5 s apart: the throttle below starts between two of them.
+    let mut args: Vec<&str> = TEST_TIMING.to_vec();
+    for (flag, value) in [("--error-backoff-min-seconds", "1"), ("--error-backoff-max-seconds", "2")] {
+        let at = args.iter().position(|a| *a == flag).unwrap();
+        args[at + 1] = value;
+    }
+    args.extend_from_slice(TEST_POLICY);
+    bed.operators.push(Operator::start(&bed.cluster, &bed.emulator, bed.dir.path(), 0, &args));
+    bed.cluster.apply("throttled", json!({"sourceSnapshotName": "throttled-src", "targetSnapshotName": "throttled-copy"})).await;
+    bed.wait_for("throttled", "two rechecks recorded", 30, |o| o.status.as_ref().is_some_and(|s| s.recheck_count == 2)).await;
+    // Every look is throttled until the object reports it.
+    bed.emulator.set_faults(json!({"throttle_rate": 1.0, "actions": ["DescribeSnapshots"]}));
+    bed.wait_for("throttled", "the throttled look reported", 30, |o| {
+        o.status.as_ref().and_then(|s| s.last_error.as_ref()).is_some_and(|e| e.reason == "AwsThrottled")
+    })
+    .await;
+    bed.emulator.set_faults(json!({}));
+    let stalled = bed.wait_stalled("throttled", "AwsAnswerInconsistent").await;
+    assert!(condition(&stalled, "Stalled").unwrap().2.contains(answer));
+    let calls = bed.emulator.copy_calls("throttled-copy").len();
+    assert_eq!(calls as u32, ecx::export::decide::RECHECK_LIMIT, "{calls} CopySnapshot calls in all, with a throttled look between them");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_spec_edit_without_cel_stalls_with_spec_changed_and_no_aws_call() {
     let mut bed = Bed::without_operator().await;

@@ -13,6 +13,7 @@ mod safe_exports;
 mod schedule;
 mod schedule_cost;
 mod schedule_edges;
+mod schedule_intent;
 mod schedule_serverless;
 mod serverless;
 #[path = "../common/validation_cases.rs"]

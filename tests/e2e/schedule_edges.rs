@@ -1,6 +1,8 @@
 //! `SnapshotExportSchedule` edge cases end to end: a CreateSnapshot run the export policy refuses
 //! takes no snapshot, the intermediate snapshot of a run that failed for good is deleted, and a
-//! run-now value used again after another one starts a new run.
+//! run-now value used again after another one starts a new run; a run whose status write was
+//! lost is reported started, not skipped; a refused run is told, counted and written once; the
+//! schedules and the SnapshotExport gate read one export policy.
 
 use crate::harness::*;
 use crate::schedule::{create_schedule, runs_of, schedule_event_reasons, schedules, seed_automatic};
@@ -237,4 +239,149 @@ async fn a_run_now_value_used_again_after_another_starts_a_new_run() {
     assert!(names.iter().all(|n| runs.contains(n)), "the status names the runs that exist: {names:?} {runs:?}");
     let reasons = schedule_event_reasons(&bed, "again").await;
     assert_eq!(reasons.iter().filter(|(_, r)| r == "RunStarted").count(), 3, "{reasons:?}");
+}
+
+/// The status of schedule `name` once `done` holds for it, waiting up to 30 s.
+async fn wait_status(
+    bed: &Bed,
+    name: &str,
+    what: &str,
+    done: impl Fn(&ecx::api::schedule::SnapshotExportScheduleStatus) -> bool,
+) -> ecx::api::schedule::SnapshotExportScheduleStatus {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(status) = schedules(bed).get(name).await.unwrap().status.filter(|s| done(s)) {
+            return status;
+        }
+        assert!(Instant::now() < deadline, "{name}: {what} never happened; log:\n{}", bed.log_text());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Review finding A: the run for run-now `a` is created, and the status write recording it
+/// fails (409: the schedule was edited meanwhile). The retry finds the run in flight under the
+/// very name it planned: it records `a` as handled and reports the run as started, never
+/// "did not start: the previous run is still in flight" while the run is exporting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_whose_status_write_failed_is_reported_started_not_skipped() {
+    let mut bed = Bed::without_operator().await;
+    let proxy = bed.cluster.kube_proxy().await;
+    bed.start_operator_through(&proxy, &[]);
+    seed_automatic(&bed, "lied-rg", "2026-11-20T02:00:00Z");
+    create_schedule(&bed, "lied", json!({"schedule": "0 3 1 1 *", "source": {"replicationGroupId": "lied-rg"}, "template": {}})).await;
+    // The first status (no run yet) is written; the next write, the one recording the run, fails.
+    wait_status(&bed, "lied", "the first status", |s| s.next_schedule_time.is_some()).await;
+    proxy.fail_next(kube_testbed::FaultRule::new("update", "snapshotexportschedules", 409).subresource("status"));
+    run_now(&bed, "lied", "a").await;
+
+    let status = wait_status(&bed, "lied", "run-now a recorded", |s| s.last_run_now.as_deref() == Some("a")).await;
+    assert!(proxy.stats().injected_faults >= 1, "the status write was not failed");
+    let runs = runs_of(&bed, "lied").await;
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    let last = status.last_run.clone().expect("lastRun");
+    assert_eq!(last.skip_reason, None, "the run that is exporting is reported as skipped: {status:?}");
+    assert_eq!(last.name.as_deref(), Some(runs[0].name_any().as_str()), "{status:?}");
+    bed.wait_ready(&runs[0].name_any()).await;
+    let reasons = schedule_event_reasons(&bed, "lied").await;
+    assert!(!reasons.iter().any(|(t, _)| t == "Warning"), "{reasons:?}");
+    assert_eq!(reasons.iter().filter(|(_, r)| r == "RunStarted").count(), 1, "{reasons:?}");
+    assert_eq!(bed.emulator.calls("CopySnapshot").len(), 1);
+}
+
+/// The operator (no export policy: every S3 export is refused) talking to the API server
+/// through `proxy`.
+fn start_refusing_operator_through(bed: &mut Bed, proxy: &KubeProxy) {
+    let kubeconfig = bed.dir.path().join("kubeconfig-refusing");
+    std::fs::write(&kubeconfig, proxy.kubeconfig_yaml(&bed.cluster.namespace)).unwrap();
+    let n = bed.operators.len();
+    let op = Operator::start_with_kubeconfig(&bed.cluster, &bed.emulator, bed.dir.path(), n, TEST_TIMING, &kubeconfig);
+    bed.operators.push(op);
+}
+
+/// `schedule_runs_total{outcome}` of schedule `name` on the operator's /metrics page.
+fn runs_counted(bed: &Bed, name: &str, outcome: &str) -> u64 {
+    let metrics = bed.metrics();
+    metrics
+        .lines()
+        .filter(|l| {
+            l.starts_with("ecx_schedule_runs")
+                && l.contains(&format!("schedule=\"{name}\""))
+                && l.contains(&format!("outcome=\"{outcome}\""))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
+/// Review finding C: a run the policy refuses is a Warning and a `schedule_runs` count once,
+/// not on every later reconcile that finds the same; and a refused run-now's status (which
+/// named the reconcile's time) is not rewritten by each of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_run_is_told_counted_and_written_once() {
+    let mut bed = Bed::without_operator().await;
+    let proxy = bed.cluster.kube_proxy().await;
+    create_cache_cluster(&bed, "refused").await;
+    start_refusing_operator_through(&mut bed, &proxy);
+    let spec = json!({"schedule": "0 3 1 1 *", "source": {"cacheClusterId": "refused", "mode": "CreateSnapshot"}, "template": {"targetBucket": "ecx-refused"}});
+    create_schedule(&bed, "refused", spec).await;
+    run_now(&bed, "refused", "1").await;
+    let stalled = wait_condition(&bed, "refused", "Stalled", || None).await;
+    assert_eq!(stalled.reason, "ExportNotAllowed", "{}", stalled.message);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let writes = || proxy.stats().count("update", "snapshotexportschedules/status");
+    let reads = || proxy.stats().count("get", "snapshotexportschedules");
+    let (written, counted, read) = (writes(), runs_counted(&bed, "refused", "ExportNotAllowed"), reads());
+    assert_eq!(counted, 1);
+    // Three more reconciles (an annotation edit wakes the schedule), each refused the same way.
+    for i in 0..3 {
+        let poke = json!({"metadata": {"annotations": {"example.com/poke": i.to_string()}}});
+        schedules(&bed).patch("refused", &PatchParams::default(), &Patch::Merge(poke)).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+    }
+    // Each reconcile reads the schedule afresh.
+    assert!(reads() >= read + 3, "the reconciles did not happen: {} reads; log:\n{}", reads() - read, bed.log_text());
+    assert_eq!(writes(), written, "the status was rewritten with nothing new");
+    assert_eq!(runs_counted(&bed, "refused", "ExportNotAllowed"), 1, "counted again");
+    let warnings = schedule_event_reasons(&bed, "refused").await;
+    assert_eq!(warnings.iter().filter(|(_, r)| r == "ExportNotAllowed").count(), 1, "{warnings:?}");
+    assert!(bed.emulator.calls("CreateSnapshot").is_empty());
+}
+
+/// Review finding F: the schedules' policy pre-check and the SnapshotExport gate read one
+/// policy: the file is parsed once at start and once per change (twice each before, by two
+/// sources that could disagree while the file changed), and both refuse by the same content.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_schedules_and_the_gate_share_one_export_policy() {
+    let mut bed = Bed::without_operator().await;
+    create_cache_cluster(&bed, "shared").await;
+    bed.emulator.seed_snapshot("shared-src", 1);
+    let ns = bed.cluster.namespace.clone();
+    let file = bed.dir.path().join("export-policy.yaml");
+    let policy = |bucket: &str| format!("rules:\n  - namespaces: [\"{ns}\"]\n    buckets: [{bucket}]\n");
+    std::fs::write(&file, policy("ecx-shared")).unwrap();
+    bed.start_operator_with_policy(&["--export-policy-file", file.to_str().unwrap()]);
+    let loads = |bed: &Bed| bed.log_text().matches("export policy loaded").count();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !bed.log_text().contains("watching SnapshotExportSchedules") {
+        assert!(Instant::now() < deadline, "the operator did not start; log:\n{}", bed.log_text());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(loads(&bed), 1, "the policy file was parsed more than once at start; log:\n{}", bed.log_text());
+
+    // The file now allows another bucket only: both the schedule's run and the SnapshotExport
+    // to ecx-shared are refused, by the one policy read once.
+    std::fs::write(&file, policy("ecx-elsewhere")).unwrap();
+    let spec = json!({"schedule": "0 3 1 1 *", "source": {"cacheClusterId": "shared", "mode": "CreateSnapshot"}, "template": {"targetBucket": "ecx-shared"}});
+    create_schedule(&bed, "shared", spec).await;
+    run_now(&bed, "shared", "1").await;
+    let stalled = wait_condition(&bed, "shared", "Stalled", || None).await;
+    assert_eq!(stalled.reason, "ExportNotAllowed", "{}", stalled.message);
+    bed.cluster
+        .apply(
+            "shared-export",
+            json!({"sourceSnapshotName": "shared-src", "targetSnapshotName": "shared-dst", "targetBucket": "ecx-shared"}),
+        )
+        .await;
+    bed.wait_stalled("shared-export", "ExportNotAllowed").await;
+    assert_eq!(loads(&bed), 2, "each change is parsed once, for both; log:\n{}", bed.log_text());
+    assert!(bed.emulator.calls("CreateSnapshot").is_empty() && bed.emulator.calls("CopySnapshot").is_empty());
 }
