@@ -47,6 +47,10 @@ impl SdkSnapshots {
         self
     }
 
+    pub(crate) fn pacer(&self) -> &Pacer {
+        &self.pacer
+    }
+
     pub(crate) async fn call<T>(&self, operation: &'static str, call: impl Future<Output = Result<T, AwsError>>) -> Result<T, AwsError> {
         self.pacer.call(operation, call).await
     }
@@ -99,25 +103,35 @@ pub(super) fn node_group_ids(s: &aws_sdk_elasticache::types::Snapshot) -> Vec<St
     ids
 }
 
-impl SnapshotApi for SdkSnapshots {
-    async fn describe_snapshot(&self, name: &str) -> Result<Option<SnapshotInfo>, AwsError> {
-        let out = self.call("DescribeSnapshots", async {
-            self.elasticache
+/// DescribeSnapshots of one snapshot by name, with its node groups; `None` when it does not
+/// exist. Shared by the reconciler's look and the safety layer's provenance read.
+pub(crate) async fn describe_one(
+    elasticache: &aws_sdk_elasticache::Client,
+    pacer: &Pacer,
+    name: &str,
+) -> Result<Option<aws_sdk_elasticache::types::Snapshot>, AwsError> {
+    let described = pacer
+        .call("DescribeSnapshots", async {
+            elasticache
                 .describe_snapshots()
                 .snapshot_name(name)
                 .show_node_group_config(true)
                 .send()
                 .await
                 .map_err(|e| classify("DescribeSnapshots", e))
-        });
-        match out.await {
-            // ElastiCache stores snapshot names in lowercase.
-            Ok(out) => {
-                Ok(out.snapshots().iter().find(|s| s.snapshot_name().is_some_and(|n| n.eq_ignore_ascii_case(name))).map(snapshot_info))
-            }
-            Err(AwsError::Fault { fault: super::CopyFault::SnapshotNotFound { .. }, .. }) => Ok(None),
-            Err(other) => Err(other),
-        }
+        })
+        .await;
+    match described {
+        // ElastiCache stores snapshot names in lowercase.
+        Ok(out) => Ok(out.snapshots().iter().find(|s| s.snapshot_name().is_some_and(|n| n.eq_ignore_ascii_case(name))).cloned()),
+        Err(AwsError::Fault { fault: super::CopyFault::SnapshotNotFound { .. }, .. }) => Ok(None),
+        Err(other) => Err(other),
+    }
+}
+
+impl SnapshotApi for SdkSnapshots {
+    async fn describe_snapshot(&self, name: &str) -> Result<Option<SnapshotInfo>, AwsError> {
+        Ok(describe_one(&self.elasticache, &self.pacer, name).await?.as_ref().map(snapshot_info))
     }
 
     async fn owner_tag(&self, arn: &str) -> Result<Option<String>, AwsError> {

@@ -4,6 +4,7 @@
 //! Serverless faults are classified into the same [`super::CopyFault`]s as node-based ones
 //! (`errors.rs`), since the operator answers them the same way.
 
+use super::limit::Pacer;
 use super::sdk::{classify, one_attempt, SdkSnapshots};
 use super::{AwsError, CopyFault, SnapshotApi, SnapshotInfo, SnapshotStatus};
 use aws_sdk_elasticache::types::{ServerlessCacheSnapshot, Tag};
@@ -98,27 +99,34 @@ fn not_found(err: &AwsError) -> bool {
     matches!(err, AwsError::Fault { fault: CopyFault::SnapshotNotFound { .. }, .. })
 }
 
+/// DescribeServerlessCacheSnapshots of one snapshot by name; `None` when it does not exist.
+/// Shared by the reconciler's look and the safety layer's provenance read.
+pub(crate) async fn describe_serverless_one(
+    elasticache: &aws_sdk_elasticache::Client,
+    pacer: &Pacer,
+    name: &str,
+) -> Result<Option<ServerlessCacheSnapshot>, AwsError> {
+    const OP: &str = "DescribeServerlessCacheSnapshots";
+    let described = pacer
+        .call(OP, async {
+            elasticache.describe_serverless_cache_snapshots().serverless_cache_snapshot_name(name).send().await.map_err(|e| classify(OP, e))
+        })
+        .await;
+    match described {
+        // Names are stored in lowercase.
+        Ok(out) => Ok(out
+            .serverless_cache_snapshots()
+            .iter()
+            .find(|s| s.serverless_cache_snapshot_name().is_some_and(|n| n.eq_ignore_ascii_case(name)))
+            .cloned()),
+        Err(err) if not_found(&err) => Ok(None),
+        Err(err) => Err(err),
+    }
+}
+
 impl ServerlessSnapshotApi for SdkSnapshots {
     async fn describe_serverless_snapshot(&self, name: &str) -> Result<Option<ServerlessSnapshotInfo>, AwsError> {
-        const OP: &str = "DescribeServerlessCacheSnapshots";
-        let out = self.call(OP, async {
-            self.elasticache
-                .describe_serverless_cache_snapshots()
-                .serverless_cache_snapshot_name(name)
-                .send()
-                .await
-                .map_err(|e| classify(OP, e))
-        });
-        match out.await {
-            // Names are stored in lowercase.
-            Ok(out) => Ok(out
-                .serverless_cache_snapshots()
-                .iter()
-                .find(|s| s.serverless_cache_snapshot_name().is_some_and(|n| n.eq_ignore_ascii_case(name)))
-                .map(info)),
-            Err(err) if not_found(&err) => Ok(None),
-            Err(err) => Err(err),
-        }
+        Ok(describe_serverless_one(&self.elasticache, self.pacer(), name).await?.as_ref().map(info))
     }
 
     async fn copy_serverless_snapshot(&self, request: &ServerlessCopyRequest) -> Result<ServerlessSnapshotInfo, AwsError> {

@@ -6,7 +6,7 @@
 
 use super::limit::Pacer;
 use super::sdk::classify;
-use super::{AwsError, CopyFault};
+use super::AwsError;
 use crate::api::{OWNER_NAMESPACE_TAG_KEY, OWNER_TAG_KEY};
 use futures::future::BoxFuture;
 use futures::FutureExt;
@@ -77,25 +77,7 @@ impl SdkSources {
 
     /// DescribeSnapshots of one snapshot, with its node groups; `None` when it does not exist.
     async fn describe(&self, name: &str) -> Result<Option<aws_sdk_elasticache::types::Snapshot>, AwsError> {
-        let described = self
-            .pacer
-            .call("DescribeSnapshots", async {
-                self.elasticache
-                    .describe_snapshots()
-                    .snapshot_name(name)
-                    .show_node_group_config(true)
-                    .send()
-                    .await
-                    .map_err(|e| classify("DescribeSnapshots", e))
-            })
-            .await;
-        let out = match described {
-            Ok(out) => out,
-            Err(AwsError::Fault { fault: CopyFault::SnapshotNotFound { .. }, .. }) => return Ok(None),
-            Err(other) => return Err(other),
-        };
-        // ElastiCache stores snapshot names in lowercase.
-        Ok(out.snapshots().iter().find(|s| s.snapshot_name().is_some_and(|n| n.eq_ignore_ascii_case(name))).cloned())
+        super::sdk::describe_one(&self.elasticache, &self.pacer, name).await
     }
 }
 
@@ -125,29 +107,7 @@ impl SourceInspector for SdkSources {
     /// snapshot itself (`SnapshotType: automated`).
     fn serverless_source_facts<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Option<SourceFacts>, AwsError>> {
         async move {
-            const OP: &str = "DescribeServerlessCacheSnapshots";
-            let described = self
-                .pacer
-                .call(OP, async {
-                    self.elasticache
-                        .describe_serverless_cache_snapshots()
-                        .serverless_cache_snapshot_name(name)
-                        .send()
-                        .await
-                        .map_err(|e| classify(OP, e))
-                })
-                .await;
-            let out = match described {
-                Ok(out) => out,
-                Err(AwsError::Fault { fault: CopyFault::SnapshotNotFound { .. }, .. }) => return Ok(None),
-                Err(other) => return Err(other),
-            };
-            // ElastiCache stores snapshot names in lowercase.
-            let found = out
-                .serverless_cache_snapshots()
-                .iter()
-                .find(|s| s.serverless_cache_snapshot_name().is_some_and(|n| n.eq_ignore_ascii_case(name)));
-            let Some(snap) = found else {
+            let Some(snap) = super::serverless::describe_serverless_one(&self.elasticache, &self.pacer, name).await? else {
                 return Ok(None);
             };
             let mut facts = SourceFacts {
