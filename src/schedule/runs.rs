@@ -359,14 +359,18 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_run_is_over_only_when_completed_or_failed_for_good() {
-        let stalled = |reason: &str, accepted: bool| SnapshotExportStatus {
+    /// A run stalled for `reason`, after AWS accepted its request or before.
+    fn stalled(reason: &str, accepted: bool) -> SnapshotExportStatus {
+        SnapshotExportStatus {
             phase: Some(Phase::Failed),
             copy_accepted_at: accepted.then_some(Time(T::UNIX_EPOCH)),
             last_error: Some(LastError { reason: reason.into(), message: String::new() }),
             ..Default::default()
-        };
+        }
+    }
+
+    #[test]
+    fn a_run_is_over_only_when_completed_or_failed_for_good() {
         let cases = [
             (SnapshotExportStatus { phase: Some(Phase::Completed), ..Default::default() }, RunState::Succeeded),
             (SnapshotExportStatus { phase: Some(Phase::Exporting), ..Default::default() }, RunState::InFlight),
@@ -394,12 +398,6 @@ mod tests {
             .unwrap();
             run.status = Some(status);
             run
-        };
-        let stalled = |reason: &str, accepted: bool| SnapshotExportStatus {
-            phase: Some(Phase::Failed),
-            copy_accepted_at: accepted.then_some(Time(T::UNIX_EPOCH)),
-            last_error: Some(LastError { reason: reason.into(), message: String::new() }),
-            ..Default::default()
         };
         let cases = [
             (SnapshotExportStatus { phase: Some(Phase::Completed), ..Default::default() }, true),

@@ -122,6 +122,19 @@ impl Emulator {
 
     /// An ElastiCache client on the emulator with the operator's credentials (acting as a user
     /// would, or measuring the emulator).
+    /// A one-node cache cluster `id` in the emulator (for CreateSnapshot to take from).
+    pub async fn create_cache_cluster(&self, id: &str) {
+        self.elasticache()
+            .create_cache_cluster()
+            .cache_cluster_id(id)
+            .engine("redis")
+            .cache_node_type("cache.t4g.micro")
+            .num_cache_nodes(1)
+            .send()
+            .await
+            .expect("create the cache cluster");
+    }
+
     pub fn elasticache(&self) -> aws_sdk_elasticache::Client {
         let creds = aws_sdk_elasticache::config::Credentials::new(ACCESS_KEY, SECRET_KEY, None, None, "e2e");
         let config = aws_sdk_elasticache::config::Builder::new()

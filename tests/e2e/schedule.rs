@@ -225,15 +225,7 @@ async fn create_snapshot_mode_survives_kills_without_a_second_run_or_snapshot() 
     let mut bed = Bed::without_operator().await;
     create_bucket(&bed.s3, "ecx-fresh", REGION, Access::FULL_ACL).await;
     // A cache cluster for CreateSnapshot to take from.
-    let ec = bed.emulator.elasticache();
-    ec.create_cache_cluster()
-        .cache_cluster_id("fresh")
-        .engine("redis")
-        .cache_node_type("cache.t4g.micro")
-        .num_cache_nodes(1)
-        .send()
-        .await
-        .expect("create the cache cluster");
+    bed.emulator.create_cache_cluster("fresh").await;
     // A virtual hour is a real second: an hourly schedule runs about once a second.
     let clock = TestClock::new("2026-11-23T00:00:00Z", 3_600.0);
     bed.start_operator_env(&[], &clock.env());

@@ -18,19 +18,6 @@ async fn run_now(bed: &Bed, schedule: &str, value: &str) {
     schedules(bed).patch(schedule, &PatchParams::default(), &Patch::Merge(annotate)).await.unwrap();
 }
 
-async fn create_cache_cluster(bed: &Bed, id: &str) {
-    bed.emulator
-        .elasticache()
-        .create_cache_cluster()
-        .cache_cluster_id(id)
-        .engine("redis")
-        .cache_node_type("cache.t4g.micro")
-        .num_cache_nodes(1)
-        .send()
-        .await
-        .expect("create the cache cluster");
-}
-
 /// The schedule's condition `type_` once it is True, waiting up to 30 s; `fail_fast` is checked
 /// on each look and stops the wait with its message.
 async fn wait_condition(
@@ -65,8 +52,8 @@ fn create_snapshot_calls_for(bed: &Bed, cluster: &str) -> Vec<Value> {
 async fn a_create_snapshot_run_the_policy_refuses_takes_no_snapshot_and_stalls() {
     let mut bed = Bed::without_operator().await;
     create_bucket(&bed.s3, "ecx-fenced", REGION, Access::FULL_ACL).await;
-    create_cache_cluster(&bed, "fenced").await;
-    create_cache_cluster(&bed, "team-redis").await;
+    bed.emulator.create_cache_cluster("fenced").await;
+    bed.emulator.create_cache_cluster("team-redis").await;
     // This namespace may export to ecx-fenced only snapshots of cluster team-redis.
     let rule = format!("{}=ecx-fenced,*,team-redis", bed.cluster.namespace);
     bed.start_operator_with_policy(&["--allow-export", &rule]);
@@ -122,7 +109,7 @@ async fn a_recorded_intent_the_policy_now_refuses_takes_no_snapshot() {
     use ecx::api::schedule::{PendingSnapshot, SnapshotExportScheduleStatus};
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
     let mut bed = Bed::without_operator().await;
-    create_cache_cluster(&bed, "intent").await;
+    bed.emulator.create_cache_cluster("intent").await;
     let spec = json!({"schedule": "0 3 1 1 *", "source": {"cacheClusterId": "intent", "mode": "CreateSnapshot"}, "template": {"targetBucket": "ecx-nobody-may"}});
     let mut created = create_schedule(&bed, "intent", spec).await;
     let scheduled: jiff::Timestamp = "2026-11-29T03:00:00Z".parse().unwrap();
@@ -162,7 +149,7 @@ async fn a_recorded_intent_the_policy_now_refuses_takes_no_snapshot() {
 async fn the_intermediate_snapshot_of_a_run_that_failed_for_good_is_deleted() {
     let mut bed = Bed::without_operator().await;
     create_bucket(&bed.s3, "ecx-doomed", REGION, Access::FULL_ACL).await;
-    create_cache_cluster(&bed, "doomed").await;
+    bed.emulator.create_cache_cluster("doomed").await;
     // Every export's upload fails: AWS accepts it and writes nothing (ExportFailed, for good).
     bed.emulator.set_config(json!({"export_fail_node_groups": ["0001"]}));
     bed.start_operator(&["--export-grace-seconds", "2"]);
@@ -319,7 +306,7 @@ fn runs_counted(bed: &Bed, name: &str, outcome: &str) -> u64 {
 async fn a_refused_run_is_told_counted_and_written_once() {
     let mut bed = Bed::without_operator().await;
     let proxy = bed.cluster.kube_proxy().await;
-    create_cache_cluster(&bed, "refused").await;
+    bed.emulator.create_cache_cluster("refused").await;
     start_refusing_operator_through(&mut bed, &proxy);
     let spec = json!({"schedule": "0 3 1 1 *", "source": {"cacheClusterId": "refused", "mode": "CreateSnapshot"}, "template": {"targetBucket": "ecx-refused"}});
     create_schedule(&bed, "refused", spec).await;
@@ -352,7 +339,7 @@ async fn a_refused_run_is_told_counted_and_written_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_schedules_and_the_gate_share_one_export_policy() {
     let mut bed = Bed::without_operator().await;
-    create_cache_cluster(&bed, "shared").await;
+    bed.emulator.create_cache_cluster("shared").await;
     bed.emulator.seed_snapshot("shared-src", 1);
     let ns = bed.cluster.namespace.clone();
     let file = bed.dir.path().join("export-policy.yaml");

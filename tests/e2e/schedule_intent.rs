@@ -53,16 +53,7 @@ async fn first_run(bed: &Bed, schedule: &str) -> String {
 async fn a_refused_intent_blames_the_policy_and_a_stale_one_is_dropped() {
     let mut bed = Bed::without_operator().await;
     create_bucket(&bed.s3, "ecx-intent", REGION, Access::FULL_ACL).await;
-    bed.emulator
-        .elasticache()
-        .create_cache_cluster()
-        .cache_cluster_id("hourly")
-        .engine("redis")
-        .cache_node_type("cache.t4g.micro")
-        .num_cache_nodes(1)
-        .send()
-        .await
-        .expect("create the cache cluster");
+    bed.emulator.create_cache_cluster("hourly").await;
     // `kept` has no starting deadline; `stale` starts a run within 15 minutes of its time or not.
     let kept = schedule_with_intent(&bed, "kept", None).await;
     let stale = schedule_with_intent(&bed, "stale", Some(900)).await;
