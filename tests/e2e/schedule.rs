@@ -92,6 +92,19 @@ pub(crate) async fn schedule_event_reasons(bed: &Bed, name: &str) -> Vec<(String
         .collect()
 }
 
+/// The schedule's Events as (type, reason) once one of `reason` is among them (at most 30 s):
+/// an Event is published just after the call or status write a test may already have seen.
+pub(crate) async fn schedule_event_reasons_with(bed: &Bed, name: &str, reason: &str) -> Vec<(String, String)> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let reasons = schedule_event_reasons(bed, name).await;
+        if reasons.iter().any(|(_, r)| r == reason) || std::time::Instant::now() > deadline {
+            return reasons;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
 fn source_filtered_looks(bed: &Bed) -> usize {
     bed.emulator.calls("DescribeSnapshots").iter().filter(|c| c["params"]["SnapshotSource"] == "system").count()
 }

@@ -5,7 +5,7 @@
 //! schedules and the SnapshotExport gate read one export policy.
 
 use crate::harness::*;
-use crate::schedule::{create_schedule, runs_of, schedule_event_reasons, schedules, seed_automatic};
+use crate::schedule::{create_schedule, runs_of, schedule_event_reasons, schedule_event_reasons_with, schedules, seed_automatic};
 use ecx::api::schedule::{SnapshotExportSchedule, RUN_NOW_ANNOTATION};
 use ecx::api::SnapshotExport;
 use kube::api::{Patch, PatchParams};
@@ -182,7 +182,7 @@ async fn the_intermediate_snapshot_of_a_run_that_failed_for_good_is_deleted() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let reasons = schedule_event_reasons(&bed, "doomed").await;
+    let reasons = schedule_event_reasons_with(&bed, "doomed", "IntermediateSnapshotDeleted").await;
     assert!(reasons.iter().any(|(_, r)| r == "IntermediateSnapshotDeleted"), "{reasons:?}");
     let stalled = wait_condition(&bed, "doomed", "Stalled", || None).await;
     assert_eq!(stalled.reason, "LastRunFailed", "{}", stalled.message);

@@ -4,7 +4,7 @@
 //! then deleted). Each run is a SnapshotExport with `sourceKind: Serverless`.
 
 use crate::harness::*;
-use crate::schedule::{create_schedule, runs_of, schedule_event_reasons, schedules, TestClock};
+use crate::schedule::{create_schedule, runs_of, schedule_event_reasons_with, schedules, TestClock};
 use ecx::api::schedule::{RUN_NOW_ANNOTATION, SCHEDULE_TAG_KEY};
 use ecx::api::{Phase, SourceKind};
 use kube::api::{Patch, PatchParams};
@@ -71,7 +71,7 @@ async fn a_serverless_schedule_exports_the_newest_automatic_snapshot_of_its_cach
     assert!(looks.iter().all(|c| c["params"]["SnapshotType"] == "automated"), "{looks:#?}");
     assert!(bed.emulator.calls("DescribeSnapshots").iter().all(|c| c["params"]["SnapshotSource"].is_null()), "no node-based look");
 
-    let reasons = schedule_event_reasons(&bed, "sessions").await;
+    let reasons = schedule_event_reasons_with(&bed, "sessions", "NoNewSnapshot").await;
     assert_eq!(reasons.iter().filter(|(t, r)| t == "Warning" && r == "NoNewSnapshot").count(), 1, "{reasons:?}");
     let s = schedules(&bed).get("sessions").await.unwrap().status.unwrap();
     let source = s.source.unwrap();
@@ -124,7 +124,7 @@ async fn a_serverless_create_snapshot_run_takes_one_tagged_snapshot_and_deletes_
         assert!(Instant::now() < deadline, "the intermediate snapshot {snapshot} was not deleted; log:\n{}", bed.log_text());
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let reasons = schedule_event_reasons(&bed, "carts").await;
+    let reasons = schedule_event_reasons_with(&bed, "carts", "IntermediateSnapshotDeleted").await;
     assert!(reasons.iter().any(|(t, r)| t == "Normal" && r == "IntermediateSnapshotDeleted"), "{reasons:?}");
     assert!(bed.emulator.calls("DeleteSnapshot").is_empty(), "no node-based DeleteSnapshot");
 }
