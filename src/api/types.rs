@@ -282,13 +282,24 @@ impl SnapshotExportSpec {
 
     /// The name the exported objects start with: `targetSnapshotName` for a node-based export;
     /// the snapshot's own name for a Serverless export (ExportServerlessCacheSnapshot has no
-    /// target name; the objects' names are not documented, see the README's Serverless section).
-    pub fn export_base_name(&self) -> &str {
+    /// target name; the objects' names are not documented, see the README's Serverless section),
+    /// in lowercase: ElastiCache stores snapshot names so, whatever case the spec uses.
+    pub fn export_base_name(&self) -> std::borrow::Cow<'_, str> {
         if self.is_serverless() {
-            &self.source_snapshot_name
+            std::borrow::Cow::Owned(self.source_snapshot_name.to_ascii_lowercase())
         } else {
-            &self.target_snapshot_name
+            std::borrow::Cow::Borrowed(&self.target_snapshot_name)
         }
+    }
+
+    /// Whether `key` can be an object of this serverless export: `<base>-<digits>.rdb`. Its
+    /// shards are not named in advance, so this shape is what tells its objects from those of
+    /// another snapshot whose name starts the same (`<base>-old-0001.rdb`).
+    pub fn is_serverless_export_key(&self, key: &str) -> bool {
+        let prefix = format!("{}-", self.export_base_name());
+        key.strip_prefix(&prefix)
+            .and_then(|rest| rest.strip_suffix(".rdb"))
+            .is_some_and(|shard| !shard.is_empty() && shard.bytes().all(|b| b.is_ascii_digit()))
     }
 
     /// A stable hash of the spec (FNV-1a over its JSON form, fields in declaration order), as

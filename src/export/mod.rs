@@ -418,7 +418,7 @@ async fn observe<A: SnapshotApis>(
             // Objects are listed only once the source is no longer busy exporting.
             let objects = match &source {
                 Some(s) if matches!(s.status, crate::aws::SnapshotStatus::InProgress(_)) => Vec::new(),
-                _ => aws.export_objects(bucket, serverless::export_base(spec, source.as_ref())).await?,
+                _ => aws.export_objects(bucket, &spec.export_base_name()).await?,
             };
             return Ok(Some(Observation::Export { source, objects, claimed_by: None }));
         }
@@ -445,14 +445,8 @@ async fn direct_observation<A: SnapshotApis>(
     status: &SnapshotExportStatus,
 ) -> Result<Observation, AwsError> {
     let serverless = spec.is_serverless();
-    if let (Some(bucket), true) = (&spec.target_bucket, serverless) {
-        // The objects carry the snapshot's name as ElastiCache reports it: describe it first.
-        let source = serverless::describe(aws, serverless, &spec.source_snapshot_name).await?;
-        let objects = aws.export_objects(bucket, serverless::export_base(spec, source.as_ref())).await?;
-        return Ok(Observation::Export { source, objects, claimed_by: None });
-    }
     if let Some(bucket) = &spec.target_bucket {
-        let objects = aws.export_objects(bucket, spec.export_base_name()).await?;
+        let objects = aws.export_objects(bucket, &spec.export_base_name()).await?;
         let source = serverless::describe(aws, serverless, &spec.source_snapshot_name).await?;
         return Ok(Observation::Export { source, objects, claimed_by: None });
     }

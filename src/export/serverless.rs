@@ -53,21 +53,11 @@ pub async fn request<A: SnapshotApis>(aws: &A, spec: &SnapshotExportSpec, uid: &
     }
 }
 
-/// The name an export's objects start with: `targetSnapshotName` for a node-based export; for a
-/// serverless one the snapshot's own name as ElastiCache reports it (`source`: it stores names in
-/// lowercase, whatever case the spec uses), else as the spec gives it.
-pub fn export_base<'a>(spec: &'a SnapshotExportSpec, source: Option<&'a SnapshotInfo>) -> &'a str {
-    match source {
-        Some(s) if spec.is_serverless() && !s.name.is_empty() => &s.name,
-        _ => spec.export_base_name(),
-    }
-}
-
 /// Whether two exports name their objects after the same base (serverless snapshot names are
 /// case-insensitive; node-based target names are S3 keys, compared exactly).
 pub fn same_export_base(a: &SnapshotExportSpec, b: &SnapshotExportSpec) -> bool {
     if a.is_serverless() || b.is_serverless() {
-        a.export_base_name().eq_ignore_ascii_case(b.export_base_name())
+        a.export_base_name().eq_ignore_ascii_case(&b.export_base_name())
     } else {
         a.export_base_name() == b.export_base_name()
     }
@@ -130,12 +120,19 @@ mod tests {
     #[test]
     fn a_serverless_export_is_named_after_the_snapshot_as_elasticache_stores_it() {
         let export = SnapshotExportSpec::new("SLS-Mixed", "", Some("bkt")).serverless();
-        let stored =
-            SnapshotInfo { name: "sls-mixed".into(), arn: None, status: crate::aws::SnapshotStatus::Available, node_group_ids: vec![] };
-        assert_eq!(export_base(&export, Some(&stored)), "sls-mixed");
-        assert_eq!(export_base(&export, None), "SLS-Mixed");
+        // Whether or not the snapshot can be described (it may be deleted right after the export).
+        assert_eq!(export.export_base_name(), "sls-mixed");
         let node = SnapshotExportSpec::new("src", "Weekly", Some("bkt"));
-        assert_eq!(export_base(&node, Some(&stored)), "Weekly", "a node-based export is named after its target");
+        assert_eq!(node.export_base_name(), "Weekly", "a node-based export is named after its target");
+        for (key, ours) in [
+            ("sls-mixed-0001.rdb", true),
+            ("sls-mixed-12.rdb", true),
+            ("sls-mixed-old-0001.rdb", false),
+            ("sls-mixed-0001-x.rdb", false),
+            ("sls-mixed-.rdb", false),
+        ] {
+            assert_eq!(export.is_serverless_export_key(key), ours, "{key}");
+        }
         assert!(same_export_base(&export, &SnapshotExportSpec::new("sls-mixed", "", Some("bkt")).serverless()));
         assert!(same_export_base(&export, &SnapshotExportSpec::new("src", "sls-mixed", Some("bkt"))), "the same keys, whoever writes them");
         assert!(!same_export_base(&node, &SnapshotExportSpec::new("src", "weekly", Some("bkt"))));

@@ -110,19 +110,29 @@ impl ExportSafety {
         // this export writes) are read only when there is such an object.
         if facts.access.is_some() {
             let base = spec.export_base_name();
-            let listed = match config.export_keys(bucket, base).await {
+            let listed = match config.export_keys(bucket, &base).await {
                 Ok(listed) => listed,
                 Err(err) => return stalled_or(&err),
             };
-            let ids = match described {
-                Some(ids) => ids,
-                None if listed.is_empty() => first_node_group(),
-                None => match self.node_group_ids(spec, obj).await {
-                    Ok(ids) => ids,
-                    Err(err) => return Verdict::RetryLater(err),
-                },
+            let keys: Vec<String> = if spec.is_serverless() {
+                // Its shards are not named in advance: any object of its shape is one it writes.
+                let taken: Vec<String> = listed.iter().filter(|k| spec.is_serverless_export_key(k)).cloned().collect();
+                if taken.is_empty() {
+                    vec![export_object_key(&base, "0001")]
+                } else {
+                    taken
+                }
+            } else {
+                let ids = match described {
+                    Some(ids) => ids,
+                    None if listed.is_empty() => first_node_group(),
+                    None => match self.node_group_ids(spec, obj).await {
+                        Ok(ids) => ids,
+                        Err(err) => return Verdict::RetryLater(err),
+                    },
+                };
+                ids.iter().map(|id| export_object_key(&base, id)).collect()
             };
-            let keys: Vec<String> = ids.iter().map(|id| export_object_key(base, id)).collect();
             record_keys(&mut facts, &keys, &listed);
         }
         let report = evaluate(&facts);

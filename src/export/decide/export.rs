@@ -26,8 +26,12 @@ fn expected_keys(spec: &SnapshotExportSpec, status: &SnapshotExportStatus, sourc
 
 /// One key per node group of `snapshot`, sorted (none for a serverless snapshot).
 pub(super) fn object_keys(spec: &SnapshotExportSpec, snapshot: &SnapshotInfo) -> Vec<String> {
-    let mut keys: Vec<String> =
-        snapshot.node_group_ids.iter().take(crate::aws::MAX_NODE_GROUPS).map(|id| export_object_key(spec.export_base_name(), id)).collect();
+    let mut keys: Vec<String> = snapshot
+        .node_group_ids
+        .iter()
+        .take(crate::aws::MAX_NODE_GROUPS)
+        .map(|id| export_object_key(&spec.export_base_name(), id))
+        .collect();
     keys.sort();
     keys.dedup();
     keys
@@ -51,7 +55,14 @@ pub(super) fn decide_export(
     let bucket = spec.target_bucket.as_deref().unwrap_or_default();
     let source_status = source.map(|s| s.status.as_str().to_string());
     let expected = expected_keys(spec, status, source);
-    let relevant: Vec<&ExportObject> = objects.iter().filter(|o| expected.as_ref().is_none_or(|keys| keys.contains(&o.key))).collect();
+    let relevant: Vec<&ExportObject> = objects
+        .iter()
+        .filter(|o| match &expected {
+            Some(keys) => keys.contains(&o.key),
+            // A serverless export's shards are not known in advance: its objects by their shape.
+            None => !spec.is_serverless() || spec.is_serverless_export_key(&o.key),
+        })
+        .collect();
     // Evidence that an object is ours: our request was accepted, or its outcome is unknown and
     // nobody else holds an accepted request for these keys; and it was written after we asked.
     let may_adopt = accepted || (intent && claimed_by.is_none());

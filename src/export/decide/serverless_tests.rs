@@ -190,6 +190,18 @@ fn serverless_export_table() {
             "InProgress:Exporting",
         ),
         (
+            "accepted and done: another snapshot's objects under the same prefix (sls-2-, sls-0001-x) are not ours nor a collision",
+            status(Some(Phase::Exporting), true, true, None),
+            export(Some(snap("available")), &[("sls-0001.rdb", after), ("sls-2-0001.rdb", before), ("sls-0001-x.rdb", before)], None),
+            "Completed",
+        ),
+        (
+            "intent unknown: another snapshot's fresh objects under the same prefix are not adopted",
+            status(Some(Phase::Pending), true, false, None),
+            export(Some(snap("available")), &[("sls-old-0001.rdb", after)], None),
+            "RequestCopy",
+        ),
+        (
             "accepted, snapshot gone, nothing written",
             status(Some(Phase::Exporting), true, true, None),
             export(None, &[], None),
