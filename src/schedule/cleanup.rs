@@ -2,7 +2,8 @@
 //! retention (old runs deleted, with `pruneExportedObjects` the objects each provably wrote).
 
 use super::aws as sched_aws;
-use super::reconcile::{publish, ScheduleContext, ScheduleError, INTERMEDIATE_ANNOTATION};
+use super::names;
+use super::reconcile::{publish, warning, ScheduleContext, ScheduleError, INTERMEDIATE_ANNOTATION};
 use super::retention::{objects_to_prune, runs_to_delete, RunState, SeenObject};
 use super::status::RunView;
 use crate::api::schedule::SnapshotExportSchedule;
@@ -17,7 +18,11 @@ use tracing::info;
 /// DeleteSnapshot, no look first. It is ours: a run exists only once its snapshot was taken
 /// with our tag or found carrying it (`runs::finish_pending`), its name derives from this
 /// schedule's UID, and the IAM policy lets the operator delete only snapshots carrying the
-/// schedule tag. Already gone is fine; a snapshot still busy (e.g. `exporting`) is tried again.
+/// schedule tag. The run's annotation naming it is editable by anyone who may edit the run, so
+/// it is trusted only when it names the snapshot this schedule takes for that run (the name
+/// derives from the schedule's UID and the run's name); any other is a Warning, the annotation
+/// is removed, and nothing is deleted. Already gone is fine; a snapshot still busy (e.g.
+/// `exporting`) is tried again.
 pub(super) async fn cleanup_intermediates(
     ctx: &ScheduleContext,
     obj: &SnapshotExportSchedule,
@@ -26,6 +31,22 @@ pub(super) async fn cleanup_intermediates(
 ) -> Result<(), ScheduleError> {
     for run in runs.iter().filter(|r| r.facts.state != RunState::InFlight) {
         let Some(snap) = &run.intermediate else { continue };
+        let ours = names::intermediate_snapshot_name(&obj.uid().unwrap_or_default(), &run.facts.name);
+        let unmark = serde_json::json!({"metadata": {"annotations": {INTERMEDIATE_ANNOTATION: null}}});
+        if *snap != ours {
+            warning(
+                ctx,
+                obj,
+                "IntermediateSnapshotNotOurs",
+                &format!(
+                    "The run {} names {snap} as its intermediate snapshot ({INTERMEDIATE_ANNOTATION}), but this schedule took {ours} for it; {snap} was not deleted and the annotation was removed.",
+                    run.facts.name
+                ),
+            )
+            .await;
+            exports.patch(&run.facts.name, &PatchParams::default(), &Patch::Merge(&unmark)).await?;
+            continue;
+        }
         match sched_aws::delete_snapshot(&ctx.aws, run.serverless, snap).await {
             Ok(()) => {}
             Err(AwsError::Fault { fault: CopyFault::InvalidSnapshotState { .. }, .. }) => {
@@ -43,8 +64,7 @@ pub(super) async fn cleanup_intermediates(
             &format!("Deleted the intermediate snapshot {snap} of {} after {after}.", run.facts.name),
         )
         .await;
-        let patch = serde_json::json!({"metadata": {"annotations": {INTERMEDIATE_ANNOTATION: null}}});
-        exports.patch(&run.facts.name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
+        exports.patch(&run.facts.name, &PatchParams::default(), &Patch::Merge(&unmark)).await?;
     }
     Ok(())
 }

@@ -372,3 +372,53 @@ async fn the_schedules_and_the_gate_share_one_export_policy() {
     assert_eq!(loads(&bed), 2, "each change is parsed once, for both; log:\n{}", bed.log_text());
     assert!(bed.emulator.calls("CreateSnapshot").is_empty() && bed.emulator.calls("CopySnapshot").is_empty());
 }
+
+/// Review finding H1: the intermediate-snapshot annotation is an editable field of the run, so
+/// it is trusted only when it names the snapshot this schedule takes for that run. A forged run
+/// (owned by and labelled with the schedule) naming another team's operator-tagged snapshot gets
+/// a Warning, and that snapshot is not deleted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forged_intermediate_annotation_deletes_nothing() {
+    let bed = Bed::start().await;
+    for name in ["forged-src", "team-a-copy"] {
+        bed.emulator.ctl("POST", "/snapshots", Some(json!({"name": name, "region": REGION, "cache_cluster_id": "team-a"})));
+    }
+    let ec = bed.emulator.elasticache();
+    let victim = ec.describe_snapshots().snapshot_name("team-a-copy").send().await.unwrap();
+    let arn = victim.snapshots()[0].arn().unwrap().to_string();
+    let tag = aws_sdk_elasticache::types::Tag::builder().key(ecx::api::OWNER_TAG_KEY).value("team-a-uid").build();
+    ec.add_tags_to_resource().resource_name(&arn).tags(tag).send().await.unwrap();
+
+    bed.emulator.create_cache_cluster("forged").await;
+    let schedule = create_schedule(
+        &bed,
+        "forged",
+        json!({"schedule": "0 3 1 1 *", "source": {"cacheClusterId": "forged", "mode": "CreateSnapshot"}, "template": {}}),
+    )
+    .await;
+    let run: SnapshotExport = serde_json::from_value(json!({
+        "apiVersion": "elasticache-export.io/v1alpha1", "kind": "SnapshotExport",
+        "metadata": {
+            "name": "forged-run",
+            "namespace": bed.cluster.namespace,
+            "labels": {"elasticache-export.io/schedule": ecx::schedule::names::label_value("forged")},
+            "annotations": {"elasticache-export.io/intermediate-snapshot": "team-a-copy"},
+            "ownerReferences": [{"apiVersion": "elasticache-export.io/v1alpha1", "kind": "SnapshotExportSchedule", "name": "forged", "uid": schedule.uid().unwrap(), "controller": true}],
+        },
+        "spec": {"sourceSnapshotName": "forged-src", "targetSnapshotName": "forged-copy"},
+    }))
+    .unwrap();
+    kube::Api::<SnapshotExport>::namespaced(bed.cluster.client.clone(), &bed.cluster.namespace)
+        .create(&kube::api::PostParams::default(), &run)
+        .await
+        .expect("create the forged run");
+    bed.wait_ready("forged-run").await;
+    // Wake the schedule after its run completed (as any later event would).
+    let poke = json!({"metadata": {"annotations": {"poke": "1"}}});
+    schedules(&bed).patch("forged", &PatchParams::default(), &Patch::Merge(poke)).await.unwrap();
+
+    let reasons = schedule_event_reasons_with(&bed, "forged", "IntermediateSnapshotNotOurs").await;
+    assert!(reasons.iter().any(|(t, r)| t == "Warning" && r == "IntermediateSnapshotNotOurs"), "{reasons:?}");
+    let deletes: Vec<Value> = bed.emulator.calls("DeleteSnapshot");
+    assert!(deletes.iter().all(|c| c["params"]["SnapshotName"] != "team-a-copy"), "another team's snapshot was deleted: {deletes:#?}");
+}
