@@ -292,14 +292,15 @@ impl SnapshotExportSpec {
         }
     }
 
-    /// Whether `key` can be an object of this serverless export: `<base>-<digits>.rdb`. Its
-    /// shards are not named in advance, so this shape is what tells its objects from those of
-    /// another snapshot whose name starts the same (`<base>-old-0001.rdb`).
+    /// Whether `key` can be an object of this serverless export: `<base>-<shard>.rdb` with a
+    /// shard id holding no `-` or `/`. Its shards are not named in advance (AWS does not document
+    /// their ids), so this shape is what tells its objects from those of another snapshot whose
+    /// name starts the same (`<base>-old-0001.rdb`).
     pub fn is_serverless_export_key(&self, key: &str) -> bool {
         let prefix = format!("{}-", self.export_base_name());
         key.strip_prefix(&prefix)
             .and_then(|rest| rest.strip_suffix(".rdb"))
-            .is_some_and(|shard| !shard.is_empty() && shard.bytes().all(|b| b.is_ascii_digit()))
+            .is_some_and(|shard| !shard.is_empty() && !shard.contains(['-', '/']))
     }
 
     /// A stable hash of the spec (FNV-1a over its JSON form, fields in declaration order), as

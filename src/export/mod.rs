@@ -445,6 +445,13 @@ async fn direct_observation<A: SnapshotApis>(
     status: &SnapshotExportStatus,
 ) -> Result<Observation, AwsError> {
     let serverless = spec.is_serverless();
+    if let (Some(bucket), true) = (&spec.target_bucket, serverless) {
+        // Describe first: a serverless export's shards are not known in advance, so its objects
+        // are complete only if listed after the snapshot was seen no longer exporting.
+        let source = serverless::describe(aws, serverless, &spec.source_snapshot_name).await?;
+        let objects = aws.export_objects(bucket, &spec.export_base_name()).await?;
+        return Ok(Observation::Export { source, objects, claimed_by: None });
+    }
     if let Some(bucket) = &spec.target_bucket {
         let objects = aws.export_objects(bucket, &spec.export_base_name()).await?;
         let source = serverless::describe(aws, serverless, &spec.source_snapshot_name).await?;
