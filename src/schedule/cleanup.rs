@@ -31,42 +31,58 @@ pub(super) async fn cleanup_intermediates(
 ) -> Result<(), ScheduleError> {
     for run in runs.iter().filter(|r| r.facts.state != RunState::InFlight) {
         let Some(snap) = &run.intermediate else { continue };
-        let ours = names::intermediate_snapshot_name(&obj.uid().unwrap_or_default(), &run.facts.name);
-        let unmark = serde_json::json!({"metadata": {"annotations": {INTERMEDIATE_ANNOTATION: null}}});
-        if *snap != ours {
-            warning(
-                ctx,
-                obj,
-                "IntermediateSnapshotNotOurs",
-                &format!(
-                    "The run {} names {snap} as its intermediate snapshot ({INTERMEDIATE_ANNOTATION}), but this schedule took {ours} for it; {snap} was not deleted and the annotation was removed.",
-                    run.facts.name
-                ),
-            )
-            .await;
-            exports.patch(&run.facts.name, &PatchParams::default(), &Patch::Merge(&unmark)).await?;
-            continue;
-        }
-        match sched_aws::delete_snapshot(&ctx.aws, run.serverless, snap).await {
-            Ok(()) => {}
-            Err(AwsError::Fault { fault: CopyFault::InvalidSnapshotState { .. }, .. }) => {
-                info!(schedule = %obj.name_any(), run = %run.facts.name, snapshot = %snap, "intermediate snapshot busy; deleted later");
-                continue;
-            }
-            Err(other) => return Err(other.into()),
-        }
         let after = if run.facts.state == RunState::Succeeded { "its export completed" } else { "it failed for good" };
-        publish(
-            ctx,
-            obj,
-            false,
-            "IntermediateSnapshotDeleted",
-            &format!("Deleted the intermediate snapshot {snap} of {} after {after}.", run.facts.name),
-        )
-        .await;
-        exports.patch(&run.facts.name, &PatchParams::default(), &Patch::Merge(&unmark)).await?;
+        delete_intermediate(ctx, obj, exports, run, snap, after).await?;
     }
     Ok(())
+}
+
+/// Delete one run's intermediate snapshot and drop the annotation naming it; `Ok(false)` while
+/// the snapshot is busy (tried again later). A name other than the one this schedule takes for
+/// that run is a Warning, and nothing is deleted.
+async fn delete_intermediate(
+    ctx: &ScheduleContext,
+    obj: &SnapshotExportSchedule,
+    exports: &Api<SnapshotExport>,
+    run: &RunView,
+    snap: &str,
+    after: &str,
+) -> Result<bool, ScheduleError> {
+    let ours = names::intermediate_snapshot_name(&obj.uid().unwrap_or_default(), &run.facts.name);
+    let unmark = serde_json::json!({"metadata": {"annotations": {INTERMEDIATE_ANNOTATION: null}}});
+    if snap != ours {
+        // Unmark first, so that a failed patch cannot repeat the Warning.
+        exports.patch(&run.facts.name, &PatchParams::default(), &Patch::Merge(&unmark)).await?;
+        warning(
+            ctx,
+            obj,
+            "IntermediateSnapshotNotOurs",
+            &format!(
+                "The run {} names {snap} as its intermediate snapshot ({INTERMEDIATE_ANNOTATION}), but this schedule took {ours} for it; {snap} was not deleted and the annotation was removed.",
+                run.facts.name
+            ),
+        )
+        .await;
+        return Ok(true);
+    }
+    match sched_aws::delete_snapshot(&ctx.aws, run.serverless, snap).await {
+        Ok(()) => {}
+        Err(AwsError::Fault { fault: CopyFault::InvalidSnapshotState { .. }, .. }) => {
+            info!(schedule = %obj.name_any(), run = %run.facts.name, snapshot = %snap, "intermediate snapshot busy; deleted later");
+            return Ok(false);
+        }
+        Err(other) => return Err(other.into()),
+    }
+    publish(
+        ctx,
+        obj,
+        false,
+        "IntermediateSnapshotDeleted",
+        &format!("Deleted the intermediate snapshot {snap} of {} after {after}.", run.facts.name),
+    )
+    .await;
+    exports.patch(&run.facts.name, &PatchParams::default(), &Patch::Merge(&unmark)).await?;
+    Ok(true)
 }
 
 /// Retention: delete old runs (and, with pruneExportedObjects, the objects each provably wrote).
@@ -79,6 +95,13 @@ pub(super) async fn prune(
     let doomed = runs_to_delete(&runs.iter().map(|r| r.facts.clone()).collect::<Vec<_>>(), obj.spec.retention.keep_last);
     for name in doomed {
         let Some(run) = runs.iter().find(|r| r.facts.name == name) else { continue };
+        // A run stalled for its spec still holds its snapshot (an edit could revive it); once
+        // retention deletes the run nothing can, so the snapshot goes first.
+        if let Some(snap) = &run.annotated_intermediate {
+            if !delete_intermediate(ctx, obj, exports, run, snap, "retention deleted it").await? {
+                continue;
+            }
+        }
         if obj.spec.retention.prune_exported_objects {
             let mut seen = Vec::new();
             for url in &run.exported_objects {

@@ -306,6 +306,7 @@ pub(super) fn view(run: SnapshotExport) -> RunView {
         // failed for good after AWS accepted it (a spec stall is healed by reverting the edit,
         // and then needs its source).
         intermediate: annotations.get(INTERMEDIATE_ANNOTATION).filter(|_| over_for_good).cloned(),
+        annotated_intermediate: annotations.get(INTERMEDIATE_ANNOTATION).cloned(),
         serverless: run.spec.is_serverless(),
         exported_objects: status.exported_objects.clone(),
         requested_at: status.copy_requested_at.map(|t| t.0),

@@ -18,6 +18,9 @@ pub struct RunView {
     pub source: String,
     /// CreateSnapshot mode: the intermediate snapshot to delete now (its run is over for good).
     pub intermediate: Option<String>,
+    /// CreateSnapshot mode: the intermediate snapshot the run still names, over or not (deleted
+    /// with the run when retention deletes a run stalled for its spec).
+    pub annotated_intermediate: Option<String>,
     /// The run's source is a serverless snapshot (so is its intermediate one).
     pub serverless: bool,
     pub exported_objects: Vec<String>,
@@ -116,6 +119,7 @@ mod tests {
             failure: (state == RunState::Failed).then(|| ("ExportFailed".into(), "no objects.".into())),
             source: "s".into(),
             intermediate: None,
+            annotated_intermediate: None,
             serverless: false,
             exported_objects: vec![],
             requested_at: None,
