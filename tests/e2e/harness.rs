@@ -722,6 +722,29 @@ impl Bed {
         self.logs().iter().map(|p| std::fs::read_to_string(p).unwrap_or_default()).collect::<Vec<_>>().join("\n")
     }
 
+    /// The laundering scenario's setting (docs/safe-exports.md): three team namespaces beside the
+    /// bed's own (`<ns>-<team>-b`, `-c`, `-z`), bucket `<bucket>-b` and `<bucket>-c`, and an
+    /// operator watching all four under a policy of two rules: namespace b may export to its
+    /// bucket under `rule_b`, namespace c to its bucket under `rule_c` (z has no rule).
+    pub async fn start_three_teams(&mut self, team: &str, bucket: &str, rule_b: &str, rule_c: &str) -> [String; 3] {
+        let base = self.cluster.namespace.clone();
+        let [b, c, z] = ["b", "c", "z"].map(|t| format!("{base}-{team}-{t}"));
+        for ns in [&b, &c, &z] {
+            create_namespace(&self.cluster.client, ns).await;
+        }
+        for t in ["b", "c"] {
+            create_bucket(&self.s3, &format!("{bucket}-{t}"), REGION, Access::FULL_ACL).await;
+        }
+        let policy_file = self.dir.path().join("export-policy.yaml");
+        let policy = format!(
+            "rules:\n  - namespaces: [\"{b}\"]\n    buckets: [{bucket}-b]\n    {rule_b}\n  - namespaces: [\"{c}\"]\n    buckets: [{bucket}-c]\n    {rule_c}\n"
+        );
+        std::fs::write(&policy_file, policy).unwrap();
+        let watched = [base.as_str(), &b, &c, &z].join(",");
+        self.start_operator_with_policy(&["--namespaces", &watched, "--export-policy-file", policy_file.to_str().unwrap()]);
+        [b, c, z]
+    }
+
     /// Start an operator without [`TEST_POLICY`]: `extra` carries the export policy flags (none:
     /// every S3 export is refused).
     pub fn start_operator_with_policy(&mut self, extra: &[&str]) {

@@ -534,24 +534,9 @@ async fn check_bucket_prints_each_check_with_its_fix_and_exits_zero_only_when_an
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_in_region_copy_cannot_launder_a_snapshot_past_the_source_rules() {
     let mut bed = Bed::without_operator().await;
-    let base = bed.cluster.namespace.clone();
-    let (b, c, z) = (format!("{base}-team-b"), format!("{base}-team-c"), format!("{base}-team-z"));
-    for ns in [&b, &c, &z] {
-        create_namespace(&bed.cluster.client, ns).await;
-    }
-    for bucket in ["ecx-launder-b", "ecx-launder-c"] {
-        create_bucket(&bed.s3, bucket, REGION, Access::FULL_ACL).await;
-    }
-    let policy_file = bed.dir.path().join("export-policy.yaml");
-    std::fs::write(
-        &policy_file,
-        format!(
-            "rules:\n  - namespaces: [\"{b}\"]\n    buckets: [ecx-launder-b]\n    sources: [\"team-b-*\", \"automatic.team-b-redis-*\"]\n  - namespaces: [\"{c}\"]\n    buckets: [ecx-launder-c]\n    sourceClusters: [team-c-redis]\n"
-        ),
-    )
-    .unwrap();
-    let watched = [base.as_str(), &b, &c, &z].join(",");
-    bed.start_operator_with_policy(&["--namespaces", &watched, "--export-policy-file", policy_file.to_str().unwrap()]);
+    let [b, c, z] = bed
+        .start_three_teams("team", "ecx-launder", r#"sources: ["team-b-*", "automatic.team-b-redis-*"]"#, "sourceClusters: [team-c-redis]")
+        .await;
     let seed = |name: &str, group: &str| {
         let body = json!({"name": name, "node_groups": 1, "region": REGION, "replication_group_id": group, "snapshot_source": "automated"});
         bed.emulator.ctl("POST", "/snapshots", Some(body));

@@ -49,24 +49,7 @@ fn serverless(source: &str, target: Option<&str>, bucket: Option<&str>) -> Value
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_serverless_copy_cannot_launder_a_snapshot_past_the_source_rules() {
     let mut bed = Bed::without_operator().await;
-    let base = bed.cluster.namespace.clone();
-    let (b, c, z) = (format!("{base}-sls-b"), format!("{base}-sls-c"), format!("{base}-sls-z"));
-    for ns in [&b, &c, &z] {
-        create_namespace(&bed.cluster.client, ns).await;
-    }
-    for bucket in ["ecx-sls-launder-b", "ecx-sls-launder-c"] {
-        create_bucket(&bed.s3, bucket, REGION, Access::FULL_ACL).await;
-    }
-    let policy_file = bed.dir.path().join("export-policy.yaml");
-    std::fs::write(
-        &policy_file,
-        format!(
-            "rules:\n  - namespaces: [\"{b}\"]\n    buckets: [ecx-sls-launder-b]\n    sources: [\"team-b-*\"]\n  - namespaces: [\"{c}\"]\n    buckets: [ecx-sls-launder-c]\n    sourceClusters: [team-c-valkey]\n"
-        ),
-    )
-    .unwrap();
-    let watched = [base.as_str(), &b, &c, &z].join(",");
-    bed.start_operator_with_policy(&["--namespaces", &watched, "--export-policy-file", policy_file.to_str().unwrap()]);
+    let [b, c, z] = bed.start_three_teams("sls", "ecx-sls-launder", r#"sources: ["team-b-*"]"#, "sourceClusters: [team-c-valkey]").await;
     for (name, cache) in [("team-a-valkey-auto", "team-a-valkey"), ("team-c-valkey-auto", "team-c-valkey"), ("team-b-own", "team-b-valkey")]
     {
         let body = json!({"name": name, "cache": cache, "region": REGION, "snapshot_type": "automated"});
