@@ -132,12 +132,7 @@ async fn the_recheck_bound_counts_the_calls_made_before_a_restart() {
     let answer = "Snapshot exists-copy already exists.";
     bed.emulator.set_config(json!({"copy_snapshot_error": {"code": "SnapshotAlreadyExistsFault", "message": answer}}));
     // Rechecks at least 0.5 s apart: the kill below lands between two of them, never during one.
-    let mut args: Vec<&str> = TEST_TIMING.to_vec();
-    for (flag, value) in [("--error-backoff-min-seconds", "1"), ("--error-backoff-max-seconds", "2")] {
-        let at = args.iter().position(|a| *a == flag).unwrap();
-        args[at + 1] = value;
-    }
-    args.extend_from_slice(TEST_POLICY);
+    let args = slow_recheck_args();
     let start = |bed: &mut Bed| {
         let n = bed.operators.len();
         let op = Operator::start(&bed.cluster, &bed.emulator, bed.dir.path(), n, &args);
@@ -173,12 +168,7 @@ async fn a_throttled_look_between_rechecks_does_not_reset_the_bound() {
     let answer = "Snapshot throttled-copy already exists.";
     bed.emulator.set_config(json!({"copy_snapshot_error": {"code": "SnapshotAlreadyExistsFault", "message": answer}}));
     // Rechecks at least 0.5 s apart: the throttle below starts between two of them.
-    let mut args: Vec<&str> = TEST_TIMING.to_vec();
-    for (flag, value) in [("--error-backoff-min-seconds", "1"), ("--error-backoff-max-seconds", "2")] {
-        let at = args.iter().position(|a| *a == flag).unwrap();
-        args[at + 1] = value;
-    }
-    args.extend_from_slice(TEST_POLICY);
+    let args = slow_recheck_args();
     bed.operators.push(Operator::start(&bed.cluster, &bed.emulator, bed.dir.path(), 0, &args));
     bed.cluster.apply("throttled", json!({"sourceSnapshotName": "throttled-src", "targetSnapshotName": "throttled-copy"})).await;
     bed.wait_for("throttled", "two rechecks recorded", 30, |o| o.status.as_ref().is_some_and(|s| s.recheck_count == 2)).await;
@@ -274,4 +264,16 @@ async fn events_about_an_object_with_a_253_character_name_are_published() {
     bed.cluster.wait_event(&name, "Normal", "CopyRequested").await;
     let event = bed.cluster.wait_event(&name, "Normal", "CopyCompleted").await;
     assert!(event.name_any().len() <= 253, "{}", event.name_any());
+}
+
+/// The test timing with error backoff of 1 to 2 s (rechecks at least 0.5 s apart, so a kill or
+/// a fault can land between two of them), and the test export policy.
+fn slow_recheck_args() -> Vec<&'static str> {
+    let mut args: Vec<&str> = TEST_TIMING.to_vec();
+    for (flag, value) in [("--error-backoff-min-seconds", "1"), ("--error-backoff-max-seconds", "2")] {
+        let at = args.iter().position(|a| *a == flag).unwrap();
+        args[at + 1] = value;
+    }
+    args.extend_from_slice(TEST_POLICY);
+    args
 }

@@ -547,6 +547,17 @@ pub fn skip_on_real_server(test: &str, why: &str) {
     eprintln!("[real-server] {test}: returns early on a real API server: {why}");
 }
 
+/// Create SnapshotExport `name` with `spec` in `namespace` (not the bed's own).
+pub async fn apply_in(bed: &Bed, namespace: &str, name: &str, spec: serde_json::Value) {
+    let obj: ecx::api::SnapshotExport = serde_json::from_value(serde_json::json!({
+        "apiVersion": "elasticache-export.io/v1alpha1", "kind": "SnapshotExport",
+        "metadata": {"name": name, "namespace": namespace}, "spec": spec
+    }))
+    .unwrap();
+    let api: kube::Api<ecx::api::SnapshotExport> = kube::Api::namespaced(bed.cluster.client.clone(), namespace);
+    api.create(&kube::api::PostParams::default(), &obj).await.unwrap_or_else(|e| panic!("create {namespace}/{name}: {e}"));
+}
+
 pub async fn create_namespace(client: &Client, name: &str) {
     let namespaces: Api<Namespace> = Api::all(client.clone());
     let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": name}})).unwrap();

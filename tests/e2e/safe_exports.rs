@@ -5,7 +5,7 @@
 use crate::harness::*;
 use ecx::api::SnapshotExport;
 use k8s_openapi::api::events::v1::Event;
-use kube::api::{Api, ListParams, PostParams};
+use kube::api::{Api, ListParams};
 use serde_json::{json, Value};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -32,21 +32,6 @@ async fn warnings_with(bed: &Bed, namespace: &str, name: &str, reason: &str) -> 
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-}
-
-/// Every AWS call the emulator logged.
-fn all_calls(emulator: &Emulator) -> Vec<Value> {
-    emulator.ctl("GET", "/calls", None).as_array().cloned().unwrap_or_default()
-}
-
-async fn apply_in(bed: &Bed, namespace: &str, name: &str, spec: Value) {
-    let obj: SnapshotExport = serde_json::from_value(json!({
-        "apiVersion": "elasticache-export.io/v1alpha1", "kind": "SnapshotExport",
-        "metadata": {"name": name, "namespace": namespace}, "spec": spec
-    }))
-    .unwrap();
-    let api: Api<SnapshotExport> = Api::namespaced(bed.cluster.client.clone(), namespace);
-    api.create(&PostParams::default(), &obj).await.unwrap_or_else(|e| panic!("create {namespace}/{name}: {e}"));
 }
 
 /// Wait until `done` holds for `namespace/name`.
@@ -293,7 +278,7 @@ async fn preflight_off_leaves_the_checks_to_copy_snapshot() {
     bed.wait_stalled("off", "S3ReadAcpPermissionMissing").await;
     assert!(!bed.emulator.copy_calls("off").is_empty(), "without preflight, CopySnapshot reports the problem");
     let inspections =
-        all_calls(&bed.emulator).into_iter().filter(|c| c["action"] == "GetBucketAcl" || c["action"] == "GetBucketLocation").count();
+        bed.emulator.all_calls().into_iter().filter(|c| c["action"] == "GetBucketAcl" || c["action"] == "GetBucketLocation").count();
     assert_eq!(inspections, 0, "no bucket inspection with --preflight=false");
 }
 
@@ -387,7 +372,7 @@ async fn export_policy_matrix_refuses_without_any_aws_call_and_a_policy_change_h
         assert!(events.iter().any(|(r, note)| r == "ExportNotAllowed" && note.contains(&w.rule)), "{case}: {events:?}");
     }
     // Zero AWS calls for a refused object: no call names its source or its target.
-    let calls = all_calls(&bed.emulator);
+    let calls = bed.emulator.all_calls();
     for w in wants.iter().filter(|w| !w.allowed) {
         let target = format!("t-{}", w.name);
         let touching: Vec<&Value> = calls
@@ -430,7 +415,7 @@ async fn without_a_policy_every_s3_export_is_refused() {
     // In-region copies stay allowed without a rule.
     bed.wait_ready("nopol-copy").await;
     assert!(bed.emulator.copy_calls("nopol").is_empty());
-    let touching = all_calls(&bed.emulator).into_iter().filter(|c| c["params"].to_string().contains("\"nopol\"")).count();
+    let touching = bed.emulator.all_calls().into_iter().filter(|c| c["params"].to_string().contains("\"nopol\"")).count();
     assert_eq!(touching, 0, "no AWS call for the refused export");
 }
 

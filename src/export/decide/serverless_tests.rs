@@ -1,5 +1,6 @@
 //! Table tests of `decide` for serverless sources: the same decisions as node-based ones, except
 //! that an export's keys are read from the bucket (a serverless snapshot names no shards).
+use super::tests::{export_at, kind};
 use super::*;
 use crate::api::SnapshotExportSpec;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -42,25 +43,7 @@ fn in_region(target: Option<SnapshotInfo>, owner: Option<Option<&str>>) -> Obser
 }
 /// Objects written at the given seconds, and the object claiming them, if any.
 fn export(source: Option<SnapshotInfo>, objects: &[(&str, i64)], claimed_by: Option<&str>) -> Observation {
-    Observation::Export {
-        source,
-        objects: objects
-            .iter()
-            .map(|(k, at)| ExportObject { key: k.to_string(), last_modified: Some(Timestamp::from_second(*at).unwrap()) })
-            .collect(),
-        claimed_by: claimed_by.map(str::to_string),
-    }
-}
-fn kind(d: &Decision) -> String {
-    match d {
-        Decision::RequestCopy => "RequestCopy".into(),
-        Decision::WaitForSource { reason, .. } => format!("Wait:{reason}"),
-        Decision::InProgress { phase, .. } => format!("InProgress:{phase:?}"),
-        Decision::Completed { .. } => "Completed".into(),
-        Decision::Stalled { reason, clear_intent, .. } => format!("Stalled:{reason}:{}", if *clear_intent { "clear" } else { "keep" }),
-        Decision::Recheck => "Recheck".into(),
-        Decision::RetryLater { reason, clear_intent, .. } => format!("Retry:{reason}:{}", if *clear_intent { "clear" } else { "keep" }),
-    }
+    export_at(source, objects, claimed_by)
 }
 
 #[test]

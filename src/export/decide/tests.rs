@@ -33,7 +33,7 @@ fn export(source: Option<SnapshotInfo>, objects: &[&str]) -> Observation {
     export_at(source, &objects.iter().map(|k| (*k, 999_991)).collect::<Vec<_>>(), None)
 }
 /// Objects written at the given seconds, and the object claiming them, if any.
-fn export_at(source: Option<SnapshotInfo>, objects: &[(&str, i64)], claimed_by: Option<&str>) -> Observation {
+pub(super) fn export_at(source: Option<SnapshotInfo>, objects: &[(&str, i64)], claimed_by: Option<&str>) -> Observation {
     Observation::Export {
         source,
         objects: objects
@@ -49,7 +49,8 @@ fn accepted_but(phase: Phase) -> SnapshotExportStatus {
     st.copy_accepted_at = Some(Time(Timestamp::from_second(999_995).unwrap()));
     st
 }
-fn kind(d: &Decision) -> String {
+/// A decision in a word, for the tables: its kind and reason (and whether the intent is cleared).
+pub(super) fn kind(d: &Decision) -> String {
     match d {
         Decision::RequestCopy => "RequestCopy".into(),
         Decision::WaitForSource { reason, .. } => format!("Wait:{reason}"),

@@ -5,19 +5,9 @@
 
 use crate::harness::*;
 use ecx::api::SnapshotExport;
-use kube::api::{Api, PostParams};
+use kube::api::Api;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
-
-async fn apply_in(bed: &Bed, namespace: &str, name: &str, spec: Value) {
-    let obj: SnapshotExport = serde_json::from_value(json!({
-        "apiVersion": "elasticache-export.io/v1alpha1", "kind": "SnapshotExport",
-        "metadata": {"name": name, "namespace": namespace}, "spec": spec
-    }))
-    .unwrap();
-    let api: Api<SnapshotExport> = Api::namespaced(bed.cluster.client.clone(), namespace);
-    api.create(&PostParams::default(), &obj).await.unwrap_or_else(|e| panic!("create {namespace}/{name}: {e}"));
-}
 
 /// `namespace/name` once `condition_type` is True with `reason` (any reason when empty).
 async fn wait_in(bed: &Bed, namespace: &str, name: &str, condition_type: &str, reason: &str) -> SnapshotExport {
