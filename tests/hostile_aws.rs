@@ -345,16 +345,14 @@ async fn the_preflight_key_listing_follows_pages_and_never_a_repeated_token() {
         let more = next.map(|t| format!("<IsTruncated>true</IsTruncated><NextContinuationToken>{t}</NextContinuationToken>"));
         format!("<?xml version=\"1.0\" encoding=\"UTF-8\"?><ListBucketResult xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><Name>bkt</Name>{}{contents}</ListBucketResult>", more.unwrap_or("<IsTruncated>false</IsTruncated>".into()))
     };
-    let (first, second) = (page(&["dst-0001.rdb.old", "dst-0002.rdb"], Some("p2")), page(&["dst-dir/0003.rdb", "dst-shard-a.rdb"], None));
+    let (first, second) =
+        (page(&["dst-0001.rdb.old", "dst-0002.rdb"], Some("p2")), page(&["dst-0003.rdb", "dst-dir/0004.rdb", "dst-shard-a.rdb"], None));
     let (url, count) = stub(move |request| {
         assert!(request.contains("prefix=dst-"), "listed under the target's prefix: {request}");
         (200, "application/xml", if request.contains("continuation-token=p2") { second.clone() } else { first.clone() })
     })
     .await;
-    assert_eq!(
-        buckets(url).await.export_keys("bkt", "dst").await.unwrap(),
-        vec!["dst-0002.rdb".to_string(), "dst-shard-a.rdb".to_string()]
-    );
+    assert_eq!(buckets(url).await.export_keys("bkt", "dst").await.unwrap(), vec!["dst-0002.rdb".to_string(), "dst-0003.rdb".to_string()]);
     assert_eq!(count.load(Ordering::SeqCst), 2);
     let looping = page(&["dst-0001.rdb.old"], Some("same"));
     let (url, count) = stub(move |_| (200, "application/xml", looping.clone())).await;

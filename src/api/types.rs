@@ -292,15 +292,11 @@ impl SnapshotExportSpec {
         }
     }
 
-    /// Whether `key` can be an object of this serverless export: `<base>-<shard>.rdb` with a
-    /// shard id holding no `-` or `/`. Its shards are not named in advance (AWS does not document
-    /// their ids), so this shape is what tells its objects from those of another snapshot whose
-    /// name starts the same (`<base>-old-0001.rdb`).
+    /// Whether `key` can be an object of this serverless export (see [`is_export_key`]): its
+    /// shards are not named in advance, so this shape is what tells its objects from those of
+    /// another snapshot whose name starts the same (`<base>-old-0001.rdb`).
     pub fn is_serverless_export_key(&self, key: &str) -> bool {
-        let prefix = format!("{}-", self.export_base_name());
-        key.strip_prefix(&prefix)
-            .and_then(|rest| rest.strip_suffix(".rdb"))
-            .is_some_and(|shard| !shard.is_empty() && !shard.contains(['-', '/']))
+        is_export_key(key, &self.export_base_name())
     }
 
     /// A stable hash of the spec (FNV-1a over its JSON form, fields in declaration order), as
@@ -338,5 +334,36 @@ impl SnapshotExportStatus {
     /// (reverting the spec), not by AWS.
     fn is_stalled_by_its_spec(&self) -> bool {
         self.last_error.as_ref().is_some_and(|e| matches!(e.reason.as_str(), "InvalidSpec" | "SpecChanged"))
+    }
+}
+
+/// Whether `key` is `<base>-<id>.rdb` for a node group id as AWS documents it (1 to 4 digits:
+/// `0001` by default, user-supplied otherwise): the one shape of an export's objects, for the
+/// listing that adopts them, the preflight that checks them and serverless exports alike.
+pub fn is_export_key(key: &str, base: &str) -> bool {
+    key.strip_prefix(base)
+        .and_then(|rest| rest.strip_prefix('-'))
+        .and_then(|rest| rest.strip_suffix(".rdb"))
+        .is_some_and(|id| (1..=4).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_digit()))
+}
+
+#[cfg(test)]
+mod export_key_tests {
+    #[test]
+    fn only_keys_an_export_of_the_base_writes_count() {
+        for (key, expected) in [
+            ("t-0001.rdb", true),
+            ("t-42.rdb", true),
+            ("t-00001.rdb", false),
+            ("t-shard-a.rdb", false),
+            ("t-.rdb", false),
+            ("t-0001.rdb.old", false),
+            ("t-dir/0001.rdb", false),
+            ("t-old-0001.rdb", false),
+            ("u-0001.rdb", false),
+            ("t0001.rdb", false),
+        ] {
+            assert_eq!(super::is_export_key(key, "t"), expected, "{key}");
+        }
     }
 }

@@ -184,7 +184,9 @@ impl BucketInspector for SdkBuckets {
                             .map_err(|e| classify("ListObjectsV2", e))
                     })
                     .await?;
-                found.extend(out.contents().iter().filter_map(|o| o.key()).filter(|k| is_export_key(k, &prefix)).map(str::to_string));
+                found.extend(
+                    out.contents().iter().filter_map(|o| o.key()).filter(|k| crate::api::is_export_key(k, base)).map(str::to_string),
+                );
                 match out.next_continuation_token() {
                     // A listing that hands back the token it was given would be followed forever.
                     Some(next) if out.is_truncated() == Some(true) && token.as_deref() == Some(next) => {
@@ -203,29 +205,9 @@ impl BucketInspector for SdkBuckets {
     }
 }
 
-/// Whether `key` is `<prefix><id>.rdb` for some node group id (no `/`: ElastiCache writes at
-/// the top of the bucket).
-fn is_export_key(key: &str, prefix: &str) -> bool {
-    key.strip_prefix(prefix).and_then(|rest| rest.strip_suffix(".rdb")).is_some_and(|id| !id.is_empty() && !id.contains('/'))
-}
-
 #[cfg(test)]
 mod tests {
-    use super::{is_export_key, region_of_location};
-
-    #[test]
-    fn only_keys_an_export_of_the_base_writes_count() {
-        for (key, expected) in [
-            ("t-0001.rdb", true),
-            ("t-shard-a.rdb", true),
-            ("t-.rdb", false),
-            ("t-0001.rdb.old", false),
-            ("t-dir/0001.rdb", false),
-            ("u-0001.rdb", false),
-        ] {
-            assert_eq!(is_export_key(key, "t-"), expected, "{key}");
-        }
-    }
+    use super::region_of_location;
 
     #[test]
     fn location_constraints() {

@@ -191,7 +191,7 @@ impl SnapshotApi for SdkSnapshots {
             });
             let Some(page) = page.await? else { return Ok(Vec::new()) };
             keys.extend(page.contents().iter().filter_map(|o| {
-                let key = o.key().filter(|k| is_export_key(k, &prefix))?;
+                let key = o.key().filter(|k| crate::api::is_export_key(k, target))?;
                 let last_modified =
                     o.last_modified().and_then(|t| k8s_openapi::jiff::Timestamp::new(t.secs(), t.subsec_nanos() as i32).ok());
                 Some(ExportObject { key: key.to_string(), last_modified })
@@ -223,14 +223,6 @@ impl SnapshotApi for SdkSnapshots {
             .await?;
         Ok(SnapshotPage { snapshots: out.snapshots().iter().map(snapshot_info).collect(), next_marker: out.marker().map(str::to_string) })
     }
-}
-
-/// `<target>-<node group id>.rdb`, the id being 1 to 4 digits (the API model's
-/// `AllowedNodeGroupId`: ElastiCache's `0001`, or a user-supplied id).
-fn is_export_key(key: &str, prefix: &str) -> bool {
-    key.strip_prefix(prefix)
-        .and_then(|rest| rest.strip_suffix(".rdb"))
-        .is_some_and(|n| (1..=4).contains(&n.len()) && n.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// One attempt only, for requests that must not be repeated (CopySnapshot and the serverless

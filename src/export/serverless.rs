@@ -127,7 +127,6 @@ mod tests {
         for (key, ours) in [
             ("sls-mixed-0001.rdb", true),
             ("sls-mixed-12.rdb", true),
-            ("sls-mixed-a1.rdb", true),
             ("sls-mixed-old-0001.rdb", false),
             ("sls-mixed-0001-x.rdb", false),
             ("sls-mixed-.rdb", false),
