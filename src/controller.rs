@@ -7,6 +7,7 @@ use crate::aws::SnapshotApis;
 use crate::events::{EventNote, Events};
 use crate::export::{reconcile, Context, ReconcileError};
 use crate::http::Readiness;
+use crate::installed;
 use futures::{future, StreamExt};
 use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -14,7 +15,7 @@ use kube::api::{Api, ApiResource, DynamicObject};
 use kube::runtime::controller::{Action, Config as ControllerConfig};
 use kube::runtime::reflector::{self};
 use kube::runtime::{predicates, watcher, Controller, Predicate, WatchStreamExt};
-use kube::{Client, ResourceExt};
+use kube::{Client, CustomResourceExt, ResourceExt};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
@@ -31,6 +32,22 @@ pub async fn run<A: SnapshotApis>(
 ) {
     let scopes: Vec<Option<String>> = if namespaces.is_empty() { vec![None] } else { namespaces.into_iter().map(Some).collect() };
     let shutdown = future::FutureExt::shared(shutdown);
+    let probe: Api<SnapshotExport> = match &scopes[0] {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
+    if !installed::wait_until_installed(
+        &probe,
+        crate::http::EXPORTS,
+        SnapshotExport::crd_name(),
+        &readiness,
+        &ctx.metrics,
+        shutdown.clone(),
+    )
+    .await
+    {
+        return;
+    }
     let total = scopes.len();
     let sweeper = {
         let ctx = ctx.clone();

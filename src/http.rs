@@ -1,22 +1,39 @@
 //! `/healthz`, `/readyz` and `/metrics`.
 
+use crate::api::SnapshotExport;
 use crate::metrics::Metrics;
 use axum::{extract::State, http::StatusCode, routing::get, Router};
+use kube::CustomResourceExt;
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
-/// `/readyz`: ready once every watch has listed its objects or, with leader election, while
-/// standing by as a follower (readiness does not depend on leadership).
+/// `/readyz`: ready once every watch has listed its objects (or its controller is idle for a
+/// missing CRD, which the answer names) or, with leader election, while standing by as a
+/// follower (readiness does not depend on leadership).
+/// The SnapshotExport controller's name, as it reports a missing CRD.
+pub const EXPORTS: &str = "SnapshotExport";
+
 #[derive(Default)]
 pub struct Readiness {
     synced: AtomicBool,
     standby: AtomicBool,
+    /// The (controller, CRD) pairs where a controller waits for its CRD (`crate::installed`).
+    waiting_for_crds: Mutex<BTreeSet<(String, String)>>,
 }
 
 impl Readiness {
+    /// Ready: synced, standing by, or without the SnapshotExport CRD (nothing to list, and the
+    /// answer says so; a readiness that waits for a CRD would hold a rollout for ever).
     pub fn is_ready(&self) -> bool {
-        self.synced.load(Ordering::Relaxed) || self.standby.load(Ordering::Relaxed)
+        self.synced.load(Ordering::Relaxed)
+            || self.standby.load(Ordering::Relaxed)
+            || self
+                .waiting_for_crds
+                .lock()
+                .expect("readiness lock")
+                .contains(&(EXPORTS.to_string(), SnapshotExport::crd_name().to_string()))
     }
 
     pub fn set_standby(&self, standby: bool) {
@@ -26,6 +43,30 @@ impl Readiness {
     /// Every watch has listed its objects.
     pub fn set_synced(&self) {
         self.synced.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether `controller` waits for the CRD named `crd` to be installed.
+    pub fn set_waiting_for_crd(&self, controller: &str, crd: &str, waiting: bool) {
+        let mut set = self.waiting_for_crds.lock().expect("readiness lock");
+        let key = (controller.to_string(), crd.to_string());
+        if waiting {
+            set.insert(key);
+        } else {
+            set.remove(&key);
+        }
+    }
+
+    /// What `/readyz` says: the state, then any CRD a controller waits for.
+    pub fn describe(&self) -> String {
+        let state = if self.is_ready() { "ready" } else { "caches not synced" };
+        let waiting = self.waiting_for_crds.lock().expect("readiness lock");
+        if waiting.is_empty() {
+            state.to_string()
+        } else {
+            let names: BTreeSet<&str> = waiting.iter().map(|(_, crd)| crd.as_str()).collect();
+            let names: Vec<&str> = names.into_iter().collect();
+            format!("{state}; idle until these CRDs are installed (kubectl apply -f config/crd/): {}", names.join(", "))
+        }
     }
 }
 
@@ -41,11 +82,8 @@ pub async fn serve(addr: SocketAddr, metrics: Arc<Metrics>, readiness: Arc<Readi
         .route(
             "/readyz",
             get(|State(s): State<Shared>| async move {
-                if s.readiness.is_ready() {
-                    (StatusCode::OK, "ready")
-                } else {
-                    (StatusCode::SERVICE_UNAVAILABLE, "caches not synced")
-                }
+                let code = if s.readiness.is_ready() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+                (code, s.readiness.describe())
             }),
         )
         .route(

@@ -7,6 +7,9 @@ use kube_lease_manager::{LeaseCreateMode, LeaseManagerBuilder};
 use tokio::sync::watch;
 use tracing::info;
 
+/// The longest wait for the lease's release at shutdown.
+const RELEASE_WITHIN: std::time::Duration = std::time::Duration::from_millis(1500);
+
 /// Where the Lease lives and who we are.
 #[derive(Clone, Debug)]
 pub struct LeaseConfig {
@@ -57,13 +60,16 @@ impl Leadership {
         *self.is_leader.borrow()
     }
 
-    /// Release the lease (closing the channel makes the manager release it) and wait for that.
+    /// Release the lease (closing the channel makes the manager release it) and wait for that,
+    /// at most [`RELEASE_WITHIN`]: a slow API server must not hold the exit (the lease then
+    /// expires on its own).
     pub async fn release(self) {
         drop(self.is_leader);
-        match self.task.await {
-            Ok(Ok(_)) => info!("released the lease"),
-            Ok(Err(e)) => tracing::warn!(error = %e, "could not release the lease; it expires on its own"),
-            Err(e) => tracing::warn!(error = %e, "the lease manager task failed"),
+        match tokio::time::timeout(RELEASE_WITHIN, self.task).await {
+            Ok(Ok(Ok(_))) => info!("released the lease"),
+            Ok(Ok(Err(e))) => tracing::warn!(error = %e, "could not release the lease; it expires on its own"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "the lease manager task failed"),
+            Err(_) => tracing::warn!(within = ?RELEASE_WITHIN, "the lease was not released in time; it expires on its own"),
         }
     }
 }

@@ -27,6 +27,7 @@ pub mod controller;
 pub mod events;
 pub mod export;
 pub mod http;
+pub mod installed;
 pub mod leader;
 pub mod metrics;
 pub mod safety;

@@ -29,7 +29,10 @@ fn main() -> ExitCode {
         }
         Command::Run(args) => {
             let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("a tokio runtime");
-            match runtime.block_on(run(args)) {
+            let result = runtime.block_on(run(args));
+            // Blocking tasks still running (a DNS lookup) must not hold the exit.
+            runtime.shutdown_timeout(std::time::Duration::from_millis(500));
+            match result {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(message) => {
                     error!("{message}");
@@ -78,8 +81,13 @@ async fn run(args: RunArgs) -> Result<(), String> {
             info!("shutting down: finishing reconciles in flight");
         };
         let shutdown = futures::FutureExt::shared(Box::pin(shutdown));
-        let schedules = ecx::schedule::controller::run(client.clone(), schedules, args.namespaces(), shutdown.clone());
-        futures::join!(controller::run(client, ctx, args.namespaces(), args.concurrency, readiness, shutdown), schedules);
+        let schedules = ecx::schedule::controller::run(client.clone(), schedules, args.namespaces(), readiness.clone(), shutdown.clone());
+        let exports = controller::run(client, ctx, args.namespaces(), args.concurrency, readiness, shutdown.clone());
+        drain_within(futures::future::join(exports, schedules), async move {
+            shutdown.await;
+            tokio::time::sleep(SHUTDOWN_DRAIN).await;
+        })
+        .await;
         Ok(())
     };
     server.abort();
@@ -155,22 +163,46 @@ async fn run_as_leader(
     }
     readiness.set_standby(false);
     info!(identity = %config.identity, "acquired leadership; reconciling");
-    let lost = leadership.lost();
-    let stop = async move {
-        tokio::select! {
-            _ = signal => info!("shutting down: finishing reconciles in flight"),
-            _ = lost => tracing::warn!("lost leadership: stopping the controller"),
+    let lost = futures::FutureExt::shared(Box::pin(leadership.lost()));
+    let stop = {
+        let lost = lost.clone();
+        async move {
+            tokio::select! {
+                _ = signal => info!("shutting down: finishing reconciles in flight"),
+                _ = lost => tracing::warn!("lost leadership: stopping the controller"),
+            }
         }
     };
     let stop = futures::FutureExt::shared(Box::pin(stop));
-    let schedules = ecx::schedule::controller::run(client.clone(), schedules, args.namespaces(), stop.clone());
-    futures::join!(controller::run(client, ctx, args.namespaces(), args.concurrency, readiness, stop), schedules);
+    let schedules = ecx::schedule::controller::run(client.clone(), schedules, args.namespaces(), readiness.clone(), stop.clone());
+    let exports = controller::run(client, ctx, args.namespaces(), args.concurrency, readiness, stop.clone());
+    // A lost lease stops the reconciles at once: another replica may hold it already.
+    let deadline = async move {
+        tokio::select! {
+            _ = async { stop.await; tokio::time::sleep(SHUTDOWN_DRAIN).await } => {}
+            _ = lost => {}
+        }
+    };
+    drain_within(futures::future::join(exports, schedules), deadline).await;
     let still_leader = leadership.is_leader();
     leadership.release().await;
     if still_leader {
         Ok(())
     } else {
         Err("lost leadership; exiting so that this replica restarts as a follower".into())
+    }
+}
+
+/// How long reconciles in flight may finish after SIGTERM, before the process goes on to
+/// release the lease (at most 1.5 s) and exit: within 5 s, well inside Kubernetes' 30 s grace
+/// period, and safe to cut short (each export resumes from its recorded intent, as after a crash).
+const SHUTDOWN_DRAIN: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Run the controllers until they end, or until `deadline` (the drain time after the stop).
+async fn drain_within(controllers: impl std::future::Future<Output = ((), ())>, deadline: impl std::future::Future<Output = ()>) {
+    tokio::select! {
+        _ = controllers => {}
+        _ = deadline => tracing::warn!("reconciles still in flight at the end of the drain; exiting without them (each resumes from its recorded state)"),
     }
 }
 

@@ -47,8 +47,19 @@ pub struct ScheduleOutcomeLabels {
     pub outcome: String,
 }
 
+/// A controller and the CRD it waits for (`crate::installed`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CrdLabels {
+    pub controller: String,
+    pub crd: String,
+}
+
 pub struct Metrics {
     registry: Registry,
+    /// 1 while a controller is idle because its CRD is not installed.
+    pub controller_waiting_for_crd: Family<CrdLabels, Gauge>,
+    /// The objects the shared snapshot sweep follows (0 once it is idle).
+    pub sweep_followed: Gauge,
     /// When each schedule's last successful run completed (Unix seconds).
     pub schedule_last_success: Family<ScheduleLabels, Gauge>,
     /// Scheduled times by outcome.
@@ -95,8 +106,22 @@ impl Default for Metrics {
             "Seconds between a SnapshotExportSchedule's next two scheduled times",
             schedule_interval.clone(),
         );
+        let controller_waiting_for_crd = Family::<CrdLabels, Gauge>::default();
+        registry.register(
+            "controller_waiting_for_crd",
+            "1 while a controller is idle because the CustomResourceDefinition it needs is not installed",
+            controller_waiting_for_crd.clone(),
+        );
+        let sweep_followed = Gauge::default();
+        registry.register(
+            "sweep_followed_objects",
+            "SnapshotExports whose copy or export the shared snapshot sweep follows (0 once it is idle)",
+            sweep_followed.clone(),
+        );
         Self {
             registry,
+            controller_waiting_for_crd,
+            sweep_followed,
             schedule_last_success,
             schedule_runs,
             schedule_interval,

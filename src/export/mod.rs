@@ -80,7 +80,7 @@ pub struct Context<A> {
 
 impl<A> Context<A> {
     pub fn new(client: Client, aws: A, events: Events, timing: Timing, metrics: Arc<Metrics>) -> Self {
-        let sweep = Arc::new(sweep::Sweep::new(timing.poll_min, timing.poll_max));
+        let sweep = Arc::new(sweep::Sweep::new(timing.poll_min, timing.poll_max).with_gauge(metrics.sweep_followed.clone()));
         let safety = crate::safety::ExportSafety::default();
         Self {
             client,

@@ -8,6 +8,7 @@
 use crate::api::SnapshotExport;
 use crate::aws::{SnapshotApi, SnapshotApis, SnapshotInfo};
 use kube::runtime::reflector::ObjectRef;
+use prometheus_client::metrics::gauge::Gauge;
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -49,6 +50,8 @@ pub struct Sweep {
     changed: broadcast::Sender<ObjectRef<SnapshotExport>>,
     min: Duration,
     max: Duration,
+    /// The objects followed as of the last round; 0 once the loop is idle (no call in flight).
+    followed: Gauge,
 }
 
 /// A snapshot as the latest sweep saw it: `None` when it was not listed.
@@ -56,7 +59,13 @@ pub type SweptSnapshot = Option<SnapshotInfo>;
 
 impl Sweep {
     pub fn new(min: Duration, max: Duration) -> Self {
-        Self { state: Mutex::default(), wake: Notify::new(), changed: broadcast::channel(16_384).0, min, max }
+        Self { state: Mutex::default(), wake: Notify::new(), changed: broadcast::channel(16_384).0, min, max, followed: Gauge::default() }
+    }
+
+    /// Report the objects followed in `gauge` (`ecx_sweep_followed_objects`).
+    pub fn with_gauge(mut self, gauge: Gauge) -> Self {
+        self.followed = gauge;
+        self
     }
 
     /// Objects to reconcile because a sweep saw their snapshots change.
@@ -135,6 +144,7 @@ impl Sweep {
         loop {
             if self.following() == 0 {
                 interval = self.min;
+                self.followed.set(0);
                 self.wake.notified().await;
                 continue;
             }
@@ -147,6 +157,7 @@ impl Sweep {
                 // Everything finished while we slept: an idle operator makes no AWS call.
                 continue;
             }
+            self.followed.set(self.following() as i64);
             let changed = match self.sweep_once(aws).await {
                 Ok(changed) => changed,
                 Err(err) => {

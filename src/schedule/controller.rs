@@ -5,12 +5,14 @@
 use super::reconcile::{reconcile, ScheduleContext, ScheduleError};
 use crate::api::schedule::{SnapshotExportSchedule, SCHEDULE_LABEL};
 use crate::api::SnapshotExport;
+use crate::http::Readiness;
+use crate::installed;
 use futures::{future, StreamExt};
 use kube::api::Api;
 use kube::runtime::controller::{Action, Config as ControllerConfig};
 use kube::runtime::reflector::{self, ObjectRef};
 use kube::runtime::{predicates, watcher, Controller, Predicate, WatchStreamExt};
-use kube::{Client, ResourceExt};
+use kube::{Client, CustomResourceExt, ResourceExt};
 use std::sync::Arc;
 use std::time::Duration;
 use tracing::{info, warn};
@@ -41,10 +43,23 @@ pub async fn run(
     client: Client,
     ctx: Arc<ScheduleContext>,
     namespaces: Vec<String>,
+    readiness: Arc<Readiness>,
     shutdown: impl future::Future<Output = ()> + Send + Sync + 'static,
 ) {
     let scopes: Vec<Option<String>> = if namespaces.is_empty() { vec![None] } else { namespaces.into_iter().map(Some).collect() };
     let shutdown = future::FutureExt::shared(shutdown);
+    // Schedules need their own CRD, and the SnapshotExport one for the runs they create.
+    let (schedules, runs): (Api<SnapshotExportSchedule>, Api<SnapshotExport>) = match &scopes[0] {
+        Some(ns) => (Api::namespaced(client.clone(), ns), Api::namespaced(client.clone(), ns)),
+        None => (Api::all(client.clone()), Api::all(client.clone())),
+    };
+    let (controller, metrics) = ("SnapshotExportSchedule", &ctx.metrics);
+    if !installed::wait_until_installed(&schedules, controller, SnapshotExportSchedule::crd_name(), &readiness, metrics, shutdown.clone())
+        .await
+        || !installed::wait_until_installed(&runs, controller, SnapshotExport::crd_name(), &readiness, metrics, shutdown.clone()).await
+    {
+        return;
+    }
     let runs = scopes.into_iter().map(|scope| {
         let (client, ctx, shutdown) = (client.clone(), ctx.clone(), shutdown.clone());
         async move {

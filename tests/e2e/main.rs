@@ -16,6 +16,7 @@ mod schedule_edges;
 mod schedule_intent;
 mod schedule_serverless;
 mod serverless;
+mod shutdown;
 #[path = "../common/validation_cases.rs"]
 mod validation_cases;
 

@@ -13,7 +13,7 @@ const READY_WITHIN: Duration = Duration::from_secs(20);
 
 /// Start the operator with exactly `args` after `run --s3-path-style` (no `--namespaces` unless
 /// given: [`Operator::start`] always passes the test's namespace).
-fn start(bed: &Bed, n: usize, args: &[&str]) -> (std::process::Child, std::path::PathBuf) {
+pub fn start(bed: &Bed, n: usize, args: &[&str]) -> (std::process::Child, std::path::PathBuf) {
     let log = bed.dir.path().join(format!("readiness-{n}.log"));
     let mut cmd = Command::new(operator_binary());
     cmd.args(["run", "--s3-path-style"])
@@ -33,7 +33,12 @@ fn start(bed: &Bed, n: usize, args: &[&str]) -> (std::process::Child, std::path:
 }
 
 /// The `/readyz` status code of the operator that writes `log`; `None` before it serves.
-fn readyz(log: &Path) -> Option<u16> {
+pub fn readyz(log: &Path) -> Option<u16> {
+    readyz_answer(log).map(|(code, _)| code)
+}
+
+/// The `/readyz` status code and text of the operator that writes `log`; `None` before it serves.
+pub fn readyz_answer(log: &Path) -> Option<(u16, String)> {
     let text = std::fs::read_to_string(log).ok()?;
     let line = text.lines().find(|l| l.contains("serving /healthz"))?;
     let (_, rest) = line.split_once("127.0.0.1:")?;
@@ -44,11 +49,13 @@ fn readyz(log: &Path) -> Option<u16> {
     write!(stream, "GET /readyz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").ok()?;
     let mut answer = String::new();
     stream.read_to_string(&mut answer).ok()?;
-    answer.split_whitespace().nth(1)?.parse().ok()
+    let code = answer.split_whitespace().nth(1)?.parse().ok()?;
+    let body = answer.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    Some((code, body))
 }
 
 /// Wait until the operator writing `log` answers `/readyz` with 200, or fail with its log.
-async fn wait_ready(what: &str, log: &Path) -> Duration {
+pub async fn wait_ready(what: &str, log: &Path) -> Duration {
     let started = Instant::now();
     loop {
         if readyz(log) == Some(200) {
@@ -62,7 +69,7 @@ async fn wait_ready(what: &str, log: &Path) -> Duration {
     }
 }
 
-struct Replica(std::process::Child);
+pub struct Replica(pub std::process::Child);
 
 impl Drop for Replica {
     fn drop(&mut self) {

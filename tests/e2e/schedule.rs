@@ -393,6 +393,12 @@ async fn many_schedules_share_the_look_and_are_silent_between_runs() {
         eprintln!("the quiet-period check needs the local test bed's request counts (not E2E_KUBECONFIG)");
         return;
     };
+    // The sweep's last round may still be on its way: the quiet period starts once it is idle.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !bed.metrics().lines().any(|l| l == "ecx_sweep_followed_objects 0") {
+        assert!(std::time::Instant::now() < deadline, "the sweep did not go idle after the runs");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     testbed.reset_stats();
     let calls_before = bed.emulator.all_calls().len();
     clock.sleep_until("2026-11-24T02:55:00Z").await;
