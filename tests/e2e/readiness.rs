@@ -69,6 +69,16 @@ pub async fn wait_ready(what: &str, log: &Path) -> Duration {
     }
 }
 
+/// Wait until the log at `log` contains `line` (a generous deadline: only a hang fails it).
+pub async fn wait_for_log(log: &Path, line: &str, what: &str) {
+    let started = Instant::now();
+    while !std::fs::read_to_string(log).unwrap_or_default().contains(line) {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        assert!(started.elapsed() < Duration::from_secs(30), "{what}: no {line:?} in the log within 30 s:\n{text}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 pub struct Replica(pub std::process::Child);
 
 impl Drop for Replica {
@@ -103,8 +113,11 @@ async fn readyz_turns_ready_in_each_shipped_configuration() {
     let election = ["--namespaces", ns.as_str(), "--leader-elect", "--lease-namespace", ns.as_str(), "--lease-duration-seconds", "15"];
     let (child, leader_log) = start(&bed, 1, &election);
     let _leader = Replica(child);
+    // Ready comes first (a replica is ready while it stands by), then the lease: wait for both,
+    // and for readiness again once it leads (its caches synced).
     wait_ready("the leader", &leader_log).await;
-    assert!(std::fs::read_to_string(&leader_log).unwrap().contains("acquired leadership"), "the first replica leads");
+    wait_for_log(&leader_log, "acquired leadership", "the first replica leads").await;
+    wait_ready("the leader", &leader_log).await;
     let (child, standby_log) = start(&bed, 2, &election);
     let _standby = Replica(child);
     let took = wait_ready("a standby replica", &standby_log).await;

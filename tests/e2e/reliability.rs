@@ -245,28 +245,20 @@ async fn wait_all_ready_counted(bed: &Bed, names: &[String], timeout: Duration) 
     }
 }
 
-/// The most calls about one object within any one-second window, and the object.
-fn busiest_second(calls: &[Value]) -> (usize, String) {
-    let mut per_object: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+/// The AWS calls about each object (its snapshots, its bucket keys), by object.
+fn calls_per_object(calls: &[Value]) -> BTreeMap<String, usize> {
+    let mut per_object: BTreeMap<String, usize> = BTreeMap::new();
     for call in calls {
         if let Some(obj) = object_of(call) {
-            per_object.entry(obj).or_default().push(call["time"].as_f64().unwrap_or_default());
+            *per_object.entry(obj).or_default() += 1;
         }
     }
-    let mut best = (0, String::new());
-    for (obj, mut times) in per_object {
-        times.sort_by(f64::total_cmp);
-        let mut start = 0;
-        for end in 0..times.len() {
-            while times[end] - times[start] >= 1.0 {
-                start += 1;
-            }
-            if end + 1 - start > best.0 {
-                best = (end + 1 - start, obj.clone());
-            }
-        }
-    }
-    best
+    per_object
+}
+
+/// The SDK's attempt number of a logged call (`amz-sdk-request: attempt=N`).
+fn attempt(call: &Value) -> u64 {
+    call["attempt"].as_u64().unwrap_or(1)
 }
 
 /// Gaps (seconds) between consecutive successful first pages of the shared DescribeSnapshots
@@ -287,9 +279,14 @@ fn sweep_gaps(calls: &[Value]) -> Vec<f64> {
 
 /// The poll interval the test operators start from (`--poll-min-seconds` in TEST_TIMING).
 const POLL_MIN: f64 = 0.3;
-/// One reconcile makes at most three AWS requests (look, look, CopySnapshot) and the SDK tries
-/// each at most three times; more than this within one second means something polls too fast.
-const MAX_CALLS_PER_OBJECT_PER_SECOND: usize = 9;
+/// What one export may cost at this fault rate (30% throttled, 10% 5xx), counted, not timed:
+/// without faults an export takes about 3 calls (docs/performance.md); each read is tried at
+/// most 3 times by the SDK, so a fault rate of 40% makes a read cost 1.6 attempts on average,
+/// and a reconcile that still fails is tried again after the object's backoff. Measured on this
+/// machine, idle and with two busy loops beside it: 7.9-8.0 calls per export, the busiest object
+/// 21-32 (docs/reliability.md). The bounds leave room for the faults' random order.
+const MAX_CALLS_PER_EXPORT: f64 = 12.0;
+const MAX_CALLS_PER_OBJECT: usize = 64;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn aws_throttling_and_5xx_never_duplicate_or_lose_an_export() {
@@ -306,7 +303,11 @@ async fn aws_throttling_and_5xx_never_duplicate_or_lose_an_export() {
     bed.emulator.set_faults(json!({}));
     let calls = bed.emulator.all_calls();
 
-    let (busiest, busiest_obj) = busiest_second(&calls);
+    let per_object = calls_per_object(&calls);
+    let (busiest_obj, busiest) = per_object.iter().max_by_key(|(_, n)| **n).map(|(o, n)| (o.clone(), *n)).unwrap_or_default();
+    let per_export = calls.len() as f64 / names.len() as f64;
+    let max_attempt = calls.iter().map(attempt).max().unwrap_or(1);
+    let retried_copies: Vec<&Value> = calls.iter().filter(|c| c["action"] == "CopySnapshot" && attempt(c) > 1).collect();
     let gaps = sweep_gaps(&calls);
     let min_gap = gaps.iter().copied().fold(f64::INFINITY, f64::min);
     let throttled = calls.iter().filter(|c| matches!(c["error_code"].as_str(), Some("Throttling" | "SlowDown"))).count();
@@ -317,17 +318,22 @@ async fn aws_throttling_and_5xx_never_duplicate_or_lose_an_export() {
         .with("all_aws_calls", calls.len())
         .with("throttled", throttled)
         .with("server_errors", server_errors)
-        .with("max_calls_per_object_per_second", format!("{busiest}({busiest_obj})"))
+        .with("aws_calls_per_export", format!("{per_export:.1}"))
+        .with("max_calls_per_object", format!("{busiest}({busiest_obj})"))
+        .with("max_sdk_attempt", max_attempt)
         .with("sweep_rounds", gaps.len() + 1)
         .with("min_sweep_gap_s", format!("{min_gap:.2}"))
         .report();
-    // Backoff visible in the call log: the shared sweep never polls faster than its interval,
-    // and no object is hammered.
+    // Backoff visible in the call log: the shared sweep never polls faster than its interval
+    // (a lower bound on real time: load only lengthens the gaps).
     assert!(min_gap >= POLL_MIN * 0.8, "the sweep polled after {min_gap:.3}s, faster than its {POLL_MIN}s minimum: {gaps:?}");
-    assert!(
-        busiest <= MAX_CALLS_PER_OBJECT_PER_SECOND,
-        "{busiest_obj} saw {busiest} AWS calls within one second (at most {MAX_CALLS_PER_OBJECT_PER_SECOND} expected)"
-    );
+    // Retries, counted: the SDK tries a read at most 3 times, CopySnapshot once (a second
+    // attempt could hide an accepted first one), and faults cost each export a bounded number
+    // of calls, none of them many more than the others.
+    assert!(max_attempt <= 3, "a call was tried {max_attempt} times by the SDK (at most 3)");
+    assert!(retried_copies.is_empty(), "CopySnapshot was retried by the SDK: {retried_copies:#?}");
+    assert!(per_export <= MAX_CALLS_PER_EXPORT, "{per_export:.1} AWS calls per export at this fault rate (at most {MAX_CALLS_PER_EXPORT})");
+    assert!(busiest <= MAX_CALLS_PER_OBJECT, "{busiest_obj} cost {busiest} AWS calls (at most {MAX_CALLS_PER_OBJECT}): {per_object:?}");
     for o in &objects {
         assert!(o.status.as_ref().unwrap().attempts >= 1, "{}", o.name_any());
     }

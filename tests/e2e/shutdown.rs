@@ -9,7 +9,7 @@
 //! only alone (`E2E_EXCLUSIVE=1`, as `.ci/run` runs them).
 
 use crate::harness::*;
-use crate::readiness::{readyz_answer, start, wait_ready, Replica};
+use crate::readiness::{readyz_answer, start, wait_for_log, wait_ready, Replica};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition as Crd;
 use kube::api::{Api, ListParams, Patch, PatchParams};
@@ -102,19 +102,11 @@ async fn sigterm_ends_the_operator_within_five_seconds_in_every_configuration() 
                 wait_ready(&what, &log).await;
                 if leader_elect {
                     // Ready comes before the lease (a standby is ready): wait for leadership.
-                    let deadline = Instant::now() + Duration::from_secs(20);
-                    while !std::fs::read_to_string(&log).unwrap_or_default().contains("acquired leadership") {
-                        assert!(Instant::now() < deadline, "{what}: never acquired the lease (was it released by the previous run?)");
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                    }
+                    wait_for_log(&log, "acquired leadership", &format!("{what} (was the lease released by the previous run?)")).await;
                 }
                 if let Some(crd) = missing {
-                    // The controller that needs the CRD says so (wait for the line: it follows the first check).
-                    let deadline = Instant::now() + Duration::from_secs(20);
-                    while !std::fs::read_to_string(&log).unwrap_or_default().contains(&format!("{crd} is not installed")) {
-                        assert!(Instant::now() < deadline, "{what}: the missing CRD was not reported");
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                    }
+                    // The controller that needs the CRD says so (it follows the first check).
+                    wait_for_log(&log, &format!("{crd} is not installed"), &what).await;
                     // Ready (a leader once its caches are synced), and the answer names the CRD.
                     wait_ready(&what, &log).await;
                     let (_, text) = readyz_answer(&log).expect("/readyz answers");

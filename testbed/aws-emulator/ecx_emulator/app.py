@@ -65,6 +65,15 @@ def _xml_response(start_response: StartResponse, status: int, xml: str, request_
     return [data]
 
 
+ATTEMPT_RE = re.compile(r"attempt=(\d+)")
+
+
+def sdk_attempt(header: str) -> int:
+    """The attempt number an AWS SDK puts in `amz-sdk-request` (1 when absent)."""
+    m = ATTEMPT_RE.search(header)
+    return int(m.group(1)) if m else 1
+
+
 def resolve_account(environ: dict[str, Any], access_key: str | None) -> str:
     """The caller's account, the way moto itself decides it (env, header, IAM
     keys, default) plus the emulator's own access-key -> account map."""
@@ -154,6 +163,9 @@ class EmulatorApp:
             "error_code": None,
             "access_key": access_key,
             "account": account,
+            # The SDK's own retry of one call, from `amz-sdk-request: attempt=N; max=M`: the
+            # call log tells the SDK's retries from the caller's.
+            "attempt": sdk_attempt(environ.get("HTTP_AMZ_SDK_REQUEST", "")),
         }
 
         ec.advance()

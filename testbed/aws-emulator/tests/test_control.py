@@ -196,3 +196,14 @@ def test_reset_clears_everything(emulator: Any, ec: Any, s3: Any) -> None:
     assert emulator.ctl("/config")["copy_delay"] == 0.4
     assert emulator.ctl("/faults")["latency_ms"] == 0
     assert [c["action"] for c in emulator.ctl("/calls")] == ["DescribeSnapshots", "ListBuckets"]
+
+
+def test_call_log_records_the_sdk_attempt(emulator: Any) -> None:
+    """An SDK's own retries of one call are told apart in the log (`amz-sdk-request`)."""
+    emulator.seed("src")
+    emulator.ctl("/faults", {"throttle_rate": 1.0, "error_rate": 0.0, "seed": 1, "services": ["elasticache"], "actions": None})
+    retrying = emulator.client("elasticache", retries=3)
+    with pytest.raises(ClientError):
+        retrying.describe_snapshots(SnapshotName="src")
+    emulator.ctl("/faults", {})
+    assert [c["attempt"] for c in emulator.ctl("/calls?action=DescribeSnapshots")] == [1, 2, 3]
