@@ -155,9 +155,14 @@ pub struct CheckBucketArgs {
     /// The snapshots' region; defaults to the standard AWS configuration (AWS_REGION).
     #[arg(long, env = "ECX_REGION")]
     pub region: Option<String>,
-    /// Also check that `<name>-0001.rdb` is free in the bucket.
+    /// Also check that the keys an export of this name would write are free in the bucket:
+    /// `<name>-0001.rdb` only, unless --source-snapshot names the snapshot to export.
     #[arg(long)]
     pub target_snapshot_name: Option<String>,
+    /// The snapshot to export: its node groups are read (DescribeSnapshots) and every key an
+    /// export writes, `<target>-<NodeGroupId>.rdb`, is checked (node-based snapshots).
+    #[arg(long, requires = "target_snapshot_name")]
+    pub source_snapshot: Option<String>,
     /// Address S3 buckets path-style (`https://endpoint/bucket`), as most S3 emulators need.
     #[arg(long, env = "ECX_S3_PATH_STYLE", default_value_t = false)]
     pub s3_path_style: bool,

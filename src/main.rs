@@ -132,6 +132,7 @@ fn check_bucket(args: CheckBucketArgs) -> CheckBucket {
     CheckBucket {
         bucket: args.bucket,
         target_snapshot_name: args.target_snapshot_name,
+        source_snapshot: args.source_snapshot,
         refuse_public_buckets: args.refuse_public_buckets,
         aws: AwsSettings { region: args.region, s3_path_style: args.s3_path_style },
     }

@@ -82,8 +82,6 @@ pub trait BucketInspector: Send + Sync {
     fn policy_is_public<'a>(&'a self, bucket: &'a str) -> BoxFuture<'a, Result<Option<bool>, AwsError>>;
     /// GetPublicAccessBlock: `None` when the bucket has no configuration.
     fn public_access_block<'a>(&'a self, bucket: &'a str) -> BoxFuture<'a, Result<Option<PublicAccessBlock>, AwsError>>;
-    /// Whether `key` exists (listed, so only `s3:ListBucket` is needed).
-    fn object_exists<'a>(&'a self, bucket: &'a str, key: &'a str) -> BoxFuture<'a, Result<bool, AwsError>>;
     /// The keys in the bucket an export named `base` could have written: `<base>-<id>.rdb` for
     /// any id (one ListObjectsV2 under `<base>-`, paged while S3 says there is more).
     fn export_keys<'a>(&'a self, bucket: &'a str, base: &'a str) -> BoxFuture<'a, Result<Vec<String>, AwsError>>;

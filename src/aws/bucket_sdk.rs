@@ -146,23 +146,6 @@ impl BucketInspector for SdkBuckets {
             .boxed()
     }
 
-    fn object_exists<'a>(&'a self, bucket: &'a str, key: &'a str) -> BoxFuture<'a, Result<bool, AwsError>> {
-        self.pacer
-            .call("ListObjectsV2", async move {
-                let out = self
-                    .s3
-                    .list_objects_v2()
-                    .bucket(bucket)
-                    .prefix(key)
-                    .max_keys(1)
-                    .send()
-                    .await
-                    .map_err(|e| classify("ListObjectsV2", e))?;
-                Ok(out.contents().iter().any(|o| o.key() == Some(key)))
-            })
-            .boxed()
-    }
-
     /// One ListObjectsV2 under `<base>-`, the keys of the form `<base>-<id>.rdb` kept; more pages
     /// only while S3 says the listing is truncated (many other objects under that prefix).
     fn export_keys<'a>(&'a self, bucket: &'a str, base: &'a str) -> BoxFuture<'a, Result<Vec<String>, AwsError>> {

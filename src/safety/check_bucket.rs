@@ -3,18 +3,21 @@
 
 use super::evaluate::{evaluate, PUBLIC_CHECK};
 use super::gate::{inspection_denied_message, NOT_EVALUATED_REASON, PUBLIC_REASON};
-use super::inspect::inspect;
+use super::inspect::{inspect, record_keys};
 use super::partition::{canonical_id, partition, service_principal};
 use super::report::{Outcome, Report};
-use crate::aws::{export_object_key, AwsError, CopyFault};
+use crate::aws::{export_object_key, AwsError, BucketInspector, CopyFault, SourceInspector};
 use std::process::ExitCode;
 
 /// What `check-bucket` checks.
 #[derive(Clone, Debug, Default)]
 pub struct CheckBucket {
     pub bucket: String,
-    /// Also check that `<name>-0001.rdb` is free.
+    /// Also check that the keys an export of this name writes are free: `<name>-0001.rdb`, or
+    /// with `source_snapshot` one key per node group of that snapshot.
     pub target_snapshot_name: Option<String>,
+    /// The snapshot to be exported, whose node groups name the keys (`<target>-<NodeGroupId>.rdb`).
+    pub source_snapshot: Option<String>,
     /// Count a publicly accessible bucket as a failure.
     pub refuse_public_buckets: bool,
     pub aws: crate::aws::AwsSettings,
@@ -29,7 +32,6 @@ pub async fn check_bucket(args: CheckBucket) -> ExitCode {
         return ExitCode::from(2);
     };
     let inspector = crate::aws::SdkBuckets::new(&config, args.aws.s3_path_style);
-    let key = args.target_snapshot_name.as_deref().map(|t| export_object_key(t, "0001"));
     println!("Checking s3://{} for ElastiCache exports from {region}", args.bucket);
     println!(
         "  partition {}, ElastiCache canonical ID {}, service principal {}",
@@ -37,8 +39,29 @@ pub async fn check_bucket(args: CheckBucket) -> ExitCode {
         canonical_id(&region),
         service_principal(&region)
     );
-    let facts = match inspect(&inspector, &args.bucket, &region, key.as_deref()).await {
-        Ok(facts) => facts,
+    let facts = async {
+        let mut facts = inspect(&inspector, &args.bucket, &region).await?;
+        if let (Some(target), Some(_)) = (&args.target_snapshot_name, &facts.access) {
+            let ids = match &args.source_snapshot {
+                Some(source) => match crate::aws::SdkSources::new(&config).node_group_ids(source).await? {
+                    Some(ids) => Some(ids),
+                    None => return Ok(Err(source.clone())),
+                },
+                None => None,
+            };
+            let listed = inspector.export_keys(&args.bucket, target).await?;
+            record_keys(&mut facts, &keys_to_check(target, ids.as_deref()), &listed);
+        }
+        Ok::<_, AwsError>(Ok(facts))
+    };
+    let facts = match facts.await {
+        Ok(Ok(facts)) => facts,
+        Ok(Err(source)) => {
+            println!("FAIL  source snapshot {source} exists: DescribeSnapshots found no snapshot named {source} in {region}");
+            println!("      fix: name an existing snapshot (aws elasticache describe-snapshots --region {region})");
+            println!("RESULT: unknown: the keys of a snapshot that does not exist cannot be checked");
+            return ExitCode::FAILURE;
+        }
         Err(err) => {
             match &err {
                 AwsError::Fault { operation, fault: CopyFault::AccessDenied { .. } } => {
@@ -52,10 +75,25 @@ pub async fn check_bucket(args: CheckBucket) -> ExitCode {
     };
     let report = evaluate(&facts);
     print!("{}", render(&report, args.refuse_public_buckets));
+    if let (Some(target), None) = (&args.target_snapshot_name, &args.source_snapshot) {
+        println!(
+            "NOTE: only {} was checked; pass --source-snapshot NAME to check every key an export of it writes (one per node group)",
+            export_object_key(target, "0001")
+        );
+    }
     if report.export_would_succeed(args.refuse_public_buckets) {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
+    }
+}
+
+/// The keys an export named `target` writes: one per node group id of its source, or `-0001`
+/// when the source is not given (or names none).
+fn keys_to_check(target: &str, node_group_ids: Option<&[String]>) -> Vec<String> {
+    match node_group_ids {
+        Some(ids) if !ids.is_empty() => ids.iter().map(|id| export_object_key(target, id)).collect(),
+        _ => vec![export_object_key(target, "0001")],
     }
 }
 
@@ -126,6 +164,19 @@ mod tests {
             .failure_message()
             .unwrap()
             .starts_with("The S3 bucket bkt does not exist. Create an Amazon S3 bucket in the same region"));
+    }
+
+    #[test]
+    fn the_keys_checked_are_one_per_node_group_of_the_source() {
+        let ids = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        for (given, expected) in [
+            (None, vec!["t-0001.rdb"]),
+            (Some(ids(&[])), vec!["t-0001.rdb"]),
+            (Some(ids(&["0001", "0003"])), vec!["t-0001.rdb", "t-0003.rdb"]),
+            (Some(ids(&["7"])), vec!["t-7.rdb"]),
+        ] {
+            assert_eq!(keys_to_check("t", given.as_deref()), expected, "{given:?}");
+        }
     }
 
     #[test]

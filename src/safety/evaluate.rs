@@ -122,7 +122,7 @@ pub fn evaluate(facts: &BucketFacts) -> Report {
     let access = facts.access.clone().unwrap_or_default();
     let cid = canonical_id(region);
     let principal = service_principal(region);
-    let key_for_policy = access.target_key.as_ref().map(|(k, _)| k.clone()).unwrap_or_else(|| "export-0001.rdb".into());
+    let key_for_policy = access.target_keys.first().map(|(k, _)| k.clone()).unwrap_or_else(|| "export-0001.rdb".into());
     let statements = policy_statements(access.policy.as_deref());
     for (i, perm) in Permission::ALL.iter().enumerate() {
         let acl_grant = !access.acls_disabled()
@@ -182,8 +182,11 @@ pub fn evaluate(facts: &BucketFacts) -> Report {
         };
         fail(&mut report, name, problem.to_string(), fix, short, problem);
     }
-    match &access.target_key {
-        Some((key, true)) => {
+    if access.target_keys.is_empty() {
+        skip(&mut report, "target key is free".into(), "no target snapshot name given (--target-snapshot-name)");
+    }
+    for (key, taken) in &access.target_keys {
+        if *taken {
             let problem = S3Problem::ObjectAlreadyExists { bucket: bucket.into(), key: key.clone() };
             fail(
                 &mut report,
@@ -195,15 +198,15 @@ pub fn evaluate(facts: &BucketFacts) -> Report {
                 "Fix: create a new SnapshotExport with another targetSnapshotName.".into(),
                 problem,
             );
+        } else {
+            report.checks.push(Check {
+                name: format!("key {key} is free"),
+                outcome: Outcome::Pass,
+                detail: format!("s3://{bucket}/{key} does not exist"),
+                fix: None,
+                short_fix: None,
+            });
         }
-        Some((key, false)) => report.checks.push(Check {
-            name: format!("key {key} is free"),
-            outcome: Outcome::Pass,
-            detail: format!("s3://{bucket}/{key} does not exist"),
-            fix: None,
-            short_fix: None,
-        }),
-        None => skip(&mut report, "target key is free".into(), "no target snapshot name given (--target-snapshot-name)"),
     }
     report.public = public_findings(&access, &statements);
     let public_name = PUBLIC_CHECK.to_string();
@@ -407,12 +410,17 @@ mod tests {
                 }),
                 "ok",
             ),
-            ("key collision", with(&|a| a.target_key = Some(("t-0001.rdb".into(), true))), "S3ObjectAlreadyExists"),
+            ("key collision", with(&|a| a.target_keys = vec![("t-0001.rdb".into(), true)]), "S3ObjectAlreadyExists"),
+            (
+                "a later node group's key taken",
+                with(&|a| a.target_keys = vec![("t-0001.rdb".into(), false), ("t-0003.rdb".into(), true)]),
+                "S3ObjectAlreadyExists",
+            ),
             (
                 "grants come before the key",
                 with(&|a| {
                     a.acl = acl(&["READ"]);
-                    a.target_key = Some(("t-0001.rdb".into(), true));
+                    a.target_keys = vec![("t-0001.rdb".into(), true)];
                 }),
                 "S3WritePermissionMissing",
             ),

@@ -22,10 +22,9 @@ pub struct AccessFacts {
     /// GetBucketPolicyStatus, when known.
     pub policy_is_public: Option<bool>,
     pub public_access_block: Option<PublicAccessBlock>,
-    /// The export's target key the preflight checked and whether it exists: the first taken one
-    /// of the keys of the source's node groups (`<target>-<NodeGroupId>.rdb`), else the first of
-    /// them (`None`: no target name given).
-    pub target_key: Option<(String, bool)>,
+    /// The keys the export writes (`<target>-<NodeGroupId>.rdb`, one per node group of the
+    /// source, sorted) and whether each exists already; empty when no target name was given.
+    pub target_keys: Vec<(String, bool)>,
 }
 
 impl AccessFacts {

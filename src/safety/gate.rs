@@ -379,7 +379,7 @@ mod tests {
         a.acl = acl(&["READ"]);
         let no_write = evaluate(&facts(a));
         let mut a = good();
-        a.target_key = Some(("t-0001.rdb".into(), true));
+        a.target_keys = vec![("t-0001.rdb".into(), true)];
         let taken = evaluate(&facts(a));
         let mut a = good();
         a.public_access_block = None;

@@ -8,7 +8,8 @@ use crate::aws::{AwsError, BucketInspector};
 use std::sync::Arc;
 
 /// Gather the facts: GetBucketLocation first; the rest only for a bucket in the right region.
-pub async fn inspect(aws: &dyn BucketInspector, bucket: &str, region: &str, target_key: Option<&str>) -> Result<BucketFacts, AwsError> {
+/// The target keys are checked apart ([`record_keys`]), with one listing for all of them.
+pub async fn inspect(aws: &dyn BucketInspector, bucket: &str, region: &str) -> Result<BucketFacts, AwsError> {
     let location = aws.bucket_region(bucket).await?;
     let mut facts = BucketFacts { bucket: bucket.into(), region: region.into(), location, access: None };
     if facts.location.as_deref() != Some(region) {
@@ -21,11 +22,7 @@ pub async fn inspect(aws: &dyn BucketInspector, bucket: &str, region: &str, targ
         aws.public_access_block(bucket)
     )?;
     let policy_is_public = if policy.is_some() { aws.policy_is_public(bucket).await? } else { None };
-    let target_key = match target_key {
-        Some(key) => Some((key.to_string(), aws.object_exists(bucket, key).await?)),
-        None => None,
-    };
-    facts.access = Some(AccessFacts { acl, object_ownership, policy, policy_is_public, public_access_block, target_key });
+    facts.access = Some(AccessFacts { acl, object_ownership, policy, policy_is_public, public_access_block, target_keys: Vec::new() });
     Ok(facts)
 }
 
@@ -88,7 +85,7 @@ impl PreflightConfig {
             let mut inspecting = self.inspecting.lock().expect("preflight inspections");
             let new = || {
                 let (inspector, bucket, region) = (self.inspector.clone(), bucket.to_string(), self.region.clone());
-                async move { inspect(inspector.as_ref(), &bucket, &region, None).await }.boxed().shared()
+                async move { inspect(inspector.as_ref(), &bucket, &region).await }.boxed().shared()
             };
             inspecting.entry(bucket.to_string()).or_insert_with(new).clone()
         };
@@ -111,16 +108,16 @@ impl PreflightConfig {
     }
 }
 
-/// Record in `facts` whether one of the export's `keys` is among the `listed` ones (the first
-/// taken one, else the first key as free); nothing for a bucket that does not exist in the region.
+/// Record in `facts` which of the export's `keys` are among the `listed` ones (each key once,
+/// sorted); nothing for a bucket that does not exist in the region.
 pub(super) fn record_keys(facts: &mut BucketFacts, keys: &[String], listed: &[String]) {
-    let (Some(access), Some(first)) = (facts.access.as_mut(), keys.first()) else {
+    let Some(access) = facts.access.as_mut() else {
         return;
     };
-    access.target_key = Some(match keys.iter().filter(|k| listed.contains(k)).min() {
-        Some(key) => (key.clone(), true),
-        None => (first.clone(), false),
-    });
+    let mut keys: Vec<&String> = keys.iter().collect();
+    keys.sort();
+    keys.dedup();
+    access.target_keys = keys.into_iter().map(|k| (k.clone(), listed.contains(k))).collect();
 }
 
 #[cfg(test)]
@@ -160,9 +157,6 @@ mod tests {
         fn public_access_block<'a>(&'a self, _: &'a str) -> futures::future::BoxFuture<'a, Result<Option<PublicAccessBlock>, AwsError>> {
             Box::pin(async { Ok(Some(PublicAccessBlock::ALL_ON)) })
         }
-        fn object_exists<'a>(&'a self, _: &'a str, _: &'a str) -> futures::future::BoxFuture<'a, Result<bool, AwsError>> {
-            Box::pin(async { Ok(false) })
-        }
         fn export_keys<'a>(&'a self, _: &'a str, _: &'a str) -> futures::future::BoxFuture<'a, Result<Vec<String>, AwsError>> {
             Box::pin(async { Ok(vec![]) })
         }
@@ -178,7 +172,7 @@ mod tests {
         for (facts, key) in all.into_iter().zip(&keys) {
             let facts = facts.unwrap();
             assert!(evaluate(&facts).export_would_succeed(false));
-            assert_eq!(facts.access.unwrap().target_key, Some((key.clone(), false)));
+            assert_eq!(facts.access.unwrap().target_keys, vec![(key.clone(), false)]);
         }
     }
 

@@ -24,7 +24,7 @@ pub fn good() -> AccessFacts {
     AccessFacts {
         acl: acl(&["READ", "WRITE", "READ_ACP"]),
         public_access_block: Some(PublicAccessBlock::ALL_ON),
-        target_key: Some(("t-0001.rdb".into(), false)),
+        target_keys: vec![("t-0001.rdb".into(), false)],
         ..Default::default()
     }
 }

@@ -511,6 +511,46 @@ async fn check_bucket_prints_each_check_with_its_fix_and_exits_zero_only_when_an
     assert_eq!(code, 2, "{out}");
 }
 
+/// With `--source-snapshot`, check-bucket reads the source's node groups and checks every key
+/// an export of it would write (`<target>-<NodeGroupId>.rdb`: here 0001 and 0003, a shard was
+/// removed), not only `-0001.rdb`; a source that does not exist is a failure that names it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_bucket_with_the_source_checks_every_key_of_its_node_groups() {
+    let emulator = Emulator::start(1.0, 1.0);
+    let s3 = emulator.s3().await;
+    create_bucket(&s3, "ecx-cb-shards", REGION, Access::FULL_ACL).await;
+    s3.put_object().bucket("ecx-cb-shards").key("weekly-0003.rdb").body(b"x".to_vec().into()).send().await.unwrap();
+    emulator.ctl(
+        "POST",
+        "/snapshots",
+        Some(json!({"name": "cb-sharded", "node_group_ids": ["0001", "0003"], "replication_group_id": "prod", "region": REGION})),
+    );
+    let base = ["--bucket", "ecx-cb-shards", "--region", REGION, "--s3-path-style", "--target-snapshot-name", "weekly"];
+    let with = |extra: &[&str]| {
+        let mut args = base.to_vec();
+        args.extend(extra);
+        check_bucket(&emulator, &args)
+    };
+
+    let (code, out) = with(&["--source-snapshot", "cb-sharded"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.lines().any(|l| l.starts_with("PASS  key weekly-0001.rdb is free")), "{out}");
+    assert!(
+        out.contains("FAIL  key weekly-0003.rdb is free: The S3 bucket ecx-cb-shards already contains an object with key weekly-0003.rdb."),
+        "{out}"
+    );
+    assert!(out.contains("RESULT: an export to s3://ecx-cb-shards would fail"), "{out}");
+
+    // Without the source only -0001.rdb can be checked, and the output says so.
+    let (code, out) = with(&[]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("--source-snapshot"), "the output tells how to check every key: {out}");
+
+    let (code, out) = with(&["--source-snapshot", "cb-no-such"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("FAIL  source snapshot cb-no-such exists"), "{out}");
+}
+
 /// The laundering attempt (docs/safe-exports.md): a namespace no rule names copies team A's
 /// automatic snapshot in-region under a name team B's source rule allows, and team B exports
 /// the copy. The copy keeps team A's replication group and carries the copying namespace's
