@@ -49,9 +49,10 @@ pub async fn run<A: SnapshotApis>(
         return;
     }
     let total = scopes.len();
-    let sweeper = {
+    // Aborted when this ends or is dropped (a shutdown that outlasts its drain drops it).
+    let _sweeper = {
         let ctx = ctx.clone();
-        tokio::spawn(async move { ctx.sweep.run(&ctx.aws, |obj, uid| ctx.is_live(obj, uid)).await })
+        AbortOnDrop(tokio::spawn(async move { ctx.sweep.run(&ctx.aws, |obj, uid| ctx.is_live(obj, uid)).await }))
     };
     let synced = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let runs = scopes.into_iter().map(|scope| {
@@ -128,7 +129,15 @@ pub async fn run<A: SnapshotApis>(
         }
     });
     future::join_all(runs).await;
-    sweeper.abort();
+}
+
+/// A spawned task that ends with its owner.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 async fn timed_reconcile<A: SnapshotApis>(obj: Arc<SnapshotExport>, ctx: Arc<Context<A>>) -> Result<Action, ReconcileError> {

@@ -404,7 +404,7 @@ async fn observe<A: SnapshotApis>(
     if matches!(status.phase, Some(Phase::Copying | Phase::Exporting)) {
         // The shared sweep is failing: this object reports it (it stays followed) rather than
         // show an old message.
-        if let Some(err) = ctx.sweep.failure() {
+        if let Some(err) = ctx.sweep.failure(spec.is_serverless()) {
             ctx.sweep.follow(uid, obj_ref.clone(), followed_snapshots(spec, false), spec.is_serverless());
             return Err(err);
         }

@@ -29,19 +29,37 @@ struct Follow {
 /// A snapshot as the sweep keys it: whether it is serverless, and its lowercase name.
 type Key = (bool, String);
 
+/// The index of a kind in the per-kind state: node-based 0, serverless 1.
+fn kind(serverless: bool) -> usize {
+    usize::from(serverless)
+}
+
 #[derive(Default)]
 struct State {
     /// By object UID: an object deleted and created again under the same name is another
     /// object, and must not inherit what the old one followed.
     followers: HashMap<String, Follow>,
-    /// The followed snapshots the last complete sweep found, by kind and lowercase name.
+    /// The followed snapshots the last complete read of each kind found, by kind and lowercase name.
     snapshots: HashMap<Key, SnapshotInfo>,
-    /// When the last complete sweep started.
-    swept_at: Option<Instant>,
+    /// When the last complete read of each kind started (`[node-based, serverless]`).
+    swept_at: [Option<Instant>; 2],
     /// Pages the last listing of every snapshot took.
     listing_pages: Option<usize>,
-    /// Why the last sweep failed, until one succeeds: the followed objects report it.
-    failure: Option<crate::aws::AwsError>,
+    /// Why the last read of each kind failed, until one succeeds: that kind's followers report
+    /// it (a failing serverless listing must not hold back the node-based results, or the reverse).
+    failure: [Option<crate::aws::AwsError>; 2],
+}
+
+impl State {
+    /// A kind nobody follows any more is not read, so its failure could never clear: forget it
+    /// (the next object of that kind must not report an old error, e.g. one fixed meanwhile).
+    fn forget_idle_failures(&mut self) {
+        for serverless in [false, true] {
+            if !self.followers.values().any(|f| f.serverless == serverless) {
+                self.failure[kind(serverless)] = None;
+            }
+        }
+    }
 }
 
 pub struct Sweep {
@@ -92,7 +110,9 @@ impl Sweep {
     }
 
     pub fn unfollow(&self, uid: &str) {
-        self.state.lock().expect("sweep lock").followers.remove(uid);
+        let mut state = self.state.lock().expect("sweep lock");
+        state.followers.remove(uid);
+        state.forget_idle_failures();
     }
 
     /// Forget every followed object for which `live` is false (deleted objects whose deletion
@@ -101,6 +121,7 @@ impl Sweep {
         let mut state = self.state.lock().expect("sweep lock");
         let before = state.followers.len();
         state.followers.retain(|uid, f| live(&f.obj, uid));
+        state.forget_idle_failures();
         before - state.followers.len()
     }
 
@@ -113,27 +134,27 @@ impl Sweep {
     pub fn view(&self, uid: &str) -> Option<HashMap<String, SweptSnapshot>> {
         let state = self.state.lock().expect("sweep lock");
         let follow = state.followers.get(uid)?;
-        if state.swept_at.is_none_or(|at| at < follow.since) {
+        if state.swept_at[kind(follow.serverless)].is_none_or(|at| at < follow.since) {
             return None;
         }
         Some(follow.names.iter().map(|n| (n.clone(), state.snapshots.get(&(follow.serverless, n.to_ascii_lowercase())).cloned())).collect())
     }
 
-    /// Why the latest sweep failed, while no later sweep has succeeded.
-    pub fn failure(&self) -> Option<crate::aws::AwsError> {
-        self.state.lock().expect("sweep lock").failure.clone()
+    /// Why the latest read of the `serverless` kind failed, while no later one has succeeded.
+    pub fn failure(&self, serverless: bool) -> Option<crate::aws::AwsError> {
+        self.state.lock().expect("sweep lock").failure[kind(serverless)].clone()
     }
 
-    /// Record a failed sweep; returns the followed objects to reconcile so that they report
-    /// it (only when the failure is new or different: one status write per failure, not per
-    /// attempt).
-    fn failed(&self, err: crate::aws::AwsError) -> Vec<ObjectRef<SnapshotExport>> {
+    /// Record a failed read of the `serverless` kind; returns that kind's followers to
+    /// reconcile so that they report it (only when the failure is new or different: one status
+    /// write per failure, not per attempt).
+    fn failed(&self, serverless: bool, err: crate::aws::AwsError) -> Vec<ObjectRef<SnapshotExport>> {
         let mut state = self.state.lock().expect("sweep lock");
-        if state.failure.as_ref() == Some(&err) {
+        if state.failure[kind(serverless)].as_ref() == Some(&err) {
             return vec![];
         }
-        state.failure = Some(err);
-        state.followers.values().map(|f| f.obj.clone()).collect()
+        state.failure[kind(serverless)] = Some(err);
+        state.followers.values().filter(|f| f.serverless == serverless).map(|f| f.obj.clone()).collect()
     }
 
     /// Run sweeps forever (spawn it): wait while nothing is followed, sweep every interval
@@ -158,18 +179,13 @@ impl Sweep {
                 continue;
             }
             self.followed.set(self.following() as i64);
-            let changed = match self.sweep_once(aws).await {
-                Ok(changed) => changed,
-                Err(err) => {
-                    warn!(error = %err, retry_in = ?interval, "snapshot sweep failed");
-                    interval = (interval * 2).min(self.max);
-                    for obj in self.failed(err) {
-                        let _ = self.changed.send(obj);
-                    }
-                    continue;
-                }
-            };
+            let (changed, failure) = self.sweep_once(aws).await;
+            // A kind whose read fails stays announced once per failure; the other kind's changes
+            // still keep the pace (a denied serverless listing must not slow node-based following).
             interval = if changed.is_empty() { (interval * 2).min(self.max) } else { self.min };
+            if let Some(err) = failure {
+                warn!(error = %err, retry_in = ?interval, "snapshot sweep failed");
+            }
             for obj in changed {
                 let _ = self.changed.send(obj);
             }
@@ -177,34 +193,46 @@ impl Sweep {
     }
 
     /// One sweep: read the followed node-based snapshots (by name or by listing, whichever takes
-    /// fewer calls) and the followed serverless ones (one paginated listing), store them, and
-    /// return the objects to reconcile. A kind nobody follows costs no call.
-    async fn sweep_once<A: SnapshotApis>(&self, aws: &A) -> Result<Vec<ObjectRef<SnapshotExport>>, crate::aws::AwsError> {
+    /// fewer calls) and the followed serverless ones (one paginated listing), store each kind's
+    /// result, and return the objects to reconcile (their snapshots changed, or their kind's read
+    /// failed anew) and a failure, if any. A kind nobody follows costs no call.
+    async fn sweep_once<A: SnapshotApis>(&self, aws: &A) -> (Vec<ObjectRef<SnapshotExport>>, Option<crate::aws::AwsError>) {
         let started = Instant::now();
         let (names, serverless_names, listing_pages) = self.followed_names();
-        let (found, pages) = if names.is_empty() {
-            (HashMap::new(), None)
-        } else if read_by_name(names.len(), listing_pages) {
-            (describe_each(aws, &names).await?, None)
-        } else {
-            let (found, pages) = list_all(aws, &names).await?;
-            (found, Some(pages))
-        };
-        let mut found: HashMap<Key, SnapshotInfo> = found.into_iter().map(|(name, s)| ((false, name), s)).collect();
-        if !serverless_names.is_empty() {
-            let listed = super::serverless::list_followed(aws, &serverless_names).await?;
-            found.extend(listed.into_iter().map(|(name, s)| ((true, name), s)));
+        let mut changed = Vec::new();
+        let mut failure = None;
+        if !names.is_empty() {
+            let read = if read_by_name(names.len(), listing_pages) {
+                describe_each(aws, &names).await.map(|found| (found, None))
+            } else {
+                list_all(aws, &names).await.map(|(found, pages)| (found, Some(pages)))
+            };
+            match read {
+                Ok((found, pages)) => changed.extend(self.apply(false, found, pages, started)),
+                Err(err) => {
+                    changed.extend(self.failed(false, err.clone()));
+                    failure = Some(err);
+                }
+            }
         }
-        let changed = self.apply(found, pages, started);
+        if !serverless_names.is_empty() {
+            match super::serverless::list_followed(aws, &serverless_names).await {
+                Ok(listed) => changed.extend(self.apply(true, listed, None, started)),
+                Err(err) => {
+                    changed.extend(self.failed(true, err.clone()));
+                    failure = failure.or(Some(err));
+                }
+            }
+        }
         debug!(
             names = names.len(),
             serverless = serverless_names.len(),
-            ?pages,
+            failed = failure.is_some(),
             changed = changed.len(),
             following = self.following(),
             "swept snapshots"
         );
-        Ok(changed)
+        (changed, failure)
     }
 
     /// The followed node-based and serverless snapshot names (lowercase: ElastiCache stores
@@ -222,32 +250,44 @@ impl Sweep {
         (names(false), names(true), state.listing_pages)
     }
 
-    /// Store a sweep's result (the followed snapshots it found, by lowercase name, and its page
-    /// count if it listed every snapshot); return the followed objects to reconcile.
-    fn apply(&self, fresh: HashMap<Key, SnapshotInfo>, pages: Option<usize>, started: Instant) -> Vec<ObjectRef<SnapshotExport>> {
+    /// Store one kind's read (the followed snapshots of the `serverless` kind it found, by
+    /// lowercase name, and its page count if it listed every node-based snapshot); return that
+    /// kind's followers to reconcile.
+    fn apply(
+        &self,
+        serverless: bool,
+        fresh: HashMap<String, SnapshotInfo>,
+        pages: Option<usize>,
+        started: Instant,
+    ) -> Vec<ObjectRef<SnapshotExport>> {
         let mut state = self.state.lock().expect("sweep lock");
         if pages.is_some() {
             state.listing_pages = pages;
         }
+        let fresh: HashMap<Key, SnapshotInfo> = fresh.into_iter().map(|(name, s)| ((serverless, name), s)).collect();
         let key = |f: &Follow, n: &String| (f.serverless, n.to_ascii_lowercase());
+        let mine = |f: &&Follow| f.serverless == serverless;
         let changed_names: HashSet<Key> = state
             .followers
             .values()
+            .filter(mine)
             .flat_map(|f| f.names.iter().map(|n| key(f, n)))
             .filter(|k| state.snapshots.get(k).map(|s| &s.status) != fresh.get(k).map(|s| &s.status))
             .collect();
-        // Objects this sweep can speak for (followed since before it started) whose snapshots
+        // Objects this read can speak for (followed since before it started) whose snapshots
         // changed, or which get their first view from it.
-        let first_view = |f: &Follow| state.swept_at.is_none_or(|at| at < f.since);
+        let first_view = |f: &Follow| state.swept_at[kind(serverless)].is_none_or(|at| at < f.since);
         let changed: Vec<ObjectRef<SnapshotExport>> = state
             .followers
             .values()
+            .filter(mine)
             .filter(|f| f.since <= started && (first_view(f) || f.names.iter().any(|n| changed_names.contains(&key(f, n)))))
             .map(|f| f.obj.clone())
             .collect();
-        state.snapshots = fresh;
-        state.swept_at = Some(started);
-        state.failure = None;
+        state.snapshots.retain(|(of_kind, _), _| *of_kind != serverless);
+        state.snapshots.extend(fresh);
+        state.swept_at[kind(serverless)] = Some(started);
+        state.failure[kind(serverless)] = None;
         changed
     }
 }
