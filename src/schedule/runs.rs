@@ -169,9 +169,16 @@ pub(super) async fn finish_pending(
         }
         let existing = match found {
             _ if taken => None,
+            // Our CreateSnapshot just answered AlreadyExists and the look finds nothing.
+            None if just_recorded => return Err(exists_but_not_found(&pending.snapshot_name).into()),
             // Not there: take it. AlreadyExists means it appeared meanwhile: look at it again.
             None if sched_aws::create_snapshot(&ctx.aws, &pending.snapshot_name, cache, &uid).await? => None,
-            None => sched_aws::find_snapshot(&ctx.aws, serverless, &pending.snapshot_name).await?,
+            None => match sched_aws::find_snapshot(&ctx.aws, serverless, &pending.snapshot_name).await? {
+                Some(arn) => Some(arn),
+                // "Exists" with nothing to be found proves nothing about whose it is: never a
+                // run without the tag check; ask again after the backoff.
+                None => return Err(exists_but_not_found(&pending.snapshot_name).into()),
+            },
             Some(arn) => Some(arn),
         };
         if let Some(arn) = existing {
@@ -196,6 +203,18 @@ pub(super) async fn finish_pending(
             .await?;
     }
     Ok(Finished::Started)
+}
+
+/// CreateSnapshot answered AlreadyExists, yet the snapshot cannot be found (deleted meanwhile,
+/// or not visible yet): transient, so the schedule asks again rather than start a run on it.
+fn exists_but_not_found(snapshot: &str) -> AwsError {
+    AwsError::Transient {
+        operation: "CreateSnapshot",
+        code: "AlreadyExistsButNotFound".into(),
+        message: format!(
+            "CreateSnapshot answered that {snapshot} already exists, but DescribeSnapshots finds no such snapshot; trying again"
+        ),
+    }
 }
 
 /// The export policy's word on the run that will export `snapshot` (see `policy.rs`).

@@ -2,7 +2,8 @@
 //! takes no snapshot, the intermediate snapshot of a run that failed for good is deleted, and a
 //! run-now value used again after another one starts a new run; a run whose status write was
 //! lost is reported started, not skipped; a refused run is told, counted and written once; the
-//! schedules and the SnapshotExport gate read one export policy.
+//! schedules and the SnapshotExport gate read one export policy; a CreateSnapshot that answers
+//! AlreadyExists for a snapshot nobody finds starts no run.
 
 use crate::harness::*;
 use crate::schedule::{create_schedule, runs_of, schedule_event_reasons, schedule_event_reasons_with, schedules, seed_automatic};
@@ -421,4 +422,41 @@ async fn a_forged_intermediate_annotation_deletes_nothing() {
     assert!(reasons.iter().any(|(t, r)| t == "Warning" && r == "IntermediateSnapshotNotOurs"), "{reasons:?}");
     let deletes: Vec<Value> = bed.emulator.calls("DeleteSnapshot");
     assert!(deletes.iter().all(|c| c["params"]["SnapshotName"] != "team-a-copy"), "another team's snapshot was deleted: {deletes:#?}");
+}
+
+/// Review finding L1: a CreateSnapshot that answers AlreadyExists while no snapshot of that name
+/// can be found (a snapshot deleted meanwhile, or an AWS that contradicts itself) proves nothing
+/// about whose snapshot it is: the run must wait and try again, never start without the tag
+/// check. Once CreateSnapshot succeeds, the run starts with a snapshot that carries the tag.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_create_snapshot_that_answers_already_exists_for_a_snapshot_nobody_finds_starts_no_run() {
+    let mut bed = Bed::without_operator().await;
+    bed.emulator.create_cache_cluster("phantom").await;
+    bed.emulator.set_config(
+        json!({"action_errors": {"CreateSnapshot": {"code": "SnapshotAlreadyExistsFault", "message": "Snapshot already exists."}}}),
+    );
+    bed.start_operator(&[]);
+    let spec = json!({"schedule": "0 3 1 1 *", "source": {"cacheClusterId": "phantom", "mode": "CreateSnapshot"}, "template": {}});
+    create_schedule(&bed, "phantom", spec).await;
+    run_now(&bed, "phantom", "1").await;
+    // Asked more than once: each answer is a reason to look again, not to start the run.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while create_snapshot_calls_for(&bed, "phantom").len() < 3 {
+        assert!(Instant::now() < deadline, "CreateSnapshot was not tried again; log:\n{}", bed.log_text());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(runs_of(&bed, "phantom").await.is_empty(), "a run started without its snapshot; log:\n{}", bed.log_text());
+
+    bed.emulator.set_config(json!({"action_errors": {}}));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let run = loop {
+        if let Some(run) = runs_of(&bed, "phantom").await.into_iter().next() {
+            break run;
+        }
+        assert!(Instant::now() < deadline, "no run once CreateSnapshot succeeds; log:\n{}", bed.log_text());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let created: Vec<Value> = create_snapshot_calls_for(&bed, "phantom").into_iter().filter(|c| c["status"] == 200).collect();
+    assert_eq!(created.len(), 1, "one snapshot taken: {created:?}");
+    assert_eq!(created[0]["params"]["SnapshotName"], run.spec.source_snapshot_name.as_str(), "the run exports the snapshot it took");
 }

@@ -798,6 +798,9 @@ def handle(action: str, ctx: Ctx, params: dict[str, str]) -> tuple[int, str] | N
     advance()
     with STATE.lock:
         try:
+            forced = STATE.config.action_errors.get(action)
+            if forced is not None:
+                raise EcError(forced["code"], forced["message"])
             body = handler(ctx, params)
         except EcError as e:
             return e.status, error_xml(e.code, e.message, ctx.request_id, e.sender)

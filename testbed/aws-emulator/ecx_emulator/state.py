@@ -37,6 +37,9 @@ class Config:
     # An error CopySnapshot answers every call with, whatever the state ({"code", "message"}):
     # an AWS that keeps contradicting what DescribeSnapshots shows.
     copy_snapshot_error: dict[str, str] | None = None
+    # An error any ElastiCache action answers every call with, by action name ({"code",
+    # "message"}): e.g. CreateSnapshot answering AlreadyExists for a snapshot nobody finds.
+    action_errors: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -49,6 +52,7 @@ class Config:
             "max_records_limit": self.max_records_limit,
             "export_fail_node_groups": list(self.export_fail_node_groups),
             "copy_snapshot_error": self.copy_snapshot_error,
+            "action_errors": dict(self.action_errors),
         }
 
     def update(self, body: dict[str, Any]) -> None:
@@ -77,6 +81,9 @@ class Config:
         if "copy_snapshot_error" in body:
             e = body["copy_snapshot_error"]
             self.copy_snapshot_error = None if e is None else {"code": str(e["code"]), "message": str(e["message"])}
+        if "action_errors" in body:
+            errors = body["action_errors"] or {}
+            self.action_errors = {str(a): {"code": str(e["code"]), "message": str(e["message"])} for a, e in errors.items()}
 
 
 @dataclass

@@ -160,3 +160,15 @@ def test_filtered_paging_stays_intact(emulator: Any, ec: Any) -> None:
     rest = ec.describe_snapshots(ReplicationGroupId="prod", MaxRecords=20, Marker=first["Marker"])
     assert [s["SnapshotName"] for s in first["Snapshots"] + rest["Snapshots"]] == [f"s{i:02d}" for i in range(60) if i % 2]
     assert "Marker" not in rest
+
+
+def test_a_forced_action_error_answers_every_call_until_cleared(emulator: Any, ec: Any) -> None:
+    """`action_errors`: CreateSnapshot answers AlreadyExists although no such snapshot exists."""
+    emulator.ctl("/caches", {"replication_group_id": "prod", "engine": "valkey"})
+    forced = {"CreateSnapshot": {"code": "SnapshotAlreadyExistsFault", "message": "Snapshot ghost already exists."}}
+    emulator.ctl("/config", {"action_errors": forced})
+    for _ in range(2):
+        assert error_of(ec.create_snapshot, ReplicationGroupId="prod", SnapshotName="ghost") == ("SnapshotAlreadyExistsFault", 400)
+    assert ec.describe_snapshots(ReplicationGroupId="prod")["Snapshots"] == []
+    emulator.ctl("/config", {"action_errors": {}})
+    assert ec.create_snapshot(ReplicationGroupId="prod", SnapshotName="ghost")["Snapshot"]["SnapshotName"] == "ghost"
