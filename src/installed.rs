@@ -83,6 +83,8 @@ where
                 );
             }
             Found::Missing => {}
+            // Known missing: a failed check is no news of it; keep waiting.
+            Found::Unknown(error) if reported => warn!(crd, controller, %error, "cannot tell whether {crd} is installed yet"),
             Found::Unknown(error) => {
                 warn!(crd, controller, %error, "cannot tell whether {crd} is installed; starting the {controller} controller, whose watch retries");
                 break;

@@ -42,13 +42,17 @@ pub async fn check_bucket(args: CheckBucket) -> ExitCode {
     let facts = async {
         let mut facts = inspect(&inspector, &args.bucket, &region).await?;
         if let (Some(target), Some(_)) = (&args.target_snapshot_name, &facts.access) {
-            let ids = match &args.source_snapshot {
-                Some(source) => match crate::aws::SdkSources::new(&config).node_group_ids(source).await? {
-                    Some(ids) => Some(ids),
-                    None => return Ok(Err(source.clone())),
-                },
-                None => None,
-            };
+            let ids =
+                match &args.source_snapshot {
+                    Some(source) => match crate::aws::SdkSources::new(&config).node_group_ids(source).await {
+                        Ok(Some(ids)) => Some(ids),
+                        Ok(None) => return Ok(Err(format!(
+                            "DescribeSnapshots found no snapshot named {source} in {region} (a serverless snapshot is not supported here)"
+                        ))),
+                        Err(err) => return Ok(Err(format!("{err}"))),
+                    },
+                    None => None,
+                };
             let listed = inspector.export_keys(&args.bucket, target).await?;
             record_keys(&mut facts, &keys_to_check(target, ids.as_deref()), &listed);
         }
@@ -56,10 +60,11 @@ pub async fn check_bucket(args: CheckBucket) -> ExitCode {
     };
     let facts = match facts.await {
         Ok(Ok(facts)) => facts,
-        Ok(Err(source)) => {
-            println!("FAIL  source snapshot {source} exists: DescribeSnapshots found no snapshot named {source} in {region}");
-            println!("      fix: name an existing snapshot (aws elasticache describe-snapshots --region {region})");
-            println!("RESULT: unknown: the keys of a snapshot that does not exist cannot be checked");
+        Ok(Err(why)) => {
+            let source = args.source_snapshot.as_deref().unwrap_or_default();
+            println!("FAIL  source snapshot {source} exists: {why}");
+            println!("      fix: name an existing node-based snapshot (aws elasticache describe-snapshots --region {region}), readable with elasticache:DescribeSnapshots");
+            println!("RESULT: unknown: the keys of a snapshot that cannot be read cannot be checked");
             return ExitCode::FAILURE;
         }
         Err(err) => {

@@ -129,7 +129,9 @@ async fn a_week_of_nightly_runs_exports_each_new_backup_once_and_keeps_the_last_
     .await;
     let mut seeded = Vec::new();
     for day in 23..=29 {
-        clock.sleep_until(&format!("2026-11-{day}T00:30:00Z")).await;
+        // Seeded at noon the day before (a backup dated 02:00 that day): 15 virtual hours
+        // (3.75 real seconds) before the look that must find it, 9 after the one that must not.
+        clock.sleep_until(&format!("2026-11-{}T12:00:00Z", day - 1)).await;
         // Thursday's backup did not happen.
         if day != 26 {
             seeded.push(seed_automatic(&bed, "prod", &format!("2026-11-{day}T02:00:00Z")));
