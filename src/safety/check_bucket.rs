@@ -42,17 +42,18 @@ pub async fn check_bucket(args: CheckBucket) -> ExitCode {
     let facts = async {
         let mut facts = inspect(&inspector, &args.bucket, &region).await?;
         if let (Some(target), Some(_)) = (&args.target_snapshot_name, &facts.access) {
-            let ids =
-                match &args.source_snapshot {
-                    Some(source) => match crate::aws::SdkSources::new(&config).node_group_ids(source).await {
-                        Ok(Some(ids)) => Some(ids),
-                        Ok(None) => return Ok(Err(format!(
+            let ids = match &args.source_snapshot {
+                Some(source) => match crate::aws::SdkSources::new(&config).node_group_ids(source).await {
+                    Ok(Some(ids)) => Some(ids),
+                    Ok(None) => {
+                        return Ok(Err(format!(
                             "DescribeSnapshots found no snapshot named {source} in {region} (a serverless snapshot is not supported here)"
-                        ))),
-                        Err(err) => return Ok(Err(format!("{err}"))),
-                    },
-                    None => None,
-                };
+                        )))
+                    }
+                    Err(err) => return Ok(Err(format!("{err}"))),
+                },
+                None => None,
+            };
             let listed = inspector.export_keys(&args.bucket, target).await?;
             record_keys(&mut facts, &keys_to_check(target, ids.as_deref()), &listed);
         }
