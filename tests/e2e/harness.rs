@@ -95,6 +95,20 @@ impl Emulator {
         self.ctl("GET", &format!("/calls?action={action}"), None).as_array().cloned().unwrap_or_default()
     }
 
+    /// Calls of one action the emulator has received and not answered yet (held by its latency).
+    pub fn in_flight(&self, action: &str) -> Vec<Value> {
+        self.ctl("GET", &format!("/calls/in-flight?action={action}"), None).as_array().cloned().unwrap_or_default()
+    }
+
+    /// Wait until `n` calls of `action` are in flight (received, not answered), or fail.
+    pub async fn wait_in_flight(&self, action: &str, n: usize) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while self.in_flight(action).len() < n {
+            assert!(std::time::Instant::now() < deadline, "{n} {action} calls never reached the emulator");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Every logged AWS call (all services and actions), in order.
     pub fn all_calls(&self) -> Vec<Value> {
         self.ctl("GET", "/calls", None).as_array().cloned().unwrap_or_default()

@@ -268,7 +268,9 @@ async fn a_crash_right_after_copy_snapshot_still_calls_it_exactly_once() {
     for name in ["crash-copy", "crash-export"] {
         bed.wait_for(name, "with its intent recorded", 30, |o| o.status.as_ref().is_some_and(|s| s.copy_requested_at.is_some())).await;
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Killed once both requests have reached AWS, well before their answers (an event, not a
+    // guess at how long sending takes).
+    bed.emulator.wait_in_flight("CopySnapshot", 2).await;
     bed.operators[0].kill();
     // AWS still carries out both requests whose answers nobody reads.
     let deadline = std::time::Instant::now() + Duration::from_secs(20);

@@ -643,13 +643,8 @@ async fn a_crash_with_an_export_request_in_flight_does_not_strand_the_export() {
     bed.emulator.set_faults(json!({"latency_ms": 2000, "actions": ["CopySnapshot"]}));
     let names = vec![create_object(&bed, 1, "ecx-rel-inflight").await];
     bed.start_operator(&[]);
-    let log = bed.operators[0].log.clone();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !std::fs::read_to_string(&log).unwrap_or_default().contains("calling CopySnapshot") {
-        assert!(Instant::now() < deadline, "CopySnapshot was never called");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Killed once the request has reached AWS, well before its answer.
+    bed.emulator.wait_in_flight("CopySnapshot", 1).await;
     bed.operators[0].kill();
     bed.start_operator(&[]);
     let objects = wait_all_ready(&bed, &names, Duration::from_secs(60)).await;

@@ -58,8 +58,10 @@ async fn a_refused_intent_blames_the_policy_and_a_stale_one_is_dropped() {
     let kept = schedule_with_intent(&bed, "kept", None).await;
     let stale = schedule_with_intent(&bed, "stale", Some(900)).await;
 
-    // A virtual hour in three real seconds, from 23:30; no export policy: every run is refused.
-    let clock = TestClock::new("2026-11-22T23:30:00Z", 1_200.0);
+    // A virtual hour in nine real seconds, from 23:30 (each poke below must be reconciled
+    // within 13 virtual minutes, before `stale`'s starting deadline: about 2 real seconds); no
+    // export policy: every run is refused.
+    let clock = TestClock::new("2026-11-22T23:30:00Z", 400.0);
     let start = |bed: &mut Bed, policy: &[&str]| {
         let n = bed.operators.len();
         let args: Vec<&str> = TEST_TIMING.iter().chain(policy).copied().collect();

@@ -168,6 +168,7 @@ class EmulatorApp:
             "attempt": sdk_attempt(environ.get("HTTP_AMZ_SDK_REQUEST", "")),
         }
 
+        STATE.begin_call(rec)
         ec.advance()
 
         # ---- fault injection (before any state change) ----
@@ -282,6 +283,13 @@ class EmulatorApp:
 
         if sub == "/health":
             return ok({"status": "ok"})
+
+        if sub == "/calls/in-flight":
+            with STATE.lock:
+                pending = sorted(STATE.in_flight.values(), key=lambda c: c["time"])
+            if query.get("action"):
+                pending = [c for c in pending if c["action"] == query["action"]]
+            return ok(pending)
 
         if sub == "/calls":
             if method == "DELETE":

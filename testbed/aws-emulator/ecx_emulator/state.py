@@ -240,6 +240,9 @@ class State:
         self.config = Config(copy_delay=copy_delay, export_delay=export_delay)
         self.faults = Faults()
         self.calls = CallLog()
+        # Calls received and not answered yet (held by an injected latency), by id(rec): a test
+        # can act while a request is in flight (kill the caller) instead of guessing when.
+        self.in_flight: dict[int, dict[str, Any]] = {}
         self.seq = 0
         self.jobs = JobQueue()
         # bucket name -> account id (emulator-side ownership override)
@@ -259,6 +262,7 @@ class State:
             self.config = Config(copy_delay=copy_delay, export_delay=export_delay)
             self.faults = Faults()
             self.calls = CallLog()
+            self.in_flight = {}
             self.seq = 0
             self.jobs = JobQueue()
             self.bucket_owners = {}
@@ -267,8 +271,13 @@ class State:
             self.serverless = {}
             self.node_caches = {}
 
+    def begin_call(self, rec: dict[str, Any]) -> None:
+        with self.lock:
+            self.in_flight[id(rec)] = rec
+
     def record_call(self, rec: dict[str, Any]) -> None:
         with self.lock:
+            self.in_flight.pop(id(rec), None)
             self.seq += 1
             rec["seq"] = self.seq
             self.calls.append(rec)

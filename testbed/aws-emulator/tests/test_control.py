@@ -207,3 +207,24 @@ def test_call_log_records_the_sdk_attempt(emulator: Any) -> None:
         retrying.describe_snapshots(SnapshotName="src")
     emulator.ctl("/faults", {})
     assert [c["attempt"] for c in emulator.ctl("/calls?action=DescribeSnapshots")] == [1, 2, 3]
+
+
+def test_a_call_held_by_latency_is_listed_in_flight_until_answered(emulator: Any, ec: Any) -> None:
+    """`/calls/in-flight`: a test can act while a request is in flight instead of guessing when."""
+    import threading
+
+    emulator.seed("src")
+    emulator.ctl("/faults", {"throttle_rate": 0.0, "error_rate": 0.0, "latency_ms": 1500, "seed": 1, "services": None, "actions": ["DescribeSnapshots"]})
+    t = threading.Thread(target=lambda: ec.describe_snapshots(SnapshotName="src"))
+    t.start()
+    for _ in range(100):
+        pending = emulator.ctl("/calls/in-flight?action=DescribeSnapshots")
+        if pending:
+            break
+        threading.Event().wait(0.02)
+    assert [c["params"]["SnapshotName"] for c in pending] == ["src"]
+    assert emulator.ctl("/calls?action=DescribeSnapshots") == [], "not answered yet"
+    t.join()
+    emulator.ctl("/faults", {})
+    assert emulator.ctl("/calls/in-flight") == []
+    assert len(emulator.ctl("/calls?action=DescribeSnapshots")) == 1

@@ -43,5 +43,7 @@ async fn ten_thousand_custom_resources() {
     assert_eq!(list.items.len(), n);
     let listed = t.elapsed();
     eprintln!("create {n}: {created:?}, 2000 status patches: {patched:?}, list: {listed:?}");
-    assert!(created.as_secs() < 30 && patched.as_secs() < 10 && listed.as_secs() < 5);
+    // Bounds only against a hang (the figures above are about 3 s, 1 s and 1 s here): speed is
+    // measured by `make bench`, not asserted by a test on a machine that may be loaded.
+    assert!(created.as_secs() < 300 && patched.as_secs() < 120 && listed.as_secs() < 60);
 }
