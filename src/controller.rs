@@ -64,6 +64,7 @@ pub async fn run<A: SnapshotApis>(
                 None => Api::all_with(client.clone(), &resource),
             };
             let (reader, writer) = reflector::store();
+            let scope_listed = Arc::new(std::sync::atomic::AtomicBool::new(false));
             let objects = watcher(dynamic, watcher::Config::default())
                 .default_backoff()
                 .filter_map({
@@ -73,6 +74,7 @@ pub async fn run<A: SnapshotApis>(
                 .reflect(writer)
                 .inspect({
                     let (ctx, store, scope, mut listed) = (ctx.clone(), reader.clone(), scope.clone(), false);
+                    let scope_listed = scope_listed.clone();
                     move |event| match event {
                         // A deleted object is forgotten at once (its UID is never reconciled again).
                         Ok(watcher::Event::Delete(obj)) => ctx.forget(&obj.uid().unwrap_or_default()),
@@ -83,6 +85,7 @@ pub async fn run<A: SnapshotApis>(
                         // a second waiter could wait forever (it did: /readyz stayed 503).
                         Ok(watcher::Event::InitDone) if !listed => {
                             listed = true;
+                            scope_listed.store(true, Ordering::SeqCst);
                             ctx.watch_store(scope.clone(), store.clone());
                             if synced.fetch_add(1, Ordering::SeqCst) + 1 == total {
                                 readiness.set_synced();
@@ -111,10 +114,10 @@ pub async fn run<A: SnapshotApis>(
             let scope_filter = scope.clone();
             let changed =
                 changed.filter(move |obj| future::ready(scope_filter.as_ref().is_none_or(|ns| obj.namespace.as_ref() == Some(ns))));
-            Controller::for_stream(objects, reader)
+            let controller = Controller::for_stream(objects, reader)
                 .with_config(ControllerConfig::default().concurrency(concurrency))
                 .reconcile_on(changed)
-                .graceful_shutdown_on(shutdown)
+                .graceful_shutdown_on(shutdown.clone())
                 .run(timed_reconcile, error_policy, ctx)
                 .for_each(|result| async move {
                     match result {
@@ -124,8 +127,8 @@ pub async fn run<A: SnapshotApis>(
                         }
                         Err(err) => warn!(error = %err, "controller error"),
                     }
-                })
-                .await;
+                });
+            installed::until_shutdown(controller, shutdown, &scope_listed).await;
         }
     });
     future::join_all(runs).await;

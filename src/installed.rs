@@ -68,7 +68,13 @@ where
     let mut reported = false;
     let mut wait = None;
     loop {
-        match check(api).await {
+        let found = check(api).await;
+        // Stopped already (while the check was on its way): a controller started now would
+        // never list, and kube-runtime would hold it until the drain ends.
+        if futures::FutureExt::now_or_never(shutdown.as_mut()).is_some() {
+            return false;
+        }
+        match found {
             Found::Installed => break,
             Found::Missing if !reported => {
                 reported = true;
@@ -102,6 +108,25 @@ where
         info!(crd, controller, "the CustomResourceDefinition {crd} is installed now: starting the {controller} controller");
     }
     true
+}
+
+/// Run a controller until it ends after `shutdown`, or at once when `shutdown` comes before its
+/// watch finished its first listing (`listed`): kube-runtime holds a controller's runner until
+/// that listing, also through a graceful shutdown, which stops polling the watch: it would
+/// never end (seen on a real API server: SIGTERM as the lease was acquired).
+pub async fn until_shutdown(
+    controller: impl future::Future<Output = ()>,
+    shutdown: impl future::Future<Output = ()>,
+    listed: &std::sync::atomic::AtomicBool,
+) {
+    let unlisted_stop = async {
+        shutdown.await;
+        if listed.load(std::sync::atomic::Ordering::SeqCst) {
+            future::pending::<()>().await;
+        }
+    };
+    futures::pin_mut!(controller, unlisted_stop);
+    future::select(controller, unlisted_stop).await;
 }
 
 #[cfg(test)]

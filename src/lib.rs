@@ -22,6 +22,7 @@
 
 pub mod api;
 pub mod aws;
+pub mod backoff;
 pub mod cli;
 pub mod controller;
 pub mod events;

@@ -11,6 +11,7 @@ pub mod sweep;
 
 use crate::api::{validation::validate_spec, Phase, SnapshotExport, SnapshotExportSpec, SnapshotExportStatus, FINALIZER};
 use crate::aws::{AwsError, SnapshotApis};
+use crate::backoff::Backoff;
 use crate::events::Events;
 use crate::metrics::Metrics;
 use decide::{after_copy, after_repeated_copy, decide, invalid_spec, retry_later, Decision, Observation};
@@ -69,7 +70,7 @@ pub struct Context<A> {
     /// The export policy and the bucket preflight (`crate::safety`; set with `with_export_safety`).
     pub safety: crate::safety::ExportSafety,
     /// Per object (by UID): consecutive transient errors, for backoff.
-    errors: Mutex<HashMap<String, u32>>,
+    errors: Backoff,
     /// Per object (by UID): consecutive `Recheck`s (AWS answering "already exists" or "busy"
     /// while the look finds nothing of ours), to stall after [`decide::RECHECK_LIMIT`].
     rechecks: Mutex<HashMap<String, u32>>,
@@ -81,19 +82,9 @@ pub struct Context<A> {
 impl<A> Context<A> {
     pub fn new(client: Client, aws: A, events: Events, timing: Timing, metrics: Arc<Metrics>) -> Self {
         let sweep = Arc::new(sweep::Sweep::new(timing.poll_min, timing.poll_max).with_gauge(metrics.sweep_followed.clone()));
+        let errors = Backoff::new(timing.error_min, timing.error_max);
         let safety = crate::safety::ExportSafety::default();
-        Self {
-            client,
-            aws,
-            events,
-            timing,
-            metrics,
-            sweep,
-            safety,
-            errors: Mutex::new(HashMap::new()),
-            rechecks: Mutex::default(),
-            stores: Mutex::default(),
-        }
+        Self { client, aws, events, timing, metrics, sweep, safety, errors, rechecks: Mutex::default(), stores: Mutex::default() }
     }
 
     /// Set the export policy and the preflight.
@@ -104,16 +95,12 @@ impl<A> Context<A> {
 
     /// The next delay after a transient error: exponential with full jitter in its upper half.
     pub fn error_delay(&self, uid: &str) -> Duration {
-        let mut map = self.errors.lock().expect("backoff lock");
-        let count = map.entry(uid.to_string()).or_default();
-        let delay = exponential(self.timing.error_min, self.timing.error_max, *count);
-        *count = count.saturating_add(1);
-        delay.mul_f64(rand::random_range(0.5..=1.0))
+        self.errors.next(uid)
     }
 
     /// The object needs no more following nor backoff (it is done, or deleted).
     pub fn forget(&self, uid: &str) {
-        self.errors.lock().expect("backoff lock").remove(uid);
+        self.errors.reset(uid);
         self.rechecks.lock().expect("recheck lock").remove(uid);
         self.sweep.unfollow(uid);
     }
@@ -156,10 +143,6 @@ impl<A> Context<A> {
         let mut covering = stores.iter().filter(|(ns, _)| ns.is_none() || ns.as_ref() == obj.namespace.as_ref()).peekable();
         covering.peek().is_none() || covering.any(|(_, s)| s.get(obj).is_some_and(|o| o.uid().as_deref() == Some(uid)))
     }
-}
-
-fn exponential(min: Duration, max: Duration, step: u32) -> Duration {
-    min.saturating_mul(1u32 << step.min(20)).min(max)
 }
 
 /// Why a reconcile did not finish; the controller retries it with backoff.
@@ -330,7 +313,7 @@ async fn reconcile_once<A: SnapshotApis>(obj: Arc<SnapshotExport>, ctx: &Arc<Con
             Action::await_change()
         }
         Decision::Stalled { ref reason, .. } if reason == "AwsAnswerInconsistent" => {
-            ctx.errors.lock().expect("backoff lock").remove(&uid);
+            ctx.errors.reset(&uid);
             ctx.sweep.unfollow(&uid);
             Action::requeue(ctx.timing.stalled_retry)
         }

@@ -35,6 +35,7 @@ pub fn context(
         policy,
         clock: super::clock::Clock::from_env()?,
         safety_requeue: Duration::from_secs(300),
+        errors: crate::backoff::Backoff::new(ERROR_MIN, ERROR_MAX),
     }))
 }
 
@@ -68,9 +69,18 @@ pub async fn run(
                 None => (Api::all(client.clone()), Api::all(client.clone())),
             };
             let (reader, writer) = reflector::store();
+            let listed = Arc::new(std::sync::atomic::AtomicBool::new(false));
             let objects = watcher(schedules, watcher::Config::default())
                 .default_backoff()
                 .reflect(writer)
+                .inspect({
+                    let listed = listed.clone();
+                    move |event| {
+                        if matches!(event, Ok(watcher::Event::InitDone)) {
+                            listed.store(true, std::sync::atomic::Ordering::SeqCst);
+                        }
+                    }
+                })
                 .applied_objects()
                 // Our status writes change neither: a spec edit or a run-now annotation does.
                 .predicate_filter(predicates::generation.combine(predicates::annotations), Default::default());
@@ -83,23 +93,38 @@ pub async fn run(
                     }))
                 });
             info!(namespace = scope.as_deref().unwrap_or("<all>"), "watching SnapshotExportSchedules");
-            Controller::for_stream(objects, reader)
+            let controller = Controller::for_stream(objects, reader)
                 .with_config(ControllerConfig::default().concurrency(4))
                 .reconcile_on(run_changes)
-                .graceful_shutdown_on(shutdown)
-                .run(reconcile, error_policy, ctx)
+                .graceful_shutdown_on(shutdown.clone())
+                .run(reconcile_counted, error_policy, ctx)
                 .for_each(|result| async move {
                     if let Err(err) = result {
                         warn!(error = %err, "schedule reconcile failed; retrying");
                     }
-                })
-                .await;
+                });
+            installed::until_shutdown(controller, shutdown, &listed).await;
         }
     });
     future::join_all(runs).await;
 }
 
-fn error_policy(obj: Arc<SnapshotExportSchedule>, err: &ScheduleError, _ctx: Arc<ScheduleContext>) -> Action {
-    warn!(schedule = %obj.name_any(), error = %err, "will retry");
-    Action::requeue(Duration::from_secs(5))
+/// The first wait after a transient error, and the longest.
+const ERROR_MIN: Duration = Duration::from_secs(5);
+const ERROR_MAX: Duration = Duration::from_secs(300);
+
+/// A reconcile that succeeds starts the schedule's backoff over.
+async fn reconcile_counted(obj: Arc<SnapshotExportSchedule>, ctx: Arc<ScheduleContext>) -> Result<Action, ScheduleError> {
+    let uid = obj.uid().unwrap_or_default();
+    let result = reconcile(obj, ctx.clone()).await;
+    if result.is_ok() {
+        ctx.errors.reset(&uid);
+    }
+    result
+}
+
+fn error_policy(obj: Arc<SnapshotExportSchedule>, err: &ScheduleError, ctx: Arc<ScheduleContext>) -> Action {
+    let delay = ctx.errors.next(&obj.uid().unwrap_or_default());
+    warn!(schedule = %obj.name_any(), error = %err, retry_in = ?delay, "will retry");
+    Action::requeue(delay)
 }

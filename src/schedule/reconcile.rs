@@ -44,6 +44,9 @@ pub struct ScheduleContext {
     pub clock: Clock,
     /// The longest a reconcile waits, in real time (a safety net while runs are in flight).
     pub safety_requeue: Duration,
+    /// Per schedule: the wait after a transient error, growing while they repeat (an AWS that
+    /// keeps failing is asked less and less often, not every 5 s).
+    pub errors: crate::backoff::Backoff,
 }
 
 #[derive(Debug, thiserror::Error)]
