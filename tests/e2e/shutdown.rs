@@ -12,7 +12,7 @@ use crate::harness::*;
 use crate::readiness::{readyz_answer, start, wait_for_log, wait_ready, Replica};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition as Crd;
-use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::api::{Api, ApiResource, DynamicObject, ListParams, Patch, PatchParams};
 use kube::{Client, ResourceExt};
 use serde_json::json;
 use std::process::Command;
@@ -41,10 +41,12 @@ fn terminate_timed(replica: &mut Replica) -> Duration {
 /// CRD's deletion waits for its objects).
 async fn remove_crd(client: &Client, name: &str) {
     if name == EXPORT_CRD {
-        let all: Api<ecx::api::SnapshotExport> = Api::all(client.clone());
+        // Untyped: another test leaves objects the typed form cannot decode (on purpose).
+        let resource = ApiResource::erase::<ecx::api::SnapshotExport>(&());
+        let all: Api<DynamicObject> = Api::all_with(client.clone(), &resource);
         for obj in all.list(&ListParams::default()).await.expect("list SnapshotExports") {
             if !obj.finalizers().is_empty() {
-                let api: Api<ecx::api::SnapshotExport> = Api::namespaced(client.clone(), &obj.namespace().unwrap_or_default());
+                let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), &obj.namespace().unwrap_or_default(), &resource);
                 let patch = json!({"metadata": {"finalizers": null}});
                 let _ = api.patch(&obj.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await;
             }
