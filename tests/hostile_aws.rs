@@ -69,7 +69,8 @@ async fn malformed_xml_is_a_transient_error_never_a_panic() {
         let err = aws.describe_snapshots_page(None).await.expect_err(what);
         assert_retry(&err, what);
         // CopySnapshot answered unreadably: the outcome is unknown, so the intent is kept
-        // (RetryLater never clears it) and the next look adopts whatever the call did.
+        // (RetryLater never clears it): the next looks adopt whatever the call did, and an
+        // export that shows nothing is never requested again (issue 30).
         let err = aws.copy_snapshot(&copy(Some("bkt"))).await.expect_err(what);
         assert_retry(&err, what);
         assert!(matches!(after_copy(&spec(Some("bkt")), &Err(err)), Decision::RetryLater { .. }), "{what}");

@@ -19,6 +19,10 @@ pub const OWNER_NAMESPACE_TAG_KEY: &str = "elasticache-export.io/owner-namespace
 /// on a snapshot was written by the operator.
 pub const RESERVED_TAG_PREFIX: &str = "elasticache-export.io/";
 
+/// The reason of an export stalled for good because its request's outcome is unknown and AWS
+/// shows nothing of it (and of the condition while such a request is still being looked into).
+pub const OUTCOME_UNKNOWN: &str = "RequestOutcomeUnknown";
+
 /// The finalizer that `deletionPolicy: Delete` puts on an object, so the in-region copy is
 /// deleted before the object goes away.
 pub const FINALIZER: &str = "elasticache-export.io/delete-copy";
@@ -320,14 +324,23 @@ impl SnapshotExportStatus {
     /// other stall (`phase: Failed` before acceptance: a bucket to fix, a policy refusal) is
     /// retried slowly and may still succeed, so it is still in flight.
     pub fn is_failed_for_good(&self) -> bool {
-        self.phase == Some(Phase::Failed) && (self.copy_accepted_at.is_some() || self.is_stalled_by_its_spec())
+        self.phase == Some(Phase::Failed) && (self.copy_accepted_at.is_some() || self.is_stalled_by_its_spec() || self.is_outcome_unknown())
     }
 
     /// Whether the object is finished for good without success and no edit can revive it: AWS
-    /// accepted its request and it then stalled (the copy failed or vanished, the export failed).
-    /// No AWS call is ever made for it again; a new copy is a new SnapshotExport.
+    /// accepted its request and it then stalled (the copy failed or vanished, the export failed),
+    /// or an export's outcome stayed unknown (a second request could export twice). No AWS call
+    /// is ever made for it again; a new copy is a new SnapshotExport.
     pub fn is_terminal(&self) -> bool {
-        self.phase == Some(Phase::Failed) && self.copy_accepted_at.is_some() && !self.is_stalled_by_its_spec()
+        self.phase == Some(Phase::Failed)
+            && (self.copy_accepted_at.is_some() || self.is_outcome_unknown())
+            && !self.is_stalled_by_its_spec()
+    }
+
+    /// Stalled because an export request's outcome is unknown and AWS shows nothing of it: a
+    /// second request could export twice, so none is made; re-creating the object retries.
+    fn is_outcome_unknown(&self) -> bool {
+        self.last_error.as_ref().is_some_and(|e| e.reason == OUTCOME_UNKNOWN)
     }
 
     /// Stalled for its spec (`InvalidSpec`, `SpecChanged`): healed by an edit of the object

@@ -6,8 +6,10 @@
 //! "a request may or may not have reached AWS". An accepted request is never repeated, and a
 //! stall after acceptance is terminal (no AWS call ever again); an intent whose outcome is
 //! unknown is resolved by looking: our tagged copy is adopted (by its ownership tag, never by
-//! name or ARN); export objects only by evidence (see [`decide`]); anything else means the
-//! request never took effect.
+//! name or ARN); export objects only by evidence (see [`decide`]). An in-region copy that is not
+//! there was never made; an export that shows nothing may still have been accepted and failed
+//! unwritten, so it is never requested again: it looks for the export grace, then stalls for
+//! good (`RequestOutcomeUnknown`).
 //!
 //! Serverless sources (`sourceKind: Serverless`) go through the same decisions, observed in the
 //! same types (`serverless.rs`): their in-region copies carry the same ownership tag; their
@@ -15,7 +17,7 @@
 //! group of the source, known in advance; a serverless snapshot names no shards, so its export's
 //! keys are the `<snapshot>-NNNN.rdb` objects found in the bucket once the export is over.
 
-use crate::api::{Phase, SnapshotExportSpec, SnapshotExportStatus};
+use crate::api::{Phase, SnapshotExportSpec, SnapshotExportStatus, OUTCOME_UNKNOWN};
 use crate::aws::{export_object_key, AwsError, CopyFault, ExportObject, S3Problem, SnapshotInfo, SnapshotStatus};
 use crate::safety::Verdict;
 pub use export::export_pattern;
@@ -44,8 +46,8 @@ pub fn is_accepted(status: &SnapshotExportStatus) -> bool {
 }
 
 /// Whether the object is finished for good without success: AWS accepted its request and it then
-/// stalled (the copy failed or vanished, the export failed). No AWS call is ever made for it
-/// again; a new copy is a new SnapshotExport.
+/// stalled (the copy failed or vanished, the export failed), or an export's outcome stayed
+/// unknown. No AWS call is ever made for it again; a new copy is a new SnapshotExport.
 pub fn is_terminal(status: &SnapshotExportStatus) -> bool {
     status.is_terminal()
 }
@@ -119,8 +121,8 @@ pub enum Decision {
     /// Nothing to call yet: the source is not available (phase stays Pending).
     WaitForSource { reason: &'static str, message: String, source_status: Option<String> },
     /// The copy or export is in flight; look again later. `phase: Pending` while the outcome of
-    /// an export request is unknown and its source is busy. `expected_objects`: the export's
-    /// objects, once known.
+    /// an export request is unknown (its source busy, or within the export grace).
+    /// `expected_objects`: the export's objects, once known.
     InProgress {
         phase: Phase,
         message: String,

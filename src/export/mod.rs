@@ -3,6 +3,7 @@
 //! CopyServerlessCacheSnapshot or ExportServerlessCacheSnapshot, `serverless.rs`), then write the
 //! status only if it changed (`status.rs`).
 
+mod answers;
 pub mod decide;
 mod finalize;
 pub mod serverless;
@@ -74,6 +75,8 @@ pub struct Context<A> {
     /// Per object (by UID): consecutive `Recheck`s (AWS answering "already exists" or "busy"
     /// while the look finds nothing of ours), to stall after [`decide::RECHECK_LIMIT`].
     rechecks: Mutex<HashMap<String, u32>>,
+    /// Per object: AWS's definitive answers whose status write failed, until one records them.
+    answers: answers::Answers,
     /// The watch caches that have listed their objects, with their namespace (`None`: all):
     /// which objects exist, and what other objects claim.
     stores: Mutex<Vec<(Option<String>, Store<SnapshotExport>)>>,
@@ -84,7 +87,19 @@ impl<A> Context<A> {
         let sweep = Arc::new(sweep::Sweep::new(timing.poll_min, timing.poll_max).with_gauge(metrics.sweep_followed.clone()));
         let errors = Backoff::new(timing.error_min, timing.error_max);
         let safety = crate::safety::ExportSafety::default();
-        Self { client, aws, events, timing, metrics, sweep, safety, errors, rechecks: Mutex::default(), stores: Mutex::default() }
+        Self {
+            client,
+            aws,
+            events,
+            timing,
+            metrics,
+            sweep,
+            safety,
+            errors,
+            rechecks: Mutex::default(),
+            answers: answers::Answers::default(),
+            stores: Mutex::default(),
+        }
     }
 
     /// Set the export policy and the preflight.
@@ -102,6 +117,7 @@ impl<A> Context<A> {
     pub fn forget(&self, uid: &str) {
         self.errors.reset(uid);
         self.rechecks.lock().expect("recheck lock").remove(uid);
+        self.answers.forget(uid);
         self.sweep.unfollow(uid);
     }
 
@@ -168,7 +184,10 @@ pub async fn reconcile<A: SnapshotApis>(obj: Arc<SnapshotExport>, ctx: Arc<Conte
                     debug!(object = %key, "status write conflicted: deciding again on the object as it is now");
                     reconcile_once(Arc::new(fresh), &ctx).await
                 }
-                Ok(None) => Ok(Action::await_change()),
+                Ok(None) => {
+                    ctx.forget(&obj.uid().unwrap_or_default());
+                    Ok(Action::await_change())
+                }
                 Err(source) => Err(ReconcileError::Kube { object: key, source }),
             }
         }
@@ -215,7 +234,11 @@ async fn reconcile_once<A: SnapshotApis>(obj: Arc<SnapshotExport>, ctx: &Arc<Con
         current = finalize::add_finalizer(&api, &current).await.map_err(kube_err)?;
     }
 
-    let mut decision = if let Some(changed) = changed_spec {
+    let mut decision = if let Some(answered) = ctx.answers.unrecorded(&uid, &status) {
+        // AWS answered the request made under this intent, and the write saying so was lost.
+        debug!(object = %key, "recording AWS's answer to the request whose status write failed");
+        answered
+    } else if let Some(changed) = changed_spec {
         // The spec differs from the one requested (no CEL on this cluster): no AWS call.
         changed
     } else if !problems.is_empty() {
@@ -258,6 +281,10 @@ async fn reconcile_once<A: SnapshotApis>(obj: Arc<SnapshotExport>, ctx: &Arc<Con
             warn!(object = %key, error = %err, "{operation} failed");
         }
         decision = if earlier_intent { after_repeated_copy(&obj.spec, &result) } else { after_copy(&obj.spec, &result) };
+        // An object deleted meanwhile (forgotten already) keeps nothing.
+        if (result.is_ok() || resolves_intent(&decision)) && ctx.is_live(&obj_ref, &uid) {
+            ctx.answers.keep(&uid, current.status.as_ref().and_then(|s| s.copy_requested_at.clone()), &decision);
+        }
         from_call = true;
         if let Err(err) = &result {
             answer = err.to_string();
@@ -331,6 +358,15 @@ async fn reconcile_once<A: SnapshotApis>(obj: Arc<SnapshotExport>, ctx: &Arc<Con
     })
 }
 
+/// Whether a decision taken on AWS's answer says the request was certainly not carried out
+/// (refused, throttled, or the source busy): the status then clears the intent.
+fn resolves_intent(decision: &Decision) -> bool {
+    matches!(
+        decision,
+        Decision::Stalled { clear_intent: true, .. } | Decision::RetryLater { clear_intent: true, .. } | Decision::WaitForSource { .. }
+    )
+}
+
 /// What one decision does to the count of AWS answering "exists" or "busy" in a row.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum RecheckStep {
@@ -375,7 +411,8 @@ fn followed_snapshots(spec: &SnapshotExportSpec, waiting_for_source: bool) -> Ve
 /// A request AWS accepted is followed through the shared sweep (no per-object describe). An
 /// object that never made a request needs no look (CopySnapshot refuses whatever a look would
 /// find). Otherwise (an intent whose outcome is unknown, a retry after a refusal) the object looks
-/// for itself, so a repeated request always rests on a fresh look.
+/// for itself, so a repeated request (never an export's on an unknown outcome) rests on a fresh
+/// look.
 async fn observe<A: SnapshotApis>(
     ctx: &Context<A>,
     uid: &str,

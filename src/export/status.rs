@@ -59,7 +59,7 @@ pub fn next_status(current: &SnapshotExportStatus, decision: &Decision, generati
             next.last_error = None;
             let reason = match phase {
                 Phase::Exporting => "Exporting",
-                Phase::Pending => "RequestOutcomeUnknown",
+                Phase::Pending => crate::api::OUTCOME_UNKNOWN,
                 _ => "Copying",
             };
             set_health(&mut next.conditions, Health::Progressing, reason, message, generation, now);

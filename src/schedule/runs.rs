@@ -397,6 +397,8 @@ mod tests {
             (SnapshotExportStatus::default(), RunState::InFlight),
             (stalled("ExportFailed", true), RunState::Failed),
             (stalled("InvalidSpec", false), RunState::Failed),
+            // Never requested twice (issue 30): the next run exports again.
+            (stalled("RequestOutcomeUnknown", false), RunState::Failed),
             // Retried slowly: fixing the bucket or the policy heals it, so it is not over.
             (stalled("S3ReadAcpPermissionMissing", false), RunState::InFlight),
             (stalled("ExportNotAllowed", false), RunState::InFlight),
@@ -422,6 +424,7 @@ mod tests {
         let cases = [
             (SnapshotExportStatus { phase: Some(Phase::Completed), ..Default::default() }, true),
             (stalled("ExportFailed", true), true),
+            (stalled("RequestOutcomeUnknown", false), true),
             (stalled("SpecChanged", true), false),
             (stalled("InvalidSpec", false), false),
             (SnapshotExportStatus { phase: Some(Phase::Exporting), ..Default::default() }, false),

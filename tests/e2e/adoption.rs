@@ -191,14 +191,16 @@ async fn two_objects_exporting_to_the_same_key_never_both_report_the_same_file()
 }
 
 /// A throttled CopySnapshot certainly did nothing: its intent is resolved (cleared), so nothing
-/// of this object counts as in flight; an answer that may have taken effect (a 5xx) keeps it.
+/// of this object counts as in flight and the export is requested again. An answer that may have
+/// taken effect (a 5xx) keeps it, and an export is never requested twice on an unknown outcome:
+/// once the export grace shows nothing of it, the object stalls for good (issue 30, step 1).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_throttled_copy_request_resolves_its_intent_and_a_5xx_keeps_it() {
-    let bed = Bed::start().await;
+    let mut bed = Bed::without_operator().await;
+    bed.start_operator(&["--export-grace-seconds", "2"]);
     bed.emulator.seed_snapshot("thr-src", 1);
     create_bucket(&bed.s3, "ecx-thr", REGION, Access::FULL_ACL).await;
     let throttled = |o: &ecx::api::SnapshotExport| condition(o, "Reconciling").is_some_and(|c| c.1 == "AwsThrottled");
-    let unavailable = |o: &ecx::api::SnapshotExport| condition(o, "Reconciling").is_some_and(|c| c.1 == "AwsUnavailable");
 
     bed.emulator.set_faults(json!({"throttle_rate": 1.0, "actions": ["CopySnapshot"]}));
     bed.cluster.apply("thr", json!({"sourceSnapshotName": "thr-src", "targetSnapshotName": "thr", "targetBucket": "ecx-thr"})).await;
@@ -206,12 +208,20 @@ async fn a_throttled_copy_request_resolves_its_intent_and_a_5xx_keeps_it() {
     assert!(seen.status.unwrap().copy_requested_at.is_none(), "a throttled request leaves no intent");
 
     bed.emulator.set_faults(json!({"error_rate": 1.0, "actions": ["CopySnapshot"]}));
-    let seen = bed.wait_for("thr", "answered 5xx", 30, unavailable).await;
-    assert!(seen.status.unwrap().copy_requested_at.is_some(), "a 5xx may have taken effect: the intent stays");
-
+    let failed = |c: &Value| c["status"] == 500;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !bed.emulator.copy_calls("thr").iter().any(failed) {
+        assert!(Instant::now() < deadline, "no CopySnapshot answered 500");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     bed.emulator.set_faults(json!({}));
-    let done = bed.wait_ready("thr").await;
-    assert_eq!(done.status.unwrap().exported_objects, ["s3://ecx-thr/thr-0001.rdb"]);
-    let accepted = bed.emulator.copy_calls("thr").iter().filter(|c| c["status"] == 200).count();
-    assert_eq!(accepted, 1);
+    let stalled = bed.wait_stalled("thr", "RequestOutcomeUnknown").await;
+    assert!(stalled.status.unwrap().copy_requested_at.is_some(), "a 5xx may have taken effect: the intent stays");
+    let calls = bed.emulator.copy_calls("thr");
+    assert_eq!(calls.iter().filter(|c| failed(c)).count(), 1, "nothing was requested after the 5xx: {calls:#?}");
+    assert!(failed(calls.last().unwrap()), "nothing was requested after the 5xx: {calls:#?}");
+    assert!(calls.iter().all(|c| c["status"] != 200), "{calls:#?}");
+    let since = bed.emulator.all_calls().len();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(bed.emulator.calls_since(since), Vec::<Value>::new(), "the stall costs no AWS call");
 }

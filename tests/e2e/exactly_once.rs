@@ -13,19 +13,6 @@ async fn user_deletes_snapshot(emulator: &Emulator, name: &str) {
     emulator.elasticache().delete_snapshot().snapshot_name(name).send().await.unwrap_or_else(|e| panic!("delete {name}: {e:?}"));
 }
 
-/// Every AWS call logged after the first `since` ones.
-fn calls_after(emulator: &Emulator, since: usize) -> Vec<serde_json::Value> {
-    emulator.all_calls().into_iter().skip(since).collect()
-}
-
-async fn wait_gone(bed: &Bed, name: &str) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while bed.cluster.exports().get_opt(name).await.unwrap().is_some() {
-        assert!(Instant::now() < deadline, "{name} was never deleted (left Terminating)");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 /// Replace the CRD by one without CEL rules nor bounds, as on a cluster without CEL.
 async fn install_crd_without_rules(bed: &Bed) {
     type Crd = k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -52,7 +39,7 @@ async fn a_failed_copy_whose_snapshot_the_user_deletes_is_never_copied_again() {
     // Many slow retries' worth (the tests retry stalled objects every second).
     tokio::time::sleep(Duration::from_secs(6)).await;
     assert_eq!(bed.emulator.copy_calls("fails-copy").len(), 1, "exactly one CopySnapshot, ever");
-    assert_eq!(calls_after(&bed.emulator, since), Vec::<serde_json::Value>::new(), "a terminal stall costs no AWS call");
+    assert_eq!(bed.emulator.calls_since(since), Vec::<serde_json::Value>::new(), "a terminal stall costs no AWS call");
     let now = bed.cluster.get("fails").await;
     assert_eq!(condition(&now, "Stalled").unwrap().1, "CopyFailed");
     assert!(now.status.as_ref().unwrap().copy_accepted_at.is_some(), "acceptance is recorded durably");
@@ -75,7 +62,7 @@ async fn an_export_that_wrote_nothing_is_terminal_and_never_requested_again() {
     let since = bed.emulator.all_calls().len();
     tokio::time::sleep(Duration::from_secs(5)).await;
     assert_eq!(bed.emulator.copy_calls("nothing").len(), 1, "exactly one CopySnapshot, ever");
-    assert_eq!(calls_after(&bed.emulator, since), Vec::<serde_json::Value>::new(), "a terminal stall costs no AWS call");
+    assert_eq!(bed.emulator.calls_since(since), Vec::<serde_json::Value>::new(), "a terminal stall costs no AWS call");
     assert!(bucket_keys(&bed.s3, "ecx-nothing").await.is_empty());
     assert!(stalled.status.as_ref().unwrap().copy_accepted_at.is_some(), "acceptance is recorded durably");
 }
@@ -92,7 +79,7 @@ async fn a_snapshot_that_took_the_name_of_a_deleted_copy_is_never_deleted() {
     user_deletes_snapshot(&bed.emulator, "owned-copy").await;
     bed.emulator.seed_snapshot("owned-copy", 1);
     bed.cluster.delete("owned").await;
-    wait_gone(&bed, "owned").await;
+    bed.wait_gone("owned").await;
     let deletes = bed.emulator.calls("DeleteSnapshot");
     assert_eq!(deletes.len(), 1, "only the user's own DeleteSnapshot: {deletes:#?}");
     let snapshots = bed.emulator.ctl("GET", "/snapshots", None);
@@ -210,7 +197,7 @@ async fn a_spec_edit_without_cel_stalls_with_spec_changed_and_no_aws_call() {
     bed.cluster.wait_event("edited", "Warning", "SpecChanged").await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert!(bed.emulator.copy_calls("edit-copy-2").is_empty(), "no second copy for the same object");
-    assert_eq!(calls_after(&bed.emulator, since), Vec::<serde_json::Value>::new(), "no AWS call after the edit");
+    assert_eq!(bed.emulator.calls_since(since), Vec::<serde_json::Value>::new(), "no AWS call after the edit");
     assert_eq!(created.uid(), stalled.uid());
     assert!(done.status.as_ref().unwrap().spec_hash.is_some(), "the requested spec is recorded");
 }
@@ -233,7 +220,7 @@ async fn an_invalid_spec_gets_no_finalizer_and_is_deleted_without_aws() {
     let stalled = bed.wait_stalled("invalid-delete", "InvalidSpec").await;
     assert!(stalled.finalizers().is_empty(), "no finalizer on an invalid object: {:?}", stalled.finalizers());
     bed.cluster.delete("invalid-delete").await;
-    wait_gone(&bed, "invalid-delete").await;
+    bed.wait_gone("invalid-delete").await;
     assert_eq!(bed.emulator.all_calls(), Vec::<serde_json::Value>::new(), "no AWS call for an invalid object, even on deletion");
 }
 
@@ -280,4 +267,89 @@ fn slow_recheck_args() -> Vec<&'static str> {
     }
     args.extend_from_slice(TEST_POLICY);
     args
+}
+
+/// Issue 30, step 1: the status write after an accepted export request fails (a 500 from the API
+/// server), and the export then fails without writing anything. The operator still knows AWS's
+/// answer: it records the acceptance on the next try, and the failed export is terminal. Before
+/// the fix, the object looked as if its outcome were unknown, and once the source was available
+/// again with no object written, the export was requested a second time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_accepted_export_whose_status_write_fails_is_never_requested_again() {
+    let mut bed = Bed::without_operator().await;
+    let proxy = bed.cluster.kube_proxy().await;
+    bed.emulator.seed_snapshot("lostw-src", 1);
+    create_bucket(&bed.s3, "ecx-lostw", REGION, Access::FULL_ACL).await;
+    // ElastiCache accepts the export and writes nothing; the answer comes 1.5 s late.
+    bed.emulator.set_config(json!({"export_fail_node_groups": ["0001"]}));
+    bed.emulator.set_faults(json!({"latency_ms": 1500, "actions": ["CopySnapshot"]}));
+    bed.start_operator_through(&proxy, &["--export-grace-seconds", "2"]);
+    bed.cluster
+        .apply("lostw", json!({"sourceSnapshotName": "lostw-src", "targetSnapshotName": "lostw", "targetBucket": "ecx-lostw"}))
+        .await;
+    // The intent is written before the call; the next status write is the answer's: it fails.
+    bed.emulator.wait_in_flight("CopySnapshot", 1).await;
+    proxy.fail_next(kube_testbed::FaultRule::new("update", "snapshotexports", 500).subresource("status"));
+    let stalled = bed.wait_stalled("lostw", "ExportFailed").await;
+    // The write failed is the answer's: the object's second status write (its first is the intent).
+    let writes: Vec<Option<u16>> =
+        proxy.requests().iter().filter(|r| r.verb == "update" && r.resource == "snapshotexports/status").map(|r| r.injected).collect();
+    assert_eq!(writes.get(..2), Some(&[None, Some(500)][..]), "the status writes: {writes:?}");
+    bed.emulator.set_faults(json!({}));
+    let since = bed.emulator.all_calls().len();
+    // Many slow retries' worth (the tests retry stalled objects every second).
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let calls = bed.emulator.copy_calls("lostw");
+    assert_eq!(calls.iter().filter(|c| c["status"] == 200).count(), 1, "exactly one accepted CopySnapshot: {calls:#?}");
+    assert_eq!(calls.len(), 1, "exactly one CopySnapshot: {calls:#?}");
+    assert_eq!(bed.emulator.calls_since(since), Vec::<serde_json::Value>::new(), "a terminal stall costs no AWS call");
+    assert!(stalled.status.unwrap().copy_accepted_at.is_some(), "the acceptance is recorded");
+}
+
+/// Issue 30, step 1: the operator dies right after ElastiCache accepted the export (the answer
+/// is lost), and the export fails without writing anything. Nothing AWS shows tells this apart
+/// from a request that never arrived, so the object waits the export grace and then stalls for
+/// good, saying what to check and how to retry, instead of requesting a second export. Deleting
+/// and re-creating the object is the deliberate retry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_export_whose_answer_is_lost_in_a_crash_stalls_rather_than_asks_twice() {
+    let mut bed = Bed::without_operator().await;
+    bed.emulator.seed_snapshot("losta-src", 1);
+    create_bucket(&bed.s3, "ecx-losta", REGION, Access::FULL_ACL).await;
+    bed.emulator.set_config(json!({"export_fail_node_groups": ["0001"]}));
+    bed.emulator.set_faults(json!({"latency_ms": 1000, "actions": ["CopySnapshot"]}));
+    let grace = ["--export-grace-seconds", "3"];
+    bed.start_operator(&grace);
+    let spec = json!({"sourceSnapshotName": "losta-src", "targetSnapshotName": "losta", "targetBucket": "ecx-losta"});
+    bed.cluster.apply("losta", spec.clone()).await;
+    bed.emulator.wait_in_flight("CopySnapshot", 1).await;
+    bed.operators[0].kill();
+    // The request is carried out after its sender died: accepted, and the answer lost.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while bed.emulator.copy_calls("losta").iter().all(|c| c["status"] != 200) {
+        assert!(Instant::now() < deadline, "the held CopySnapshot was never answered");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    bed.emulator.set_faults(json!({}));
+    bed.start_operator(&grace);
+    let stalled = bed.wait_stalled("losta", "RequestOutcomeUnknown").await;
+    let message = condition(&stalled, "Stalled").unwrap().2;
+    for words in ["s3://ecx-losta", "describe-events", "delete this SnapshotExport and create it again"] {
+        assert!(message.contains(words), "{words:?} missing from {message}");
+    }
+    assert!(stalled.status.as_ref().unwrap().copy_requested_at.is_some(), "the intent is kept");
+    let since = bed.emulator.all_calls().len();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(bed.emulator.copy_calls("losta").len(), 1, "exactly one CopySnapshot");
+    assert_eq!(bed.emulator.calls_since(since), Vec::<serde_json::Value>::new(), "the stall costs no AWS call");
+    bed.cluster.wait_event("losta", "Warning", "RequestOutcomeUnknown").await;
+
+    // The user checked, and asks again deliberately: delete and re-create.
+    bed.emulator.set_config(json!({"export_fail_node_groups": []}));
+    bed.cluster.delete("losta").await;
+    bed.wait_gone("losta").await;
+    bed.cluster.apply("losta", spec).await;
+    let done = bed.wait_ready("losta").await;
+    assert_eq!(done.status.unwrap().exported_objects, ["s3://ecx-losta/losta-0001.rdb"]);
+    assert_eq!(bed.emulator.copy_calls("losta").iter().filter(|c| c["status"] == 200).count(), 2, "one request per object");
 }

@@ -114,6 +114,11 @@ impl Emulator {
         self.ctl("GET", "/calls", None).as_array().cloned().unwrap_or_default()
     }
 
+    /// Every call logged after the first `since` ones.
+    pub fn calls_since(&self, since: usize) -> Vec<Value> {
+        self.all_calls().into_iter().skip(since).collect()
+    }
+
     /// Force a snapshot's status (e.g. one ElastiCache never documented).
     pub fn set_snapshot_status(&self, name: &str, status: &str) {
         self.ctl("POST", &format!("/snapshots/{name}/status"), Some(json!({"status": status})));
@@ -820,6 +825,15 @@ impl Bed {
 
     pub async fn wait_ready(&self, name: &str) -> SnapshotExport {
         self.wait_for(name, "Ready", 60, |o| is_true(o, "Ready")).await
+    }
+
+    /// Wait until the object is gone (its finalizer, if any, removed).
+    pub async fn wait_gone(&self, name: &str) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.cluster.exports().get_opt(name).await.unwrap().is_some() {
+            assert!(Instant::now() < deadline, "{name} was never deleted (left Terminating)");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     pub async fn wait_stalled(&self, name: &str, reason: &str) -> SnapshotExport {

@@ -50,14 +50,6 @@ fn serverless_snapshot_names(emulator: &Emulator) -> Vec<String> {
         .collect()
 }
 
-async fn wait_gone(bed: &Bed, name: &str) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while bed.cluster.exports().get_opt(name).await.unwrap().is_some() {
-        assert!(Instant::now() < deadline, "{name} was never deleted (left Terminating)");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_serverless_in_region_copy_completes_once_tagged_and_followed_by_the_shared_listing() {
     let mut bed = Bed::start().await;
@@ -310,7 +302,7 @@ async fn deletion_policy_delete_removes_only_a_serverless_copy_this_object_made(
         bed.cluster.delete(name).await;
     }
     for name in ["keep", "remove", "replaced"] {
-        wait_gone(&bed, name).await;
+        bed.wait_gone(name).await;
     }
     let deletes: Vec<Value> = bed.emulator.calls("DeleteServerlessCacheSnapshot").into_iter().skip(before).collect();
     assert_eq!(deletes.len(), 1, "{deletes:#?}");
@@ -435,8 +427,9 @@ async fn a_failed_serverless_copy_whose_snapshot_the_user_deletes_is_never_copie
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_throttled_or_failing_serverless_export_is_retried_and_accepted_once() {
-    let bed = Bed::start().await;
+async fn a_throttled_serverless_export_is_retried_and_a_failing_one_never_asked_twice() {
+    let mut bed = Bed::without_operator().await;
+    bed.start_operator(&["--export-grace-seconds", "2"]);
     seed(&bed.emulator, "sls-flaky", 1);
     create_bucket(&bed.s3, "ecx-sls-flaky", REGION, Access::FULL_ACL).await;
     // Throttled: certainly not carried out, so the intent is cleared and the export retried.
@@ -450,15 +443,26 @@ async fn a_throttled_or_failing_serverless_export_is_retried_and_accepted_once()
         error_is(o, "AwsThrottled") && o.status.as_ref().is_some_and(|s| s.copy_requested_at.is_none() && s.attempts > 0)
     })
     .await;
-    // A 500 may have been carried out: the intent stays, and the next request rests on a fresh look.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while bed.emulator.calls("ExportServerlessCacheSnapshot").len() < 2 {
+        assert!(Instant::now() < deadline, "a throttled export is never requested again");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // A 500 may have been carried out: the intent stays, and the export is never asked twice.
     bed.emulator.set_faults(json!({"error_rate": 1.0, "actions": ["ExportServerlessCacheSnapshot"]}));
-    bed.wait_for("flaky", "failing, with its intent kept", 30, |o| {
-        error_is(o, "AwsUnavailable") && o.status.as_ref().is_some_and(|s| s.copy_requested_at.is_some())
-    })
-    .await;
+    let failed = |c: &Value| c["status"] == 500;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !bed.emulator.calls("ExportServerlessCacheSnapshot").iter().any(failed) {
+        assert!(Instant::now() < deadline, "no export answered 500");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     bed.emulator.set_faults(json!({}));
-    let done = bed.wait_ready("flaky").await;
-    assert_eq!(done.status.unwrap().exported_objects, ["s3://ecx-sls-flaky/sls-flaky-0001.rdb"]);
+    let stalled = bed.wait_stalled("flaky", "RequestOutcomeUnknown").await;
     let calls = bed.emulator.calls("ExportServerlessCacheSnapshot");
-    assert_eq!(calls.iter().filter(|c| c["status"] == 200).count(), 1, "exactly one accepted export: {calls:#?}");
+    assert!(stalled.status.as_ref().unwrap().copy_requested_at.is_some(), "the intent stays: {:?} {calls:#?}", stalled.status);
+    assert_eq!(calls.iter().filter(|c| failed(c)).count(), 1, "nothing was requested after the 500: {calls:#?}");
+    assert!(failed(calls.last().unwrap()) && calls.iter().all(|c| c["status"] != 200), "{calls:#?}");
+    let since = bed.emulator.all_calls().len();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(bed.emulator.calls_since(since), Vec::<Value>::new(), "the stall costs no AWS call");
 }

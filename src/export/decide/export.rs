@@ -66,12 +66,15 @@ pub(super) fn decide_export(
     // Evidence that an object is ours: our request was accepted, or its outcome is unknown and
     // nobody else holds an accepted request for these keys; and it was written after we asked.
     let may_adopt = accepted || (intent && claimed_by.is_none());
-    let since = status.copy_requested_at.as_ref().map(|t| t.0 - ADOPTION_CLOCK_SKEW);
+    let since = status.copy_requested_at.as_ref().map(|t| t.0.checked_sub(ADOPTION_CLOCK_SKEW).unwrap_or(t.0));
     let is_ours = |o: &ExportObject| may_adopt && matches!((o.last_modified, since), (Some(at), Some(since)) if at >= since);
     let (ours, foreign): (Vec<&ExportObject>, Vec<&ExportObject>) = relevant.into_iter().partition(|o| is_ours(o));
     if let Some(other) = foreign.first() {
         let problem = S3Problem::ObjectAlreadyExists { bucket: bucket.into(), key: other.key.clone() };
-        let mut decision = stalled_by(spec, &CopyFault::S3(problem), !accepted);
+        // A request whose outcome is unknown keeps its intent (it may have been accepted), unless
+        // the object predates it: ElastiCache refuses to export over an existing key.
+        let predates = matches!((other.last_modified, since), (Some(at), Some(since)) if at < since);
+        let mut decision = stalled_by(spec, &CopyFault::S3(problem), !intent || (predates && !accepted));
         if let (Decision::Stalled { message, .. }, Some(owner)) = (&mut decision, claimed_by) {
             message.push_str(&format!(" The object belongs to the export of SnapshotExport {owner}."));
         }
@@ -133,7 +136,7 @@ pub(super) fn decide_export(
                 "The source snapshot {:?} was not found in the operator's region. Check sourceSnapshotName and the region; the export is retried, so creating the snapshot heals it.",
                 spec.source_snapshot_name
             ),
-            clear_intent: !accepted,
+            clear_intent: !intent,
         };
     };
     match &source.status {
@@ -143,7 +146,7 @@ pub(super) fn decide_export(
                 "The source snapshot {:?} is in state failed and cannot be exported. Take a new snapshot and create a new SnapshotExport.",
                 spec.source_snapshot_name
             ),
-            clear_intent: !accepted,
+            clear_intent: !intent,
         },
         SnapshotStatus::InProgress(s) if accepted => {
             exporting(spec, format!("the source snapshot is {s}"), source_status.clone(), expected.map(|k| urls(spec, &k)).unwrap_or_default())
@@ -182,6 +185,37 @@ pub(super) fn decide_export(
                     ),
                     clear_intent: false,
                 }
+            }
+        }
+        // Our request may still be on its way, or may have been accepted and then failed
+        // without writing anything: AWS shows either exactly as a request that never arrived. A
+        // second request could export twice, which is worse than a stall: look again for the
+        // export grace, then stop for good, saying how to retry.
+        SnapshotStatus::Available if intent => {
+            let requested = status.copy_requested_at.as_ref().map(|t| t.0).unwrap_or(clock.now);
+            if clock.now.duration_since(requested) < clock.export_grace {
+                return Decision::InProgress {
+                    phase: Phase::Pending,
+                    message: format!(
+                        "The outcome of the export request made at {requested} is unknown and AWS shows nothing of it yet (the source snapshot {:?} is available, s3://{bucket} holds no {} object); looking again until {} before giving up. No second request is sent: it could export twice.",
+                        spec.source_snapshot_name,
+                        export_pattern(spec),
+                        requested.checked_add(clock.export_grace).unwrap_or(requested)
+                    ),
+                    target_arn: None,
+                    target_status: None,
+                    source_status,
+                    expected_objects: vec![],
+                };
+            }
+            Decision::Stalled {
+                reason: OUTCOME_UNKNOWN.into(),
+                message: format!(
+                    "The outcome of the export request made at {requested} is unknown (its answer was lost: a timeout, a 5xx, or the operator stopped), and AWS showed nothing of it since: the source snapshot {:?} is available and s3://{bucket} holds no {} object. An export ElastiCache accepted and then failed without writing looks the same, so no second request is sent (it could export twice). Check the ElastiCache events of the source's cache for a failed export (aws elasticache describe-events --duration 1440) and the bucket; to request the export again, delete this SnapshotExport and create it again (a schedule's run: its schedule's next run exports again).",
+                    spec.source_snapshot_name,
+                    export_pattern(spec)
+                ),
+                clear_intent: false,
             }
         }
         SnapshotStatus::Available => Decision::RequestCopy,

@@ -146,7 +146,7 @@ fn serverless_export_table() {
             "intent unknown, another object's accepted export wrote them",
             status(Some(Phase::Pending), true, false, None),
             export(Some(snap("available")), &[("sls-0001.rdb", after)], Some("ns/other")),
-            "Stalled:S3ObjectAlreadyExists:clear",
+            "Stalled:S3ObjectAlreadyExists:keep",
         ),
         (
             "accepted, exporting, some objects so far",
@@ -182,7 +182,7 @@ fn serverless_export_table() {
             "intent unknown: another snapshot's fresh objects under the same prefix are not adopted",
             status(Some(Phase::Pending), true, false, None),
             export(Some(snap("available")), &[("sls-old-0001.rdb", after)], None),
-            "RequestCopy",
+            "InProgress:Pending",
         ),
         (
             "accepted, snapshot gone, nothing written",

@@ -161,6 +161,15 @@ fn export_table() {
             "Stalled:ExportFailed:keep",
         ),
         ("source failed", status(None, false, None), export(Some(snap("failed", 1)), &[]), "Stalled:SourceSnapshotFailed:clear"),
+        // An unknown outcome may have been an accepted export: its intent stays, so a source
+        // created again (or a bucket emptied) never leads to a second request.
+        ("intent unknown, source gone", status(Some(Phase::Pending), true, None), export(None, &[]), "Stalled:SourceSnapshotNotFound:keep"),
+        (
+            "intent unknown, source failed",
+            status(Some(Phase::Pending), true, None),
+            export(Some(snap("failed", 1)), &[]),
+            "Stalled:SourceSnapshotFailed:keep",
+        ),
         (
             "foreign object before any request",
             status(None, false, None),
@@ -180,10 +189,10 @@ fn export_table() {
             "InProgress:Exporting",
         ),
         (
-            "intent unknown, nothing happened",
+            "intent unknown, AWS shows nothing: maybe still on its way, never a second request",
             status(Some(Phase::Pending), true, None),
             export(Some(snap("available", 2)), &[]),
-            "RequestCopy",
+            "InProgress:Pending",
         ),
         (
             "crash after the call: objects adopted",
@@ -249,9 +258,40 @@ fn a_stall_after_acceptance_is_terminal_unless_an_edit_heals_it() {
         assert!(!is_terminal(&stalled(reason, false)), "{reason} before acceptance is retried");
     }
     assert!(!is_terminal(&stalled("SpecChanged", true)), "reverting the spec heals it");
+    assert!(is_terminal(&stalled("RequestOutcomeUnknown", false)), "a second request could export twice");
     assert!(!is_terminal(&accepted_but(Phase::Copying)));
     assert!(is_accepted(&accepted_but(Phase::Failed)) && is_accepted(&status(Some(Phase::Exporting), true, None)));
     assert!(!is_accepted(&status(Some(Phase::Failed), true, None)));
+}
+
+#[test]
+fn an_export_whose_outcome_is_unknown_and_shows_nothing_waits_the_grace_then_stalls_for_good() {
+    let unknown = status(Some(Phase::Pending), true, None);
+    let nothing = export(Some(snap("available", 2)), &[]);
+    let requested = Timestamp::from_second(999_990).unwrap();
+    let at = |secs: i64| Clock { now: requested + SignedDuration::from_secs(secs), export_grace: SignedDuration::from_secs(60) };
+    let waiting = decide(&spec(Some("bkt")), &unknown, UID, &nothing, at(59));
+    let Decision::InProgress { phase: Phase::Pending, message, .. } = waiting else { panic!("{waiting:?}") };
+    assert!(message.contains("looking again until 1970-01-12T13:47:30Z") && message.contains("No second request"), "{message}");
+    let d = decide(&spec(Some("bkt")), &unknown, UID, &nothing, at(60));
+    let Decision::Stalled { reason, message, clear_intent } = d else { panic!("{d:?}") };
+    assert_eq!((reason.as_str(), clear_intent), ("RequestOutcomeUnknown", false));
+    for words in [
+        "1970-01-12T13:46:30Z",
+        "\"src\"",
+        "s3://bkt",
+        "dst-<node group id>.rdb",
+        "describe-events",
+        "delete this SnapshotExport and create it again",
+    ] {
+        assert!(message.contains(words), "{words:?} missing from {message}");
+    }
+    // Recorded, it is terminal: no look, no request, on any later reconcile.
+    let next = crate::export::status::next_status(&unknown, &Decision::Stalled { reason, message, clear_intent }, Some(1), &Time(now()));
+    assert!(is_terminal(&next) && next.copy_requested_at.is_some());
+    // Objects of ours found within the grace are adopted as ever.
+    let found = export(Some(snap("available", 2)), &["dst-0001.rdb", "dst-0002.rdb"]);
+    assert_eq!(kind(&decide(&spec(Some("bkt")), &unknown, UID, &found, at(59))), "Completed");
 }
 
 #[test]
@@ -376,7 +416,7 @@ fn export_objects_are_adopted_only_by_evidence() {
             "outcome unknown, another object holds an accepted export of the key",
             unknown(),
             export_at(src(), &[("dst-0001.rdb", 999_995)], Some("ns/first")),
-            "Stalled:S3ObjectAlreadyExists:clear",
+            "Stalled:S3ObjectAlreadyExists:keep",
         ),
         ("accepted: ours whatever others claim", accepted(), export_at(src(), &[("dst-0001.rdb", 999_995)], Some("ns/other")), "Completed"),
         (
@@ -395,7 +435,7 @@ fn export_objects_are_adopted_only_by_evidence() {
             "a key of no node group of the source is not ours to judge",
             unknown(),
             export_at(src(), &[("dst-0002.rdb", 999_000)], None),
-            "RequestCopy",
+            "InProgress:Pending",
         ),
     ];
     for (name, st, obs, want) in cases {
@@ -410,7 +450,7 @@ fn export_objects_are_adopted_only_by_evidence() {
         objects: vec![ExportObject { key: "dst-0001.rdb".into(), last_modified: None }],
         claimed_by: None,
     };
-    assert_eq!(kind(&decide(&spec(b), &unknown(), UID, &blind, now())), "Stalled:S3ObjectAlreadyExists:clear");
+    assert_eq!(kind(&decide(&spec(b), &unknown(), UID, &blind, now())), "Stalled:S3ObjectAlreadyExists:keep");
 }
 
 #[test]
