@@ -432,9 +432,17 @@ async fn observe<A: SnapshotApis>(
             ctx.sweep.follow(uid, obj_ref.clone(), followed_snapshots(spec, false), spec.is_serverless());
             return Ok(None);
         };
-        let swept = |name: &str| view.get(name).cloned().flatten();
+        // A snapshot one listing did not show may be gone, or the listing missed it: an absence
+        // is confirmed by a direct describe before anything is judged by it (issue 30).
+        let view = &view;
+        let swept = |name: String| async move {
+            match view.get(&name).cloned().flatten() {
+                Some(seen) => Ok(Some(seen)),
+                None => serverless::describe(aws, spec.is_serverless(), &name).await,
+            }
+        };
         if let Some(bucket) = &spec.target_bucket {
-            let source = swept(&spec.source_snapshot_name);
+            let source = swept(spec.source_snapshot_name.clone()).await?;
             // Objects are listed only once the source is no longer busy exporting.
             let objects = match &source {
                 Some(s) if matches!(s.status, crate::aws::SnapshotStatus::InProgress(_)) => Vec::new(),
@@ -442,7 +450,7 @@ async fn observe<A: SnapshotApis>(
             };
             return Ok(Some(Observation::Export { source, objects, claimed_by: None }));
         }
-        return in_region_observation(aws, swept(&spec.target_snapshot_name), status).await.map(Some);
+        return in_region_observation(aws, swept(spec.target_snapshot_name.clone()).await?, status).await.map(Some);
     }
     if status.attempts == 0 && status.copy_requested_at.is_none() {
         return Ok(Some(Observation::NeverRequested));

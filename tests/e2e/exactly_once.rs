@@ -353,3 +353,35 @@ async fn an_export_whose_answer_is_lost_in_a_crash_stalls_rather_than_asks_twice
     assert_eq!(done.status.unwrap().exported_objects, ["s3://ecx-losta/losta-0001.rdb"]);
     assert_eq!(bed.emulator.copy_calls("losta").iter().filter(|c| c["status"] == 200).count(), 2, "one request per object");
 }
+
+/// Issue 30, step 2: one sweep whose listing misses a copy's target, or an export's source, ends
+/// nothing. Before the fix, the first such listing gave the copy a terminal
+/// `TargetSnapshotDisappeared` and the export a terminal `ExportFailed` ("the source snapshot is
+/// gone"). Now an absence is confirmed by a direct describe before it is judged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listing_that_misses_a_snapshot_ends_no_copy_or_export() {
+    let mut bed = Bed::with_options(4.0, 4.0, Default::default()).await;
+    bed.start_operator(&[]);
+    bed.emulator.seed_snapshot("miss-copy-src", 1);
+    bed.emulator.seed_snapshot("miss-exp-src", 1);
+    create_bucket(&bed.s3, "ecx-miss", REGION, Access::FULL_ACL).await;
+    bed.cluster.apply("miss-copy", json!({"sourceSnapshotName": "miss-copy-src", "targetSnapshotName": "miss-copy"})).await;
+    bed.cluster
+        .apply("miss-exp", json!({"sourceSnapshotName": "miss-exp-src", "targetSnapshotName": "miss-exp", "targetBucket": "ecx-miss"}))
+        .await;
+    let phase_is = |phase: Phase| move |o: &ecx::api::SnapshotExport| o.status.as_ref().is_some_and(|s| s.phase == Some(phase));
+    bed.wait_for("miss-copy", "copying", 30, phase_is(Phase::Copying)).await;
+    bed.wait_for("miss-exp", "exporting", 30, phase_is(Phase::Exporting)).await;
+    // The next listings leave both followed snapshots out (a describe by name finds them).
+    bed.emulator.set_config(json!({"omit_from_listings": {"miss-copy": 3, "miss-exp-src": 3}}));
+    let copy = bed.wait_ready("miss-copy").await;
+    let export = bed.wait_ready("miss-exp").await;
+    let left = bed.emulator.ctl("GET", "/config", None)["omit_from_listings"].clone();
+    assert!(left["miss-copy"].as_u64() < Some(3) && left["miss-exp-src"].as_u64() < Some(3), "no listing missed them: {left}");
+    assert_eq!(export.status.unwrap().exported_objects, ["s3://ecx-miss/miss-exp-0001.rdb"]);
+    assert!(copy.status.unwrap().target_snapshot_arn.is_some());
+    for name in ["miss-copy", "miss-exp"] {
+        let warnings: Vec<_> = bed.cluster.events(name).await.into_iter().filter(|e| e.type_.as_deref() == Some("Warning")).collect();
+        assert!(warnings.is_empty(), "{name}: {warnings:#?}");
+    }
+}

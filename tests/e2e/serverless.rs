@@ -466,3 +466,23 @@ async fn a_throttled_serverless_export_is_retried_and_a_failing_one_never_asked_
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(bed.emulator.calls_since(since), Vec::<Value>::new(), "the stall costs no AWS call");
 }
+
+/// Issue 30, step 2: a serverless listing that misses the snapshot being exported must not end
+/// the export (before the fix: `ExportFailed`, "the snapshot is gone", or `Completed` with the
+/// objects written so far). An absence is confirmed by a describe by name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_serverless_listing_that_misses_the_snapshot_ends_no_export() {
+    let mut bed = Bed::with_options(4.0, 4.0, Default::default()).await;
+    bed.start_operator(&[]);
+    seed(&bed.emulator, "sls-miss", 2);
+    create_bucket(&bed.s3, "ecx-sls-miss", REGION, Access::FULL_ACL).await;
+    bed.cluster.apply("miss", export_of("sls-miss", "ecx-sls-miss")).await;
+    bed.wait_for("miss", "exporting", 30, |o| o.status.as_ref().is_some_and(|s| s.phase == Some(Phase::Exporting))).await;
+    bed.emulator.set_config(json!({"omit_from_listings": {"sls-miss": 3}}));
+    let done = bed.wait_ready("miss").await;
+    let left = bed.emulator.ctl("GET", "/config", None)["omit_from_listings"]["sls-miss"].as_u64();
+    assert!(left < Some(3), "no listing missed it: {left:?}");
+    assert_eq!(done.status.unwrap().exported_objects, ["s3://ecx-sls-miss/sls-miss-0001.rdb", "s3://ecx-sls-miss/sls-miss-0002.rdb"]);
+    let warnings: Vec<_> = bed.cluster.events("miss").await.into_iter().filter(|e| e.type_.as_deref() == Some("Warning")).collect();
+    assert!(warnings.is_empty(), "{warnings:#?}");
+}

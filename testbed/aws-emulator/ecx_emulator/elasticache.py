@@ -614,7 +614,7 @@ def describe_snapshots(ctx: Ctx, p: dict[str, str]) -> str:
                 break
             for n in names:
                 s = index.get(n)
-                if s is None or not wanted(s):
+                if s is None or not wanted(s) or STATE.config.omitted(s.snapshot_name):
                     continue
                 if len(page) == max_records:
                     more = True

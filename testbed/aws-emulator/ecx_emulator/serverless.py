@@ -257,7 +257,7 @@ def describe_snapshots(ctx: Any, p: dict[str, str]) -> Any:
         while i < len(names):
             s = reg.snapshots[names[i]]
             i += 1
-            if not wanted(s):
+            if not wanted(s) or STATE.config.omitted(s.name):
                 continue
             if len(page) == max_results:
                 more = True

@@ -40,6 +40,18 @@ class Config:
     # An error any ElastiCache action answers every call with, by action name ({"code",
     # "message"}): e.g. CreateSnapshot answering AlreadyExists for a snapshot nobody finds.
     action_errors: dict[str, dict[str, str]] = field(default_factory=dict)
+    # Snapshot names (either kind) left out of the next N listings (a DescribeSnapshots or
+    # DescribeServerlessCacheSnapshots without a name) that would show them: a listing that
+    # misses a snapshot. A describe by name still finds it. Counts down to 0.
+    omit_from_listings: dict[str, int] = field(default_factory=dict)
+
+    def omitted(self, name: str) -> bool:
+        """Whether a listing leaves `name` out (counts one omission)."""
+        left = self.omit_from_listings.get(name, 0)
+        if left <= 0:
+            return False
+        self.omit_from_listings[name] = left - 1
+        return True
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -53,6 +65,7 @@ class Config:
             "export_fail_node_groups": list(self.export_fail_node_groups),
             "copy_snapshot_error": self.copy_snapshot_error,
             "action_errors": dict(self.action_errors),
+            "omit_from_listings": dict(self.omit_from_listings),
         }
 
     def update(self, body: dict[str, Any]) -> None:
@@ -81,6 +94,8 @@ class Config:
         if "copy_snapshot_error" in body:
             e = body["copy_snapshot_error"]
             self.copy_snapshot_error = None if e is None else {"code": str(e["code"]), "message": str(e["message"])}
+        if "omit_from_listings" in body:
+            self.omit_from_listings = {str(n): int(c) for n, c in (body["omit_from_listings"] or {}).items()}
         if "action_errors" in body:
             errors = body["action_errors"] or {}
             self.action_errors = {str(a): {"code": str(e["code"]), "message": str(e["message"])} for a, e in errors.items()}

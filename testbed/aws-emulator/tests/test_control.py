@@ -228,3 +228,15 @@ def test_a_call_held_by_latency_is_listed_in_flight_until_answered(emulator: Any
     emulator.ctl("/faults", {})
     assert emulator.ctl("/calls/in-flight") == []
     assert len(emulator.ctl("/calls?action=DescribeSnapshots")) == 1
+
+
+def test_a_listing_can_miss_a_snapshot_that_a_describe_by_name_finds(emulator: Any, ec: Any) -> None:
+    """`omit_from_listings`: the next N listings leave the snapshot out; by name it is found."""
+    emulator.seed("kept")
+    emulator.seed("missed")
+    emulator.ctl("/config", {"omit_from_listings": {"missed": 2}})
+    for _ in range(2):
+        assert [s["SnapshotName"] for s in ec.describe_snapshots()["Snapshots"]] == ["kept"]
+        assert ec.describe_snapshots(SnapshotName="missed")["Snapshots"][0]["SnapshotName"] == "missed"
+    assert [s["SnapshotName"] for s in ec.describe_snapshots()["Snapshots"]] == ["kept", "missed"]
+    assert emulator.ctl("/config")["omit_from_listings"] == {"missed": 0}

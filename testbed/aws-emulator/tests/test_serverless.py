@@ -394,3 +394,16 @@ def test_background_ticker_completes_create_and_export(emulator: Any, ec: Any, s
     # the control listing does not advance state itself: the ticker does (waited for, not timed)
     done = {"src": "available", "fresh": "available"}
     wait_for(lambda: {s["name"]: s["status"] for s in emulator.ctl("/serverless-snapshots")} == done, timeout=max(COPY_DELAY, EXPORT_DELAY) + 10)
+
+
+def test_a_listing_can_miss_a_serverless_snapshot(emulator: Any, ec: Any) -> None:
+    """`omit_from_listings` applies to DescribeServerlessCacheSnapshots listings too."""
+    seed_cache(emulator)
+    seed_snap(emulator, "kept")
+    seed_snap(emulator, "missed")
+    emulator.ctl("/config", {"omit_from_listings": {"missed": 1}})
+    names = lambda: [s["ServerlessCacheSnapshotName"] for s in ec.describe_serverless_cache_snapshots()["ServerlessCacheSnapshots"]]  # noqa: E731
+    assert names() == ["kept"]
+    one = ec.describe_serverless_cache_snapshots(ServerlessCacheSnapshotName="missed")["ServerlessCacheSnapshots"]
+    assert [s["ServerlessCacheSnapshotName"] for s in one] == ["missed"]
+    assert names() == ["kept", "missed"]
