@@ -23,6 +23,10 @@ pub const RESERVED_TAG_PREFIX: &str = "elasticache-export.io/";
 /// shows nothing of it (and of the condition while such a request is still being looked into).
 pub const OUTCOME_UNKNOWN: &str = "RequestOutcomeUnknown";
 
+/// The reason of an export whose objects stop short of what it must write, once ElastiCache is
+/// no longer exporting (or the source is gone): terminal, with or without a recorded acceptance.
+pub const EXPORT_INCOMPLETE: &str = "ExportIncomplete";
+
 /// The finalizer that `deletionPolicy: Delete` puts on an object, so the in-region copy is
 /// deleted before the object goes away.
 pub const FINALIZER: &str = "elasticache-export.io/delete-copy";
@@ -324,7 +328,7 @@ impl SnapshotExportStatus {
     /// other stall (`phase: Failed` before acceptance: a bucket to fix, a policy refusal) is
     /// retried slowly and may still succeed, so it is still in flight.
     pub fn is_failed_for_good(&self) -> bool {
-        self.phase == Some(Phase::Failed) && (self.copy_accepted_at.is_some() || self.is_stalled_by_its_spec() || self.is_outcome_unknown())
+        self.phase == Some(Phase::Failed) && (self.copy_accepted_at.is_some() || self.is_stalled_by_its_spec() || self.is_over_unaccepted())
     }
 
     /// Whether the object is finished for good without success and no edit can revive it: AWS
@@ -333,14 +337,16 @@ impl SnapshotExportStatus {
     /// is ever made for it again; a new copy is a new SnapshotExport.
     pub fn is_terminal(&self) -> bool {
         self.phase == Some(Phase::Failed)
-            && (self.copy_accepted_at.is_some() || self.is_outcome_unknown())
+            && (self.copy_accepted_at.is_some() || self.is_over_unaccepted())
             && !self.is_stalled_by_its_spec()
     }
 
-    /// Stalled because an export request's outcome is unknown and AWS shows nothing of it: a
-    /// second request could export twice, so none is made; re-creating the object retries.
-    fn is_outcome_unknown(&self) -> bool {
-        self.last_error.as_ref().is_some_and(|e| e.reason == OUTCOME_UNKNOWN)
+    /// Stalled for good although no acceptance was recorded: an export request's outcome is
+    /// unknown and AWS shows nothing of it (a second request could export twice), or objects
+    /// written after it show it was carried out and stopped short (`ExportIncomplete`: a look
+    /// can never heal it, only cost two AWS calls each time). Re-creating the object retries.
+    fn is_over_unaccepted(&self) -> bool {
+        self.last_error.as_ref().is_some_and(|e| [OUTCOME_UNKNOWN, EXPORT_INCOMPLETE].contains(&e.reason.as_str()))
     }
 
     /// Stalled for its spec (`InvalidSpec`, `SpecChanged`): healed by an edit of the object

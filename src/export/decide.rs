@@ -17,7 +17,7 @@
 //! group of the source, known in advance; a serverless snapshot names no shards, so its export's
 //! keys are the `<snapshot>-NNNN.rdb` objects found in the bucket once the export is over.
 
-use crate::api::{Phase, SnapshotExportSpec, SnapshotExportStatus, OUTCOME_UNKNOWN};
+use crate::api::{Phase, SnapshotExportSpec, SnapshotExportStatus, EXPORT_INCOMPLETE, OUTCOME_UNKNOWN};
 use crate::aws::{export_object_key, AwsError, CopyFault, ExportObject, S3Problem, SnapshotInfo, SnapshotStatus};
 use crate::safety::Verdict;
 pub use export::export_pattern;

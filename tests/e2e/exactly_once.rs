@@ -385,3 +385,41 @@ async fn a_listing_that_misses_a_snapshot_ends_no_copy_or_export() {
         assert!(warnings.is_empty(), "{name}: {warnings:#?}");
     }
 }
+
+/// Issue 30, step 3: an export whose answer was lost, that wrote only some of its objects, and
+/// whose source the user deleted meanwhile. Which objects it had to write cannot be known any
+/// more, so it stalls as `ExportIncomplete`; its objects show the request was carried out, so
+/// the stall is terminal. Before the fix it was looked at again every stalled retry, two AWS calls
+/// each time, forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_export_found_incomplete_once_its_source_is_gone_costs_nothing_at_rest() {
+    let mut bed = Bed::without_operator().await;
+    bed.emulator.seed_snapshot("part-src", 2);
+    create_bucket(&bed.s3, "ecx-part", REGION, Access::FULL_ACL).await;
+    // The export writes node group 0001 only; its answer is lost in a crash.
+    bed.emulator.set_config(json!({"export_fail_node_groups": ["0002"]}));
+    bed.emulator.set_faults(json!({"latency_ms": 1000, "actions": ["CopySnapshot"]}));
+    bed.start_operator(&[]);
+    bed.cluster.apply("part", json!({"sourceSnapshotName": "part-src", "targetSnapshotName": "part", "targetBucket": "ecx-part"})).await;
+    bed.emulator.wait_in_flight("CopySnapshot", 1).await;
+    bed.operators[0].kill();
+    bed.emulator.set_faults(json!({}));
+    // The export runs to its end (one object of two); then the user deletes the source (refused
+    // while it is still being exported).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while bucket_keys(&bed.s3, "ecx-part").await != ["part-0001.rdb"]
+        || bed.emulator.elasticache().delete_snapshot().snapshot_name("part-src").send().await.is_err()
+    {
+        assert!(Instant::now() < deadline, "the export never ended, or the source could not be deleted");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    bed.start_operator(&[]);
+    let stalled = bed.wait_stalled("part", "ExportIncomplete").await;
+    let message = condition(&stalled, "Stalled").unwrap().2;
+    assert!(message.contains("part-0001.rdb") && message.contains("is gone"), "{message}");
+    let since = bed.emulator.all_calls().len();
+    // Many slow retries' worth (the tests retry stalled objects every second).
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(bed.emulator.calls_since(since), Vec::<serde_json::Value>::new(), "a terminal stall costs no AWS call");
+    assert_eq!(bed.emulator.copy_calls("part").len(), 1, "exactly one CopySnapshot");
+}

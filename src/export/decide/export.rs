@@ -86,9 +86,9 @@ pub(super) fn decide_export(
                 return serverless_objects_found(spec, source, &ours, source_status);
             }
             return Decision::Stalled {
-                reason: "ExportIncomplete".into(),
+                reason: EXPORT_INCOMPLETE.into(),
                 message: format!(
-                    "The source snapshot {:?} is gone, so which objects its export must write cannot be known; found {}. Check the objects in s3://{bucket}, then create a new SnapshotExport.",
+                    "The source snapshot {:?} is gone, so which objects its export must write cannot be known; found {} (written after this SnapshotExport's request, so its export took place). Nothing more is looked at or requested: check the objects in s3://{bucket}, then create a new SnapshotExport if they are not complete.",
                     spec.source_snapshot_name,
                     ours.iter().map(|o| o.key.as_str()).collect::<Vec<_>>().join(", ")
                 ),
@@ -108,7 +108,7 @@ pub(super) fn decide_export(
             return exporting(spec, progress, source_status, urls(spec, &expected));
         }
         return Decision::Stalled {
-            reason: "ExportIncomplete".into(),
+            reason: EXPORT_INCOMPLETE.into(),
             message: format!(
                 "The export of {:?} to s3://{bucket} stopped after {progress}; missing: {}. ElastiCache is no longer exporting (the source is {}). Check the bucket's grants and free space, then create a new SnapshotExport with another targetSnapshotName.",
                 spec.source_snapshot_name,

@@ -255,10 +255,13 @@ fn a_stall_after_acceptance_is_terminal_unless_an_edit_heals_it() {
     };
     for reason in ["CopyFailed", "TargetSnapshotDisappeared", "ExportFailed", "ExportIncomplete"] {
         assert!(is_terminal(&stalled(reason, true)), "{reason}");
+    }
+    for reason in ["CopyFailed", "TargetSnapshotDisappeared", "ExportFailed"] {
         assert!(!is_terminal(&stalled(reason, false)), "{reason} before acceptance is retried");
     }
     assert!(!is_terminal(&stalled("SpecChanged", true)), "reverting the spec heals it");
     assert!(is_terminal(&stalled("RequestOutcomeUnknown", false)), "a second request could export twice");
+    assert!(is_terminal(&stalled("ExportIncomplete", false)), "objects written after the intent: it was carried out");
     assert!(!is_terminal(&accepted_but(Phase::Copying)));
     assert!(is_accepted(&accepted_but(Phase::Failed)) && is_accepted(&status(Some(Phase::Exporting), true, None)));
     assert!(!is_accepted(&status(Some(Phase::Failed), true, None)));
