@@ -23,6 +23,11 @@ pub const RESERVED_TAG_PREFIX: &str = "elasticache-export.io/";
 /// shows nothing of it (and of the condition while such a request is still being looked into).
 pub const OUTCOME_UNKNOWN: &str = "RequestOutcomeUnknown";
 
+/// The reason of an export stalled because its objects may have been written by another
+/// SnapshotExport's request, whose outcome is unknown as well as its own (looked at again slowly:
+/// deleting the other object lets it adopt them).
+pub const OWNER_UNKNOWN: &str = "ExportOwnerUnknown";
+
 /// The reason of an export whose objects stop short of what it must write, once ElastiCache is
 /// no longer exporting (or the source is gone): terminal, with or without a recorded acceptance.
 pub const EXPORT_INCOMPLETE: &str = "ExportIncomplete";

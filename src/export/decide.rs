@@ -107,10 +107,19 @@ pub enum Observation {
     /// Export: the source snapshot, the `<target>-<node group id>.rdb` objects in the bucket,
     /// and another SnapshotExport whose request for the same bucket and target AWS accepted
     /// (looked up only while this object's own outcome is unknown).
-    Export { source: Option<SnapshotInfo>, objects: Vec<ExportObject>, claimed_by: Option<String> },
+    Export { source: Option<SnapshotInfo>, objects: Vec<ExportObject>, claimed_by: Option<Claim> },
     /// Nothing was looked at: no request was ever made for this object, so nothing of ours can
     /// exist, and CopySnapshot itself refuses (one call, the same outcome) what a look would find.
     NeverRequested,
+}
+
+/// Another SnapshotExport that may have written an export's keys: `namespace/name`, whether AWS
+/// accepted its request (else its outcome is unknown too), and its intent (`copyRequestedAt`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Claim {
+    pub owner: String,
+    pub accepted: bool,
+    pub requested_at: Option<Timestamp>,
 }
 
 /// What to do next.
@@ -217,7 +226,7 @@ pub fn decide(
             }
         }
         Observation::Export { source, objects, claimed_by } => {
-            decide_export(spec, status, source.as_ref(), objects, claimed_by.as_deref(), accepted, intent, clock)
+            decide_export(spec, status, source.as_ref(), objects, claimed_by.as_ref(), accepted, intent, clock)
         }
     }
 }

@@ -15,7 +15,7 @@ use crate::aws::{AwsError, SnapshotApis};
 use crate::backoff::Backoff;
 use crate::events::Events;
 use crate::metrics::Metrics;
-use decide::{after_copy, after_repeated_copy, decide, invalid_spec, retry_later, Decision, Observation};
+use decide::{after_copy, after_repeated_copy, decide, invalid_spec, retry_later, Claim, Decision, Observation};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams, PostParams};
@@ -136,20 +136,32 @@ impl<A> Context<A> {
         self.stores.lock().expect("stores lock").push((namespace, store));
     }
 
-    /// Another SnapshotExport (`namespace/name`) whose export to the same bucket and target AWS
-    /// accepted (it is exporting, or completed), as the watch caches know it.
-    pub fn claim_of(&self, uid: &str, spec: &SnapshotExportSpec) -> Option<String> {
+    /// Another SnapshotExport whose export to the same bucket and target may have written the
+    /// same keys, as the watch caches know it: one AWS accepted (exporting, or completed) before
+    /// one whose request's outcome is unknown (an intent never resolved).
+    pub fn claim_of(&self, uid: &str, spec: &SnapshotExportSpec) -> Option<Claim> {
         let stores = self.stores.lock().expect("stores lock");
-        stores.iter().flat_map(|(_, s)| s.state()).find_map(|o| {
-            let claims = o.uid().as_deref() != Some(uid)
+        let mut unresolved = None;
+        for o in stores.iter().flat_map(|(_, s)| s.state()) {
+            let same_keys = o.uid().as_deref() != Some(uid)
                 && o.spec.target_bucket.is_some()
                 && o.spec.target_bucket == spec.target_bucket
                 // The keys are named after this base, whichever kind of export writes them.
-                && serverless::same_export_base(&o.spec, spec)
-                // An accepted export (even one that later stalled) may have written the key.
-                && o.status.as_ref().is_some_and(|st| st.is_accepted() || st.phase == Some(Phase::Completed));
-            claims.then(|| format!("{}/{}", o.namespace().unwrap_or_default(), o.name_any()))
-        })
+                && serverless::same_export_base(&o.spec, spec);
+            let Some(st) = o.status.as_ref().filter(|_| same_keys) else { continue };
+            let owner = format!("{}/{}", o.namespace().unwrap_or_default(), o.name_any());
+            let requested_at = st.copy_requested_at.as_ref().map(|t| t.0);
+            // An accepted export (even one that later stalled) may have written the key.
+            if st.is_accepted() || st.phase == Some(Phase::Completed) {
+                return Some(Claim { owner, accepted: true, requested_at });
+            }
+            // An unresolved one too, unless it is being deleted or gave up seeing anything of its own.
+            let gave_up = st.last_error.as_ref().is_some_and(|e| e.reason == crate::api::OUTCOME_UNKNOWN);
+            if requested_at.is_some() && o.meta().deletion_timestamp.is_none() && !gave_up {
+                unresolved.get_or_insert(Claim { owner, accepted: false, requested_at });
+            }
+        }
+        unresolved
     }
 
     /// Whether the object `uid` (at `obj`) still exists as far as the watch caches know. Until
@@ -473,16 +485,12 @@ async fn direct_observation<A: SnapshotApis>(
     status: &SnapshotExportStatus,
 ) -> Result<Observation, AwsError> {
     let serverless = spec.is_serverless();
-    if let (Some(bucket), true) = (&spec.target_bucket, serverless) {
-        // Describe first: a serverless export's shards are not known in advance, so its objects
-        // are complete only if listed after the snapshot was seen no longer exporting.
-        let source = serverless::describe(aws, serverless, &spec.source_snapshot_name).await?;
-        let objects = aws.export_objects(bucket, &spec.export_base_name()).await?;
-        return Ok(Observation::Export { source, objects, claimed_by: None });
-    }
     if let Some(bucket) = &spec.target_bucket {
-        let objects = aws.export_objects(bucket, &spec.export_base_name()).await?;
+        // Describe first: objects listed after the source was seen no longer exporting are all
+        // the export wrote (a serverless export's shards are known only from them; a node-based
+        // one listed before its last object landed would look incomplete).
         let source = serverless::describe(aws, serverless, &spec.source_snapshot_name).await?;
+        let objects = aws.export_objects(bucket, &spec.export_base_name()).await?;
         return Ok(Observation::Export { source, objects, claimed_by: None });
     }
     let target = serverless::describe(aws, serverless, &spec.target_snapshot_name).await?;

@@ -373,11 +373,17 @@ async fn a_listing_that_misses_a_snapshot_ends_no_copy_or_export() {
     bed.wait_for("miss-copy", "copying", 30, phase_is(Phase::Copying)).await;
     bed.wait_for("miss-exp", "exporting", 30, phase_is(Phase::Exporting)).await;
     // The next listings leave both followed snapshots out (a describe by name finds them).
+    let since = bed.emulator.all_calls().len();
     bed.emulator.set_config(json!({"omit_from_listings": {"miss-copy": 3, "miss-exp-src": 3}}));
     let copy = bed.wait_ready("miss-copy").await;
     let export = bed.wait_ready("miss-exp").await;
     let left = bed.emulator.ctl("GET", "/config", None)["omit_from_listings"].clone();
     assert!(left["miss-copy"].as_u64() < Some(3) && left["miss-exp-src"].as_u64() < Some(3), "no listing missed them: {left}");
+    // Each miss was confirmed by a describe by name (the sweep itself listed: few snapshots).
+    let described = |name: &str| {
+        bed.emulator.calls_since(since).iter().filter(|c| c["action"] == "DescribeSnapshots" && c["params"]["SnapshotName"] == name).count()
+    };
+    assert!(described("miss-copy") >= 1 && described("miss-exp-src") >= 1, "a miss was not looked into");
     assert_eq!(export.status.unwrap().exported_objects, ["s3://ecx-miss/miss-exp-0001.rdb"]);
     assert!(copy.status.unwrap().target_snapshot_arn.is_some());
     for name in ["miss-copy", "miss-exp"] {
@@ -415,6 +421,7 @@ async fn an_export_found_incomplete_once_its_source_is_gone_costs_nothing_at_res
     }
     bed.start_operator(&[]);
     let stalled = bed.wait_stalled("part", "ExportIncomplete").await;
+    assert_eq!(stalled.status.as_ref().unwrap().copy_accepted_at, None, "the answer was read: the kill came too late");
     let message = condition(&stalled, "Stalled").unwrap().2;
     assert!(message.contains("part-0001.rdb") && message.contains("is gone"), "{message}");
     let since = bed.emulator.all_calls().len();

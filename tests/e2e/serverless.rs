@@ -486,3 +486,46 @@ async fn a_serverless_listing_that_misses_the_snapshot_ends_no_export() {
     let warnings: Vec<_> = bed.cluster.events("miss").await.into_iter().filter(|e| e.type_.as_deref() == Some("Warning")).collect();
     assert!(warnings.is_empty(), "{warnings:#?}");
 }
+
+/// Issue 30, step 4 (M4): two exports of one serverless snapshot to one bucket, both with their
+/// requests in flight when the operator dies. ElastiCache carries out one and refuses the other
+/// (the snapshot is busy), and neither answer is read. Both intents stay unresolved, and either
+/// request may have written the objects: neither may adopt them until the user deletes one.
+/// Before the fix, the first to look took them as its own (the other held no accepted request),
+/// and both could.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_exports_to_the_same_keys_with_unknown_outcomes_both_stall_unowned() {
+    let mut bed = Bed::start().await;
+    seed(&bed.emulator, "sls-twin", 1);
+    create_bucket(&bed.s3, "ecx-sls-twin", REGION, Access::FULL_ACL).await;
+    bed.emulator.set_faults(json!({"latency_ms": 4000, "actions": ["ExportServerlessCacheSnapshot"]}));
+    bed.cluster.apply("twin-a", export_of("sls-twin", "ecx-sls-twin")).await;
+    bed.cluster.apply("twin-b", export_of("sls-twin", "ecx-sls-twin")).await;
+    bed.emulator.wait_in_flight("ExportServerlessCacheSnapshot", 2).await;
+    bed.operators[0].kill();
+    bed.emulator.set_faults(json!({}));
+    // One export is carried out and writes its object; the other is refused.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while bucket_keys(&bed.s3, "ecx-sls-twin").await.is_empty() || bed.emulator.calls("ExportServerlessCacheSnapshot").len() < 2 {
+        assert!(Instant::now() < deadline, "the held exports never ran");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let answers: Vec<Value> = bed.emulator.calls("ExportServerlessCacheSnapshot").iter().map(|c| c["status"].clone()).collect();
+    assert_eq!(answers.iter().filter(|s| **s == 200).count(), 1, "one export carried out: {answers:?}");
+    bed.start_operator(&[]);
+    for (name, other) in [("twin-a", "twin-b"), ("twin-b", "twin-a")] {
+        let stalled = bed.wait_stalled(name, "ExportOwnerUnknown").await;
+        let message = condition(&stalled, "Stalled").unwrap().2;
+        assert!(message.contains("sls-twin-0001.rdb") && message.contains(other), "{name}: {message}");
+        assert!(stalled.status.unwrap().exported_objects.is_empty(), "{name} adopted objects it cannot prove its own");
+    }
+    // Looked at again slowly, never requested again.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(bed.emulator.calls("ExportServerlessCacheSnapshot").len(), 2, "nothing requested again");
+    // As the message says: delete the one that should not own them; the other adopts them.
+    bed.cluster.delete("twin-b").await;
+    bed.wait_gone("twin-b").await;
+    let done = bed.wait_ready("twin-a").await;
+    assert_eq!(done.status.unwrap().exported_objects, ["s3://ecx-sls-twin/sls-twin-0001.rdb"]);
+    assert_eq!(bed.emulator.calls("ExportServerlessCacheSnapshot").len(), 2, "nothing requested again");
+}

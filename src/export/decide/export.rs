@@ -4,6 +4,7 @@
 //! means for the export.
 
 use super::*;
+use crate::api::OWNER_UNKNOWN;
 
 /// The objects an export writes, as a pattern for messages: `<target>-<node group id>.rdb` for a
 /// node-based source, `<snapshot>-<shard>.rdb` for a serverless one.
@@ -47,7 +48,7 @@ pub(super) fn decide_export(
     status: &SnapshotExportStatus,
     source: Option<&SnapshotInfo>,
     objects: &[ExportObject],
-    claimed_by: Option<&str>,
+    claimed_by: Option<&Claim>,
     accepted: bool,
     intent: bool,
     clock: Clock,
@@ -63,20 +64,35 @@ pub(super) fn decide_export(
             None => !spec.is_serverless() || spec.is_serverless_export_key(&o.key),
         })
         .collect();
+    // Written no earlier than an intent (give or take the clock skew): that request may have
+    // written it.
+    let after = |o: &ExportObject, intent: Option<Timestamp>| {
+        let since = intent.map(|t| t.checked_sub(ADOPTION_CLOCK_SKEW).unwrap_or(t));
+        matches!((o.last_modified, since), (Some(at), Some(since)) if at >= since)
+    };
+    // Another object's unresolved request is a claim only if it could have written one of them.
+    let claimed_by = claimed_by.filter(|c| c.accepted || relevant.iter().any(|o| after(o, c.requested_at)));
     // Evidence that an object is ours: our request was accepted, or its outcome is unknown and
-    // nobody else holds an accepted request for these keys; and it was written after we asked.
+    // nobody else holds a request that may have written these keys; and it was written after we asked.
     let may_adopt = accepted || (intent && claimed_by.is_none());
-    let since = status.copy_requested_at.as_ref().map(|t| t.0.checked_sub(ADOPTION_CLOCK_SKEW).unwrap_or(t.0));
-    let is_ours = |o: &ExportObject| may_adopt && matches!((o.last_modified, since), (Some(at), Some(since)) if at >= since);
+    let requested = status.copy_requested_at.as_ref().map(|t| t.0);
+    let since = requested.map(|t| t.checked_sub(ADOPTION_CLOCK_SKEW).unwrap_or(t));
+    let is_ours = |o: &ExportObject| may_adopt && after(o, requested);
     let (ours, foreign): (Vec<&ExportObject>, Vec<&ExportObject>) = relevant.into_iter().partition(|o| is_ours(o));
+    // Ours but for another object's request, whose outcome is unknown too: who wrote them cannot be told.
+    if let (Some(other), Some(claim)) = (foreign.first(), claimed_by.filter(|c| !c.accepted && !accepted)) {
+        if foreign.iter().all(|o| after(o, requested)) {
+            return owner_unknown(spec, &other.key, &claim.owner);
+        }
+    }
     if let Some(other) = foreign.first() {
         let problem = S3Problem::ObjectAlreadyExists { bucket: bucket.into(), key: other.key.clone() };
         // A request whose outcome is unknown keeps its intent (it may have been accepted), unless
         // the object predates it: ElastiCache refuses to export over an existing key.
         let predates = matches!((other.last_modified, since), (Some(at), Some(since)) if at < since);
         let mut decision = stalled_by(spec, &CopyFault::S3(problem), !intent || (predates && !accepted));
-        if let (Decision::Stalled { message, .. }, Some(owner)) = (&mut decision, claimed_by) {
-            message.push_str(&format!(" The object belongs to the export of SnapshotExport {owner}."));
+        if let (Decision::Stalled { message, .. }, Some(claim)) = (&mut decision, claimed_by) {
+            message.push_str(&format!(" The object belongs to the export of SnapshotExport {}.", claim.owner));
         }
         return decision;
     }
@@ -219,6 +235,19 @@ pub(super) fn decide_export(
             }
         }
         SnapshotStatus::Available => Decision::RequestCopy,
+    }
+}
+
+/// Our request's outcome is unknown, and so is that of another SnapshotExport exporting to the
+/// same keys: either may have written them. Neither adopts them, and nothing is requested again.
+fn owner_unknown(spec: &SnapshotExportSpec, key: &str, other: &str) -> Decision {
+    let bucket = spec.target_bucket.as_deref().unwrap_or_default();
+    Decision::Stalled {
+        reason: OWNER_UNKNOWN.into(),
+        message: format!(
+            "s3://{bucket}/{key} was written after this SnapshotExport requested its export, but SnapshotExport {other} also requested an export to the same keys, and the outcome of both requests is unknown: which one wrote it cannot be told, so neither adopts it and nothing is requested again. Check the objects, then delete the SnapshotExport that should not own them: the other adopts them at its next look."
+        ),
+        clear_intent: false,
     }
 }
 

@@ -40,7 +40,7 @@ pub(super) fn export_at(source: Option<SnapshotInfo>, objects: &[(&str, i64)], c
             .iter()
             .map(|(k, at)| ExportObject { key: k.to_string(), last_modified: Some(Timestamp::from_second(*at).unwrap()) })
             .collect(),
-        claimed_by: claimed_by.map(str::to_string),
+        claimed_by: claimed_by.map(|owner| Claim { owner: owner.to_string(), accepted: true, requested_at: None }),
     }
 }
 /// AWS accepted the request (recorded durably), and the phase moved on since.
@@ -262,6 +262,7 @@ fn a_stall_after_acceptance_is_terminal_unless_an_edit_heals_it() {
     assert!(!is_terminal(&stalled("SpecChanged", true)), "reverting the spec heals it");
     assert!(is_terminal(&stalled("RequestOutcomeUnknown", false)), "a second request could export twice");
     assert!(is_terminal(&stalled("ExportIncomplete", false)), "objects written after the intent: it was carried out");
+    assert!(!is_terminal(&stalled("ExportOwnerUnknown", false)), "deleting the other object heals it");
     assert!(!is_terminal(&accepted_but(Phase::Copying)));
     assert!(is_accepted(&accepted_but(Phase::Failed)) && is_accepted(&status(Some(Phase::Exporting), true, None)));
     assert!(!is_accepted(&status(Some(Phase::Failed), true, None)));
@@ -447,6 +448,29 @@ fn export_objects_are_adopted_only_by_evidence() {
     let d = decide(&spec(b), &unknown(), UID, &export_at(src(), &[("dst-0001.rdb", 999_995)], Some("ns/first")), now());
     let Decision::Stalled { message, .. } = d else { panic!("{d:?}") };
     assert!(message.contains("dst-0001.rdb") && message.contains("ns/first"), "{message}");
+    // Another object whose outcome is unknown too may have written them: nobody adopts them.
+    // Its intent at 999_992; ours at 999_990 (status), both minus the 30 s skew.
+    let twin = |objects: &[(&str, i64)], requested: i64| {
+        let mut obs = export_at(src(), objects, None);
+        if let Observation::Export { claimed_by, .. } = &mut obs {
+            let requested_at = Some(Timestamp::from_second(requested).unwrap());
+            *claimed_by = Some(Claim { owner: "ns/twin".into(), accepted: false, requested_at });
+        }
+        obs
+    };
+    let both = twin(&[("dst-0001.rdb", 999_995)], 999_992);
+    let d = decide(&spec(b), &unknown(), UID, &both, now());
+    assert_eq!(kind(&d), "Stalled:ExportOwnerUnknown:keep");
+    let Decision::Stalled { message, .. } = d else { panic!("{d:?}") };
+    assert!(message.contains("s3://bkt/dst-0001.rdb") && message.contains("ns/twin"), "{message}");
+    assert_eq!(kind(&decide(&spec(b), &accepted(), UID, &both, now())), "Completed", "an accepted request's objects are its own");
+    // Its intent came long after the object: it cannot have written it, so the object is ours.
+    assert_eq!(kind(&decide(&spec(b), &unknown(), UID, &twin(&[("dst-0001.rdb", 999_995)], 1_000_100), now())), "Completed");
+    // An object from before our own intent is someone else's, whatever the claim: AWS refused us.
+    assert_eq!(
+        kind(&decide(&spec(b), &unknown(), UID, &twin(&[("dst-0001.rdb", 999_000)], 998_000), now())),
+        "Stalled:S3ObjectAlreadyExists:clear"
+    );
     // An object whose LastModified is unknown is no evidence.
     let blind = Observation::Export {
         source: src(),
