@@ -246,7 +246,10 @@ async fn reconcile_once<A: SnapshotApis>(obj: Arc<SnapshotExport>, ctx: &Arc<Con
         current = finalize::add_finalizer(&api, &current).await.map_err(kube_err)?;
     }
 
-    let mut decision = if let Some(answered) = ctx.answers.unrecorded(&uid, &status) {
+    let replayed = ctx.answers.unrecorded(&uid, &status);
+    // An acceptance replayed from memory is as new as one just answered.
+    let from_memory = replayed.is_some();
+    let mut decision = if let Some(answered) = replayed {
         // AWS answered the request made under this intent, and the write saying so was lost.
         debug!(object = %key, "recording AWS's answer to the request whose status write failed");
         answered
@@ -337,7 +340,13 @@ async fn reconcile_once<A: SnapshotApis>(obj: Arc<SnapshotExport>, ctx: &Arc<Con
         // safety net only.
         Decision::InProgress { .. } | Decision::WaitForSource { .. } => {
             let waiting = matches!(decision, Decision::WaitForSource { .. });
-            ctx.sweep.follow(&uid, obj_ref, followed_snapshots(&obj.spec, waiting), obj.spec.is_serverless());
+            let names = followed_snapshots(&obj.spec, waiting);
+            if (from_call || from_memory) && !waiting {
+                // AWS just accepted the request: look within the minimum interval, afresh.
+                ctx.sweep.follow_accepted(&uid, obj_ref, names, obj.spec.is_serverless());
+            } else {
+                ctx.sweep.follow(&uid, obj_ref, names, obj.spec.is_serverless());
+            }
             Action::requeue(ctx.timing.poll_max)
         }
         Decision::Completed { .. } => {

@@ -65,6 +65,9 @@ impl State {
 pub struct Sweep {
     state: Mutex<State>,
     wake: Notify,
+    /// A new object is followed (a request just accepted): its first look comes within the
+    /// minimum interval, whatever the interval has backed off to.
+    hurry: Notify,
     changed: broadcast::Sender<ObjectRef<SnapshotExport>>,
     min: Duration,
     max: Duration,
@@ -77,7 +80,15 @@ pub type SweptSnapshot = Option<SnapshotInfo>;
 
 impl Sweep {
     pub fn new(min: Duration, max: Duration) -> Self {
-        Self { state: Mutex::default(), wake: Notify::new(), changed: broadcast::channel(16_384).0, min, max, followed: Gauge::default() }
+        Self {
+            state: Mutex::default(),
+            wake: Notify::new(),
+            hurry: Notify::new(),
+            changed: broadcast::channel(16_384).0,
+            min,
+            max,
+            followed: Gauge::default(),
+        }
     }
 
     /// Report the objects followed in `gauge` (`ecx_sweep_followed_objects`).
@@ -95,17 +106,32 @@ impl Sweep {
     /// an object already following the same names keeps its `since`; other names, e.g. the copy
     /// once its source was available, start afresh).
     pub fn follow(&self, uid: &str, obj: ObjectRef<SnapshotExport>, names: Vec<String>, serverless: bool) {
+        self.follow_from(uid, obj, names, serverless, false);
+    }
+
+    /// Follow `names` for the object `uid` whose request AWS just accepted: afresh, so that its
+    /// first view comes from a sweep that started after the acceptance (an export may start and
+    /// end between two looks that both say `available`), and within the minimum interval.
+    pub fn follow_accepted(&self, uid: &str, obj: ObjectRef<SnapshotExport>, names: Vec<String>, serverless: bool) {
+        self.follow_from(uid, obj, names, serverless, true);
+    }
+
+    fn follow_from(&self, uid: &str, obj: ObjectRef<SnapshotExport>, names: Vec<String>, serverless: bool, anew: bool) {
         let mut state = self.state.lock().expect("sweep lock");
         let was_idle = state.followers.is_empty();
-        match state.followers.get(uid) {
-            Some(f) if f.names == names && f.serverless == serverless => {}
+        let new = match state.followers.get(uid) {
+            Some(f) if !anew && f.names == names && f.serverless == serverless => false,
             _ => {
                 state.followers.insert(uid.to_string(), Follow { obj, names, serverless, since: Instant::now() });
+                true
             }
-        }
+        };
         drop(state);
         if was_idle {
             self.wake.notify_one();
+        }
+        if new {
+            self.hurry.notify_one();
         }
     }
 
@@ -169,7 +195,7 @@ impl Sweep {
                 self.wake.notified().await;
                 continue;
             }
-            tokio::time::sleep(interval).await;
+            self.wait(interval).await;
             let forgotten = self.retain_live(&live);
             if forgotten > 0 {
                 debug!(forgotten, "stopped following deleted objects");
@@ -188,6 +214,19 @@ impl Sweep {
             }
             for obj in changed {
                 let _ = self.changed.send(obj);
+            }
+        }
+    }
+
+    /// Wait `interval`, or less once a new object is followed: at most the minimum interval from
+    /// then (never sooner, so a burst of new requests costs no more sweeps than the minimum
+    /// interval allows).
+    async fn wait(&self, interval: Duration) {
+        let mut deadline = tokio::time::Instant::now() + interval;
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep_until(deadline) => return,
+                _ = self.hurry.notified() => deadline = deadline.min(tokio::time::Instant::now() + self.min),
             }
         }
     }

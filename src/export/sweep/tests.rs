@@ -298,3 +298,51 @@ fn a_kind_failure_is_forgotten_with_its_last_follower() {
     assert_eq!(sweep.retain_live(|_, _| false), 1);
     assert_eq!(sweep.failure(false), None);
 }
+
+/// Issue 30, step 7: the interval doubles while nothing changes, up to minutes; a request
+/// accepted then must not wait for it. Timed on tokio's paused clock.
+#[tokio::test(start_paused = true)]
+async fn a_newly_followed_object_is_looked_at_within_the_minimum_interval_and_a_burst_costs_one_sweep() {
+    let region = std::sync::Arc::new(Region::new(10));
+    let min = Duration::from_secs(5);
+    let sweep = std::sync::Arc::new(Sweep::new(min, Duration::from_secs(300)));
+    let mut announced = sweep.subscribe();
+    sweep.follow("a", obj("a"), vec!["s1".into()], false);
+    let runner = {
+        let (sweep, region) = (sweep.clone(), region.clone());
+        tokio::spawn(async move { sweep.run(&*region, |_, _| true).await })
+    };
+    assert_eq!(announced.recv().await.unwrap(), obj("a"), "the first view");
+    // Nothing changes: the interval doubles to its 300 s maximum (5, 10, ..., 160, 300).
+    tokio::time::sleep(Duration::from_secs(5 + 10 + 20 + 40 + 80 + 160 + 1)).await;
+    region.calls();
+    let asked = tokio::time::Instant::now();
+    for i in 0..20 {
+        sweep.follow(&format!("b{i}"), obj(&format!("b{i}")), vec!["s2".into()], false);
+    }
+    while announced.recv().await.unwrap() != obj("b0") {}
+    assert!(asked.elapsed() <= min, "first look {:?} after the request (at most {min:?})", asked.elapsed());
+    assert_eq!(region.calls(), (1, 0), "20 new objects, one sweep");
+    // An accepted request of an object already following the same snapshot is followed afresh:
+    // its next view comes from a sweep that started after the acceptance, within the minimum.
+    tokio::time::sleep(Duration::from_secs(5 + 10 + 20 + 40 + 80 + 160 + 1)).await;
+    assert!(sweep.view("a").is_some());
+    let asked = tokio::time::Instant::now();
+    sweep.follow_accepted("a", obj("a"), vec!["s1".into()], false);
+    assert_eq!(sweep.view("a"), None, "no view from before the acceptance");
+    while announced.recv().await.unwrap() != obj("a") {}
+    assert!(asked.elapsed() <= min && sweep.view("a").is_some(), "{:?}", asked.elapsed());
+    // Never sooner than the minimum from the first new object: three arriving a second apart
+    // share one sweep, 5 s after the first.
+    tokio::time::sleep(Duration::from_secs(5 + 10 + 20 + 40 + 80 + 160 + 1)).await;
+    region.calls();
+    let asked = tokio::time::Instant::now();
+    for i in 0..3 {
+        sweep.follow(&format!("c{i}"), obj(&format!("c{i}")), vec!["s3".into()], false);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    while announced.recv().await.unwrap() != obj("c2") {}
+    assert_eq!(asked.elapsed(), min, "one sweep, the minimum after the first new object");
+    assert_eq!(region.calls(), (1, 0));
+    runner.abort();
+}
