@@ -459,6 +459,18 @@ fn sample(metrics: &str, series: &str) -> Option<f64> {
     metrics.lines().find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
 }
 
+/// Wait until the operator's `/metrics` shows `series` at `want`. Gauges counted from the watch
+/// cache at scrape time lag the API (the test saw Ready before the operator's cache did).
+async fn wait_for_sample(bed: &Bed, series: &str, want: f64) {
+    for _ in 0..300 {
+        if sample(&bed.metrics(), series) == Some(want) {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("{series} never reached {want}:\n{}", bed.metrics());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_count_every_aws_call_the_exports_by_phase_and_warnings_by_reason() {
     let mut bed = Bed::without_operator().await;
@@ -484,7 +496,7 @@ async fn metrics_count_every_aws_call_the_exports_by_phase_and_warnings_by_reaso
     assert_eq!(aws_calls_by_operation(&metrics), logged, "{metrics}");
     assert!(logged.contains_key("GetBucketAcl") && logged["CopySnapshot"] == 2, "{logged:?}");
     assert_eq!(sample(&metrics, "ecx_aws_calls_total{operation=\"CopySnapshot\",outcome=\"ok\"}"), Some(2.0), "{metrics}");
-    assert_eq!(sample(&metrics, "ecx_exports{phase=\"Completed\"}"), Some(2.0), "{metrics}");
+    wait_for_sample(&bed, "ecx_exports{phase=\"Completed\"}", 2.0).await;
     assert!(sample(&metrics, "ecx_reconciles_total{result=\"ok\"}").unwrap() >= 2.0, "{metrics}");
 
     // A refusal is counted as such, and its Warning by reason; so is the ownership look (tags)
@@ -499,6 +511,6 @@ async fn metrics_count_every_aws_call_the_exports_by_phase_and_warnings_by_reaso
     assert!(aws_calls_by_operation(&metrics).get("ListTagsForResource").is_some_and(|n| *n >= 1), "{metrics}");
     assert!(sample(&metrics, "ecx_aws_calls_total{operation=\"CopySnapshot\",outcome=\"refused\"}").unwrap() >= 1.0, "{metrics}");
     assert!(sample(&metrics, "ecx_warning_events_total{reason=\"SourceSnapshotNotFound\"}").unwrap() >= 1.0, "{metrics}");
-    assert_eq!(sample(&metrics, "ecx_exports{phase=\"Failed\"}"), Some(2.0), "{metrics}");
-    assert_eq!(sample(&metrics, "ecx_exports{phase=\"Completed\"}"), Some(2.0), "{metrics}");
+    wait_for_sample(&bed, "ecx_exports{phase=\"Failed\"}", 2.0).await;
+    wait_for_sample(&bed, "ecx_exports{phase=\"Completed\"}", 2.0).await;
 }
