@@ -20,8 +20,8 @@ test: venv tools lint chart-test emulator-test
 
 ## bench: the operator's AWS calls, API writes, memory and CPU for N = 100, 1,000 and 10,000
 ## exports (BENCH_N="100 1000" to choose; BENCH_IDLE_SECONDS for the idle window), then two nights
-## of 1,000 schedules (BENCH_SCHEDULES, 0 to skip; BENCH_SCHEDULES_CREATE, BENCH_SCHEDULE_DAY_SECONDS);
-## see docs/performance.md
+## of 1,000 schedules (BENCH_SCHEDULES, 0 to skip; BENCH_SCHEDULES_CREATE, BENCH_SCHEDULE_DAY_SECONDS),
+## then 500 exports stalled on one broken bucket (BENCH_STALLED, 0 to skip); see docs/performance.md
 bench: venv
 	$(CARGO) build --release --quiet --bin elasticache-export-operator
 	$(CARGO) build --release --quiet --example bench

@@ -6,12 +6,16 @@
 //! 60): AWS calls, API writes and CPU seconds. The local API's raw write rate is measured in the
 //! same run, so throughput is quoted as a ratio to what the API allows. Then the schedule phase
 //! (`bench/schedules.rs`; `BENCH_SCHEDULES`, default 1,000, 0 skips it): two nights of
-//! SnapshotExportSchedules on the operator's test-only virtual clock.
+//! SnapshotExportSchedules on the operator's test-only virtual clock. Then the stalled phase
+//! (`bench/stalled.rs`; `BENCH_STALLED`, default 500, 0 skips it): exports stalled on one broken
+//! bucket, and what their retries cost.
 
 #[path = "../tests/e2e/harness.rs"]
 mod harness;
 #[path = "bench/schedules.rs"]
 mod schedules;
+#[path = "bench/stalled.rs"]
+mod stalled;
 
 use futures::StreamExt;
 use harness::*;
@@ -106,6 +110,10 @@ async fn main() {
     let schedules = number("BENCH_SCHEDULES", "1000") as usize;
     if schedules > 0 {
         schedules::run(schedules, number("BENCH_SCHEDULES_CREATE", "20") as usize, number("BENCH_SCHEDULE_DAY_SECONDS", "120")).await;
+    }
+    let stalled = number("BENCH_STALLED", "500") as usize;
+    if stalled > 0 {
+        stalled::run(stalled, number("BENCH_STALLED_RETRY_SECONDS", "10"), number("BENCH_STALLED_PERIODS", "6") as u32).await;
     }
 }
 

@@ -11,6 +11,12 @@ pub fn exponential(min: Duration, max: Duration, step: u32) -> Duration {
     min.saturating_mul(1u32 << step.min(20)).min(max)
 }
 
+/// A periodic retry's next wait: `period` stretched by up to a quarter at random, so objects
+/// that stalled together drift apart instead of retrying (and calling AWS) together.
+pub fn spread(period: Duration) -> Duration {
+    period.mul_f64(rand::random_range(1.0..1.25))
+}
+
 /// Consecutive transient errors by object UID.
 pub struct Backoff {
     min: Duration,
@@ -55,5 +61,12 @@ mod tests {
         assert!(backoff.next("b") <= s(5), "each object has its own count");
         backoff.reset("a");
         assert!(backoff.next("a") <= s(5), "a success starts over");
+    }
+
+    #[test]
+    fn a_periodic_retry_waits_at_least_its_period_and_at_most_a_quarter_more() {
+        let waits: Vec<Duration> = (0..200).map(|_| spread(Duration::from_secs(300))).collect();
+        assert!(waits.iter().all(|w| *w >= Duration::from_secs(300) && *w < Duration::from_secs(375)), "{waits:?}");
+        assert!(waits.iter().any(|w| *w != waits[0]), "spread apart");
     }
 }

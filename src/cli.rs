@@ -69,7 +69,9 @@ pub struct RunArgs {
     #[arg(long, env = "ECX_ERROR_BACKOFF_MAX_SECONDS", default_value_t = 300.0)]
     pub error_backoff_max_seconds: f64,
     /// How often (seconds) a stalled object (bucket grants missing, source not found, ...) is
-    /// tried again, so fixing the cause heals it without editing the object.
+    /// tried again, so fixing the cause heals it without editing the object. Each wait is
+    /// stretched by up to a quarter at random; retries within one period share their bucket's
+    /// failing inspection.
     #[arg(long, env = "ECX_STALLED_RETRY_SECONDS", default_value_t = 300.0)]
     pub stalled_retry_seconds: f64,
     /// How long (seconds) an accepted export may show no objects, or a partial set of objects

@@ -39,7 +39,8 @@ pub struct Timing {
     /// First backoff after a transient error; doubles (with jitter) on each further error.
     pub error_min: Duration,
     pub error_max: Duration,
-    /// How often a stalled object is tried again (fixing the bucket heals it without an edit).
+    /// How often a stalled object is tried again (fixing the bucket heals it without an edit);
+    /// each wait is stretched by up to a quarter at random (`backoff::spread`).
     pub stalled_retry: Duration,
     /// How long an accepted export may show no objects, or a partial set that stopped growing,
     /// once its source is available again, before it is reported as failed or incomplete.
@@ -103,7 +104,11 @@ impl<A> Context<A> {
     }
 
     /// Set the export policy and the preflight.
-    pub fn with_export_safety(mut self, safety: crate::safety::ExportSafety) -> Self {
+    pub fn with_export_safety(mut self, mut safety: crate::safety::ExportSafety) -> Self {
+        // Stalled objects retried within one period share their bucket's failing inspection.
+        if let Some(preflight) = safety.preflight.as_mut() {
+            preflight.reuse_failures_for(self.timing.stalled_retry);
+        }
         self.safety = safety;
         self
     }
@@ -363,11 +368,11 @@ async fn reconcile_once<A: SnapshotApis>(obj: Arc<SnapshotExport>, ctx: &Arc<Con
         Decision::Stalled { ref reason, .. } if reason == "AwsAnswerInconsistent" => {
             ctx.errors.reset(&uid);
             ctx.sweep.unfollow(&uid);
-            Action::requeue(ctx.timing.stalled_retry)
+            Action::requeue(crate::backoff::spread(ctx.timing.stalled_retry))
         }
         Decision::Stalled { .. } => {
             ctx.forget(&uid);
-            Action::requeue(ctx.timing.stalled_retry)
+            Action::requeue(crate::backoff::spread(ctx.timing.stalled_retry))
         }
         // The decision carries what failed; the controller's error policy backs off.
         Decision::RetryLater { message, .. } => {

@@ -101,14 +101,15 @@ impl ExportSafety {
             Verdict::Stalled { reason, message, .. } => Verdict::Stalled { reason, message, clear_intent: !earlier_intent },
             other => other,
         };
-        let mut facts = match config.bucket_facts(bucket).await {
+        let mut facts = match config.bucket_facts(bucket, is_stalled_retry(obj)).await {
             Ok(facts) => facts,
             Err(err) => return stalled_or(&err),
         };
-        // The keys only matter in a bucket that is there. One listing finds every object an
-        // export of this name could have written; the source's node groups (which of those keys
-        // this export writes) are read only when there is such an object.
-        if facts.access.is_some() {
+        // The keys only matter in a bucket that is there and fit for exports (a bucket-level
+        // failure is reported before any key's). One listing finds every object an export of
+        // this name could have written; the source's node groups (which of those keys this
+        // export writes) are read only when there is such an object.
+        if facts.access.is_some() && evaluate(&facts).problem.is_none() {
             let base = spec.export_base_name();
             let listed = match config.export_keys(bucket, &base).await {
                 Ok(listed) => listed,
@@ -226,6 +227,15 @@ impl ExportSafety {
             }
         }
     }
+}
+
+/// Whether the object is a stalled one tried again (unedited since it stalled): it may be given
+/// its bucket's last failing inspection, made within the retry period.
+fn is_stalled_retry(obj: &SnapshotExport) -> bool {
+    obj.status.as_ref().is_some_and(|s| {
+        s.observed_generation == obj.metadata.generation
+            && crate::api::conditions::find(&s.conditions, crate::api::conditions::STALLED).is_some_and(|c| c.status == "True")
+    })
 }
 
 /// The node group of a snapshot whose node groups are not known: a single-node cluster's (and

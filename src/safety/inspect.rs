@@ -5,7 +5,11 @@
 use super::evaluate::evaluate;
 use super::facts::{AccessFacts, BucketFacts};
 use crate::aws::{AwsError, BucketInspector};
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+// The clock the tests can pause.
+use tokio::time::Instant;
 
 /// Gather the facts: GetBucketLocation first; the rest only for a bucket in the right region.
 /// The target keys are checked apart ([`record_keys`]), with one listing for all of them.
@@ -34,35 +38,61 @@ pub struct PreflightConfig {
     /// Bucket-level facts (location, ACL, ownership, policy, public access) by bucket, reused
     /// for [`BUCKET_FACTS_TTL`]: a batch of exports to one bucket inspects it once. The target
     /// keys are checked for every export.
-    pub cache: std::sync::Mutex<std::collections::HashMap<String, (std::time::Instant, BucketFacts)>>,
+    cache: Mutex<HashMap<String, (Instant, BucketFacts)>>,
+    /// The last failing outcome by bucket (a problem found, or the inspection refused), reused
+    /// by stalled objects' retries for `failing_reuse`: a thousand exports stalled on one broken
+    /// bucket inspect it once per retry period, not a thousand times.
+    failing: Mutex<HashMap<String, (Instant, InspectionOutcome)>>,
+    failing_reuse: Duration,
     /// Inspections in flight, by bucket: exports that arrive while a bucket is being inspected
     /// share that inspection's outcome (passing, failing or an error) instead of inspecting it
     /// again.
-    inspecting: std::sync::Mutex<std::collections::HashMap<String, Inspection>>,
+    inspecting: Mutex<HashMap<String, Inspection>>,
 }
 
-/// One inspection of a bucket, awaited by every export that needs it.
-type Inspection = futures::future::Shared<futures::future::BoxFuture<'static, Result<BucketFacts, AwsError>>>;
+type InspectionOutcome = Result<BucketFacts, AwsError>;
 
-/// How long inspected bucket facts are reused. Shorter than the stalled retry, so a bucket fixed
-/// after a failed preflight is always inspected afresh.
-pub const BUCKET_FACTS_TTL: std::time::Duration = std::time::Duration::from_secs(60);
+/// One inspection of a bucket, awaited by every export that needs it.
+type Inspection = futures::future::Shared<futures::future::BoxFuture<'static, InspectionOutcome>>;
+
+/// How long inspected bucket facts are reused. Shorter than the default stalled retry, so a
+/// bucket fixed after a failed preflight is inspected afresh.
+pub const BUCKET_FACTS_TTL: Duration = Duration::from_secs(60);
 
 impl PreflightConfig {
     pub fn new(inspector: Arc<dyn BucketInspector>, region: String, refuse_public_buckets: bool) -> Self {
-        Self { inspector, region, refuse_public_buckets, cache: Default::default(), inspecting: Default::default() }
+        Self {
+            inspector,
+            region,
+            refuse_public_buckets,
+            cache: Default::default(),
+            failing: Default::default(),
+            failing_reuse: Duration::from_secs(300),
+            inspecting: Default::default(),
+        }
     }
 
-    fn cached(&self, bucket: &str) -> Option<BucketFacts> {
-        let cache = self.cache.lock().expect("preflight cache");
-        cache.get(bucket).filter(|(at, _)| at.elapsed() < BUCKET_FACTS_TTL).map(|(_, f)| f.clone())
+    /// Reuse a failing bucket's inspection for stalled objects' retries for `period` (the
+    /// stalled retry period).
+    pub fn reuse_failures_for(&mut self, period: Duration) {
+        self.failing_reuse = period;
+    }
+
+    fn cached(&self, bucket: &str, retry: bool) -> Option<InspectionOutcome> {
+        let passing = self.cache.lock().expect("preflight cache");
+        if let Some((_, facts)) = passing.get(bucket).filter(|(at, _)| at.elapsed() < BUCKET_FACTS_TTL) {
+            return Some(Ok(facts.clone()));
+        }
+        drop(passing);
+        let failing = self.failing.lock().expect("preflight failures");
+        failing.get(bucket).filter(|(at, _)| retry && at.elapsed() < self.failing_reuse).map(|(_, outcome)| outcome.clone())
     }
 
     /// The bucket's facts with one target key checked (the preflight checks its keys with
     /// [`Self::export_keys`] and [`record_keys`] after the bucket passes).
     #[cfg(test)]
     pub(super) async fn facts(&self, bucket: &str, key: &str) -> Result<BucketFacts, AwsError> {
-        let mut facts = self.bucket_facts(bucket).await?;
+        let mut facts = self.bucket_facts(bucket, false).await?;
         let base = key.rsplit_once('-').map_or(key, |(base, _)| base);
         let listed = self.export_keys(bucket, base).await?;
         record_keys(&mut facts, &[key.to_string()], &listed);
@@ -75,11 +105,12 @@ impl PreflightConfig {
     }
 
     /// Bucket-level facts: from the cache when fresh, otherwise from the inspection of the bucket
-    /// in flight, or from a new one.
-    pub(super) async fn bucket_facts(&self, bucket: &str) -> Result<BucketFacts, AwsError> {
+    /// in flight, or from a new one. `retry`: a stalled object trying again, which may be given
+    /// the bucket's last failing outcome (within the retry period); any other object looks afresh.
+    pub(super) async fn bucket_facts(&self, bucket: &str, retry: bool) -> Result<BucketFacts, AwsError> {
         use futures::FutureExt;
-        if let Some(facts) = self.cached(bucket) {
-            return Ok(facts);
+        if let Some(outcome) = self.cached(bucket, retry) {
+            return outcome;
         }
         let inspection = {
             let mut inspecting = self.inspecting.lock().expect("preflight inspections");
@@ -90,21 +121,27 @@ impl PreflightConfig {
             inspecting.entry(bucket.to_string()).or_insert_with(new).clone()
         };
         let outcome = inspection.clone().await;
-        {
-            // The first to see it finish retires it: later exports look at the bucket afresh
-            // (a failing bucket is never cached, so fixing it takes effect at the next attempt).
-            let mut inspecting = self.inspecting.lock().expect("preflight inspections");
-            if inspecting.get(bucket).is_some_and(|current| current.ptr_eq(&inspection)) {
-                inspecting.remove(bucket);
-            }
+        // The first to see it finish retires it and remembers its outcome.
+        let mut inspecting = self.inspecting.lock().expect("preflight inspections");
+        if inspecting.get(bucket).is_some_and(|current| current.ptr_eq(&inspection)) {
+            inspecting.remove(bucket);
+            self.remember(bucket, &outcome);
         }
-        let facts = outcome?;
-        // Only a bucket that passes is remembered: a failing one (or a public one that
-        // --refuse-public-buckets refuses) is looked at every time.
-        if evaluate(&facts).export_would_succeed(self.refuse_public_buckets) {
-            self.cache.lock().expect("preflight cache").insert(bucket.to_string(), (std::time::Instant::now(), facts.clone()));
+        outcome
+    }
+
+    /// A passing bucket is reused by every export for a while; a failing one (a problem, a
+    /// public bucket that --refuse-public-buckets refuses, the inspection refused) only by
+    /// stalled retries. A throttled or unreachable S3 is not remembered: the caller backs off.
+    fn remember(&self, bucket: &str, outcome: &InspectionOutcome) {
+        let passing = outcome.as_ref().is_ok_and(|facts| evaluate(facts).export_would_succeed(self.refuse_public_buckets));
+        let mut failing = self.failing.lock().expect("preflight failures");
+        if passing {
+            failing.remove(bucket);
+            self.cache.lock().expect("preflight cache").insert(bucket.to_string(), (Instant::now(), outcome.clone().expect("passing")));
+        } else if !matches!(outcome, Err(AwsError::Transient { .. })) {
+            failing.insert(bucket.to_string(), (Instant::now(), outcome.clone()));
         }
-        Ok(facts)
     }
 }
 
@@ -188,5 +225,30 @@ mod tests {
         preflight.facts(B, "c-0001.rdb").await.unwrap();
         assert_eq!(inspector.locations.load(std::sync::atomic::Ordering::SeqCst), 2);
         assert!(preflight.inspecting.lock().unwrap().is_empty(), "finished inspections are retired");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn stalled_retries_share_a_failing_inspection_for_one_period_and_new_objects_look_afresh() {
+        let inspector = Arc::new(GrantedBucket { exists: false, locations: Default::default() });
+        let mut preflight = PreflightConfig::new(inspector.clone(), R.into(), false);
+        let period = std::time::Duration::from_secs(300);
+        preflight.reuse_failures_for(period);
+        let inspections = || inspector.locations.load(std::sync::atomic::Ordering::SeqCst);
+        let failing = |f: Result<BucketFacts, AwsError>| !evaluate(&f.unwrap()).export_would_succeed(false);
+        assert!(failing(preflight.bucket_facts(B, false).await));
+        assert_eq!(inspections(), 1);
+        // A hundred stalled objects retried within the period: no inspection of their own.
+        for _ in 0..100 {
+            assert!(failing(preflight.bucket_facts(B, true).await));
+            tokio::time::advance(period / 200).await;
+        }
+        assert_eq!(inspections(), 1, "retries within the period reuse the failing inspection");
+        // A new object (or an edited one) looks afresh: the bucket may have been fixed for it.
+        assert!(failing(preflight.bucket_facts(B, false).await));
+        assert_eq!(inspections(), 2);
+        // Once the period has passed since the last inspection, a retry looks again.
+        tokio::time::advance(period).await;
+        assert!(failing(preflight.bucket_facts(B, true).await));
+        assert_eq!(inspections(), 3);
     }
 }

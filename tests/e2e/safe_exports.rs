@@ -670,3 +670,47 @@ async fn preflight_reads_the_source_only_when_an_export_key_could_be_taken() {
     assert!(!before.contains(&"DescribeSnapshots"), "no source look before the request: {before:?}");
     assert_eq!(before.iter().filter(|a| **a == "ListObjectsV2").count(), 1, "one listing of the target's keys: {before:?}");
 }
+
+/// Exports stalled on one broken bucket cost at most one inspection of it per
+/// `--stalled-retry-seconds` (1 s in the tests), however many they are, and no listing of their
+/// keys; fixing the bucket still heals every one of them without an edit (issue 30, step 5).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exports_stalled_on_one_bucket_share_one_inspection_per_retry_period() {
+    let bed = Bed::start().await;
+    let bucket = "ecx-pf-shared";
+    create_bucket(&bed.s3, bucket, REGION, Access::Acl { read: true, write: false, read_acp: true }).await;
+    let names: Vec<String> = (0..16).map(|i| format!("waits-{i}")).collect();
+    // One after the other, so they stall (and retry) at different moments, as objects created
+    // over a day do: none shares another's inspection by asking at the same time.
+    for name in &names {
+        bed.emulator.seed_snapshot(&format!("{name}-src"), 1);
+        bed.cluster
+            .apply(name, json!({"sourceSnapshotName": format!("{name}-src"), "targetSnapshotName": name, "targetBucket": bucket}))
+            .await;
+        bed.wait_stalled(name, "S3WritePermissionMissing").await;
+    }
+    bed.emulator.ctl("DELETE", "/calls", None);
+    let window = Instant::now();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let calls = bed.emulator.all_calls();
+    // Read after the calls: a slow machine only lengthens the window the bound allows for.
+    let periods = window.elapsed().as_secs_f64().ceil() as usize;
+    let count = |action: &str| calls.iter().filter(|c| c["action"] == action).count();
+    eprintln!(
+        "{} calls in {periods} periods: {} GetBucketLocation, {} ListObjectsV2",
+        calls.len(),
+        count("GetBucketLocation"),
+        count("ListObjectsV2")
+    );
+    let inspections = count("GetBucketLocation");
+    assert!(inspections >= 1, "the stalled objects are still tried again");
+    assert!(inspections <= periods + 1, "{inspections} inspections of the bucket in {periods} retry periods, for 16 stalled objects");
+    assert_eq!(count("ListObjectsV2"), 0, "no key listing while the bucket itself fails");
+    assert_eq!(count("CopySnapshot"), 0);
+
+    grant(&bed.s3, bucket, REGION, Access::FULL_ACL).await;
+    for name in &names {
+        bed.wait_ready(name).await;
+        assert_eq!(bed.emulator.copy_calls(name).len(), 1, "{name}: one CopySnapshot once the bucket is fixed");
+    }
+}
