@@ -98,6 +98,43 @@ async fn an_in_region_copy_waiting_for_a_busy_source_starts_when_the_source_is_a
     assert_eq!(accepted.len(), 1);
 }
 
+/// An export refused because its source is busy, then accepted once the source is available,
+/// that finishes before the next look (available, exporting, available between two sweeps): it
+/// is judged by what is true after its acceptance, not by a change between two looks, so it is
+/// Ready at the first sweep after the request, not at the 5-minute safety-net requeue (measured
+/// before: 306 s, issue 30 step 6).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_export_of_a_busy_source_that_finishes_between_two_looks_is_ready_at_the_next_look() {
+    // The emulator's export takes 50 ms: no sweep sees it `exporting`.
+    let mut bed = Bed::with_options(1.0, 0.05, Default::default()).await;
+    bed.emulator.seed_snapshot("busy-exp-src", 1);
+    bed.emulator.set_snapshot_status("busy-exp-src", "creating");
+    create_bucket(&bed.s3, "ecx-busy", REGION, Access::FULL_ACL).await;
+    // The production safety net and sweep ceiling: only a look after the acceptance is quick.
+    let mut args: Vec<&str> = TEST_TIMING.to_vec();
+    let at = args.iter().position(|a| *a == "--poll-max-seconds").unwrap();
+    args[at + 1] = "300";
+    args.extend(TEST_POLICY);
+    let operator = Operator::start(&bed.cluster, &bed.emulator, bed.dir.path(), 0, &args);
+    bed.operators.push(operator);
+    let spec = json!({"sourceSnapshotName": "busy-exp-src", "targetSnapshotName": "busy-exp", "targetBucket": "ecx-busy"});
+    bed.cluster.apply("busy-exp", spec).await;
+    bed.wait_for("busy-exp", "waiting for its source", 30, |o| {
+        condition(o, "Reconciling").is_some_and(|c| c.0 == "True" && c.1 == "SourceSnapshotNotReady")
+    })
+    .await;
+    bed.emulator.set_snapshot_status("busy-exp-src", "available");
+    let available_at = Instant::now();
+    let done = bed.wait_for("busy-exp", "Ready", 120, |o| is_true(o, "Ready")).await;
+    let took = available_at.elapsed();
+    // Far below the 300 s requeue that noticed it before, on however loaded a machine.
+    assert!(took < Duration::from_secs(60), "Ready {took:?} after its source became available");
+    assert_eq!(done.status.unwrap().exported_objects, ["s3://ecx-busy/busy-exp-0001.rdb"]);
+    let calls = bed.emulator.copy_calls("busy-exp");
+    assert_eq!(calls.iter().filter(|c| c["status"] == 200).count(), 1, "one accepted request: {calls:?}");
+    assert!(calls.iter().any(|c| c["status"] != 200), "the first request was refused while the source was busy: {calls:?}");
+}
+
 /// Seed a snapshot of a replication group whose node groups have the given ids.
 fn seed_with_node_groups(bed: &Bed, name: &str, ids: &[&str]) {
     bed.emulator.ctl(
