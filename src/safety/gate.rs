@@ -105,11 +105,11 @@ impl ExportSafety {
             Ok(facts) => facts,
             Err(err) => return stalled_or(&err),
         };
-        // The keys only matter in a bucket that is there and fit for exports (a bucket-level
-        // failure is reported before any key's). One listing finds every object an export of
-        // this name could have written; the source's node groups (which of those keys this
-        // export writes) are read only when there is such an object.
-        if facts.access.is_some() && evaluate(&facts).problem.is_none() {
+        // The keys only matter in a bucket that is there, and not when its failure holds
+        // whatever they are. One listing finds every object an export of this name could have
+        // written; the source's node groups (which of those keys this export writes) are read
+        // only when there is such an object.
+        if facts.access.is_some() && !fails_whatever_the_keys(&facts) {
             let base = spec.export_base_name();
             let listed = match config.export_keys(bucket, &base).await {
                 Ok(listed) => listed,
@@ -227,6 +227,22 @@ impl ExportSafety {
             }
         }
     }
+}
+
+/// Whether the bucket's facts (no key recorded) fail the preflight whatever the export's keys
+/// are. The first failing check is the verdict, and only one check reads a key: WRITE under a
+/// bucket policy (s3:PutObject on the object's ARN; a policy may grant or deny it by prefix).
+/// So a failure holds without a policy, or when it comes before the WRITE check.
+fn fails_whatever_the_keys(facts: &crate::safety::facts::BucketFacts) -> bool {
+    let Some(problem) = evaluate(facts).problem else {
+        return false;
+    };
+    let no_policy = facts.access.as_ref().is_some_and(|a| a.policy.is_none());
+    no_policy
+        || matches!(
+            problem,
+            S3Problem::BucketNotFound { .. } | S3Problem::BucketOutsideRegion { .. } | S3Problem::ReadPermissionMissing { .. }
+        )
 }
 
 /// Whether the object is a stalled one tried again (unedited since it stalled): it may be given
@@ -430,6 +446,55 @@ mod tests {
         for (report, intent, refuse, want) in cases {
             assert_eq!(kind(gate(report, intent, refuse)), want, "intent {intent} refuse {refuse}: {:?}", report.problem);
         }
+    }
+
+    #[test]
+    fn the_keys_are_skipped_only_when_no_key_could_change_the_verdict() {
+        let unlisted = |f: &dyn Fn(&mut crate::safety::facts::AccessFacts)| {
+            let mut a = good();
+            a.target_keys = vec![];
+            f(&mut a);
+            fails_whatever_the_keys(&facts(a))
+        };
+        // ACLs disabled: the policy alone grants, here PutObject only under the export's prefix.
+        let scoped = |a: &mut crate::safety::facts::AccessFacts, put: &str| {
+            a.acl = acl(&[]);
+            a.object_ownership = Some("BucketOwnerEnforced".into());
+            let mut allow = policy_statement(B, R);
+            allow["Resource"] = serde_json::json!([format!("arn:aws:s3:::{B}"), format!("arn:aws:s3:::{B}/{put}")]);
+            a.policy = policy_doc(serde_json::json!([allow]));
+        };
+        type Vary<'a> = &'a dyn Fn(&mut crate::safety::facts::AccessFacts);
+        let cases: [(&str, Vary, bool); 7] = [
+            ("a bucket that passes", &|_| {}, false),
+            ("WRITE missing, no policy: the ACL decides, whatever the key", &|a| a.acl = acl(&["READ", "READ_ACP"]), true),
+            ("READ_ACP missing, no policy", &|a| a.acl = acl(&["READ", "WRITE"]), true),
+            (
+                "READ missing under a policy: checked before WRITE",
+                &|a| {
+                    a.acl = acl(&["WRITE", "READ_ACP"]);
+                    a.policy = policy_doc(serde_json::json!([tls_only_deny()]));
+                },
+                true,
+            ),
+            ("WRITE granted by prefix: the placeholder key fails, the export's own may not", &|a| scoped(a, "nightly-*"), false),
+            (
+                "READ_ACP missing after a prefix-scoped WRITE: the key decides which is first",
+                &|a| {
+                    scoped(a, "nightly-*");
+                    a.policy = a.policy.take().map(|p| p.replace("s3:GetBucketAcl", "s3:GetBucketAclX"));
+                },
+                false,
+            ),
+            ("a public bucket is no problem here (a taken key still matters)", &|a| a.public_access_block = None, false),
+        ];
+        for (what, f, want) in cases {
+            assert_eq!(unlisted(f), want, "{what}");
+        }
+        let mut gone = facts(good());
+        gone.location = None;
+        gone.access = None;
+        assert!(fails_whatever_the_keys(&gone), "a bucket that does not exist");
     }
 
     #[test]

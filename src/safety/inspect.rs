@@ -47,7 +47,7 @@ pub struct PreflightConfig {
     /// Inspections in flight, by bucket: exports that arrive while a bucket is being inspected
     /// share that inspection's outcome (passing, failing or an error) instead of inspecting it
     /// again.
-    inspecting: Mutex<HashMap<String, Inspection>>,
+    inspecting: Mutex<HashMap<String, (Instant, Inspection)>>,
 }
 
 type InspectionOutcome = Result<BucketFacts, AwsError>;
@@ -55,8 +55,8 @@ type InspectionOutcome = Result<BucketFacts, AwsError>;
 /// One inspection of a bucket, awaited by every export that needs it.
 type Inspection = futures::future::Shared<futures::future::BoxFuture<'static, InspectionOutcome>>;
 
-/// How long inspected bucket facts are reused. Shorter than the default stalled retry, so a
-/// bucket fixed after a failed preflight is inspected afresh.
+/// How long a passing bucket's facts are reused: a bucket broken after it passed is trusted
+/// this long at most (CopySnapshot still reports what the preflight missed).
 pub const BUCKET_FACTS_TTL: Duration = Duration::from_secs(60);
 
 impl PreflightConfig {
@@ -109,23 +109,26 @@ impl PreflightConfig {
     /// the bucket's last failing outcome (within the retry period); any other object looks afresh.
     pub(super) async fn bucket_facts(&self, bucket: &str, retry: bool) -> Result<BucketFacts, AwsError> {
         use futures::FutureExt;
-        if let Some(outcome) = self.cached(bucket, retry) {
-            return outcome;
-        }
-        let inspection = {
+        let (started, inspection) = {
             let mut inspecting = self.inspecting.lock().expect("preflight inspections");
+            // Under the lock an inspection is retired (and remembered) with: one that finished
+            // just now is reused, not repeated.
+            if let Some(outcome) = self.cached(bucket, retry) {
+                return outcome;
+            }
             let new = || {
                 let (inspector, bucket, region) = (self.inspector.clone(), bucket.to_string(), self.region.clone());
-                async move { inspect(inspector.as_ref(), &bucket, &region).await }.boxed().shared()
+                (Instant::now(), async move { inspect(inspector.as_ref(), &bucket, &region).await }.boxed().shared())
             };
             inspecting.entry(bucket.to_string()).or_insert_with(new).clone()
         };
         let outcome = inspection.clone().await;
-        // The first to see it finish retires it and remembers its outcome.
+        // The first to see it finish retires it and remembers its outcome, as of its start (a
+        // fix made while it ran may not show in it).
         let mut inspecting = self.inspecting.lock().expect("preflight inspections");
-        if inspecting.get(bucket).is_some_and(|current| current.ptr_eq(&inspection)) {
+        if inspecting.get(bucket).is_some_and(|(_, current)| current.ptr_eq(&inspection)) {
             inspecting.remove(bucket);
-            self.remember(bucket, &outcome);
+            self.remember(bucket, started, &outcome);
         }
         outcome
     }
@@ -133,14 +136,22 @@ impl PreflightConfig {
     /// A passing bucket is reused by every export for a while; a failing one (a problem, a
     /// public bucket that --refuse-public-buckets refuses, the inspection refused) only by
     /// stalled retries. A throttled or unreachable S3 is not remembered: the caller backs off.
-    fn remember(&self, bucket: &str, outcome: &InspectionOutcome) {
+    fn remember(&self, bucket: &str, started: Instant, outcome: &InspectionOutcome) {
         let passing = outcome.as_ref().is_ok_and(|facts| evaluate(facts).export_would_succeed(self.refuse_public_buckets));
         let mut failing = self.failing.lock().expect("preflight failures");
-        if passing {
-            failing.remove(bucket);
-            self.cache.lock().expect("preflight cache").insert(bucket.to_string(), (Instant::now(), outcome.clone().expect("passing")));
-        } else if !matches!(outcome, Err(AwsError::Transient { .. })) {
-            failing.insert(bucket.to_string(), (Instant::now(), outcome.clone()));
+        let mut cache = self.cache.lock().expect("preflight cache");
+        // Outcomes no retry may use any more are dropped, so the map holds only recent failures.
+        failing.retain(|_, (at, _)| at.elapsed() < self.failing_reuse);
+        match outcome {
+            Ok(facts) if passing => {
+                failing.remove(bucket);
+                cache.insert(bucket.to_string(), (started, facts.clone()));
+            }
+            Err(AwsError::Transient { .. }) => {}
+            _ => {
+                cache.remove(bucket);
+                failing.insert(bucket.to_string(), (started, outcome.clone()));
+            }
         }
     }
 }

@@ -714,3 +714,29 @@ async fn exports_stalled_on_one_bucket_share_one_inspection_per_retry_period() {
         assert_eq!(bed.emulator.copy_calls(name).len(), 1, "{name}: one CopySnapshot once the bucket is fixed");
     }
 }
+
+/// A bucket policy that lets ElastiCache write only under one prefix: WRITE is judged by the
+/// export's own key, so an export under the prefix goes through and one outside it is refused
+/// before CopySnapshot. (The first version of the shared inspection judged WRITE without the
+/// keys, by a placeholder key, and stalled both for good.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_policy_that_grants_writes_by_prefix_is_judged_by_the_exports_own_key() {
+    let bed = Bed::start().await;
+    let bucket = "ecx-pf-prefix";
+    create_bucket(&bed.s3, bucket, REGION, Access::Policy).await;
+    let mut statement = ecx::safety::policy_statement(bucket, REGION);
+    statement["Resource"] = json!([format!("arn:aws:s3:::{bucket}"), format!("arn:aws:s3:::{bucket}/nightly-*")]);
+    let doc = json!({"Version": "2012-10-17", "Statement": [statement]}).to_string();
+    bed.s3.put_bucket_policy().bucket(bucket).policy(doc).send().await.unwrap();
+    for (name, target) in [("inside", "nightly-x"), ("outside", "weekly-x")] {
+        bed.emulator.seed_snapshot(&format!("{name}-src"), 1);
+        bed.cluster
+            .apply(name, json!({"sourceSnapshotName": format!("{name}-src"), "targetSnapshotName": target, "targetBucket": bucket}))
+            .await;
+    }
+    let done = bed.wait_ready("inside").await;
+    assert_eq!(done.status.unwrap().exported_objects, [format!("s3://{bucket}/nightly-x-0001.rdb")]);
+    bed.wait_stalled("outside", "S3WritePermissionMissing").await;
+    assert!(bed.emulator.copy_calls("weekly-x").is_empty(), "refused before CopySnapshot");
+    assert_eq!(bed.emulator.copy_calls("nightly-x").len(), 1);
+}
