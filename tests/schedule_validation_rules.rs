@@ -59,6 +59,8 @@ fn good_specs_pass_every_check() {
         with(&["template", "targetSnapshotNameTemplate"], json!("{cache}-{YYYY}-{MM}-{DD}")),
         with(&["retention"], json!({"keepLast": 0, "pruneExportedObjects": true})),
         with(&["startingDeadlineSeconds"], json!(3600)),
+        with(&["runTimeoutSeconds"], json!(60)),
+        with(&["runTimeoutSeconds"], json!(86_400)),
         with(&["template"], json!({"kmsKeyId": "alias/x", "tags": [{"key": "team", "value": "data"}], "deletionPolicy": "Delete"})),
     ];
     for spec in goods {
@@ -144,6 +146,8 @@ fn each_invalid_spec_is_refused_with_a_readable_message() {
         ),
         ("deadline 0", with(&["startingDeadlineSeconds"], json!(0)), At::Bound, "startingDeadlineSeconds must be at least 1"),
         ("keepLast too large", with(&["retention", "keepLast"], json!(5000)), At::Bound, "keepLast must be at most 1000"),
+        ("run timeout under a minute", with(&["runTimeoutSeconds"], json!(59)), At::Bound, "runTimeoutSeconds must be between 60"),
+        ("run timeout over a year", with(&["runTimeoutSeconds"], json!(31_536_001)), At::Bound, "runTimeoutSeconds must be between 60"),
         (
             "prune without bucket",
             with(&["template"], json!({})).pipe_retention(),
@@ -175,6 +179,7 @@ fn the_bounds_named_above_are_in_the_schema() {
     let spec = &s["properties"]["spec"]["properties"];
     assert_eq!(spec["startingDeadlineSeconds"]["minimum"], json!(1.0));
     assert_eq!(spec["retention"]["properties"]["keepLast"]["maximum"], json!(1000.0));
+    assert_eq!((&spec["runTimeoutSeconds"]["minimum"], &spec["runTimeoutSeconds"]["maximum"]), (&json!(60.0), &json!(31_536_000.0)));
     assert_eq!(spec["source"]["properties"]["serverlessCacheName"]["maxLength"], json!(40));
 }
 

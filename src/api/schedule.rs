@@ -78,6 +78,17 @@ pub struct SnapshotExportScheduleSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1))]
     pub starting_deadline_seconds: Option<i64>,
+
+    /// How long (seconds from the run's creation) a run whose request AWS accepted may stay in
+    /// flight before it stops holding back later runs; default 14400 (4 hours). A run past it
+    /// (ElastiCache can leave a copy or export `copying` or `exporting` for ever) is listed in
+    /// `status.timedOut` and reported once as `RunTimedOut` (a Warning naming the status AWS last
+    /// showed), and the next scheduled time starts its run. The run itself is still followed,
+    /// never requested again, and never deleted by retention while in flight. A run stalled
+    /// before AWS accepted it holds back later runs until it is fixed or deleted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 60, max = 31_536_000))]
+    pub run_timeout_seconds: Option<i64>,
 }
 
 /// The cache to take from: exactly one of `replicationGroupId`, `cacheClusterId` and
@@ -289,6 +300,10 @@ pub struct SnapshotExportScheduleStatus {
     /// Runs in flight.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub active: Vec<String>,
+    /// Runs still in flight past `runTimeoutSeconds` (a subset of `active`): reported once as
+    /// `RunTimedOut`; they no longer hold back later runs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub timed_out: Vec<String>,
     /// The cache and snapshot the last run took.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<ResolvedSource>,
@@ -311,9 +326,18 @@ impl ScheduleSource {
     }
 }
 
+/// A run's time in flight after which it no longer holds back later runs, when the spec says
+/// nothing: 4 hours, as Velero's default item operation timeout.
+pub const DEFAULT_RUN_TIMEOUT_SECONDS: i64 = 4 * 3600;
+
 impl SnapshotExportScheduleSpec {
     /// The zone name, `UTC` by default.
     pub fn zone_name(&self) -> &str {
         self.time_zone.as_deref().unwrap_or("UTC")
+    }
+
+    /// `runTimeoutSeconds`, or its default.
+    pub fn run_timeout(&self) -> jiff::SignedDuration {
+        jiff::SignedDuration::from_secs(self.run_timeout_seconds.unwrap_or(DEFAULT_RUN_TIMEOUT_SECONDS))
     }
 }

@@ -38,6 +38,9 @@ pub fn validate_schedule(name: &str, spec: &SnapshotExportScheduleSpec) -> Vec<S
     if let Some(d) = spec.starting_deadline_seconds.filter(|d| *d < 1) {
         problems.push(format!("startingDeadlineSeconds must be at least 1 (it is {d})"));
     }
+    if let Some(t) = spec.run_timeout_seconds.filter(|t| !(60..=31_536_000).contains(t)) {
+        problems.push(format!("runTimeoutSeconds must be between 60 (a minute) and 31536000 (a year) (it is {t})"));
+    }
     if spec.retention.keep_last > 1000 {
         problems.push(format!("retention.keepLast must be at most 1000 (it is {})", spec.retention.keep_last));
     }

@@ -7,7 +7,7 @@ use super::aws::{CacheRef, SharedLooks};
 use super::clock::Clock;
 use super::plan::{plan, Facts, Plan, RunNow};
 use super::retention::RunState;
-use super::status::{compose, just_finished};
+use super::status::{compose, holds_back, just_finished, timed_out, timed_out_message, RunView, RUN_TIMED_OUT};
 use super::timetable::Timetable;
 use super::{cleanup, runs};
 use crate::api::schedule::*;
@@ -84,7 +84,10 @@ pub async fn reconcile(obj: Arc<SnapshotExportSchedule>, ctx: Arc<ScheduleContex
     let problems = validate_schedule(&name, &obj.spec);
     if !problems.is_empty() {
         let message = format!("The spec is invalid: {}. Fix the SnapshotExportSchedule; no run starts until then.", problems.join("; "));
-        let status = compose(old.clone(), &[], Some(("InvalidSpec", message.clone())), None, obj.metadata.generation, now);
+        let timeout = obj.spec.run_timeout();
+        let mut status = compose(old.clone(), &[], Some(("InvalidSpec", message.clone())), None, obj.metadata.generation, now, timeout);
+        // Its runs were not looked at: what the status says of them stands.
+        (status.active, status.timed_out) = (old.active.clone(), old.timed_out.clone());
         if write_status(&ctx, &mut obj, status).await? {
             warning(&ctx, &obj, "InvalidSpec", &message).await;
         }
@@ -93,7 +96,7 @@ pub async fn reconcile(obj: Arc<SnapshotExportSchedule>, ctx: Arc<ScheduleContex
     let timetable = Timetable::new(&obj.spec.schedule, obj.spec.zone_name()).expect("validated above");
     let cache = CacheRef::of(&obj.spec.source).expect("validated above: exactly one cache");
     let exports: Api<SnapshotExport> = Api::namespaced(ctx.client.clone(), &ns);
-    let mut runs = runs::observe_runs(&exports, &name, &uid).await?;
+    let mut runs = runs::observe_runs(&exports, &name, &uid, &ctx.clock).await?;
     let mut status = old.clone();
     let mut stall: Option<(&str, String)> = None;
     // A recorded intent that cannot be carried out now (told once, as a start that fails is),
@@ -142,10 +145,15 @@ pub async fn reconcile(obj: Arc<SnapshotExportSchedule>, ctx: Arc<ScheduleContex
             Err(other) => return Err(other),
         }
         intent_stalled = stall.is_some();
-        runs = runs::observe_runs(&exports, &name, &uid).await?;
+        runs = runs::observe_runs(&exports, &name, &uid, &ctx.clock).await?;
     }
 
-    let in_flight = runs.iter().any(|r| r.facts.state == RunState::InFlight) || status.pending_snapshot.is_some();
+    // A run past runTimeoutSeconds no longer holds back the next one (it is still followed).
+    let timeout = obj.spec.run_timeout();
+    let in_flight = {
+        let timed_out = timed_out(&runs, &old.timed_out, now, timeout);
+        runs.iter().any(|r| holds_back(r, &timed_out))
+    } || status.pending_snapshot.is_some();
     let annotations = obj.metadata.annotations.clone().unwrap_or_default();
     let run_names: Vec<String> = runs.iter().map(|r| r.facts.name.clone()).collect();
     let facts = Facts {
@@ -213,13 +221,15 @@ pub async fn reconcile(obj: Arc<SnapshotExportSchedule>, ctx: Arc<ScheduleContex
         }
     };
     if outcome.is_some() {
-        runs = runs::observe_runs(&exports, &name, &uid).await?;
+        runs = runs::observe_runs(&exports, &name, &uid, &ctx.clock).await?;
     }
     let outcome = outcome.or_else(|| stall.clone().filter(|_| intent_stalled).map(|(r, m)| (false, r.to_string(), m)));
 
     cleanup::cleanup_intermediates(&ctx, &obj, &exports, &runs).await?;
     cleanup::prune(&ctx, &obj, &exports, &runs).await?;
-    let status = compose(status, &runs, stall.clone(), decision.next, obj.metadata.generation, now);
+    let status = compose(status, &runs, stall.clone(), decision.next, obj.metadata.generation, now, timeout);
+    let newly_timed_out: Vec<RunView> =
+        runs.iter().filter(|r| status.timed_out.contains(&r.facts.name) && !old.timed_out.contains(&r.facts.name)).cloned().collect();
     let labels = ScheduleLabels { schedule_namespace: ns.clone(), schedule: name.clone() };
     if let Some(t) = &status.last_successful_time {
         ctx.metrics.schedule_last_success.get_or_create(&labels).set(t.0.as_second());
@@ -227,7 +237,7 @@ pub async fn reconcile(obj: Arc<SnapshotExportSchedule>, ctx: Arc<ScheduleContex
     if let Some(after) = decision.next.and_then(|n| timetable.next_after(n).map(|a| a.duration_since(n).as_secs())) {
         ctx.metrics.schedule_interval.get_or_create(&labels).set(after);
     }
-    let finished = just_finished(&old, &status, &runs).cloned();
+    let finished: Vec<RunView> = just_finished(&old, &status, &runs).into_iter().cloned().collect();
     let written = write_status(&ctx, &mut obj, status).await?;
     // Told and counted only once the status recording it is stored: a reconcile whose write
     // fails (409 from a concurrent one) says nothing, and one that finds the same stall as the
@@ -240,11 +250,16 @@ pub async fn reconcile(obj: Arc<SnapshotExportSchedule>, ctx: Arc<ScheduleContex
             warning(&ctx, &obj, reason, message).await;
         }
     }
+    // Told and counted once: the status records which runs were.
+    for run in newly_timed_out.iter().filter(|_| written) {
+        count(&ctx, &ns, &name, RUN_TIMED_OUT);
+        warning(&ctx, &obj, RUN_TIMED_OUT, &timed_out_message(run, timeout)).await;
+    }
     if let Some(message) = dropped.filter(|_| written) {
         count(&ctx, &ns, &name, SkipReason::MissedDeadline.as_str());
         warning(&ctx, &obj, SkipReason::MissedDeadline.as_str(), &message).await;
     }
-    if let Some(run) = finished {
+    for run in finished {
         match (&run.facts.state, &run.failure) {
             (RunState::Failed, failure) => {
                 count(&ctx, &ns, &name, "Failed");
@@ -257,7 +272,10 @@ pub async fn reconcile(obj: Arc<SnapshotExportSchedule>, ctx: Arc<ScheduleContex
     if stall.is_some() {
         return Ok(Action::requeue(ctx.safety_requeue));
     }
-    let wait = decision.next.map_or(ctx.safety_requeue, |next| ctx.clock.until(next)).min(ctx.safety_requeue.max(Duration::from_secs(1)));
+    // Also when a run holding back the next one reaches its timeout, to report it then.
+    let timing_out = runs.iter().filter_map(|r| r.times_out_at(now, timeout)).min();
+    let wake = [decision.next, timing_out].into_iter().flatten().min();
+    let wait = wake.map_or(ctx.safety_requeue, |at| ctx.clock.until(at)).min(ctx.safety_requeue.max(Duration::from_secs(1)));
     // Just after the scheduled minute, not a hair before it (the clock may run fast in tests).
     Ok(Action::requeue(wait + Duration::from_millis(50)))
 }

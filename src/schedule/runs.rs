@@ -4,6 +4,7 @@
 
 use super::aws::{self as sched_aws, CacheRef};
 use super::choose::{choose, Choice};
+use super::clock::Clock;
 use super::names;
 use super::plan::RunNow;
 use super::reconcile::{record_handled, write_status, ScheduleContext, ScheduleError, INTERMEDIATE_ANNOTATION};
@@ -298,13 +299,19 @@ pub(super) fn run_spec(schedule: &SnapshotExportScheduleSpec, source: &str, targ
 }
 
 /// This schedule's runs (labelled with it and owned by this very object).
-pub(super) async fn observe_runs(exports: &Api<SnapshotExport>, name: &str, uid: &str) -> Result<Vec<RunView>, ScheduleError> {
+/// `clock`: the schedule's, on which the runs' creation times are read.
+pub(super) async fn observe_runs(
+    exports: &Api<SnapshotExport>,
+    name: &str,
+    uid: &str,
+    clock: &Clock,
+) -> Result<Vec<RunView>, ScheduleError> {
     let selector = format!("{SCHEDULE_LABEL}={}", names::label_value(name));
     let list = exports.list(&ListParams::default().labels(&selector)).await?;
-    Ok(list.items.into_iter().filter(|r| r.owner_references().iter().any(|o| o.uid == uid)).map(view).collect())
+    Ok(list.items.into_iter().filter(|r| r.owner_references().iter().any(|o| o.uid == uid)).map(|r| view(r, clock)).collect())
 }
 
-pub(super) fn view(run: SnapshotExport) -> RunView {
+pub(super) fn view(run: SnapshotExport, clock: &Clock) -> RunView {
     let annotations = run.metadata.annotations.clone().unwrap_or_default();
     let scheduled = annotations
         .get(SCHEDULED_TIME_ANNOTATION)
@@ -312,6 +319,7 @@ pub(super) fn view(run: SnapshotExport) -> RunView {
         .or(run.metadata.creation_timestamp.as_ref().map(|t| t.0))
         .unwrap_or(Timestamp::UNIX_EPOCH);
     let status = run.status.clone().unwrap_or_default();
+    let (accepted, last_seen) = (status.is_accepted(), last_seen(&run.spec, &status));
     let state = run_state(&status);
     let over_for_good = state == RunState::Succeeded || status.is_terminal();
     let failure = find(&status.conditions, STALLED).filter(|c| c.status == "True").map(|c| (c.reason.clone(), c.message.clone()));
@@ -328,7 +336,20 @@ pub(super) fn view(run: SnapshotExport) -> RunView {
         annotated_intermediate: annotations.get(INTERMEDIATE_ANNOTATION).cloned(),
         serverless: run.spec.is_serverless(),
         exported_objects: status.exported_objects.clone(),
+        accepted,
+        created: run.metadata.creation_timestamp.as_ref().map_or(scheduled, |t| clock.at(t.0)),
+        last_seen,
         requested_at: status.copy_requested_at.map(|t| t.0),
+    }
+}
+
+/// The snapshot AWS works on for a run and its status as the run last saw it: an export's
+/// source; a copy's target, or its source until the target shows.
+fn last_seen(spec: &SnapshotExportSpec, status: &SnapshotExportStatus) -> Option<(String, String)> {
+    let source = || status.source_snapshot_status.clone().map(|s| (spec.source_snapshot_name.clone(), s));
+    match &status.target_snapshot_status {
+        Some(target) if !spec.is_export() => Some((spec.target_snapshot_name.clone(), target.clone())),
+        _ => source(),
     }
 }
 
@@ -430,7 +451,7 @@ mod tests {
             (SnapshotExportStatus { phase: Some(Phase::Exporting), ..Default::default() }, false),
         ];
         for (status, released) in cases {
-            let view = view(run(status.clone()));
+            let view = view(run(status.clone()), &Clock::real());
             assert_eq!(view.intermediate.is_some(), released, "{status:?}");
         }
     }

@@ -4,8 +4,11 @@
 use super::retention::{RunFacts, RunState};
 use crate::api::conditions::{set_health, Health};
 use crate::api::schedule::SnapshotExportScheduleStatus;
-use jiff::Timestamp;
+use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+/// The reason a run past `runTimeoutSeconds` is reported with.
+pub const RUN_TIMED_OUT: &str = "RunTimedOut";
 
 /// One run as the schedule sees it.
 #[derive(Clone, Debug, PartialEq)]
@@ -25,10 +28,61 @@ pub struct RunView {
     pub serverless: bool,
     pub exported_objects: Vec<String>,
     pub requested_at: Option<Timestamp>,
+    /// AWS accepted the run's request. A run stalled before that is retried and may still
+    /// export: it holds back later runs however long it takes (they would stall the same way).
+    pub accepted: bool,
+    /// When the run object was created, on the schedule's clock (its scheduled time when
+    /// unknown): its timeout counts from here, which nobody can edit.
+    pub created: Timestamp,
+    /// The snapshot AWS is working on for the run (an export's source; a copy's target, or its
+    /// source until the target shows) and its status when the run last saw it.
+    pub last_seen: Option<(String, String)>,
+}
+
+impl RunView {
+    /// AWS accepted it and it has been in flight for longer than `timeout` since it was created.
+    pub fn is_past(&self, now: Timestamp, timeout: SignedDuration) -> bool {
+        self.facts.state == RunState::InFlight && self.accepted && now.duration_since(self.created) > timeout
+    }
+
+    /// When it will be past `timeout`, if it can be (accepted, in flight, not past it yet).
+    pub fn times_out_at(&self, now: Timestamp, timeout: SignedDuration) -> Option<Timestamp> {
+        let accepted_in_flight = self.facts.state == RunState::InFlight && self.accepted;
+        self.created.checked_add(timeout).ok().filter(|at| accepted_in_flight && *at >= now)
+    }
+}
+
+/// The runs in flight past `runTimeoutSeconds`: those the status recorded so (`recorded`: each
+/// is reported once, and a raised timeout does not make it hold back again) and those past it now.
+pub fn timed_out<'a>(runs: &'a [RunView], recorded: &[String], now: Timestamp, timeout: SignedDuration) -> Vec<&'a RunView> {
+    runs.iter().filter(|r| r.facts.state == RunState::InFlight && (recorded.contains(&r.facts.name) || r.is_past(now, timeout))).collect()
+}
+
+/// Whether a run in flight holds back the next scheduled time: every run in flight that has not
+/// timed out (see [`timed_out`]).
+pub fn holds_back(run: &RunView, timed_out: &[&RunView]) -> bool {
+    run.facts.state == RunState::InFlight && !timed_out.iter().any(|t| t.facts.name == run.facts.name)
+}
+
+/// What a run past `runTimeoutSeconds` is reported with (the schedule's condition and Event).
+pub fn timed_out_message(run: &RunView, timeout: SignedDuration) -> String {
+    let name = &run.facts.name;
+    let seen = match &run.last_seen {
+        Some((snapshot, status)) => format!(
+            "ElastiCache last showed its snapshot {snapshot} as {status} (aws elasticache describe-snapshots --snapshot-name {snapshot})"
+        ),
+        None => "ElastiCache has shown nothing of it yet".to_string(),
+    };
+    format!(
+        "The run {name} has been in flight for more than runTimeoutSeconds ({}s) since it was created at {}: {seen}. It no longer holds back later runs; the operator still follows it to its end and never repeats its request. Delete the run to stop following it.",
+        timeout.as_secs(),
+        run.created
+    )
 }
 
 /// Fold the runs into `status`. `stall` is a cause that needs a person (invalid spec, cache not
 /// found, a refused CreateSnapshot); `next` the next scheduled time.
+/// `timeout`: `runTimeoutSeconds`, past which a run in flight is `timedOut`.
 pub fn compose(
     mut status: SnapshotExportScheduleStatus,
     runs: &[RunView],
@@ -36,10 +90,15 @@ pub fn compose(
     next: Option<Timestamp>,
     generation: Option<i64>,
     now: Timestamp,
+    timeout: SignedDuration,
 ) -> SnapshotExportScheduleStatus {
     let mut by_time: Vec<&RunView> = runs.iter().collect();
     by_time.sort_by(|a, b| b.facts.scheduled.cmp(&a.facts.scheduled).then_with(|| b.facts.name.cmp(&a.facts.name)));
+    let timed_out = timed_out(runs, &status.timed_out, now, timeout);
+    let is_timed_out = |r: &RunView| timed_out.iter().any(|t| t.facts.name == r.facts.name);
     status.active = by_time.iter().rev().filter(|r| r.facts.state == RunState::InFlight).map(|r| r.facts.name.clone()).collect();
+    status.timed_out = by_time.iter().rev().filter(|r| is_timed_out(r)).map(|r| r.facts.name.clone()).collect();
+    let holding_back = by_time.iter().rev().find(|r| holds_back(r, &timed_out)).map(|r| r.facts.name.clone());
     let newest_success = runs.iter().filter_map(|r| r.completed_at.filter(|_| r.facts.state == RunState::Succeeded)).max();
     let previous = status.last_successful_time.as_ref().map(|t| t.0);
     status.last_successful_time = newest_success.max(previous).map(Time);
@@ -50,13 +109,23 @@ pub fn compose(
     }
     status.next_schedule_time = next.map(Time);
     status.observed_generation = generation;
-    let finished = by_time.iter().find(|r| r.facts.state != RunState::InFlight);
+    let finished = by_time.iter().position(|r| r.facts.state != RunState::InFlight);
+    // A timed-out run is the news only while no run after it has finished.
+    let newest_timed_out = by_time.iter().position(|r| is_timed_out(r)).filter(|t| finished.is_none_or(|f| *t < f));
+    let finished = finished.map(|f| by_time[f]);
+    let still_out = if status.timed_out.is_empty() {
+        String::new()
+    } else {
+        format!(" Still in flight past runTimeoutSeconds: {}.", status.timed_out.join(", "))
+    };
     let (health, reason, message) = if let Some((reason, message)) = stall {
         (Health::Stalled, reason.to_string(), message)
-    } else if !status.active.is_empty() || status.pending_snapshot.is_some() {
-        let what =
-            status.active.first().cloned().or_else(|| status.pending_snapshot.as_ref().map(|p| p.run_name.clone())).unwrap_or_default();
+    } else if holding_back.is_some() || status.pending_snapshot.is_some() {
+        let what = holding_back.or_else(|| status.pending_snapshot.as_ref().map(|p| p.run_name.clone())).unwrap_or_default();
         (Health::Progressing, "RunInFlight".into(), format!("The run {what} is in flight."))
+    } else if let Some(run) = newest_timed_out.map(|t| by_time[t]) {
+        // Needs a person: ElastiCache has not ended the run in all that time.
+        (Health::Stalled, RUN_TIMED_OUT.into(), timed_out_message(run, timeout))
     } else {
         match finished {
             Some(run) if run.facts.state == RunState::Failed => {
@@ -65,12 +134,12 @@ pub fn compose(
                     Health::Stalled,
                     "LastRunFailed".into(),
                     format!(
-                        "The last run {} failed ({why}): {detail} The next run starts on schedule; fix the cause before it.",
+                        "The last run {} failed ({why}): {detail} The next run starts on schedule; fix the cause before it.{still_out}",
                         run.facts.name
                     ),
                 )
             }
-            Some(run) => (Health::Ready, "LastRunSucceeded".into(), format!("The last run {} succeeded.", run.facts.name)),
+            Some(run) => (Health::Ready, "LastRunSucceeded".into(), format!("The last run {} succeeded.{still_out}", run.facts.name)),
             None => (Health::Ready, "Scheduled".into(), "No run yet; see nextScheduleTime.".into()),
         }
     };
@@ -78,19 +147,21 @@ pub fn compose(
     status
 }
 
-/// The last run, when it finished (succeeded or failed) since `old` was written: counted, and a
-/// failure is a Warning, once.
-pub fn just_finished<'a>(
-    old: &SnapshotExportScheduleStatus,
-    new: &SnapshotExportScheduleStatus,
-    runs: &'a [RunView],
-) -> Option<&'a RunView> {
+/// The runs that finished (succeeded or failed) since `old` was written: counted, and a failure
+/// is a Warning, once each. A run `old` listed as active that is no longer in flight (a timed-out
+/// run ending after newer ones started), and the last run when its phase changed (it may have
+/// finished before it was ever recorded as active).
+pub fn just_finished<'a>(old: &SnapshotExportScheduleStatus, new: &SnapshotExportScheduleStatus, runs: &'a [RunView]) -> Vec<&'a RunView> {
+    let over = |r: &&RunView| r.facts.state != RunState::InFlight;
+    let mut done: Vec<&RunView> = runs.iter().filter(over).filter(|r| old.active.contains(&r.facts.name)).collect();
     let last = |s: &SnapshotExportScheduleStatus| s.last_run.as_ref().map(|l| (l.name.clone(), l.phase.clone()));
-    if last(old) == last(new) {
-        return None;
+    let last_name = new.last_run.as_ref().and_then(|l| l.name.as_ref()).filter(|_| last(old) != last(new));
+    if let Some(last) = runs.iter().filter(over).find(|r| Some(&r.facts.name) == last_name) {
+        if !done.iter().any(|r| r.facts.name == last.facts.name) {
+            done.push(last);
+        }
     }
-    let name = new.last_run.as_ref()?.name.as_ref()?;
-    runs.iter().find(|r| &r.facts.name == name && r.facts.state != RunState::InFlight)
+    done
 }
 
 #[cfg(test)]
@@ -123,8 +194,14 @@ mod tests {
             serverless: false,
             exported_objects: vec![],
             requested_at: None,
+            accepted: true,
+            created: scheduled,
+            last_seen: (state == RunState::InFlight).then(|| ("s".to_string(), "exporting".to_string())),
         }
     }
+
+    /// Longer than any test's runs have been in flight, unless a test says otherwise.
+    const LONG: SignedDuration = SignedDuration::from_hours(24 * 365);
 
     fn statuses(s: &SnapshotExportScheduleStatus) -> (String, String, String, String) {
         let get = |t| find(&s.conditions, t).map(|c| c.status.clone()).unwrap_or_default();
@@ -163,10 +240,64 @@ mod tests {
             ),
         ];
         for (what, runs, stall, want) in cases {
-            let s = compose(SnapshotExportScheduleStatus::default(), &runs, stall, None, Some(1), now);
+            let s = compose(SnapshotExportScheduleStatus::default(), &runs, stall, None, Some(1), now, LONG);
             let got = statuses(&s);
             assert_eq!((got.0.as_str(), got.1.as_str(), got.2.as_str(), got.3.as_str()), want, "{what}");
         }
+    }
+
+    #[test]
+    fn a_run_past_the_timeout_stops_holding_back_and_stalls_the_schedule_until_a_newer_run_ends() {
+        let four_hours = SignedDuration::from_hours(4);
+        let stuck = run("stuck", 1, RunState::InFlight);
+        // Created 2026-11-01T03:00Z: exactly four hours later it is not past the timeout yet.
+        assert!(!stuck.is_past(ts("2026-11-01T07:00:00Z"), four_hours));
+        assert_eq!(stuck.times_out_at(ts("2026-11-01T05:00:00Z"), four_hours), Some(ts("2026-11-01T07:00:00Z")));
+        assert!(stuck.is_past(ts("2026-11-01T07:00:01Z"), four_hours));
+        assert_eq!(stuck.times_out_at(ts("2026-11-01T07:00:01Z"), four_hours), None);
+        assert!(!run("done", 1, RunState::Succeeded).is_past(ts("2026-11-09T00:00:00Z"), four_hours), "only runs in flight");
+        // Stalled before AWS accepted it: retried, and it holds back however long it takes.
+        let unaccepted = RunView { accepted: false, ..stuck.clone() };
+        assert!(!unaccepted.is_past(ts("2026-11-09T00:00:00Z"), four_hours));
+        assert_eq!(unaccepted.times_out_at(ts("2026-11-01T05:00:00Z"), four_hours), None);
+        // Created late (the operator was down): the timeout counts from its creation.
+        let late = RunView { created: ts("2026-11-01T09:00:00Z"), ..stuck.clone() };
+        assert!(!late.is_past(ts("2026-11-01T12:00:00Z"), four_hours));
+        // Recorded as timed out: it stays so while in flight, whatever the timeout is now.
+        let recorded = vec!["stuck".to_string()];
+        assert_eq!(timed_out(std::slice::from_ref(&stuck), &recorded, ts("2026-11-01T04:00:00Z"), four_hours).len(), 1);
+        assert!(timed_out(&[run("stuck", 1, RunState::Failed)], &recorded, ts("2026-11-01T04:00:00Z"), four_hours).is_empty());
+
+        let now = ts("2026-11-02T03:30:00Z");
+        let alone = compose(SnapshotExportScheduleStatus::default(), std::slice::from_ref(&stuck), None, None, Some(1), now, four_hours);
+        assert_eq!((alone.active.clone(), alone.timed_out.clone()), (vec!["stuck".to_string()], vec!["stuck".to_string()]));
+        let stalled = find(&alone.conditions, STALLED).unwrap();
+        assert_eq!((stalled.status.as_str(), stalled.reason.as_str()), ("True", RUN_TIMED_OUT));
+        assert!(
+            stalled.message.starts_with("The run stuck has been in flight for more than runTimeoutSeconds (14400s) since it was created at 2026-11-01T03:00:00Z: ElastiCache last showed its snapshot s as exporting"),
+            "{}",
+            stalled.message
+        );
+        // The next night's run is in flight beside it: that one is what the schedule is doing.
+        let runs = vec![stuck.clone(), run("next", 2, RunState::InFlight)];
+        let both = compose(SnapshotExportScheduleStatus::default(), &runs, None, None, Some(1), now, four_hours);
+        assert_eq!(both.timed_out, vec!["stuck".to_string()]);
+        let got = statuses(&both);
+        assert_eq!((got.1.as_str(), got.3.as_str()), ("True", "RunInFlight"));
+        assert!(find(&both.conditions, RECONCILING).unwrap().message.contains("next"));
+        // The next run succeeded: Ready, saying which run is still out.
+        let runs = vec![stuck.clone(), run("next", 2, RunState::Succeeded)];
+        let later = compose(both.clone(), &runs, None, None, Some(1), ts("2026-11-03T00:00:00Z"), four_hours);
+        let ready = find(&later.conditions, READY).unwrap();
+        assert_eq!((ready.status.as_str(), ready.reason.as_str()), ("True", "LastRunSucceeded"));
+        assert!(ready.message.ends_with("Still in flight past runTimeoutSeconds: stuck."), "{}", ready.message);
+        // Once ElastiCache ends it, it is no longer listed, and its end is told.
+        let ended = vec![run("stuck", 1, RunState::Failed), run("next", 2, RunState::Succeeded)];
+        let after = compose(later.clone(), &ended, None, None, Some(1), now, four_hours);
+        assert!(after.timed_out.is_empty() && after.active.is_empty());
+        let told: Vec<&str> = just_finished(&later, &after, &ended).iter().map(|r| r.facts.name.as_str()).collect();
+        assert_eq!(told, ["stuck"]);
+        assert!(just_finished(&after, &after, &ended).is_empty(), "once");
     }
 
     #[test]
@@ -176,10 +307,14 @@ mod tests {
             last_run: Some(LastRun { name: Some("a".into()), phase: phase.map(str::to_string), ..Default::default() }),
             ..Default::default()
         };
-        assert_eq!(just_finished(&last(Some("Exporting")), &last(Some("Failed")), &runs).map(|r| r.facts.name.as_str()), Some("a"));
-        assert!(just_finished(&last(Some("Failed")), &last(Some("Failed")), &runs).is_none(), "not again");
+        let names = |v: Vec<&RunView>| v.iter().map(|r| r.facts.name.clone()).collect::<Vec<_>>();
+        assert_eq!(names(just_finished(&last(Some("Exporting")), &last(Some("Failed")), &runs)), ["a"]);
+        assert!(just_finished(&last(Some("Failed")), &last(Some("Failed")), &runs).is_empty(), "not again");
         let in_flight = vec![run("a", 1, RunState::InFlight)];
-        assert!(just_finished(&last(None), &last(Some("Exporting")), &in_flight).is_none());
+        assert!(just_finished(&last(None), &last(Some("Exporting")), &in_flight).is_empty());
+        // Listed as active and finished: told once, also when the last run names another.
+        let active = SnapshotExportScheduleStatus { active: vec!["a".into()], ..last(Some("Exporting")) };
+        assert_eq!(names(just_finished(&active, &last(Some("Failed")), &runs)), ["a"], "not twice");
     }
 
     #[test]
@@ -190,13 +325,13 @@ mod tests {
             ..Default::default()
         };
         let runs = vec![run("a", 1, RunState::Succeeded), run("b", 2, RunState::Succeeded), run("c", 3, RunState::InFlight)];
-        let s = compose(before, &runs, None, Some(ts("2026-11-04T03:00:00Z")), Some(2), ts("2026-11-03T04:00:00Z"));
+        let s = compose(before, &runs, None, Some(ts("2026-11-04T03:00:00Z")), Some(2), ts("2026-11-03T04:00:00Z"), LONG);
         assert_eq!(s.active, vec!["c".to_string()]);
         assert_eq!(s.last_successful_time, Some(Time(ts("2026-11-02T03:10:00Z"))));
         assert_eq!(s.last_run.as_ref().unwrap().phase.as_deref(), Some("Exporting"));
         assert_eq!(s.next_schedule_time, Some(Time(ts("2026-11-04T03:00:00Z"))));
         // The same inputs give the same status: nothing to write.
-        let again = compose(s.clone(), &runs, None, Some(ts("2026-11-04T03:00:00Z")), Some(2), ts("2026-11-03T05:00:00Z"));
+        let again = compose(s.clone(), &runs, None, Some(ts("2026-11-04T03:00:00Z")), Some(2), ts("2026-11-03T05:00:00Z"), LONG);
         assert_eq!(again, s);
     }
 }

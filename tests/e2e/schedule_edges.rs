@@ -460,3 +460,88 @@ async fn a_create_snapshot_that_answers_already_exists_for_a_snapshot_nobody_fin
     assert_eq!(created.len(), 1, "one snapshot taken: {created:?}");
     assert_eq!(created[0]["params"]["SnapshotName"], run.spec.source_snapshot_name.as_str(), "the run exports the snapshot it took");
 }
+
+/// A copy ElastiCache never finishes (a known AWS support case) blocked its schedule for ever:
+/// every later time was skipped as `PreviousRunInFlight`. Past `runTimeoutSeconds` a run is
+/// reported once (`RunTimedOut`: a Warning, counted, the schedule Stalled with the status AWS last
+/// showed) and no longer holds back the next time; it is still followed, never requested again,
+/// and retention keeps it while it is in flight (issue 31, step 1).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_that_never_ends_times_out_and_the_schedule_goes_on() {
+    // Copies stay `creating` for ever, unless the test says otherwise.
+    let mut bed = Bed::with_options(1e7, 1.0, Default::default()).await;
+    // A virtual day is six real seconds.
+    let clock = crate::schedule::TestClock::new("2026-11-23T00:00:00Z", 14_400.0);
+    bed.start_operator_env(&[], &clock.env());
+    create_schedule(
+        &bed,
+        "stuck",
+        json!({
+            "schedule": "0 3 * * *",
+            "runTimeoutSeconds": 3600,
+            "source": {"replicationGroupId": "stuck-rg"},
+            "template": {},
+            "retention": {"keepLast": 1},
+        }),
+    )
+    .await;
+    for day in 23..=25 {
+        clock.sleep_until(&format!("2026-11-{}T12:00:00Z", day - 1)).await;
+        seed_automatic(&bed, "stuck-rg", &format!("2026-11-{day}T02:00:00Z"));
+    }
+    // The third night's copy does end: a newer success, so retention has something to keep.
+    clock.sleep_until("2026-11-25T12:00:00Z").await;
+    let started: Vec<String> = runs_of(&bed, "stuck").await.iter().map(|r| r.name_any()).collect();
+    let reasons = schedule_event_reasons(&bed, "stuck").await;
+    assert!(started.contains(&"stuck-20261125-0300".to_string()), "the third night started no run: {started:?}, Events {reasons:?}");
+    bed.emulator.set_snapshot_status("stuck-20261125-0300", "available");
+    // Its run completes, and the schedule records it (the sweep, the run's status, the schedule's).
+    wait_status(&bed, "stuck", "the third night's success", |s| s.last_successful_time.is_some()).await;
+    clock.sleep_until("2026-11-26T00:00:00Z").await;
+
+    // One accepted CopySnapshot per night: no night skipped, nothing requested twice.
+    let copies = bed.emulator.calls("CopySnapshot");
+    let mut targets: Vec<&str> = copies.iter().map(|c| c["params"]["TargetSnapshotName"].as_str().unwrap()).collect();
+    targets.sort();
+    assert_eq!(targets, ["stuck-20261123-0300", "stuck-20261124-0300", "stuck-20261125-0300"], "{copies:?}");
+    let reasons = schedule_event_reasons(&bed, "stuck").await;
+    assert!(!reasons.iter().any(|(_, r)| r == "PreviousRunInFlight"), "{reasons:?}");
+    assert!(reasons.iter().any(|(t, r)| t == "Warning" && r == "RunTimedOut"), "{reasons:?}");
+
+    // Retention kept the stuck runs (in flight), beside the newest success.
+    let runs = runs_of(&bed, "stuck").await;
+    let phases: Vec<(String, String)> =
+        runs.iter().map(|r| (r.name_any(), format!("{:?}", r.status.as_ref().and_then(|s| s.phase)))).collect();
+    assert_eq!(
+        phases,
+        [
+            ("stuck-20261123-0300".to_string(), "Some(Copying)".to_string()),
+            ("stuck-20261124-0300".to_string(), "Some(Copying)".to_string()),
+            ("stuck-20261125-0300".to_string(), "Some(Completed)".to_string()),
+        ]
+    );
+    let status = schedules(&bed).get("stuck").await.unwrap().status.unwrap();
+    assert_eq!(status.timed_out, ["stuck-20261123-0300", "stuck-20261124-0300"]);
+    assert_eq!(status.active, status.timed_out);
+    // A newer run succeeded: Ready, naming what is still out.
+    let ready = status.conditions.iter().find(|c| c.type_ == "Ready").unwrap();
+    assert_eq!((ready.status.as_str(), ready.reason.as_str()), ("True", "LastRunSucceeded"));
+    assert!(
+        ready.message.contains("Still in flight past runTimeoutSeconds: stuck-20261123-0300, stuck-20261124-0300"),
+        "{}",
+        ready.message
+    );
+
+    // ElastiCache ends the first one at last: its failure is told and counted, once.
+    bed.emulator.set_snapshot_status("stuck-20261123-0300", "failed");
+    let status = wait_status(&bed, "stuck", "the first run's end", |s| !s.active.contains(&"stuck-20261123-0300".to_string())).await;
+    assert_eq!(status.timed_out, ["stuck-20261124-0300"]);
+    schedule_event_reasons_with(&bed, "stuck", "RunFailed").await;
+    let ns = &bed.cluster.namespace;
+    let metrics = bed.metrics();
+    let series =
+        |outcome: &str, n: u32| format!(r#"ecx_schedule_runs_total{{schedule_namespace="{ns}",schedule="stuck",outcome="{outcome}"}} {n}"#);
+    // Each timed-out run told once (the Events of one reason fold into one series; the count does not).
+    assert!(metrics.contains(&series("RunTimedOut", 3)), "{metrics}");
+    assert!(metrics.contains(&series("Failed", 1)) && metrics.contains(&series("Succeeded", 1)), "{metrics}");
+}
