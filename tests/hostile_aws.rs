@@ -288,7 +288,11 @@ fn arb_observation() -> impl Strategy<Value = Observation> {
                 source,
                 objects: objects
                     .into_iter()
-                    .map(|key| ecx::aws::ExportObject { key, last_modified: Some(Timestamp::from_second(1_000_000).unwrap()) })
+                    .map(|key| ecx::aws::ExportObject {
+                        key,
+                        last_modified: Some(Timestamp::from_second(1_000_000).unwrap()),
+                        ..Default::default()
+                    })
                     .collect(),
                 claimed_by: None,
             }),

@@ -183,8 +183,9 @@ pub struct Retention {
     #[serde(default = "default_keep_last")]
     #[schemars(range(max = 1000))]
     pub keep_last: u32,
-    /// Also delete the S3 objects of a run deleted by retention: only the keys recorded in that
-    /// run's status, and only when the object was written after the run's request. Needs
+    /// Also delete the S3 objects of a run deleted by retention: only the objects recorded in
+    /// that run's status with their ETag, only while the key still holds that ETag (a
+    /// conditional delete), and never a key another SnapshotExport records. Needs
     /// `s3:DeleteObject`; an S3 lifecycle rule on the bucket is the alternative.
     #[serde(default)]
     pub prune_exported_objects: bool,

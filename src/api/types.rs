@@ -236,6 +236,11 @@ pub struct SnapshotExportStatus {
     /// source, the `s3://<bucket>/<sourceSnapshotName>-NNNN.rdb` objects its export wrote.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub exported_objects: Vec<String>,
+    /// Each exported object's ETag, size and write time as S3 listed them when the export
+    /// completed (recorded once): a schedule's retention (`pruneExportedObjects`) deletes an
+    /// object only while it is still that very write.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exported_object_details: Vec<ExportedObject>,
     /// The source snapshot's status when last seen (exports), e.g. `available` or `exporting`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source_snapshot_status: Option<String>,
@@ -253,6 +258,23 @@ pub struct SnapshotExportStatus {
     /// The last error, cleared on completion.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<LastError>,
+}
+
+/// An exported object as S3 listed it when the export completed.
+#[derive(JsonSchema, Deserialize, Serialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct ExportedObject {
+    /// `s3://<bucket>/<key>`.
+    pub url: String,
+    /// Its ETag, as S3 gives it (quotes included).
+    pub e_tag: String,
+    /// Its size in bytes.
+    pub size: i64,
+    /// When S3 says it was written: an object written again with the same bytes has the same
+    /// ETag, not the same time. (Optional only so that a lagging CRD cannot make the status
+    /// unreadable; without it nothing is pruned.)
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_modified: Option<Time>,
 }
 
 fn is_zero(n: &u32) -> bool {

@@ -76,11 +76,13 @@ pub struct SnapshotInfo {
 /// from AWS are cut to this before anything is sized by them.
 pub const MAX_NODE_GROUPS: usize = 500;
 
-/// One object found in an export bucket, and when S3 says it was written.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// One object found in an export bucket: when S3 says it was written, its ETag and size.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ExportObject {
     pub key: String,
     pub last_modified: Option<k8s_openapi::jiff::Timestamp>,
+    pub e_tag: Option<String>,
+    pub size: Option<i64>,
 }
 
 /// One CopySnapshot request.

@@ -194,7 +194,7 @@ impl SnapshotApi for SdkSnapshots {
                 let key = o.key().filter(|k| crate::api::is_export_key(k, target))?;
                 let last_modified =
                     o.last_modified().and_then(|t| k8s_openapi::jiff::Timestamp::new(t.secs(), t.subsec_nanos() as i32).ok());
-                Some(ExportObject { key: key.to_string(), last_modified })
+                Some(ExportObject { key: key.to_string(), last_modified, e_tag: o.e_tag().map(str::to_string), size: o.size() })
             }));
             match page.next_continuation_token() {
                 // A listing that hands back the token it was given would be followed forever.

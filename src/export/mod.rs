@@ -251,6 +251,8 @@ async fn reconcile_once<A: SnapshotApis>(obj: Arc<SnapshotExport>, ctx: &Arc<Con
         current = finalize::add_finalizer(&api, &current).await.map_err(kube_err)?;
     }
 
+    // The bucket's objects as this reconcile listed them (their ETags are recorded on completion).
+    let mut listed = Vec::new();
     let replayed = ctx.answers.unrecorded(&uid, &status);
     // An acceptance replayed from memory is as new as one just answered.
     let from_memory = replayed.is_some();
@@ -269,6 +271,9 @@ async fn reconcile_once<A: SnapshotApis>(obj: Arc<SnapshotExport>, ctx: &Arc<Con
     } else {
         match observe(ctx, &uid, &obj_ref, &obj.spec, &status).await {
             Ok(Some(observed)) => {
+                if let Observation::Export { objects, .. } = &observed {
+                    listed = objects.clone();
+                }
                 let grace = k8s_openapi::jiff::SignedDuration::try_from(ctx.timing.export_grace).unwrap_or(decide::EXPORT_START_GRACE);
                 decide(&obj.spec, &status, &uid, &observed, decide::Clock { now: Timestamp::now(), export_grace: grace })
             }
@@ -325,6 +330,12 @@ async fn reconcile_once<A: SnapshotApis>(obj: Arc<SnapshotExport>, ctx: &Arc<Con
     let now = Time(Timestamp::now());
     let recorded = current.status.clone().unwrap_or_default();
     let mut next = status::next_status(&recorded, &decision, generation, &now);
+    // Recorded once, from the listing that first found the export complete: a later look may
+    // list what someone wrote since under the same keys.
+    let first_completion = recorded.phase != Some(Phase::Completed) && recorded.exported_object_details.is_empty();
+    if let (Decision::Completed { exported_objects, .. }, Some(bucket), true) = (&decision, &obj.spec.target_bucket, first_completion) {
+        next.exported_object_details = status::object_details(exported_objects, bucket, &listed);
+    }
     // The count is recorded (written only when it changes: on a recheck, and when it ends) so a
     // restart does not allow RECHECK_LIMIT more refused requests.
     next.recheck_count = repeats;

@@ -3,9 +3,28 @@
 
 use super::decide::Decision;
 use crate::api::conditions::{set_health, Health};
-use crate::api::{LastError, Phase, SnapshotExportSpec, SnapshotExportStatus};
+use crate::api::{ExportedObject, LastError, Phase, SnapshotExportSpec, SnapshotExportStatus};
+use crate::aws::ExportObject;
 pub use crate::events::EventNote;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+/// Each exported object's ETag, size and write time, from the listing the completion was judged
+/// on: `urls` (`s3://bucket/key`) the objects of the decision, `listed` the keys of `bucket` as
+/// listed. An object listed without them is left out (nothing prunes it).
+pub fn object_details(urls: &[String], bucket: &str, listed: &[ExportObject]) -> Vec<ExportedObject> {
+    urls.iter()
+        .filter_map(|url| {
+            let key = url.strip_prefix("s3://")?.strip_prefix(bucket)?.strip_prefix('/')?;
+            let object = listed.iter().find(|o| o.key == key)?;
+            Some(ExportedObject {
+                url: url.clone(),
+                e_tag: object.e_tag.clone()?,
+                size: object.size?,
+                last_modified: Some(Time(object.last_modified?)),
+            })
+        })
+        .collect()
+}
 
 /// The status that records the intent to call CopySnapshot: written (and confirmed by the API
 /// server) before the call is made.
@@ -277,5 +296,21 @@ mod tests {
         let s1 = next_status(&SnapshotExportStatus::default(), &d, Some(1), &t(1));
         assert_eq!(next_status(&s1, &d, Some(1), &t(2)), s1);
         assert!(events_for(&s1, &d, &spec(), false).is_empty());
+    }
+    #[test]
+    fn each_exported_object_is_recorded_with_its_etag_and_size_as_listed() {
+        let at = Timestamp::from_second(1_800_000_000).unwrap();
+        let listed = |key: &str, e_tag: Option<&str>| ExportObject {
+            key: key.into(),
+            e_tag: e_tag.map(str::to_string),
+            size: Some(42),
+            last_modified: Some(at),
+        };
+        let urls = vec!["s3://bkt/dst-0001.rdb".to_string(), "s3://bkt/dst-0002.rdb".to_string(), "s3://bkt/dst-0003.rdb".to_string()];
+        let objects = [listed("dst-0001.rdb", Some("\"a\"")), listed("dst-0002.rdb", None), listed("other-0001.rdb", Some("\"b\""))];
+        let details = object_details(&urls, "bkt", &objects);
+        let want = ExportedObject { url: urls[0].clone(), e_tag: "\"a\"".into(), size: 42, last_modified: Some(Time(at)) };
+        assert_eq!(details, [want], "no ETag, or not listed: left out");
+        assert!(object_details(&urls, "other", &objects).is_empty(), "another bucket's keys");
     }
 }

@@ -7,6 +7,7 @@
 //! and HeadObject/DeleteObject for `pruneExportedObjects`.
 
 use super::choose::AutoSnapshot;
+use super::retention::Head;
 use crate::api::schedule::SCHEDULE_TAG_KEY;
 use crate::aws::classify;
 use crate::aws::{AwsError, CopyFault, SdkSnapshots, ServerlessSnapshotApi, SnapshotApi};
@@ -250,8 +251,8 @@ pub async fn schedule_tag(aws: &SdkSnapshots, arn: &str) -> Result<Option<String
     Ok(out.tag_list().iter().find(|t| t.key() == Some(SCHEDULE_TAG_KEY)).and_then(|t| t.value().map(str::to_string)))
 }
 
-/// HeadObject: when the object was last written, `None` when it is gone.
-pub async fn object_written(aws: &SdkSnapshots, bucket: &str, key: &str) -> Result<Option<Timestamp>, AwsError> {
+/// HeadObject: the object's ETag, size and write time, `None` when it is gone.
+pub async fn object_head(aws: &SdkSnapshots, bucket: &str, key: &str) -> Result<Option<Head>, AwsError> {
     let head = aws
         .call("HeadObject", async {
             match aws.s3.head_object().bucket(bucket).key(key).send().await {
@@ -261,13 +262,22 @@ pub async fn object_written(aws: &SdkSnapshots, bucket: &str, key: &str) -> Resu
             }
         })
         .await?;
-    Ok(head.and_then(|h| h.last_modified().map(|t| t.secs())).and_then(|s| Timestamp::from_second(s).ok()))
+    Ok(head.map(|h| Head {
+        e_tag: h.e_tag().map(str::to_string),
+        size: h.content_length(),
+        last_modified: h.last_modified().and_then(|t| Timestamp::from_second(t.secs()).ok()),
+    }))
 }
 
-/// DeleteObject of one key.
-pub async fn delete_object(aws: &SdkSnapshots, bucket: &str, key: &str) -> Result<(), AwsError> {
+/// DeleteObject of one key, only while it holds `e_tag` (If-Match): `false` when S3 refused
+/// because the object changed since (412 Precondition Failed) or is gone (404).
+pub async fn delete_object_if(aws: &SdkSnapshots, bucket: &str, key: &str, e_tag: &str) -> Result<bool, AwsError> {
     aws.call("DeleteObject", async {
-        aws.s3.delete_object().bucket(bucket).key(key).send().await.map(|_| ()).map_err(|e| classify("DeleteObject", e))
+        match aws.s3.delete_object().bucket(bucket).key(key).if_match(e_tag).send().await {
+            Ok(_) => Ok(true),
+            Err(err) if matches!(err.raw_response().map(|r| r.status().as_u16()), Some(404 | 412)) => Ok(false),
+            Err(err) => Err(classify("DeleteObject", err)),
+        }
     })
     .await
 }

@@ -9,9 +9,15 @@ use super::status::RunView;
 use crate::api::schedule::SnapshotExportSchedule;
 use crate::api::SnapshotExport;
 use crate::aws::{AwsError, CopyFault};
-use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use kube::ResourceExt;
+use std::collections::HashSet;
 use tracing::info;
+
+/// `s3://bucket/key` as (bucket, key).
+fn split_url(url: &str) -> Option<(&str, &str)> {
+    url.strip_prefix("s3://").and_then(|r| r.split_once('/'))
+}
 
 /// Delete the intermediate snapshot of each finished run (completed, or failed for good: no
 /// request of it can be in flight, so the snapshot would be kept for nothing): one
@@ -93,8 +99,26 @@ pub(super) async fn prune(
     runs: &[RunView],
 ) -> Result<(), ScheduleError> {
     let doomed = runs_to_delete(&runs.iter().map(|r| r.facts.clone()).collect::<Vec<_>>(), obj.spec.retention.keep_last);
-    for name in doomed {
-        let Some(run) = runs.iter().find(|r| r.facts.name == name) else { continue };
+    // Deleted already (a finalizer holds it): pruned then, never twice.
+    let doomed: Vec<&RunView> = doomed.iter().filter_map(|name| runs.iter().find(|r| &r.facts.name == name && !r.deleting)).collect();
+    let prune_objects = obj.spec.retention.prune_exported_objects;
+    // The keys every other SnapshotExport of the namespace records or expects (runs or not, in
+    // flight or done): never pruned. Listed only when some object could be.
+    let kept: HashSet<String> = if prune_objects && doomed.iter().any(|r| !r.exported_objects.is_empty()) {
+        let all = exports.list(&ListParams::default()).await?;
+        all.items
+            .into_iter()
+            .filter(|o| !doomed.iter().any(|r| r.facts.name == o.name_any()))
+            .flat_map(|o| {
+                let status = o.status.unwrap_or_default();
+                status.exported_objects.into_iter().chain(status.expected_objects)
+            })
+            .collect()
+    } else {
+        HashSet::new()
+    };
+    for run in doomed {
+        let name = &run.facts.name;
         // A run stalled for its spec still holds its snapshot (an edit could revive it); once
         // retention deletes the run nothing can, so the snapshot goes first.
         if let Some(snap) = &run.annotated_intermediate {
@@ -102,21 +126,36 @@ pub(super) async fn prune(
                 continue;
             }
         }
-        if obj.spec.retention.prune_exported_objects {
+        let mut pruned = Vec::new();
+        if prune_objects {
             let mut seen = Vec::new();
-            for url in &run.exported_objects {
-                let Some((bucket, key)) = url.strip_prefix("s3://").and_then(|r| r.split_once('/')) else { continue };
-                seen.push(SeenObject { url: url.clone(), last_modified: sched_aws::object_written(&ctx.aws, bucket, key).await? });
+            for object in &run.exported_objects {
+                let Some((bucket, key)) = split_url(&object.url) else { continue };
+                seen.push(SeenObject { url: object.url.clone(), now: sched_aws::object_head(&ctx.aws, bucket, key).await? });
             }
-            for url in objects_to_prune(&run.exported_objects, run.requested_at, &seen) {
-                let (bucket, key) = url.strip_prefix("s3://").and_then(|r| r.split_once('/')).expect("checked above");
-                sched_aws::delete_object(&ctx.aws, bucket, key).await?;
+            for (url, e_tag) in objects_to_prune(&run.exported_objects, &seen, &kept) {
+                let (bucket, key) = split_url(&url).expect("checked above");
+                if sched_aws::delete_object_if(&ctx.aws, bucket, key, &e_tag).await? {
+                    pruned.push(url);
+                }
             }
         }
-        match exports.delete(&name, &DeleteParams::background()).await {
-            Ok(_) => info!(schedule = %obj.name_any(), run = %name, "deleted an old run (retention)"),
+        match exports.delete(name, &DeleteParams::background()).await {
+            Ok(_) => info!(schedule = %obj.name_any(), run = %name, pruned = pruned.len(), "deleted an old run (retention)"),
             Err(kube::Error::Api(e)) if e.code == 404 => {}
             Err(e) => return Err(e.into()),
+        }
+        // What stays in S3 is said once, with the run that no longer names it.
+        let left: Vec<&String> = run.exported_urls.iter().filter(|u| !pruned.contains(u)).collect();
+        if prune_objects && !left.is_empty() {
+            let why = if run.exported_objects.is_empty() {
+                "it completed before the operator recorded its objects' ETags, so none is provably its own"
+            } else {
+                "they are no longer the objects it wrote (written again since), or another SnapshotExport records or expects them"
+            };
+            let left = left.iter().map(|u| u.as_str()).collect::<Vec<_>>().join(", ");
+            let note = format!("Retention deleted the run {name} and kept in S3 {left}: {why}. Delete them by hand, or with a lifecycle rule, if they are not needed.");
+            publish(ctx, obj, false, "ExportedObjectsKept", &note).await;
         }
     }
     Ok(())

@@ -4,12 +4,14 @@
 //! or failed) older than the oldest kept one is deleted. Runs in flight are never deleted, nor
 //! are failed runs newer than the oldest kept success (they show what went wrong recently).
 //!
-//! With `pruneExportedObjects`, a deleted run's S3 objects are deleted too, but only the keys
-//! recorded in that run's status, and only when the object was written after the run's request:
-//! an object someone else wrote under that key is never touched, and nothing is ever listed by
-//! prefix.
+//! With `pruneExportedObjects`, a deleted run's S3 objects are deleted too, but only the objects
+//! recorded in that run's status with their ETag, only while the key still holds that ETag (with
+//! S3's conditional delete), and never a key another kept SnapshotExport records: an object
+//! someone else wrote under that key is never touched, and nothing is ever listed by prefix.
 
+use crate::api::ExportedObject;
 use jiff::Timestamp;
+use std::collections::HashSet;
 
 /// What retention needs to know of one run.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -48,23 +50,41 @@ pub fn runs_to_delete(runs: &[RunFacts], keep_last: u32) -> Vec<String> {
     doomed
 }
 
-/// One exported object of a run, as HeadObject saw it (`None` when it is gone).
+/// What HeadObject sees under a recorded object's key now.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SeenObject {
-    pub url: String,
+pub struct Head {
+    pub e_tag: Option<String>,
+    pub size: Option<i64>,
     pub last_modified: Option<Timestamp>,
 }
 
-/// The `s3://bucket/key` URLs to delete for a pruned run: recorded in its status, still there,
-/// and written at or after its request (S3 times have one-second resolution, so the request
-/// time is compared at whole seconds).
-pub fn objects_to_prune(recorded: &[String], requested: Option<Timestamp>, seen: &[SeenObject]) -> Vec<String> {
-    let Some(requested) = requested else { return Vec::new() };
-    let floor = Timestamp::from_second(requested.as_second()).unwrap_or(requested);
-    seen.iter()
-        .filter(|o| recorded.contains(&o.url))
-        .filter(|o| o.last_modified.is_some_and(|m| m >= floor))
-        .map(|o| o.url.clone())
+/// One object a run recorded, and what is under its key now (`None`: gone).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SeenObject {
+    pub url: String,
+    pub now: Option<Head>,
+}
+
+/// The objects to delete for a pruned run, each with the ETag to delete it under (S3's
+/// conditional delete, so an object written between the look and the delete survives): those
+/// the run recorded when it completed that are still that very write (the same ETag, size and
+/// write time, to the second: whoever wrote the key since, a person or another export, even
+/// with the same bytes, left another write time), and that no kept SnapshotExport records
+/// (`kept`, as `s3://bucket/key`). A run that recorded none (completed before operators
+/// recorded them) prunes nothing.
+pub fn objects_to_prune(recorded: &[ExportedObject], seen: &[SeenObject], kept: &HashSet<String>) -> Vec<(String, String)> {
+    let unquoted = |t: &str| t.trim_matches('"').to_string();
+    let same_write = |r: &ExportedObject, now: &Head| {
+        now.e_tag.as_deref().map(unquoted) == Some(unquoted(&r.e_tag))
+            && now.size == Some(r.size)
+            && now.last_modified.is_some_and(|t| r.last_modified.as_ref().is_some_and(|w| w.0.as_second() == t.as_second()))
+    };
+    recorded
+        .iter()
+        .filter(|r| !kept.contains(&r.url))
+        .filter(|r| seen.iter().any(|s| s.url == r.url && s.now.as_ref().is_some_and(|now| same_write(r, now))))
+        // S3 compares If-Match with the quoted ETag.
+        .map(|r| (r.url.clone(), format!("\"{}\"", unquoted(&r.e_tag))))
         .collect()
 }
 
@@ -99,21 +119,39 @@ mod tests {
     }
 
     #[test]
-    fn prune_only_recorded_keys_written_after_the_request() {
-        let t = |s: &str| Some(s.parse::<Timestamp>().unwrap());
-        let recorded = vec!["s3://b/x-0001.rdb".to_string(), "s3://b/x-0002.rdb".to_string()];
-        let seen = vec![
-            SeenObject { url: "s3://b/x-0001.rdb".into(), last_modified: t("2026-11-01T03:00:10Z") },
-            // Overwritten before the request: someone else's object now.
-            SeenObject { url: "s3://b/x-0002.rdb".into(), last_modified: t("2026-11-01T02:00:00Z") },
-            // Not recorded by the run.
-            SeenObject { url: "s3://b/other.rdb".into(), last_modified: t("2026-11-01T04:00:00Z") },
-            SeenObject { url: "s3://b/x-0003.rdb".into(), last_modified: None },
+    fn prune_only_recorded_objects_still_as_written_and_kept_by_no_one_else() {
+        let at = |s: &str| s.parse::<Timestamp>().unwrap();
+        let written = at("2026-11-01T03:10:00.250Z");
+        let object = |key: &str, e_tag: &str| ExportedObject {
+            url: format!("s3://b/{key}"),
+            e_tag: e_tag.into(),
+            size: 10,
+            last_modified: Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(written)),
+        };
+        let head =
+            |e_tag: &str, size: i64, when: &str| Some(Head { e_tag: Some(e_tag.into()), size: Some(size), last_modified: Some(at(when)) });
+        let seen = |key: &str, now: Option<Head>| SeenObject { url: format!("s3://b/{key}"), now };
+        let recorded: Vec<ExportedObject> = (1..=6).map(|i| object(&format!("x-000{i}.rdb"), &format!("\"e{i}\""))).collect();
+        let looks = vec![
+            // Still what the run wrote (S3 may quote an ETag or not; HEAD times are whole seconds).
+            seen("x-0001.rdb", head("e1", 10, "2026-11-01T03:10:00Z")),
+            // Written again since (by a person, or an export after the files were moved).
+            seen("x-0002.rdb", head("\"other\"", 10, "2026-11-02T00:00:00Z")),
+            // The same bytes written again later: same ETag and size, another write.
+            seen("x-0003.rdb", head("\"e3\"", 10, "2026-11-02T00:00:00Z")),
+            // Gone already.
+            seen("x-0004.rdb", None),
+            // Still as written, but another kept SnapshotExport records this key.
+            seen("x-0005.rdb", head("\"e5\"", 10, "2026-11-01T03:10:00Z")),
+            // Another size under the same ETag: not the same object.
+            seen("x-0006.rdb", head("\"e6\"", 11, "2026-11-01T03:10:00Z")),
+            // Not the run's.
+            seen("other-0001.rdb", head("\"e1\"", 10, "2026-11-01T03:10:00Z")),
         ];
-        assert_eq!(objects_to_prune(&recorded, t("2026-11-01T03:00:00.700Z"), &seen), vec!["s3://b/x-0001.rdb".to_string()]);
-        assert!(objects_to_prune(&recorded, None, &seen).is_empty(), "no request time, nothing is provably ours");
-        // Same second as the request counts (S3 keeps whole seconds).
-        let same = vec![SeenObject { url: "s3://b/x-0001.rdb".into(), last_modified: t("2026-11-01T03:00:00Z") }];
-        assert_eq!(objects_to_prune(&recorded, t("2026-11-01T03:00:00.700Z"), &same).len(), 1);
+        let kept: HashSet<String> = ["s3://b/x-0005.rdb".to_string()].into();
+        assert_eq!(objects_to_prune(&recorded, &looks, &kept), vec![("s3://b/x-0001.rdb".to_string(), "\"e1\"".to_string())]);
+        assert!(objects_to_prune(&[], &looks, &HashSet::new()).is_empty(), "nothing recorded: nothing is provably the run's");
+        let timeless = ExportedObject { last_modified: None, ..recorded[0].clone() };
+        assert!(objects_to_prune(&[timeless], &looks, &HashSet::new()).is_empty(), "no write time recorded: not provably the same write");
     }
 }

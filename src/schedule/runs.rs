@@ -335,11 +335,12 @@ pub(super) fn view(run: SnapshotExport, clock: &Clock) -> RunView {
         intermediate: annotations.get(INTERMEDIATE_ANNOTATION).filter(|_| over_for_good).cloned(),
         annotated_intermediate: annotations.get(INTERMEDIATE_ANNOTATION).cloned(),
         serverless: run.spec.is_serverless(),
-        exported_objects: status.exported_objects.clone(),
+        exported_objects: status.exported_object_details.clone(),
+        exported_urls: status.exported_objects.clone(),
+        deleting: run.metadata.deletion_timestamp.is_some(),
         accepted,
         created: run.metadata.creation_timestamp.as_ref().map_or(scheduled, |t| clock.at(t.0)),
         last_seen,
-        requested_at: status.copy_requested_at.map(|t| t.0),
     }
 }
 

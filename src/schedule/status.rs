@@ -4,6 +4,7 @@
 use super::retention::{RunFacts, RunState};
 use crate::api::conditions::{set_health, Health};
 use crate::api::schedule::SnapshotExportScheduleStatus;
+use crate::api::ExportedObject;
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
@@ -26,8 +27,13 @@ pub struct RunView {
     pub annotated_intermediate: Option<String>,
     /// The run's source is a serverless snapshot (so is its intermediate one).
     pub serverless: bool,
-    pub exported_objects: Vec<String>,
-    pub requested_at: Option<Timestamp>,
+    /// The objects its export wrote, with the ETag, size and write time each had when it
+    /// completed (empty for a run completed before operators recorded them).
+    pub exported_objects: Vec<ExportedObject>,
+    /// The objects its export wrote, as `s3://bucket/key`.
+    pub exported_urls: Vec<String>,
+    /// Being deleted (retention deleted it; a finalizer holds it).
+    pub deleting: bool,
     /// AWS accepted the run's request. A run stalled before that is retried and may still
     /// export: it holds back later runs however long it takes (they would stall the same way).
     pub accepted: bool,
@@ -193,7 +199,8 @@ mod tests {
             annotated_intermediate: None,
             serverless: false,
             exported_objects: vec![],
-            requested_at: None,
+            exported_urls: vec![],
+            deleting: false,
             accepted: true,
             created: scheduled,
             last_seen: (state == RunState::InFlight).then(|| ("s".to_string(), "exporting".to_string())),

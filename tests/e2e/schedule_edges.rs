@@ -545,3 +545,74 @@ async fn a_run_that_never_ends_times_out_and_the_schedule_goes_on() {
     assert!(metrics.contains(&series("RunTimedOut", 3)), "{metrics}");
     assert!(metrics.contains(&series("Failed", 1)) && metrics.contains(&series("Succeeded", 1)), "{metrics}");
 }
+
+/// Retention with `pruneExportedObjects` trusted "written after the run's request", which is also
+/// true of an object someone wrote later under the same key. Now a run records each object's
+/// ETag, size and write time when it completes, and retention deletes an object only while it is
+/// still that very write (HeadObject, then S3's If-Match): a foreign object under a completed
+/// run's key survives, so do the same bytes written again; an untouched one goes, and what stays
+/// is told (issue 31, step 2).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_prunes_only_the_objects_a_run_wrote() {
+    let mut bed = Bed::without_operator().await;
+    let bucket = "ecx-prune";
+    create_bucket(&bed.s3, bucket, REGION, Access::FULL_ACL).await;
+    // A virtual day is six real seconds.
+    let clock = crate::schedule::TestClock::new("2026-11-23T00:00:00Z", 14_400.0);
+    bed.start_operator_env(&[], &clock.env());
+    create_schedule(
+        &bed,
+        "pruned",
+        json!({
+            "schedule": "0 3 * * *",
+            "source": {"replicationGroupId": "prune-rg"},
+            "template": {"targetBucket": bucket},
+            "retention": {"keepLast": 1, "pruneExportedObjects": true},
+        }),
+    )
+    .await;
+    let key = |day: u32| format!("pruned-202611{day}-0300-0001.rdb");
+    for day in 23..=26 {
+        seed_automatic(&bed, "prune-rg", &format!("2026-11-{day}T02:00:00Z"));
+        clock.sleep_until(&format!("2026-11-{day}T03:00:00Z")).await;
+        // Each night's run completes (before the next night: a virtual day is six real seconds).
+        let run = bed.wait_for(&format!("pruned-202611{day}-0300"), "Ready", 30, |o| is_true(o, "Ready")).await;
+        let details = run.status.unwrap().exported_object_details;
+        assert_eq!(details.len(), 1, "the run records its object's ETag, size and write time: {details:?}");
+        assert_eq!(details[0].url, format!("s3://{bucket}/{}", key(day)));
+        assert!(!details[0].e_tag.is_empty() && details[0].size > 0, "{details:?}");
+        let put = |body: Vec<u8>| bed.s3.put_object().bucket(bucket).key(key(day)).body(body.into()).send();
+        match day {
+            // Someone writes another file under the first run's key.
+            23 => {
+                put(b"someone else's file".to_vec()).await.unwrap();
+            }
+            // The second run's file is written again, byte for byte (S3 times are whole seconds).
+            24 => {
+                let object = bed.s3.get_object().bucket(bucket).key(key(day)).send().await.unwrap();
+                let bytes = object.body.collect().await.unwrap().into_bytes().to_vec();
+                tokio::time::sleep(Duration::from_millis(1100)).await;
+                put(bytes).await.unwrap();
+            }
+            _ => {}
+        }
+    }
+    // Night 26's run completed: retention deletes the older runs; only night 25's object was
+    // provably theirs.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let names: Vec<String> = runs_of(&bed, "pruned").await.iter().map(|r| r.name_any()).collect();
+        if names == ["pruned-20261126-0300"] {
+            break;
+        }
+        assert!(Instant::now() < deadline, "retention kept {names:?}; log:\n{}", bed.log_text());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let mut keys = bucket_keys(&bed.s3, bucket).await;
+    keys.sort();
+    assert_eq!(keys, [key(23), key(24), key(26)], "night 25's object pruned; the foreign one and the one written again kept");
+    let body = bed.s3.get_object().bucket(bucket).key(key(23)).send().await.unwrap().body.collect().await.unwrap().into_bytes();
+    assert_eq!(&body[..], b"someone else's file");
+    let reasons = schedule_event_reasons_with(&bed, "pruned", "ExportedObjectsKept").await;
+    assert_eq!(reasons.iter().filter(|(_, r)| r == "ExportedObjectsKept").count(), 2, "what stays is told, per run: {reasons:?}");
+}

@@ -38,7 +38,11 @@ pub(super) fn export_at(source: Option<SnapshotInfo>, objects: &[(&str, i64)], c
         source,
         objects: objects
             .iter()
-            .map(|(k, at)| ExportObject { key: k.to_string(), last_modified: Some(Timestamp::from_second(*at).unwrap()) })
+            .map(|(k, at)| ExportObject {
+                key: k.to_string(),
+                last_modified: Some(Timestamp::from_second(*at).unwrap()),
+                ..Default::default()
+            })
             .collect(),
         claimed_by: claimed_by.map(|owner| Claim { owner: owner.to_string(), accepted: true, requested_at: None }),
     }
@@ -474,7 +478,7 @@ fn export_objects_are_adopted_only_by_evidence() {
     // An object whose LastModified is unknown is no evidence.
     let blind = Observation::Export {
         source: src(),
-        objects: vec![ExportObject { key: "dst-0001.rdb".into(), last_modified: None }],
+        objects: vec![ExportObject { key: "dst-0001.rdb".into(), ..Default::default() }],
         claimed_by: None,
     };
     assert_eq!(kind(&decide(&spec(b), &unknown(), UID, &blind, now())), "Stalled:S3ObjectAlreadyExists:keep");
