@@ -68,6 +68,17 @@ async fn a_deleted_and_recreated_nightly_object_starts_afresh_and_the_sweep_goes
     assert!(!calls.is_empty());
 }
 
+/// Start the operator with the test timing but `--poll-max-seconds` (the sweep ceiling and the
+/// safety-net requeue) set to `seconds`.
+fn start_with_poll_max(bed: &mut Bed, seconds: &'static str) {
+    let mut args: Vec<&str> = TEST_TIMING.to_vec();
+    let at = args.iter().position(|a| *a == "--poll-max-seconds").unwrap();
+    args[at + 1] = seconds;
+    args.extend(TEST_POLICY);
+    let operator = Operator::start(&bed.cluster, &bed.emulator, bed.dir.path(), 0, &args);
+    bed.operators.push(operator);
+}
+
 /// An in-region copy refused because its source is busy waits for the source: the shared sweep
 /// must follow the source (it followed the copy's own name, which never changes, so the copy
 /// waited for the slow safety-net requeue).
@@ -77,12 +88,7 @@ async fn an_in_region_copy_waiting_for_a_busy_source_starts_when_the_source_is_a
     bed.emulator.seed_snapshot("busy-src", 1);
     bed.emulator.set_snapshot_status("busy-src", "creating");
     // A long safety-net requeue (and sweep ceiling): only following the right snapshot is quick.
-    let mut args: Vec<&str> = TEST_TIMING.to_vec();
-    let at = args.iter().position(|a| *a == "--poll-max-seconds").unwrap();
-    args[at + 1] = "30";
-    args.extend(TEST_POLICY);
-    let operator = Operator::start(&bed.cluster, &bed.emulator, bed.dir.path(), 0, &args);
-    bed.operators.push(operator);
+    start_with_poll_max(&mut bed, "30");
     bed.cluster.apply("waits", json!({"sourceSnapshotName": "busy-src", "targetSnapshotName": "waits-copy"})).await;
     bed.wait_for("waits", "waiting for its source", 30, |o| {
         condition(o, "Reconciling").is_some_and(|c| c.0 == "True" && c.1 == "SourceSnapshotNotReady")
@@ -111,12 +117,7 @@ async fn an_export_of_a_busy_source_that_finishes_between_two_looks_is_ready_at_
     bed.emulator.set_snapshot_status("busy-exp-src", "creating");
     create_bucket(&bed.s3, "ecx-busy", REGION, Access::FULL_ACL).await;
     // The production safety net and sweep ceiling: only a look after the acceptance is quick.
-    let mut args: Vec<&str> = TEST_TIMING.to_vec();
-    let at = args.iter().position(|a| *a == "--poll-max-seconds").unwrap();
-    args[at + 1] = "300";
-    args.extend(TEST_POLICY);
-    let operator = Operator::start(&bed.cluster, &bed.emulator, bed.dir.path(), 0, &args);
-    bed.operators.push(operator);
+    start_with_poll_max(&mut bed, "300");
     let spec = json!({"sourceSnapshotName": "busy-exp-src", "targetSnapshotName": "busy-exp", "targetBucket": "ecx-busy"});
     bed.cluster.apply("busy-exp", spec).await;
     bed.wait_for("busy-exp", "waiting for its source", 30, |o| {
