@@ -11,6 +11,7 @@ pub use kube_proxy::{KubeProxy, ProxiedRequest};
 
 use aws_sdk_s3::types::{AccessControlPolicy, Grant, Grantee, Permission, Type};
 use ecx::api::SnapshotExport;
+use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::api::events::v1::Event;
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
@@ -694,6 +695,11 @@ impl Operator {
         self.child.id()
     }
 
+    /// Whether the process has ended (a replica that lost its lease exits on purpose).
+    pub fn has_exited(&mut self) -> bool {
+        !matches!(self.child.try_wait(), Ok(None))
+    }
+
     /// SIGKILL: no graceful shutdown, as in a crash.
     pub fn kill(&mut self) {
         let _ = self.child.kill();
@@ -842,4 +848,10 @@ impl Bed {
         })
         .await
     }
+}
+
+/// Who holds the Lease `name` in `namespace` (`None`: released, or never taken).
+pub async fn lease_holder(client: &Client, namespace: &str, name: &str) -> Option<String> {
+    let leases: Api<Lease> = Api::namespaced(client.clone(), namespace);
+    leases.get_opt(name).await.expect("get the Lease")?.spec?.holder_identity
 }

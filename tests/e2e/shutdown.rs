@@ -10,7 +10,6 @@
 
 use crate::harness::*;
 use crate::readiness::{readyz_answer, start, wait_for_log, wait_ready, Replica};
-use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition as Crd;
 use kube::api::{Api, ApiResource, DynamicObject, ListParams, Patch, PatchParams};
 use kube::{Client, ResourceExt};
@@ -59,12 +58,6 @@ async fn remove_crd(client: &Client, name: &str) {
         assert!(Instant::now() < deadline, "the CRD {name} was not deleted within 60 s");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-}
-
-/// Who holds the Lease `name` in `namespace` (`None`: released, or never taken).
-async fn lease_holder(client: &Client, namespace: &str, name: &str) -> Option<String> {
-    let leases: Api<Lease> = Api::namespaced(client.clone(), namespace);
-    leases.get_opt(name).await.expect("get the Lease")?.spec?.holder_identity
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
