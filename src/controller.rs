@@ -160,11 +160,17 @@ fn error_policy<A: SnapshotApis>(obj: Arc<SnapshotExport>, err: &ReconcileError,
 
 /// The metadata the cache keeps of each object: what reconciles read (identity, generation,
 /// finalizers, deletion) and what writes are guarded by (resourceVersion). The cache holds every
-/// object for the operator's lifetime, and labels, annotations (a `kubectl apply` annotation
-/// holds the whole object again), owner references and managedFields are never read. Status
-/// writes keep the stored metadata whatever we send (the status subresource takes only status).
+/// object for the operator's lifetime, and labels, owner references, managedFields and
+/// annotations (a `kubectl apply` annotation holds the whole object again) are never read, but
+/// for the one saying the source is an automatic backup. Status writes keep the stored metadata
+/// whatever we send (the status subresource takes only status).
 fn cached_metadata(full: ObjectMeta) -> ObjectMeta {
+    let annotations = full.annotations.and_then(|mut all| {
+        let automatic = all.remove_entry(crate::api::AUTOMATIC_SOURCE_ANNOTATION)?;
+        Some(std::collections::BTreeMap::from([automatic]))
+    });
     ObjectMeta {
+        annotations,
         name: full.name,
         namespace: full.namespace,
         uid: full.uid,
@@ -274,6 +280,22 @@ mod tests {
         assert!(md.labels.is_none() && md.annotations.is_none() && md.managed_fields.is_none() && md.owner_references.is_none());
         assert_eq!(decoded.spec.target_snapshot_name, "dst");
         assert_eq!(decoded.status.unwrap().phase, Some(crate::api::Phase::Copying));
+    }
+
+    #[test]
+    fn the_cache_keeps_the_automatic_source_annotation_alone() {
+        let obj = dynamic(json!({
+            "apiVersion": "elasticache-export.io/v1alpha1", "kind": "SnapshotExport",
+            "metadata": {"name": "a", "namespace": "ns", "annotations": {
+                "kubectl.kubernetes.io/last-applied-configuration": "{\"spec\":{}}",
+                "elasticache-export.io/automatic-source": "true",
+            }},
+            "spec": {"sourceSnapshotName": "automatic.rg-2026-11-23-02-00", "targetSnapshotName": "dst"},
+        }));
+        let decoded = decode_export(obj).unwrap();
+        let kept: Vec<&String> = decoded.metadata.annotations.iter().flat_map(|a| a.keys()).collect();
+        assert_eq!(kept, ["elasticache-export.io/automatic-source"]);
+        assert!(decoded.has_automatic_source());
     }
 
     #[test]

@@ -28,6 +28,15 @@ pub const OUTCOME_UNKNOWN: &str = "RequestOutcomeUnknown";
 /// deleting the other object lets it adopt them).
 pub const OWNER_UNKNOWN: &str = "ExportOwnerUnknown";
 
+/// The reason of an object whose source is an automatic backup that no longer exists:
+/// ElastiCache deleted it at the end of its retention and never creates that name again, so no
+/// retry can heal it (terminal, with or without a recorded acceptance).
+pub const SOURCE_EXPIRED: &str = "SourceSnapshotExpired";
+
+/// Set (to `"true"`) on a SnapshotExport whose source is an automatic backup (a schedule's
+/// LatestAutomatic run; a user may set it too): once that snapshot is gone it is gone for good.
+pub const AUTOMATIC_SOURCE_ANNOTATION: &str = "elasticache-export.io/automatic-source";
+
 /// The reason of an export whose objects stop short of what it must write, once ElastiCache is
 /// no longer exporting (or the source is gone): terminal, with or without a recorded acceptance.
 pub const EXPORT_INCOMPLETE: &str = "ExportIncomplete";
@@ -360,7 +369,8 @@ impl SnapshotExportStatus {
 
     /// Whether the object is finished for good without success and no edit can revive it: AWS
     /// accepted its request and it then stalled (the copy failed or vanished, the export failed),
-    /// or an export's outcome stayed unknown (a second request could export twice). No AWS call
+    /// or an export's outcome stayed unknown (a second request could export twice), or its
+    /// automatic source backup expired before it was accepted. No AWS call
     /// is ever made for it again; a new copy is a new SnapshotExport.
     pub fn is_terminal(&self) -> bool {
         self.phase == Some(Phase::Failed)
@@ -371,15 +381,25 @@ impl SnapshotExportStatus {
     /// Stalled for good although no acceptance was recorded: an export request's outcome is
     /// unknown and AWS shows nothing of it (a second request could export twice), or objects
     /// written after it show it was carried out and stopped short (`ExportIncomplete`: a look
-    /// can never heal it, only cost two AWS calls each time). Re-creating the object retries.
+    /// can never heal it, only cost two AWS calls each time), or its source is an automatic
+    /// backup that expired (`SourceSnapshotExpired`). Re-creating the object retries.
     fn is_over_unaccepted(&self) -> bool {
-        self.last_error.as_ref().is_some_and(|e| [OUTCOME_UNKNOWN, EXPORT_INCOMPLETE].contains(&e.reason.as_str()))
+        self.last_error.as_ref().is_some_and(|e| [OUTCOME_UNKNOWN, EXPORT_INCOMPLETE, SOURCE_EXPIRED].contains(&e.reason.as_str()))
     }
 
     /// Stalled for its spec (`InvalidSpec`, `SpecChanged`): healed by an edit of the object
     /// (reverting the spec), not by AWS.
     fn is_stalled_by_its_spec(&self) -> bool {
         self.last_error.as_ref().is_some_and(|e| matches!(e.reason.as_str(), "InvalidSpec" | "SpecChanged"))
+    }
+}
+
+impl SnapshotExport {
+    /// Whether the source is an automatic backup, as its annotation says (set by a schedule's
+    /// LatestAutomatic run, which found it among the cache's automatic snapshots). The name does
+    /// not say it: `automatic.` is only ElastiCache's habit, not a rule AWS documents.
+    pub fn has_automatic_source(&self) -> bool {
+        self.metadata.annotations.as_ref().and_then(|a| a.get(AUTOMATIC_SOURCE_ANNOTATION)).is_some_and(|v| v == "true")
     }
 }
 

@@ -17,7 +17,7 @@
 //! group of the source, known in advance; a serverless snapshot names no shards, so its export's
 //! keys are the `<snapshot>-NNNN.rdb` objects found in the bucket once the export is over.
 
-use crate::api::{Phase, SnapshotExportSpec, SnapshotExportStatus, EXPORT_INCOMPLETE, OUTCOME_UNKNOWN};
+use crate::api::{Phase, SnapshotExportSpec, SnapshotExportStatus, EXPORT_INCOMPLETE, OUTCOME_UNKNOWN, SOURCE_EXPIRED};
 use crate::aws::{export_object_key, AwsError, CopyFault, ExportObject, S3Problem, SnapshotInfo, SnapshotStatus};
 use crate::safety::Verdict;
 pub use export::export_pattern;
@@ -82,6 +82,40 @@ pub fn bounded_recheck(spec: &SnapshotExportSpec, repeats: u32, answer: &str) ->
             "AWS keeps answering {answer:?} ({repeats} times in a row), yet the operator finds no {what} of this SnapshotExport. Check the target in the ElastiCache console (and the bucket); the request is retried slowly."
         ),
         clear_intent: false,
+    }
+}
+
+/// A source missing at a direct look (CopySnapshot's `SnapshotNotFoundFault`, or a describe by
+/// name: never one shared listing) that is an automatic backup is gone for good: ElastiCache
+/// deleted it when its retention ended and never creates that name again. Retrying could only
+/// cost AWS calls (and hold back a schedule), so the stall is terminal.
+pub fn source_gone_for_good(spec: &SnapshotExportSpec, automatic_source: bool, decision: Decision) -> Decision {
+    match decision {
+        Decision::Stalled { reason, .. } if automatic_source && reason == "SourceSnapshotNotFound" => Decision::Stalled {
+            reason: SOURCE_EXPIRED.into(),
+            message: format!(
+                "The source snapshot {:?} no longer exists: it is an automatic backup, which ElastiCache deletes when the cache's snapshot retention ends, and it never comes back. Nothing more is requested for this SnapshotExport. To export a backup, create a new SnapshotExport of a newer one (a schedule's next run takes the newest); to keep backups longer, raise the cache's SnapshotRetentionLimit.",
+                spec.source_snapshot_name
+            ),
+            // No request of ours can be at work on a snapshot that is gone: the intent claims
+            // nothing (another export of the same keys must not wait on it).
+            clear_intent: true,
+        },
+        other => other,
+    }
+}
+
+/// The source is not in the operator's region (CopySnapshot said so, or a describe by name found
+/// nothing): retried, since creating the snapshot heals it (unless it was an automatic backup,
+/// see [`source_gone_for_good`]). `intent`: a request whose outcome is unknown is kept.
+pub fn source_not_found(spec: &SnapshotExportSpec, intent: bool) -> Decision {
+    Decision::Stalled {
+        reason: "SourceSnapshotNotFound".into(),
+        message: format!(
+            "The source snapshot {:?} was not found in the operator's region. Check sourceSnapshotName and the region; the export is retried, so creating the snapshot heals it.",
+            spec.source_snapshot_name
+        ),
+        clear_intent: !intent,
     }
 }
 

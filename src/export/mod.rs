@@ -282,6 +282,16 @@ async fn reconcile_once<A: SnapshotApis>(obj: Arc<SnapshotExport>, ctx: &Arc<Con
             Err(err) => retry_later(&err),
         }
     };
+    if decision == Decision::RequestCopy && obj.has_automatic_source() && status.phase == Some(Phase::Failed) {
+        // A retry of a stalled run of an automatic backup: the backup may have expired while the
+        // run waited (on its bucket, say), and then nothing heals it. One describe by name says
+        // so before the preflight looks at the bucket again.
+        decision = match serverless::describe(&ctx.aws, obj.spec.is_serverless(), &obj.spec.source_snapshot_name).await {
+            Ok(Some(_)) => decision,
+            Ok(None) => decide::source_not_found(&obj.spec, status.copy_requested_at.is_some()),
+            Err(err) => retry_later(&err),
+        };
+    }
     if decision == Decision::RequestCopy {
         // Bucket preflight: only right before a request, never on a poll.
         decision = decide::from_safety(&obj.spec, ctx.safety.preflight(&obj.spec, &ctx.events, &current).await);
@@ -326,6 +336,10 @@ async fn reconcile_once<A: SnapshotApis>(obj: Arc<SnapshotExport>, ctx: &Arc<Con
             warn!(object = %key, repeats, %answer, "AWS keeps answering the same; stalled");
         }
     }
+
+    // Every "source not found" comes from a direct look (the answer to the request, or a describe
+    // by name): an automatic backup found so is gone for good.
+    decision = decide::source_gone_for_good(&obj.spec, obj.has_automatic_source(), decision);
 
     let now = Time(Timestamp::now());
     let recorded = current.status.clone().unwrap_or_default();

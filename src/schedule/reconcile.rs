@@ -97,6 +97,7 @@ pub async fn reconcile(obj: Arc<SnapshotExportSchedule>, ctx: Arc<ScheduleContex
     let cache = CacheRef::of(&obj.spec.source).expect("validated above: exactly one cache");
     let exports: Api<SnapshotExport> = Api::namespaced(ctx.client.clone(), &ns);
     let mut runs = runs::observe_runs(&exports, &name, &uid, &ctx.clock).await?;
+    runs::mark_automatic_sources(&exports, &obj, &mut runs).await?;
     let mut status = old.clone();
     let mut stall: Option<(&str, String)> = None;
     // A recorded intent that cannot be carried out now (told once, as a start that fails is),

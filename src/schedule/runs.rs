@@ -13,7 +13,7 @@ use super::status::RunView;
 use super::timetable::Timetable;
 use crate::api::conditions::{find, STALLED};
 use crate::api::schedule::*;
-use crate::api::{Phase, SnapshotExport, SnapshotExportSpec, SnapshotExportStatus};
+use crate::api::{Phase, SnapshotExport, SnapshotExportSpec, SnapshotExportStatus, AUTOMATIC_SOURCE_ANNOTATION};
 use crate::aws::AwsError;
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time};
@@ -87,7 +87,7 @@ pub(super) async fn start_run(
                     Ok((false, "NoNewSnapshot".into(), message))
                 }
                 Choice::Export(snap) => {
-                    create_run(exports, obj, run_name, scheduled, &snap.name, &target, None).await?;
+                    create_run(exports, obj, run_name, scheduled, RunSource::Automatic(&snap.name), &target).await?;
                     status.source = Some(ResolvedSource {
                         cache_id: cache.id().into(),
                         snapshot_name: Some(snap.name.clone()),
@@ -200,7 +200,7 @@ pub(super) async fn finish_pending(
                 .into());
             }
         }
-        create_run(exports, obj, &pending.run_name, pending.scheduled_time.0, &pending.snapshot_name, target, Some(&pending.snapshot_name))
+        create_run(exports, obj, &pending.run_name, pending.scheduled_time.0, RunSource::Intermediate(&pending.snapshot_name), target)
             .await?;
     }
     Ok(Finished::Started)
@@ -225,21 +225,38 @@ fn allowed(ctx: &ScheduleContext, obj: &SnapshotExportSchedule, cache: &CacheRef
         .map_err(ScheduleError::ExportNotAllowed)
 }
 
+/// What a run exports.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum RunSource<'a> {
+    /// An automatic backup of the cache: ElastiCache deletes it when its retention ends.
+    Automatic(&'a str),
+    /// The snapshot the run took (CreateSnapshot), deleted after the run unless kept.
+    Intermediate(&'a str),
+}
+
 /// Create one run object; AlreadyExists means it was created before (exactly once).
 pub(super) async fn create_run(
     exports: &Api<SnapshotExport>,
     obj: &SnapshotExportSchedule,
     run_name: &str,
     scheduled: Timestamp,
-    source: &str,
+    source: RunSource<'_>,
     target: &str,
-    intermediate: Option<&str>,
 ) -> Result<(), ScheduleError> {
-    let spec = run_spec(&obj.spec, source, target);
     let mut annotations = BTreeMap::from([(SCHEDULED_TIME_ANNOTATION.to_string(), scheduled.to_string())]);
-    if let (Some(snap), false) = (intermediate, obj.spec.source.keep_intermediate_snapshot) {
-        annotations.insert(INTERMEDIATE_ANNOTATION.into(), snap.into());
-    }
+    let source = match source {
+        RunSource::Automatic(snap) => {
+            annotations.insert(AUTOMATIC_SOURCE_ANNOTATION.into(), "true".into());
+            snap
+        }
+        RunSource::Intermediate(snap) => {
+            if !obj.spec.source.keep_intermediate_snapshot {
+                annotations.insert(INTERMEDIATE_ANNOTATION.into(), snap.into());
+            }
+            snap
+        }
+    };
+    let spec = run_spec(&obj.spec, source, target);
     let run = SnapshotExport {
         metadata: ObjectMeta {
             name: Some(run_name.into()),
@@ -335,6 +352,7 @@ pub(super) fn view(run: SnapshotExport, clock: &Clock) -> RunView {
         intermediate: annotations.get(INTERMEDIATE_ANNOTATION).filter(|_| over_for_good).cloned(),
         annotated_intermediate: annotations.get(INTERMEDIATE_ANNOTATION).cloned(),
         serverless: run.spec.is_serverless(),
+        automatic_source: annotations.get(AUTOMATIC_SOURCE_ANNOTATION).is_some_and(|v| v == "true"),
         exported_objects: status.exported_object_details.clone(),
         exported_urls: status.exported_objects.clone(),
         deleting: run.metadata.deletion_timestamp.is_some(),
@@ -342,6 +360,30 @@ pub(super) fn view(run: SnapshotExport, clock: &Clock) -> RunView {
         created: run.metadata.creation_timestamp.as_ref().map_or(scheduled, |t| clock.at(t.0)),
         last_seen,
     }
+}
+
+/// Mark the runs in flight of a LatestAutomatic schedule that were created before runs were
+/// marked (an upgrade) as exporting an automatic backup, so that one whose backup expires ends
+/// (`SourceSnapshotExpired`) instead of holding back the schedule for ever. A run whose source is
+/// the snapshot this schedule takes itself (its mode was CreateSnapshot) is not one.
+pub(super) async fn mark_automatic_sources(
+    exports: &Api<SnapshotExport>,
+    obj: &SnapshotExportSchedule,
+    runs: &mut [RunView],
+) -> Result<(), ScheduleError> {
+    if obj.spec.source.mode != SourceMode::LatestAutomatic {
+        return Ok(());
+    }
+    let uid = obj.uid().unwrap_or_default();
+    let mark = serde_json::json!({"metadata": {"annotations": {AUTOMATIC_SOURCE_ANNOTATION: "true"}}});
+    for run in runs.iter_mut().filter(|r| r.facts.state == RunState::InFlight && !r.automatic_source && !r.deleting) {
+        if run.source == names::intermediate_snapshot_name(&uid, &run.facts.name) || run.annotated_intermediate.is_some() {
+            continue;
+        }
+        exports.patch(&run.facts.name, &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&mark)).await?;
+        run.automatic_source = true;
+    }
+    Ok(())
 }
 
 /// The snapshot AWS works on for a run and its status as the run last saw it: an export's

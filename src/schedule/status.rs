@@ -27,6 +27,8 @@ pub struct RunView {
     pub annotated_intermediate: Option<String>,
     /// The run's source is a serverless snapshot (so is its intermediate one).
     pub serverless: bool,
+    /// The run is marked as exporting an automatic backup (`AUTOMATIC_SOURCE_ANNOTATION`).
+    pub automatic_source: bool,
     /// The objects its export wrote, with the ETag, size and write time each had when it
     /// completed (empty for a run completed before operators recorded them).
     pub exported_objects: Vec<ExportedObject>,
@@ -198,6 +200,7 @@ mod tests {
             intermediate: None,
             annotated_intermediate: None,
             serverless: false,
+            automatic_source: true,
             exported_objects: vec![],
             exported_urls: vec![],
             deleting: false,

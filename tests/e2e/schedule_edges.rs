@@ -616,3 +616,74 @@ async fn retention_prunes_only_the_objects_a_run_wrote() {
     let reasons = schedule_event_reasons_with(&bed, "pruned", "ExportedObjectsKept").await;
     assert_eq!(reasons.iter().filter(|(_, r)| r == "ExportedObjectsKept").count(), 2, "what stays is told, per run: {reasons:?}");
 }
+
+/// A LatestAutomatic run stalled on its bucket until ElastiCache deleted its automatic backup
+/// (the cache's snapshot retention ended) was `SourceSnapshotNotFound` for ever: tried again every
+/// retry period, never over, so every later night was `PreviousRunInFlight`. Now the run says the
+/// backup expired and ends for good, with no AWS call for it again, and the next night runs. A
+/// run made before runs were marked (an upgrade) is marked by its schedule (issue 31, step 5).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_whose_automatic_backup_expired_while_stalled_ends_and_the_schedule_goes_on() {
+    let mut bed = Bed::without_operator().await;
+    let bucket = "ecx-expiring";
+    create_bucket(&bed.s3, bucket, REGION, Access::None).await;
+    // A virtual day is 24 real seconds.
+    let clock = crate::schedule::TestClock::new("2026-11-23T00:00:00Z", 3_600.0);
+    bed.start_operator_env(&[], &clock.env());
+    let backup = seed_automatic(&bed, "exp-rg", "2026-11-23T02:00:00Z");
+    create_schedule(
+        &bed,
+        "expiring",
+        json!({"schedule": "0 3 * * *", "source": {"replicationGroupId": "exp-rg"}, "template": {"targetBucket": bucket}}),
+    )
+    .await;
+    let run = "expiring-20261123-0300";
+    let last_reason =
+        |o: &SnapshotExport| o.status.as_ref().and_then(|s| s.last_error.as_ref()).map(|e| e.reason.clone()).unwrap_or_default();
+    bed.wait_for(run, "stalled on its bucket", 60, |o| last_reason(o).starts_with("S3")).await;
+    // The next night's backup is there already: only the stuck run could keep it from running.
+    seed_automatic(&bed, "exp-rg", "2026-11-24T02:00:00Z");
+
+    // A run made by an operator that did not mark runs: its schedule marks it.
+    let marked = |o: &SnapshotExport| o.annotations().get("elasticache-export.io/automatic-source").is_some_and(|v| v == "true");
+    assert!(marked(&bed.cluster.get(run).await), "a LatestAutomatic run is marked when it is created");
+    let unmark = json!({"metadata": {"annotations": {"elasticache-export.io/automatic-source": null}}});
+    bed.cluster.exports().patch(run, &PatchParams::default(), &Patch::Merge(&unmark)).await.unwrap();
+    bed.wait_for(run, "marked again by its schedule", 30, marked).await;
+
+    // ElastiCache deletes the backup at the end of its retention, the bucket still unfixed.
+    bed.emulator.elasticache().delete_snapshot().snapshot_name(&backup).send().await.expect("delete the automatic backup");
+    let expired = bed.wait_stalled(run, "SourceSnapshotExpired").await;
+    let message = condition(&expired, "Stalled").unwrap().2;
+    assert!(message.contains(&backup) && message.contains("automatic backup"), "{message}");
+    bed.cluster.wait_event(run, "Warning", "SourceSnapshotExpired").await;
+    let target = expired.spec.target_snapshot_name.clone();
+    let next_night: jiff::Timestamp = "2026-11-24T03:00:00Z".parse().unwrap();
+    assert!(clock.now() < next_night, "the test was too slow: the next night came before the run ended");
+
+    // Over for good: several retry periods pass without one AWS call for it.
+    let mark = bed.emulator.all_calls().len();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let about_it: Vec<Value> = bed
+        .emulator
+        .calls_since(mark)
+        .into_iter()
+        .filter(|c| c["params"].to_string().contains(&backup) || c.to_string().contains(&target))
+        .collect();
+    assert!(about_it.is_empty(), "AWS calls for a run that is over: {about_it:#?}");
+
+    // The bucket is fixed; the next night runs and exports its own backup.
+    grant(&bed.s3, bucket, REGION, Access::FULL_ACL).await;
+    clock.sleep_until("2026-11-24T04:00:00Z").await;
+    let next = "expiring-20261124-0300";
+    bed.wait_ready(next).await;
+    let status = wait_status(&bed, "expiring", "the second night's success", |s| s.last_successful_time.is_some()).await;
+    assert!(status.active.is_empty(), "nothing in flight: {:?}", status.active);
+    let reasons = schedule_event_reasons(&bed, "expiring").await;
+    assert!(!reasons.iter().any(|(_, r)| r == "PreviousRunInFlight"), "{reasons:?}");
+    schedule_event_reasons_with(&bed, "expiring", "RunFailed").await;
+    // No CopySnapshot ever for the expired backup; one for the next night's.
+    let copies = bed.emulator.calls("CopySnapshot");
+    let sources: Vec<&str> = copies.iter().map(|c| c["params"]["SourceSnapshotName"].as_str().unwrap()).collect();
+    assert_eq!(sources, ["automatic.exp-rg-2026-11-24-02-00"], "{copies:#?}");
+}

@@ -146,14 +146,7 @@ pub(super) fn decide_export(
                 clear_intent: false,
             };
         }
-        return Decision::Stalled {
-            reason: "SourceSnapshotNotFound".into(),
-            message: format!(
-                "The source snapshot {:?} was not found in the operator's region. Check sourceSnapshotName and the region; the export is retried, so creating the snapshot heals it.",
-                spec.source_snapshot_name
-            ),
-            clear_intent: !intent,
-        };
+        return source_not_found(spec, intent);
     };
     match &source.status {
         SnapshotStatus::Failed => Decision::Stalled {

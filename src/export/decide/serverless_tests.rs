@@ -242,6 +242,12 @@ fn serverless_answers_are_decided_as_node_based_ones() {
     // A repeated export answered "busy" or "key exists" may be our earlier one at work.
     let busy = fault(export, "InvalidServerlessCacheSnapshotStateFault", "busy");
     assert_eq!(kind(&after_repeated_copy(&export_spec(), &busy)), "Recheck");
+    // An automatic serverless backup gone at the answer, or at a describe by name, is gone for good.
+    let gone_at_answer = after_copy(&export_spec(), &fault(export, "ServerlessCacheSnapshotNotFoundFault", "nope"));
+    let gone_at_look = decide(&export_spec(), &status(Some(Phase::Failed), false, false, None), UID, &export_at(None, &[], None), now());
+    for decision in [gone_at_answer, gone_at_look] {
+        assert_eq!(kind(&source_gone_for_good(&export_spec(), true, decision)), "Stalled:SourceSnapshotExpired:clear");
+    }
 }
 
 #[test]

@@ -273,6 +273,68 @@ fn a_stall_after_acceptance_is_terminal_unless_an_edit_heals_it() {
 }
 
 #[test]
+fn an_automatic_source_found_missing_by_a_direct_look_is_gone_for_good() {
+    let fault = |code: &str| Err(AwsError::classify("CopySnapshot", Some(code), Some("m"), Some(400)));
+    let gone = export(None, &[]);
+    let clock = Clock::from(now());
+    // (what the decision rests on, automatic source, want)
+    let cases: Vec<(&str, Decision, bool, &str)> = vec![
+        (
+            "CopySnapshot: not found",
+            after_copy(&spec(Some("bkt")), &fault("SnapshotNotFoundFault")),
+            true,
+            "Stalled:SourceSnapshotExpired:clear",
+        ),
+        (
+            "a manual source may be created again",
+            after_copy(&spec(Some("bkt")), &fault("SnapshotNotFoundFault")),
+            false,
+            "Stalled:SourceSnapshotNotFound:clear",
+        ),
+        ("in-region copy", after_copy(&spec(None), &fault("SnapshotNotFoundFault")), true, "Stalled:SourceSnapshotExpired:clear"),
+        (
+            "described by name: gone",
+            decide(&spec(Some("bkt")), &status(Some(Phase::Failed), false, None), UID, &gone, clock),
+            true,
+            "Stalled:SourceSnapshotExpired:clear",
+        ),
+        // An intent whose outcome is unknown: gone, no request can be at work on it (cleared).
+        (
+            "intent unknown, gone",
+            decide(&spec(Some("bkt")), &status(Some(Phase::Pending), true, None), UID, &gone, clock),
+            true,
+            "Stalled:SourceSnapshotExpired:clear",
+        ),
+        (
+            "another stall is kept",
+            after_copy(&spec(Some("bkt")), &fault("SnapshotQuotaExceededFault")),
+            true,
+            "Stalled:SnapshotQuotaExceeded:clear",
+        ),
+        ("busy is not gone", after_copy(&spec(None), &fault("InvalidSnapshotStateFault")), true, "Wait:SourceSnapshotNotReady"),
+    ];
+    for (what, decision, automatic, want) in cases {
+        let decided = source_gone_for_good(&spec(Some("bkt")), automatic, decision);
+        assert_eq!(kind(&decided), want, "{what}");
+        if let Decision::Stalled { reason, message, .. } = &decided {
+            if reason == SOURCE_EXPIRED {
+                assert!(
+                    message.contains("\"src\"") && message.contains("automatic backup") && message.contains("SnapshotRetentionLimit"),
+                    "{message}"
+                );
+            }
+        }
+    }
+    // Terminal: no AWS call for it again, and a schedule no longer counts it in flight.
+    let expired = SnapshotExportStatus {
+        phase: Some(Phase::Failed),
+        last_error: Some(crate::api::LastError { reason: SOURCE_EXPIRED.into(), message: "m".into() }),
+        ..Default::default()
+    };
+    assert!(is_terminal(&expired) && expired.is_failed_for_good());
+}
+
+#[test]
 fn an_export_whose_outcome_is_unknown_and_shows_nothing_waits_the_grace_then_stalls_for_good() {
     let unknown = status(Some(Phase::Pending), true, None);
     let nothing = export(Some(snap("available", 2)), &[]);
