@@ -61,11 +61,11 @@ pub struct RunArgs {
     /// Longest interval (seconds) between looks at a copy or export in flight.
     #[arg(long, env = "ECX_POLL_MAX_SECONDS", default_value_t = 300.0)]
     pub poll_max_seconds: f64,
-    /// First backoff (seconds) after a transient error (throttling, 5xx, network); doubles with
-    /// jitter on each further error.
+    /// First backoff (seconds) after a transient error (throttling, 5xx, network), or a failed
+    /// cleanup after a schedule's runs; doubles with jitter on each further error.
     #[arg(long, env = "ECX_ERROR_BACKOFF_MIN_SECONDS", default_value_t = 1.0)]
     pub error_backoff_min_seconds: f64,
-    /// Longest backoff (seconds) after transient errors.
+    /// Longest backoff (seconds) after transient errors, or failed cleanups after a schedule's runs.
     #[arg(long, env = "ECX_ERROR_BACKOFF_MAX_SECONDS", default_value_t = 300.0)]
     pub error_backoff_max_seconds: f64,
     /// How often (seconds) a stalled object (bucket grants missing, source not found, ...) is

@@ -61,8 +61,14 @@ async fn run(args: RunArgs) -> Result<(), String> {
     let instance = std::env::var("POD_NAME").ok().or_else(|| std::env::var("HOSTNAME").ok());
     let events = Events::new(client.clone(), instance.clone()).with_metrics(metrics.clone());
     // The schedules ask the gate's own policy before taking a snapshot for a run.
-    let schedules =
-        ecx::schedule::controller::context(client.clone(), aws.clone(), events.clone(), metrics.clone(), safety.policy.clone())?;
+    let schedules = ecx::schedule::controller::context(
+        client.clone(),
+        aws.clone(),
+        events.clone(),
+        metrics.clone(),
+        safety.policy.clone(),
+        (timing.error_min, timing.error_max),
+    )?;
     let ctx = Arc::new(Context::new(client.clone(), aws, events, timing, metrics.clone()));
     let ctx = Arc::new(Arc::into_inner(ctx).expect("the context is not shared yet").with_export_safety(safety));
 

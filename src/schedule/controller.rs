@@ -18,13 +18,15 @@ use std::time::Duration;
 use tracing::{info, warn};
 
 /// The schedules' shared context on the operator's clients (its test clock from the
-/// environment, see `clock.rs`).
+/// environment, see `clock.rs`). `backoff`: the first and the longest wait after a failure
+/// (`--error-backoff-min-seconds`, `--error-backoff-max-seconds`, as for exports).
 pub fn context(
     client: Client,
     aws: crate::aws::SdkSnapshots,
     events: crate::events::Events,
     metrics: Arc<crate::metrics::Metrics>,
     policy: Arc<crate::safety::policy_file::PolicySource>,
+    backoff: (Duration, Duration),
 ) -> Result<Arc<ScheduleContext>, String> {
     Ok(Arc::new(ScheduleContext {
         client,
@@ -35,7 +37,8 @@ pub fn context(
         policy,
         clock: super::clock::Clock::from_env()?,
         safety_requeue: Duration::from_secs(300),
-        errors: crate::backoff::Backoff::new(ERROR_MIN, ERROR_MAX),
+        errors: crate::backoff::Backoff::new(backoff.0, backoff.1),
+        cleanup: crate::backoff::RetryGate::new(backoff.0, backoff.1),
     }))
 }
 
@@ -108,10 +111,6 @@ pub async fn run(
     });
     future::join_all(runs).await;
 }
-
-/// The first wait after a transient error, and the longest.
-const ERROR_MIN: Duration = Duration::from_secs(5);
-const ERROR_MAX: Duration = Duration::from_secs(300);
 
 /// A reconcile that succeeds starts the schedule's backoff over.
 async fn reconcile_counted(obj: Arc<SnapshotExportSchedule>, ctx: Arc<ScheduleContext>) -> Result<Action, ScheduleError> {

@@ -7,7 +7,9 @@ use super::aws::{CacheRef, SharedLooks};
 use super::clock::Clock;
 use super::plan::{plan, Facts, Plan, RunNow};
 use super::retention::RunState;
-use super::status::{compose, holds_back, just_finished, timed_out, timed_out_message, RunView, RUN_TIMED_OUT};
+use super::status::{
+    cleanup_change, compose, holds_back, just_finished, set_cleanup, timed_out, timed_out_message, Cleanup, RunView, RUN_TIMED_OUT,
+};
 use super::timetable::Timetable;
 use super::{cleanup, runs};
 use crate::api::schedule::*;
@@ -47,6 +49,9 @@ pub struct ScheduleContext {
     /// Per schedule: the wait after a transient error, growing while they repeat (an AWS that
     /// keeps failing is asked less and less often, not every 5 s).
     pub errors: crate::backoff::Backoff,
+    /// Per schedule: the cleanup after runs, once it failed, waits out a growing backoff
+    /// (reconciles in between schedule as usual).
+    pub cleanup: crate::backoff::RetryGate,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -67,7 +72,8 @@ pub enum ScheduleError {
 pub async fn reconcile(obj: Arc<SnapshotExportSchedule>, ctx: Arc<ScheduleContext>) -> Result<Action, ScheduleError> {
     let mut obj = (*obj).clone();
     if obj.metadata.deletion_timestamp.is_some() {
-        // Its runs go with it (ownerReferences): nothing to do.
+        // Its runs go with it (ownerReferences): nothing to do, nothing to keep for it.
+        ctx.cleanup.succeeded(&obj.uid().unwrap_or_default());
         return Ok(Action::await_change());
     }
     let (name, ns) = (obj.name_any(), obj.namespace().unwrap_or_default());
@@ -75,6 +81,7 @@ pub async fn reconcile(obj: Arc<SnapshotExportSchedule>, ctx: Arc<ScheduleContex
     // a stale `lastScheduleTime` would plan the same scheduled time twice.
     let api: Api<SnapshotExportSchedule> = Api::namespaced(ctx.client.clone(), &ns);
     let Some(fresh) = api.get_opt(&name).await? else {
+        ctx.cleanup.succeeded(&obj.uid().unwrap_or_default());
         return Ok(Action::await_change());
     };
     obj = fresh;
@@ -226,9 +233,11 @@ pub async fn reconcile(obj: Arc<SnapshotExportSchedule>, ctx: Arc<ScheduleContex
     }
     let outcome = outcome.or_else(|| stall.clone().filter(|_| intent_stalled).map(|(r, m)| (false, r.to_string(), m)));
 
-    cleanup::cleanup_intermediates(&ctx, &obj, &exports, &runs).await?;
-    cleanup::prune(&ctx, &obj, &exports, &runs).await?;
-    let status = compose(status, &runs, stall.clone(), decision.next, obj.metadata.generation, now, timeout);
+    // Never in the way of scheduling: a fault is reported, and the status written all the same.
+    let cleanup = clean_up(&ctx, &obj, &exports, &runs, &uid).await;
+    let mut status = compose(status, &runs, stall.clone(), decision.next, obj.metadata.generation, now, timeout);
+    set_cleanup(&mut status.conditions, &cleanup, obj.metadata.generation, &Time(now));
+    let cleanup_news = cleanup_change(&old.conditions, &status.conditions);
     let newly_timed_out: Vec<RunView> =
         runs.iter().filter(|r| status.timed_out.contains(&r.facts.name) && !old.timed_out.contains(&r.facts.name)).cloned().collect();
     let labels = ScheduleLabels { schedule_namespace: ns.clone(), schedule: name.clone() };
@@ -256,6 +265,9 @@ pub async fn reconcile(obj: Arc<SnapshotExportSchedule>, ctx: Arc<ScheduleContex
         count(&ctx, &ns, &name, RUN_TIMED_OUT);
         warning(&ctx, &obj, RUN_TIMED_OUT, &timed_out_message(run, timeout)).await;
     }
+    if let Some((failing, reason, message)) = cleanup_news.filter(|_| written) {
+        publish(&ctx, &obj, failing, &reason, &message).await;
+    }
     if let Some(message) = dropped.filter(|_| written) {
         count(&ctx, &ns, &name, SkipReason::MissedDeadline.as_str());
         warning(&ctx, &obj, SkipReason::MissedDeadline.as_str(), &message).await;
@@ -270,16 +282,49 @@ pub async fn reconcile(obj: Arc<SnapshotExportSchedule>, ctx: Arc<ScheduleContex
             _ => count(&ctx, &ns, &name, "Succeeded"),
         }
     }
+    // A failed cleanup is tried again once its backoff is over (real time, as every backoff).
+    let cleanup_due = ctx.cleanup.wait(&uid);
     if stall.is_some() {
-        return Ok(Action::requeue(ctx.safety_requeue));
+        return Ok(Action::requeue(cleanup_due.map_or(ctx.safety_requeue, |d| d.min(ctx.safety_requeue))));
     }
     // Also when a run holding back the next one reaches its timeout, to report it then.
     let timing_out = runs.iter().filter_map(|r| r.times_out_at(now, timeout)).min();
     let wake = [decision.next, timing_out].into_iter().flatten().min();
     let wait = wake.map_or(ctx.safety_requeue, |at| ctx.clock.until(at)).min(ctx.safety_requeue.max(Duration::from_secs(1)));
+    let wait = cleanup_due.map_or(wait, |d| d.min(wait));
     // Just after the scheduled minute, not a hair before it (the clock may run fast in tests).
     Ok(Action::requeue(wait + Duration::from_millis(50)))
 }
+
+/// The cleanup after runs (intermediate snapshots, retention), unless it failed lately and waits
+/// out its backoff. Every run's is tried, past one run's fault.
+async fn clean_up(
+    ctx: &ScheduleContext,
+    obj: &SnapshotExportSchedule,
+    exports: &Api<SnapshotExport>,
+    runs: &[RunView],
+    uid: &str,
+) -> Cleanup {
+    if ctx.cleanup.wait(uid).is_some() {
+        return Cleanup::NotDue;
+    }
+    let mut faults = cleanup::cleanup_intermediates(ctx, obj, exports, runs).await;
+    faults.extend(cleanup::prune(ctx, obj, exports, runs).await);
+    let Some(first) = faults.iter().find(|f| !f.transient).or(faults.first()).cloned() else {
+        ctx.cleanup.succeeded(uid);
+        return Cleanup::Done;
+    };
+    let (retry_in, streak) = ctx.cleanup.failed(uid);
+    warn!(schedule = %obj.name_any(), run = %first.run, call = %first.call, error = %first.error, failed = faults.len(), ?retry_in, "the cleanup after runs failed; scheduling goes on");
+    // AWS not answering once or twice is not news: told when it lasts, a refusal at once.
+    if first.transient && streak < TRANSIENT_CLEANUP_FAULTS_TOLD {
+        return Cleanup::NotDue;
+    }
+    Cleanup::Failed(first)
+}
+
+/// Failed cleanups in a row, each only for want of an answer from AWS, before it is reported.
+const TRANSIENT_CLEANUP_FAULTS_TOLD: u32 = 3;
 
 pub(super) fn record_handled(status: &mut SnapshotExportScheduleStatus, scheduled: Timestamp, run_now: Option<RunNow>) {
     match run_now {

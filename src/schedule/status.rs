@@ -1,12 +1,55 @@
 //! The schedule's status from what was observed: runs in flight, the last success, the last
 //! run's phase, and the kstatus conditions. Pure; the reconciler writes it only when it changed.
 
+use super::cleanup::CleanupFault;
 use super::retention::{RunFacts, RunState};
-use crate::api::conditions::{set_health, Health};
+use crate::api::conditions::{find, set_condition, set_health, Health};
 use crate::api::schedule::SnapshotExportScheduleStatus;
 use crate::api::ExportedObject;
 use jiff::{SignedDuration, Timestamp};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+
+/// The condition saying the cleanup after runs (intermediate snapshots, retention) is failing.
+pub const CLEANUP_FAILING: &str = "CleanupFailing";
+
+/// What this reconcile's cleanup after runs came to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Cleanup {
+    /// Nothing new to say: not tried (it failed lately and waits out its backoff), or failed
+    /// only for want of an answer from AWS, not yet for long.
+    NotDue,
+    Done,
+    /// The first fault (the others are logged).
+    Failed(CleanupFault),
+}
+
+/// `CleanupFailing`: True while the cleanup fails, naming the call and what it needs; False once
+/// it succeeds again; absent while it never failed. Untouched while a retry is not due.
+pub fn set_cleanup(conditions: &mut Vec<Condition>, cleanup: &Cleanup, generation: Option<i64>, now: &Time) {
+    match cleanup {
+        Cleanup::NotDue => {}
+        Cleanup::Failed(fault) => set_condition(conditions, CLEANUP_FAILING, "True", &fault.reason(), &fault.message(), generation, now),
+        Cleanup::Done => {
+            if find(conditions, CLEANUP_FAILING).is_some_and(|c| c.status == "True") {
+                let message = "The cleanup after runs succeeded.";
+                set_condition(conditions, CLEANUP_FAILING, "False", "CleanedUp", message, generation, now);
+            }
+        }
+    }
+}
+
+/// What to tell when `CleanupFailing` changed between the stored status and the new one:
+/// (warning, reason, message) when it starts failing or fails another way, and when it heals.
+pub fn cleanup_change(old: &[Condition], new: &[Condition]) -> Option<(bool, String, String)> {
+    let (was, now) = (find(old, CLEANUP_FAILING), find(new, CLEANUP_FAILING)?);
+    let was_failing = was.filter(|c| c.status == "True");
+    match (was_failing, now.status.as_str()) {
+        (Some(w), "True") if w.message == now.message => None,
+        (_, "True") => Some((true, "CleanupFailed".into(), now.message.clone())),
+        (Some(_), _) => Some((false, "CleanedUp".into(), "The cleanup after runs that failed before has succeeded.".into())),
+        (None, _) => None,
+    }
+}
 
 /// The reason a run past `runTimeoutSeconds` is reported with.
 pub const RUN_TIMED_OUT: &str = "RunTimedOut";
@@ -343,5 +386,67 @@ mod tests {
         // The same inputs give the same status: nothing to write.
         let again = compose(s.clone(), &runs, None, Some(ts("2026-11-04T03:00:00Z")), Some(2), ts("2026-11-03T05:00:00Z"), LONG);
         assert_eq!(again, s);
+    }
+
+    #[test]
+    fn a_failing_cleanup_names_its_call_and_permission_and_clears_once_it_succeeds() {
+        let fault = |call: &str| CleanupFault {
+            run: "r-1".into(),
+            doing: "doing it".into(),
+            call: call.into(),
+            error: "denied".into(),
+            transient: false,
+        };
+        let cases = [
+            (
+                "DeleteSnapshot",
+                "DeleteSnapshotFailed",
+                "the IAM action elasticache:DeleteSnapshot on snapshots tagged elasticache-export.io/schedule-uid",
+            ),
+            ("DeleteServerlessCacheSnapshot", "DeleteServerlessCacheSnapshotFailed", "elasticache:DeleteServerlessCacheSnapshot"),
+            ("HeadObject", "HeadObjectFailed", "s3:GetObject on the exported objects, and s3:ListBucket"),
+            ("DeleteObject", "DeleteObjectFailed", "s3:DeleteObject"),
+            ("delete", "DeleteFailed", "RBAC verb delete on snapshotexports.elasticache-export.io"),
+            ("patch", "PatchFailed", "RBAC verb patch"),
+        ];
+        for (call, reason, needs) in cases {
+            assert_eq!(fault(call).reason(), reason);
+            let message = fault(call).message();
+            assert!(message.contains(needs) && message.contains("r-1") && message.contains("denied"), "{message}");
+            assert!(message.contains("Scheduling goes on"), "{message}");
+        }
+        // AWS not answering is not a permission to grant.
+        let unanswered = CleanupFault { transient: true, ..fault("HeadObject") }.message();
+        assert!(unanswered.contains("AWS keeps failing to answer HeadObject") && !unanswered.contains("s3:GetObject"), "{unanswered}");
+
+        let at = |s: &str| Time(ts(s));
+        let mut conditions = Vec::new();
+        set_cleanup(&mut conditions, &Cleanup::Done, Some(1), &at("2026-11-01T00:00:00Z"));
+        assert!(conditions.is_empty(), "never failed: no condition");
+        set_cleanup(&mut conditions, &Cleanup::Failed(fault("DeleteSnapshot")), Some(1), &at("2026-11-01T01:00:00Z"));
+        let failing = find(&conditions, CLEANUP_FAILING).unwrap().clone();
+        assert_eq!((failing.status.as_str(), failing.reason.as_str()), ("True", "DeleteSnapshotFailed"));
+        set_cleanup(&mut conditions, &Cleanup::NotDue, Some(1), &at("2026-11-01T02:00:00Z"));
+        assert_eq!(find(&conditions, CLEANUP_FAILING), Some(&failing), "waiting out its backoff: as it was");
+        set_cleanup(&mut conditions, &Cleanup::Failed(fault("DeleteSnapshot")), Some(1), &at("2026-11-01T03:00:00Z"));
+        assert_eq!(find(&conditions, CLEANUP_FAILING), Some(&failing), "the same fault again: unchanged (no status write)");
+        set_cleanup(&mut conditions, &Cleanup::Done, Some(1), &at("2026-11-01T04:00:00Z"));
+        let healed = find(&conditions, CLEANUP_FAILING).unwrap();
+        assert_eq!((healed.status.as_str(), healed.reason.as_str()), ("False", "CleanedUp"));
+        assert_eq!(healed.last_transition_time, at("2026-11-01T04:00:00Z"));
+
+        // Told once when it starts failing (or fails another way), once when it heals.
+        let failing_with = |call: &str| {
+            let mut c = Vec::new();
+            set_cleanup(&mut c, &Cleanup::Failed(fault(call)), Some(1), &at("2026-11-01T05:00:00Z"));
+            c
+        };
+        let news = |old: &[Condition], new: &[Condition]| cleanup_change(old, new).map(|(w, r, _)| (w, r));
+        assert_eq!(news(&[], &failing_with("DeleteSnapshot")), Some((true, "CleanupFailed".into())));
+        assert_eq!(news(&failing_with("DeleteSnapshot"), &failing_with("DeleteSnapshot")), None);
+        assert_eq!(news(&failing_with("DeleteSnapshot"), &failing_with("HeadObject")), Some((true, "CleanupFailed".into())));
+        assert_eq!(news(&failing_with("DeleteSnapshot"), &conditions), Some((false, "CleanedUp".into())));
+        assert_eq!(news(&conditions, &conditions), None);
+        assert_eq!(news(&[], &[]), None);
     }
 }

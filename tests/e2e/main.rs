@@ -11,6 +11,7 @@ mod readiness;
 mod reliability;
 mod safe_exports;
 mod schedule;
+mod schedule_cleanup;
 mod schedule_cost;
 mod schedule_edges;
 mod schedule_intent;

@@ -230,7 +230,7 @@ async fn a_run_now_value_used_again_after_another_starts_a_new_run() {
 }
 
 /// The status of schedule `name` once `done` holds for it, waiting up to 30 s.
-async fn wait_status(
+pub(crate) async fn wait_status(
     bed: &Bed,
     name: &str,
     what: &str,

@@ -1,0 +1,93 @@
+//! The cleanup after a schedule's runs (intermediate snapshots, retention) never freezes the
+//! schedule. A call AWS kept refusing used to end each reconcile before its status write:
+//! `lastRun` and `nextScheduleTime` stayed put, nothing said why, and the call was made again on
+//! every retry. Now the refusal is a Warning and a `CleanupFailing` condition naming the call and
+//! the permission it needs, scheduling goes on, the cleanup backs off, and it heals once allowed
+//! (issue 31, step 4).
+
+use crate::harness::*;
+use crate::schedule::{create_schedule, schedule_event_reasons, schedule_event_reasons_with, TestClock};
+use crate::schedule_edges::wait_status;
+use ecx::api::schedule::SnapshotExportScheduleStatus;
+use k8s_openapi::api::events::v1::Event;
+use kube::api::{Api, ListParams};
+use serde_json::json;
+
+fn cleanup_condition(status: &SnapshotExportScheduleStatus) -> Option<(String, String, String)> {
+    let c = status.conditions.iter().find(|c| c.type_ == "CleanupFailing")?;
+    Some((c.status.clone(), c.reason.clone(), c.message.clone()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cleanup_call_aws_refuses_is_reported_backed_off_and_scheduling_goes_on() {
+    let mut bed = Bed::without_operator().await;
+    let started = std::time::Instant::now();
+    bed.emulator.ctl("POST", "/caches", Some(json!({"cache_cluster_id": "tidy", "region": REGION})));
+    let denied = "User: arn:aws:sts::123456789012:assumed-role/ecx/operator is not authorized to perform: elasticache:DeleteSnapshot";
+    bed.emulator.set_config(json!({"action_errors": {"DeleteSnapshot": {"code": "AccessDenied", "message": denied}}}));
+    // A virtual day is 24 real seconds.
+    let clock = TestClock::new("2026-11-23T00:00:00Z", 3_600.0);
+    bed.start_operator_env(&[], &clock.env());
+    create_schedule(
+        &bed,
+        "tidy",
+        json!({"schedule": "0 3 * * *", "source": {"cacheClusterId": "tidy", "mode": "CreateSnapshot"}, "template": {}}),
+    )
+    .await;
+    let first = "tidy-20261123-0300";
+    clock.sleep_until("2026-11-23T03:00:00Z").await;
+    let first_snapshot = bed.wait_ready(first).await.spec.source_snapshot_name;
+
+    // Its intermediate snapshot's deletion is refused: the schedule says so, naming the call,
+    // the permission and the run, and records the run and the next time all the same.
+    let status = wait_status(&bed, "tidy", "CleanupFailing", |s| cleanup_condition(s).is_some_and(|c| c.0 == "True")).await;
+    let (_, reason, message) = cleanup_condition(&status).unwrap();
+    assert_eq!(reason, "DeleteSnapshotFailed");
+    assert!(message.contains("elasticache:DeleteSnapshot") && message.contains(first) && message.contains(&first_snapshot), "{message}");
+    assert_eq!(status.last_run.as_ref().and_then(|r| r.name.as_deref()), Some(first));
+    assert_eq!(status.next_schedule_time.as_ref().map(|t| t.0.to_string()), Some("2026-11-24T03:00:00Z".to_string()));
+    schedule_event_reasons_with(&bed, "tidy", "CleanupFailed").await;
+
+    // Scheduling goes on: the next night runs.
+    clock.sleep_until("2026-11-24T03:00:00Z").await;
+    let second = "tidy-20261124-0300";
+    let second_snapshot = bed.wait_ready(second).await.spec.source_snapshot_name;
+    let status =
+        wait_status(&bed, "tidy", "the second run recorded", |s| s.last_run.as_ref().and_then(|r| r.name.as_deref()) == Some(second)).await;
+    assert_eq!(cleanup_condition(&status).map(|c| c.0), Some("True".to_string()));
+    // Told once: the same refusal is not news (a repeat would show as a series on the Event).
+    let events: Api<Event> = Api::namespaced(bed.cluster.client.clone(), &bed.cluster.namespace);
+    let told: Vec<Event> = events
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|e| e.reason.as_deref() == Some("CleanupFailed") && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("tidy"))
+        .collect();
+    assert_eq!(told.len(), 1, "{told:#?}");
+    assert!(told[0].series.is_none(), "told more than once: {:?}", told[0].series);
+    // Backed off: at most one refused call per run and backoff period (the test backoff, 0.2 s
+    // doubling to 2 s, halved at most by its jitter), never one per reconcile.
+    let refused = bed.emulator.calls("DeleteSnapshot").iter().filter(|c| c["status"].as_u64().is_some_and(|s| s >= 400)).count();
+    let periods = 6.0 + started.elapsed().as_secs_f64();
+    assert!(refused as f64 <= 2.0 * periods, "{refused} refused DeleteSnapshot calls in {periods:.0} backoff periods");
+    let reasons = schedule_event_reasons(&bed, "tidy").await;
+    assert!(!reasons.iter().any(|(_, r)| r == "CleanedUp"), "{reasons:?}");
+
+    // Allowed again: both intermediate snapshots go at the next try, and the condition clears.
+    bed.emulator.set_config(json!({"action_errors": {}}));
+    let status = wait_status(&bed, "tidy", "the cleanup healed", |s| cleanup_condition(s).is_some_and(|c| c.0 == "False")).await;
+    assert_eq!(cleanup_condition(&status).map(|c| c.1), Some("CleanedUp".to_string()));
+    schedule_event_reasons_with(&bed, "tidy", "CleanedUp").await;
+    let deleted: Vec<String> = bed
+        .emulator
+        .calls("DeleteSnapshot")
+        .iter()
+        .filter(|c| c["status"].as_u64().is_some_and(|s| s < 300))
+        .filter_map(|c| c["params"]["SnapshotName"].as_str().map(str::to_string))
+        .collect();
+    for snapshot in [&first_snapshot, &second_snapshot] {
+        assert_eq!(deleted.iter().filter(|d| d == &snapshot).count(), 1, "{snapshot} deleted once: {deleted:?}");
+    }
+}
