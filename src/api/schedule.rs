@@ -216,6 +216,8 @@ pub enum SkipReason {
     NoNewSnapshot,
     /// The run was later than `startingDeadlineSeconds`.
     MissedDeadline,
+    /// A SnapshotExport that is not a run of this schedule holds the run's name.
+    RunNameTaken,
 }
 
 impl SkipReason {
@@ -225,6 +227,7 @@ impl SkipReason {
             Self::PreviousRunInFlight => "PreviousRunInFlight",
             Self::NoNewSnapshot => "NoNewSnapshot",
             Self::MissedDeadline => "MissedDeadline",
+            Self::RunNameTaken => "RunNameTaken",
         }
     }
 }

@@ -62,7 +62,7 @@ pub enum ScheduleError {
     Aws(#[from] AwsError),
     /// A SnapshotExport with the run's name exists and is not this schedule's (no ownerReference
     /// with its UID): it is never taken for the run.
-    #[error("a SnapshotExport named {run} exists and is not a run of this schedule ({owner}); delete or rename it, and the run starts")]
+    #[error("a SnapshotExport named {run} exists and is not a run of this schedule ({owner})")]
     RunNameTaken { run: String, owner: String },
     /// The export policy refuses the run (CreateSnapshot mode: asked before the snapshot is taken).
     #[error("{0}")]
@@ -144,7 +144,10 @@ pub async fn reconcile(obj: Arc<SnapshotExportSchedule>, ctx: Arc<ScheduleContex
                 stall = Some(("SourceUnavailable", message));
             }
             Err(err @ ScheduleError::RunNameTaken { .. }) => {
-                stall = Some(("RunNameTaken", format!("The run {} could not start: {err}.", pending.run_name)))
+                stall = Some((
+                    "RunNameTaken",
+                    format!("The run {} could not start: {err}; delete or rename it, and the run starts.", pending.run_name),
+                ))
             }
             Err(ScheduleError::ExportNotAllowed(message)) => {
                 intent_refused = true;
@@ -198,6 +201,7 @@ pub async fn reconcile(obj: Arc<SnapshotExportSchedule>, ctx: Arc<ScheduleContex
                 Some(r) => format!("The run asked for by {RUN_NOW_ANNOTATION}={:?}", r.value),
                 None => format!("The run for {scheduled}"),
             };
+            let asked = run_now.clone();
             let started =
                 runs::start_run(&ctx, &mut obj, &exports, &cache, &timetable, &runs, &mut status, scheduled, &run_name, run_now).await;
             match started {
@@ -213,10 +217,29 @@ pub async fn reconcile(obj: Arc<SnapshotExportSchedule>, ctx: Arc<ScheduleContex
                     stall = Some((reason, message.clone()));
                     Some((false, reason.to_string(), message))
                 }
-                Err(err @ ScheduleError::RunNameTaken { .. }) => {
-                    let message = format!("{the_run} could not start: {err}.");
+                // Its snapshot taken already (CreateSnapshot mode; the name was taken between
+                // the look and the create): the intent stays, and the run starts once the name
+                // is free, so that snapshot is exported.
+                Err(err @ ScheduleError::RunNameTaken { .. }) if status.pending_snapshot.is_some() => {
+                    let message = format!(
+                        "{the_run} could not start: {err}. Delete that object, or recreate it under another name, and the run starts."
+                    );
                     stall = Some(("RunNameTaken", message.clone()));
                     Some((false, "RunNameTaken".to_string(), message))
+                }
+                // Otherwise recorded as skipped, not retried: the next time's run has another
+                // name, and a retry would hold back every later time (each is run or skipped).
+                Err(err @ ScheduleError::RunNameTaken { .. }) => {
+                    let again = if asked.is_some() {
+                        format!("set a new {RUN_NOW_ANNOTATION} value to ask again")
+                    } else {
+                        "the next scheduled time runs as usual".into()
+                    };
+                    let message = format!("{the_run} was skipped: {err}. Delete that object, or recreate it under another name; {again}.");
+                    record_handled(&mut status, scheduled, asked);
+                    let skip_reason = Some(SkipReason::RunNameTaken);
+                    status.last_run = Some(LastRun { name: None, scheduled_time: Some(Time(scheduled)), phase: None, skip_reason });
+                    Some((false, SkipReason::RunNameTaken.as_str().to_string(), message))
                 }
                 // Not recorded as handled: the run starts once the policy allows it.
                 Err(ScheduleError::ExportNotAllowed(why)) => {
@@ -356,7 +379,19 @@ pub(super) async fn write_status(
     let mut desired = obj.clone();
     desired.status = Some(status);
     desired.metadata.managed_fields = None;
-    *obj = api.replace_status(&obj.name_any(), &PostParams::default(), &desired).await?;
+    match api.replace_status(&obj.name_any(), &PostParams::default(), &desired).await {
+        Ok(written) => *obj = written,
+        // A CRD installed before the RunNameTaken skip reason existed (Helm never upgrades its
+        // `crds/`): the skip is recorded without its reason rather than not at all.
+        Err(kube::Error::Api(e)) if e.code == 422 && e.message.contains("skipReason") => {
+            warn!(schedule = %obj.name_any(), error = %e.message, "the installed SnapshotExportSchedule CRD is older than this operator: apply the CRD of this version (see the chart's README); the skip is recorded without its reason");
+            if let Some(last) = desired.status.as_mut().and_then(|s| s.last_run.as_mut()) {
+                last.skip_reason = None;
+            }
+            *obj = api.replace_status(&obj.name_any(), &PostParams::default(), &desired).await?;
+        }
+        Err(e) => return Err(e.into()),
+    }
     Ok(true)
 }
 

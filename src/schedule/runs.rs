@@ -107,7 +107,9 @@ pub(super) async fn start_run(
                 target_snapshot_name: target.clone(),
                 scheduled_time: Time(scheduled),
             };
-            // The policy before anything is recorded or taken: a refused run leaves nothing behind.
+            // Its name and the policy before anything is recorded or taken: a run that cannot
+            // start leaves nothing behind.
+            name_is_free(exports, obj, run_name).await?;
             allowed(ctx, obj, cache, &pending.snapshot_name)?;
             // The intent first: after a crash the run is finished from it, never started twice.
             status.pending_snapshot = Some(pending.clone());
@@ -225,6 +227,29 @@ fn allowed(ctx: &ScheduleContext, obj: &SnapshotExportSchedule, cache: &CacheRef
         .map_err(ScheduleError::ExportNotAllowed)
 }
 
+/// `RunNameTaken` when `run`, named as this schedule's run `run_name`, is not one of its runs
+/// (no ownerReference with its UID: names prove nothing).
+fn taken_by(obj: &SnapshotExportSchedule, run_name: &str, run: &SnapshotExport) -> Option<ScheduleError> {
+    let uid = obj.uid().unwrap_or_default();
+    if run.owner_references().iter().any(|o| o.uid == uid) {
+        return None;
+    }
+    let owner = match run.owner_references().first() {
+        Some(o) => format!("owned by {} {} with UID {}", o.kind, o.name, o.uid),
+        None => "no owner".to_string(),
+    };
+    Some(ScheduleError::RunNameTaken { run: run_name.into(), owner })
+}
+
+/// Fails with `RunNameTaken` when another object holds the run's name: looked at before a
+/// snapshot is taken for the run, so that none is taken for a run that cannot start.
+async fn name_is_free(exports: &Api<SnapshotExport>, obj: &SnapshotExportSchedule, run_name: &str) -> Result<(), ScheduleError> {
+    match exports.get_opt(run_name).await? {
+        Some(run) => taken_by(obj, run_name, &run).map_or(Ok(()), Err),
+        None => Ok(()),
+    }
+}
+
 /// What a run exports.
 #[derive(Clone, Copy, Debug)]
 pub(super) enum RunSource<'a> {
@@ -280,22 +305,11 @@ pub(super) async fn create_run(
         Ok(_) => Ok(()),
         // AlreadyExists: our own run from before a crash, or another object that took the name;
         // only a run owned by this schedule (by UID, not by name) counts as started.
-        Err(kube::Error::Api(e)) if e.code == 409 => {
-            let existing = exports.get_opt(run_name).await?;
-            let uid = obj.uid().unwrap_or_default();
-            match existing {
-                Some(run) if run.owner_references().iter().any(|o| o.uid == uid) => Ok(()),
-                Some(run) => {
-                    let owner = match run.owner_references().first() {
-                        Some(o) => format!("owned by {} {} with UID {}", o.kind, o.name, o.uid),
-                        None => "no owner".to_string(),
-                    };
-                    Err(ScheduleError::RunNameTaken { run: run_name.into(), owner })
-                }
-                // Deleted meanwhile: the next reconcile creates it.
-                None => Err(kube::Error::Api(e).into()),
-            }
-        }
+        Err(kube::Error::Api(e)) if e.code == 409 => match exports.get_opt(run_name).await? {
+            Some(run) => taken_by(obj, run_name, &run).map_or(Ok(()), Err),
+            // Deleted meanwhile: the next reconcile creates it.
+            None => Err(kube::Error::Api(e).into()),
+        },
         Err(e) => Err(e.into()),
     }
 }

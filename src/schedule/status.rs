@@ -4,7 +4,7 @@
 use super::cleanup::CleanupFault;
 use super::retention::{RunFacts, RunState};
 use crate::api::conditions::{find, set_condition, set_health, Health};
-use crate::api::schedule::SnapshotExportScheduleStatus;
+use crate::api::schedule::{SkipReason, SnapshotExportScheduleStatus};
 use crate::api::ExportedObject;
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
@@ -169,6 +169,7 @@ pub fn compose(
     } else {
         format!(" Still in flight past runTimeoutSeconds: {}.", status.timed_out.join(", "))
     };
+    let name_taken = status.last_run.as_ref().filter(|l| l.skip_reason == Some(SkipReason::RunNameTaken));
     let (health, reason, message) = if let Some((reason, message)) = stall {
         (Health::Stalled, reason.to_string(), message)
     } else if holding_back.is_some() || status.pending_snapshot.is_some() {
@@ -177,6 +178,11 @@ pub fn compose(
     } else if let Some(run) = newest_timed_out.map(|t| by_time[t]) {
         // Needs a person: ElastiCache has not ended the run in all that time.
         (Health::Stalled, RUN_TIMED_OUT.into(), timed_out_message(run, timeout))
+    } else if let Some(skipped) = name_taken {
+        // Until a run starts again: a person has to move the object that holds the name.
+        let when = skipped.scheduled_time.as_ref().map(|t| t.0.to_string()).unwrap_or_default();
+        let message = format!("The last run ({when}) was skipped: a SnapshotExport that is not a run of this schedule holds its name (the RunNameTaken Event names it). Delete that object, or recreate it under another name.{still_out}");
+        (Health::Stalled, SkipReason::RunNameTaken.as_str().to_string(), message)
     } else {
         match finished {
             Some(run) if run.facts.state == RunState::Failed => {
@@ -297,6 +303,32 @@ mod tests {
             let got = statuses(&s);
             assert_eq!((got.0.as_str(), got.1.as_str(), got.2.as_str(), got.3.as_str()), want, "{what}");
         }
+    }
+
+    #[test]
+    fn a_time_skipped_for_a_taken_run_name_stalls_the_schedule_until_a_run_starts_again() {
+        let now = ts("2026-11-03T04:00:00Z");
+        let runs = vec![run("a", 1, RunState::Succeeded)];
+        let skipped = SnapshotExportScheduleStatus {
+            last_run: Some(LastRun {
+                scheduled_time: Some(Time(ts("2026-11-03T03:00:00Z"))),
+                skip_reason: Some(SkipReason::RunNameTaken),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let s = compose(skipped, &runs, None, None, Some(1), now, LONG);
+        let stalled = find(&s.conditions, STALLED).unwrap();
+        assert_eq!((stalled.status.as_str(), stalled.reason.as_str()), ("True", "RunNameTaken"));
+        assert!(stalled.message.contains("2026-11-03T03:00:00Z") && stalled.message.contains("Delete that object"), "{}", stalled.message);
+        // A run in flight is the news while it is.
+        let busy = [run("a", 1, RunState::Succeeded), run("b", 2, RunState::InFlight)];
+        assert_eq!(statuses(&compose(s.clone(), &busy, None, None, Some(1), now, LONG)).3, "RunInFlight");
+        // The next time ran: the news is that run.
+        let mut ran = s.clone();
+        ran.last_run = Some(LastRun { name: Some("a".into()), ..Default::default() });
+        let s = compose(ran, &runs, None, None, Some(1), now, LONG);
+        assert_eq!(statuses(&s).3, "LastRunSucceeded");
     }
 
     #[test]

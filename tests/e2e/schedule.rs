@@ -466,7 +466,23 @@ async fn a_run_name_taken_by_another_object_is_refused_not_counted_as_started() 
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     assert_eq!(stalled.reason, "RunNameTaken", "{}", stalled.message);
-    assert!(stalled.message.contains(&run_name), "{}", stalled.message);
+    // The run-now value is recorded as skipped (a new value asks again), and the Warning names the object.
+    let status = schedules(&bed).get("taken").await.unwrap().status.unwrap();
+    assert_eq!(status.last_run_now.as_deref(), Some("1"));
+    assert_eq!(status.last_run.and_then(|l| l.skip_reason), Some(ecx::api::schedule::SkipReason::RunNameTaken));
+    // Events are told after the status write: wait for it.
+    schedule_event_reasons_with(&bed, "taken", "RunNameTaken").await;
+    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(bed.cluster.client.clone(), &bed.cluster.namespace);
+    let notes: Vec<String> = events
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|e| e.reason.as_deref() == Some("RunNameTaken") && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("taken"))
+        .filter_map(|e| e.note)
+        .collect();
+    assert!(notes.iter().any(|n| n.contains(&run_name) && n.contains("set a new")), "{notes:?}");
     let reasons = schedule_event_reasons(&bed, "taken").await;
     assert!(!reasons.iter().any(|(_, r)| r == "RunStarted"), "a run reported started although none was created: {reasons:?}");
     let still = bed.cluster.exports().get(&run_name).await.unwrap();

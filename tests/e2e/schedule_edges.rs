@@ -687,3 +687,89 @@ async fn a_run_whose_automatic_backup_expired_while_stalled_ends_and_the_schedul
     let sources: Vec<&str> = copies.iter().map(|c| c["params"]["SourceSnapshotName"].as_str().unwrap()).collect();
     assert_eq!(sources, ["automatic.exp-rg-2026-11-24-02-00"], "{copies:#?}");
 }
+
+/// A scheduled run whose name another SnapshotExport holds stalled the schedule and was tried
+/// again only every 5 minutes: the times in between were neither run nor recorded, so on a
+/// frequent cron runs were lost without a word. Now that time is recorded as skipped
+/// (`RunNameTaken`, told once, naming the object) and each later time is run or recorded
+/// (issue 31, step 7).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_name_taken_skips_that_time_only_and_the_next_times_run() {
+    // Copies complete at once, so no run holds back the next.
+    let mut bed = Bed::with_options(0.1, 0.1, Default::default()).await;
+    seed_automatic(&bed, "hourly-rg", "2026-11-23T00:00:00Z");
+    // Someone else's SnapshotExport holds the name of the 01:00 run.
+    let taken = ecx::schedule::names::run_name("hourly", "2026-11-23T01:00:00Z".parse().unwrap());
+    let foreign = SnapshotExport::new(&taken, ecx::api::SnapshotExportSpec::new("someone-elses-source", "someone-elses-copy", None));
+    bed.cluster.exports().create(&Default::default(), &foreign).await.expect("create the foreign object");
+    create_schedule(&bed, "hourly", json!({"schedule": "0 * * * *", "source": {"replicationGroupId": "hourly-rg"}, "template": {}})).await;
+    // A virtual hour is six real seconds, from just after the schedule was created: 01:00 is its
+    // first time (the operator, started next, is up long before it).
+    let clock = crate::schedule::TestClock::new("2026-11-23T00:40:00Z", 600.0);
+    bed.start_operator_env(&[], &clock.env());
+
+    // 01:00 is skipped for the name; 02:00 exports the backup; 03:00 finds nothing newer.
+    clock.sleep_until("2026-11-23T03:10:00Z").await;
+    let status = wait_status(&bed, "hourly", "the 03:00 time handled", |s| {
+        s.last_schedule_time.as_ref().is_some_and(|t| t.0 >= "2026-11-23T03:00:00Z".parse::<jiff::Timestamp>().unwrap())
+    })
+    .await;
+    let second = ecx::schedule::names::run_name("hourly", "2026-11-23T02:00:00Z".parse().unwrap());
+    let runs: Vec<String> = runs_of(&bed, "hourly").await.iter().map(|r| r.name_any()).collect();
+    assert_eq!(runs, std::slice::from_ref(&second), "status {status:?}");
+    bed.wait_ready(&second).await;
+    let reasons = schedule_event_reasons(&bed, "hourly").await;
+    assert!(reasons.iter().any(|(t, r)| t == "Warning" && r == "NoNewSnapshot"), "03:00 recorded as skipped: {reasons:?}");
+    // Told once, naming the object; the object is not taken over.
+    let told = schedule_events(&bed, "hourly", "RunNameTaken").await;
+    assert_eq!(told.len(), 1, "{told:#?}");
+    assert!(told[0].series.is_none(), "told more than once: {:?}", told[0].series);
+    let note = told[0].note.clone().unwrap_or_default();
+    assert!(note.contains(&taken) && note.contains("2026-11-23T01:00:00Z") && note.contains("next scheduled time runs as usual"), "{note}");
+    let still = bed.cluster.exports().get(&taken).await.unwrap();
+    assert_eq!(still.spec.source_snapshot_name, "someone-elses-source");
+    assert!(still.owner_references().is_empty());
+    // One copy, the 02:00 run's: the taken time requested nothing (the foreign object asks for its own).
+    let copies = bed.emulator.calls("CopySnapshot");
+    let ours =
+        copies.iter().filter(|c| c["params"]["SourceSnapshotName"].as_str().is_some_and(|s| s.starts_with("automatic.hourly-rg"))).count();
+    assert_eq!(ours, 1, "{copies:#?}");
+}
+
+/// The Events of one reason about schedule `name`.
+async fn schedule_events(bed: &Bed, name: &str, reason: &str) -> Vec<k8s_openapi::api::events::v1::Event> {
+    let events: kube::Api<k8s_openapi::api::events::v1::Event> = kube::Api::namespaced(bed.cluster.client.clone(), &bed.cluster.namespace);
+    let all = events.list(&Default::default()).await.unwrap().items;
+    all.into_iter()
+        .filter(|e| e.reason.as_deref() == Some(reason) && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
+        .collect()
+}
+
+/// Review finding (step 7): a CreateSnapshot run took its snapshot before its name was found
+/// taken, then recorded the time as skipped with the snapshot still pending. The name is now
+/// looked at first: nothing is taken for a run that cannot start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_create_snapshot_run_whose_name_is_taken_takes_no_snapshot() {
+    let mut bed = Bed::without_operator().await;
+    bed.emulator.ctl("POST", "/caches", Some(json!({"cache_cluster_id": "named", "region": REGION})));
+    let run_name = ecx::schedule::names::run_now_name("named", "1", 1);
+    let foreign = SnapshotExport::new(&run_name, ecx::api::SnapshotExportSpec::new("someone-elses-source", "someone-elses-copy", None));
+    bed.cluster.exports().create(&Default::default(), &foreign).await.expect("create the foreign object");
+    bed.start_operator(&[]);
+    create_schedule(
+        &bed,
+        "named",
+        json!({"schedule": "0 3 1 1 *", "source": {"cacheClusterId": "named", "mode": "CreateSnapshot"}, "template": {}}),
+    )
+    .await;
+    let annotate = json!({"metadata": {"annotations": {RUN_NOW_ANNOTATION: "1"}}});
+    schedules(&bed).patch("named", &PatchParams::default(), &Patch::Merge(annotate)).await.unwrap();
+    let status = wait_status(&bed, "named", "the run-now skipped for its name", |s| {
+        s.last_run.as_ref().and_then(|l| l.skip_reason) == Some(ecx::api::schedule::SkipReason::RunNameTaken)
+    })
+    .await;
+    assert!(status.pending_snapshot.is_none(), "{status:?}");
+    assert_eq!(status.last_run_now.as_deref(), Some("1"));
+    assert!(bed.emulator.calls("CreateSnapshot").is_empty(), "a snapshot was taken for a run that cannot start");
+    assert!(runs_of(&bed, "named").await.is_empty());
+}
