@@ -92,6 +92,15 @@ pub(crate) async fn schedule_event_reasons(bed: &Bed, name: &str) -> Vec<(String
         .collect()
 }
 
+/// The Events of one reason about schedule `name` (a repeat of one is a series on it).
+pub(crate) async fn schedule_events(bed: &Bed, name: &str, reason: &str) -> Vec<k8s_openapi::api::events::v1::Event> {
+    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(bed.cluster.client.clone(), &bed.cluster.namespace);
+    let all = events.list(&ListParams::default()).await.unwrap().items;
+    all.into_iter()
+        .filter(|e| e.reason.as_deref() == Some(reason) && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
+        .collect()
+}
+
 /// The schedule's Events as (type, reason) once one of `reason` is among them (at most 30 s):
 /// an Event is published just after the call or status write a test may already have seen.
 pub(crate) async fn schedule_event_reasons_with(bed: &Bed, name: &str, reason: &str) -> Vec<(String, String)> {
@@ -472,16 +481,7 @@ async fn a_run_name_taken_by_another_object_is_refused_not_counted_as_started() 
     assert_eq!(status.last_run.and_then(|l| l.skip_reason), Some(ecx::api::schedule::SkipReason::RunNameTaken));
     // Events are told after the status write: wait for it.
     schedule_event_reasons_with(&bed, "taken", "RunNameTaken").await;
-    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(bed.cluster.client.clone(), &bed.cluster.namespace);
-    let notes: Vec<String> = events
-        .list(&ListParams::default())
-        .await
-        .unwrap()
-        .items
-        .into_iter()
-        .filter(|e| e.reason.as_deref() == Some("RunNameTaken") && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("taken"))
-        .filter_map(|e| e.note)
-        .collect();
+    let notes: Vec<String> = schedule_events(&bed, "taken", "RunNameTaken").await.into_iter().filter_map(|e| e.note).collect();
     assert!(notes.iter().any(|n| n.contains(&run_name) && n.contains("set a new")), "{notes:?}");
     let reasons = schedule_event_reasons(&bed, "taken").await;
     assert!(!reasons.iter().any(|(_, r)| r == "RunStarted"), "a run reported started although none was created: {reasons:?}");

@@ -6,11 +6,9 @@
 //! (issue 31, step 4).
 
 use crate::harness::*;
-use crate::schedule::{create_schedule, schedule_event_reasons, schedule_event_reasons_with, TestClock};
+use crate::schedule::{create_schedule, schedule_event_reasons, schedule_event_reasons_with, schedule_events, TestClock};
 use crate::schedule_edges::wait_status;
 use ecx::api::schedule::SnapshotExportScheduleStatus;
-use k8s_openapi::api::events::v1::Event;
-use kube::api::{Api, ListParams};
 use serde_json::json;
 
 fn cleanup_condition(status: &SnapshotExportScheduleStatus) -> Option<(String, String, String)> {
@@ -56,15 +54,7 @@ async fn a_cleanup_call_aws_refuses_is_reported_backed_off_and_scheduling_goes_o
         wait_status(&bed, "tidy", "the second run recorded", |s| s.last_run.as_ref().and_then(|r| r.name.as_deref()) == Some(second)).await;
     assert_eq!(cleanup_condition(&status).map(|c| c.0), Some("True".to_string()));
     // Told once: the same refusal is not news (a repeat would show as a series on the Event).
-    let events: Api<Event> = Api::namespaced(bed.cluster.client.clone(), &bed.cluster.namespace);
-    let told: Vec<Event> = events
-        .list(&ListParams::default())
-        .await
-        .unwrap()
-        .items
-        .into_iter()
-        .filter(|e| e.reason.as_deref() == Some("CleanupFailed") && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("tidy"))
-        .collect();
+    let told = schedule_events(&bed, "tidy", "CleanupFailed").await;
     assert_eq!(told.len(), 1, "{told:#?}");
     assert!(told[0].series.is_none(), "told more than once: {:?}", told[0].series);
     // Backed off: at most one refused call per run and backoff period (the test backoff, 0.2 s

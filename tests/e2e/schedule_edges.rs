@@ -6,7 +6,9 @@
 //! AlreadyExists for a snapshot nobody finds starts no run.
 
 use crate::harness::*;
-use crate::schedule::{create_schedule, runs_of, schedule_event_reasons, schedule_event_reasons_with, schedules, seed_automatic};
+use crate::schedule::{
+    create_schedule, runs_of, schedule_event_reasons, schedule_event_reasons_with, schedule_events, schedules, seed_automatic,
+};
 use ecx::api::schedule::{SnapshotExportSchedule, RUN_NOW_ANNOTATION};
 use ecx::api::SnapshotExport;
 use kube::api::{Patch, PatchParams};
@@ -736,15 +738,6 @@ async fn a_run_name_taken_skips_that_time_only_and_the_next_times_run() {
     assert_eq!(ours, 1, "{copies:#?}");
 }
 
-/// The Events of one reason about schedule `name`.
-async fn schedule_events(bed: &Bed, name: &str, reason: &str) -> Vec<k8s_openapi::api::events::v1::Event> {
-    let events: kube::Api<k8s_openapi::api::events::v1::Event> = kube::Api::namespaced(bed.cluster.client.clone(), &bed.cluster.namespace);
-    let all = events.list(&Default::default()).await.unwrap().items;
-    all.into_iter()
-        .filter(|e| e.reason.as_deref() == Some(reason) && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
-        .collect()
-}
-
 /// Review finding (step 7): a CreateSnapshot run took its snapshot before its name was found
 /// taken, then recorded the time as skipped with the snapshot still pending. The name is now
 /// looked at first: nothing is taken for a run that cannot start.
@@ -773,3 +766,4 @@ async fn a_create_snapshot_run_whose_name_is_taken_takes_no_snapshot() {
     assert!(bed.emulator.calls("CreateSnapshot").is_empty(), "a snapshot was taken for a run that cannot start");
     assert!(runs_of(&bed, "named").await.is_empty());
 }
+
