@@ -66,6 +66,17 @@ pub struct Decision {
     pub next: Option<Timestamp>,
 }
 
+/// How far a recorded `lastScheduleTime` may be ahead of the clock before it is taken for a clock
+/// that jumped (replicas' clocks differ by seconds, not minutes).
+pub const CLOCK_TOLERANCE: jiff::SignedDuration = jiff::SignedDuration::from_mins(5);
+
+/// The recorded `lastScheduleTime` when it is ahead of `now` by more than [`CLOCK_TOLERANCE`]:
+/// the clock jumped forward and back (or the status was edited), and every later time would wait
+/// until the clock reached it.
+pub fn ahead_of_clock(last_schedule_time: Option<Timestamp>, now: Timestamp) -> Option<Timestamp> {
+    last_schedule_time.filter(|t| t.duration_since(now) > CLOCK_TOLERANCE)
+}
+
 pub fn plan(timetable: &Timetable, facts: &Facts<'_>) -> Decision {
     let next = timetable.next_after(facts.now);
     Decision { plan: decide(timetable, facts), next }
@@ -327,5 +338,23 @@ mod tests {
         let nightly = Timetable::new("0 3 * * *", "Europe/Berlin").unwrap();
         let d = plan(&nightly, &facts("2026-11-09T12:00:00Z", Some("2026-11-09T02:00:00Z")));
         assert_eq!(d, Decision { plan: Plan::Idle, next: Some(ts("2026-11-10T02:00:00Z")) });
+    }
+
+    #[test]
+    fn a_recorded_time_ahead_of_the_clock_is_found_beyond_the_tolerance_only() {
+        let now = ts("2026-12-07T03:00:00Z");
+        for (last, want) in [
+            (None, None),
+            (Some("2026-12-07T02:00:00Z"), None),
+            (Some("2026-12-07T03:04:00Z"), None),
+            (Some("2026-12-07T03:06:00Z"), Some("2026-12-07T03:06:00Z")),
+            (Some("2027-06-01T03:00:00Z"), Some("2027-06-01T03:00:00Z")),
+        ] {
+            assert_eq!(ahead_of_clock(last.map(ts), now), want.map(ts), "{last:?}");
+        }
+        // Without it, a time ahead of the clock holds every run until the clock reaches it.
+        let timetable = Timetable::new("0 3 * * *", "UTC").unwrap();
+        let held = facts("2026-12-08T03:01:00Z", Some("2027-06-01T03:00:00Z"));
+        assert_eq!(plan(&timetable, &held).plan, Plan::Idle);
     }
 }

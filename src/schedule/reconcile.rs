@@ -159,6 +159,24 @@ pub async fn reconcile(obj: Arc<SnapshotExportSchedule>, ctx: Arc<ScheduleContex
         runs = runs::observe_runs(&exports, &name, &uid, &ctx.clock).await?;
     }
 
+    // A recorded time ahead of the clock (it jumped forward and back, or the status was edited)
+    // would hold every run until the clock reached it: said once, and set back to the newest
+    // scheduled time one of its runs stands for (not a run-now's), so no time run already is
+    // handled again; with none, the latest time due is considered as after an outage.
+    let mut ahead = None;
+    if let Some(recorded) = super::plan::ahead_of_clock(status.last_schedule_time.as_ref().map(|t| t.0), now) {
+        let scheduled_runs = runs.iter().filter(|r| r.facts.name == super::names::run_name(&name, r.facts.scheduled));
+        let back = scheduled_runs.map(|r| r.facts.scheduled).filter(|t| *t <= now).max();
+        status.last_schedule_time = back.map(Time);
+        let to = back.map_or("cleared (the latest scheduled time due is considered as after an outage)".to_string(), |t| {
+            format!("set back to {t}, its newest run's time")
+        });
+        ahead = Some(format!(
+            "status.lastScheduleTime {recorded} is ahead of the operator's clock ({now}) by {}s, so every run would have waited for the clock to reach it; it was {to}. A clock that jumped forward and back, or an edited status? Check the nodes' clocks (NTP) if this repeats.",
+            recorded.duration_since(now).as_secs()
+        ));
+    }
+
     // A run past runTimeoutSeconds no longer holds back the next one (it is still followed).
     let timeout = obj.spec.run_timeout();
     let in_flight = {
@@ -290,6 +308,9 @@ pub async fn reconcile(obj: Arc<SnapshotExportSchedule>, ctx: Arc<ScheduleContex
     }
     if let Some((failing, reason, message)) = cleanup_news.filter(|_| written) {
         publish(&ctx, &obj, failing, &reason, &message).await;
+    }
+    if let Some(message) = ahead.filter(|_| written) {
+        warning(&ctx, &obj, "LastScheduleTimeInFuture", &message).await;
     }
     if let Some(message) = dropped.filter(|_| written) {
         count(&ctx, &ns, &name, SkipReason::MissedDeadline.as_str());

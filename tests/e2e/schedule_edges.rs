@@ -767,3 +767,34 @@ async fn a_create_snapshot_run_whose_name_is_taken_takes_no_snapshot() {
     assert!(runs_of(&bed, "named").await.is_empty());
 }
 
+/// A `lastScheduleTime` ahead of the clock (a clock that jumped forward and back, or an edited
+/// status) held every later time until the clock reached it, without a word. Now it is told once
+/// and cleared, and the next scheduled time is handled (issue 31, step 6).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_last_schedule_time_ahead_of_the_clock_is_told_once_and_scheduling_goes_on() {
+    let mut bed = Bed::without_operator().await;
+    // A virtual hour is a real second.
+    let clock = crate::schedule::TestClock::new("2026-11-23T00:00:00Z", 3_600.0);
+    bed.start_operator_env(&[], &clock.env());
+    create_schedule(&bed, "jumpy", json!({"schedule": "0 * * * *", "source": {"replicationGroupId": "jump-rg"}, "template": {}})).await;
+    wait_status(&bed, "jumpy", "its first status", |s| s.next_schedule_time.is_some()).await;
+    let future = json!({"status": {"lastScheduleTime": "2027-06-01T03:00:00Z"}});
+    schedules(&bed).patch_status("jumpy", &PatchParams::default(), &Patch::Merge(&future)).await.expect("record a time ahead of the clock");
+
+    // At the next hour the recorded time is found ahead, told, and cleared; that hour is handled
+    // (skipped: the cache has no backup), and so is each one after it.
+    let status = wait_status(&bed, "jumpy", "lastScheduleTime back behind the clock", |s| {
+        s.last_schedule_time.as_ref().is_some_and(|t| t.0 < "2027-01-01T00:00:00Z".parse::<jiff::Timestamp>().unwrap())
+    })
+    .await;
+    assert!(status.last_schedule_time.unwrap().0 <= clock.now());
+    // Told after the status write: wait for it, then let a few more hours be handled.
+    schedule_event_reasons_with(&bed, "jumpy", "LastScheduleTimeInFuture").await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let told = schedule_events(&bed, "jumpy", "LastScheduleTimeInFuture").await;
+    assert_eq!(told.len(), 1, "{told:#?}");
+    assert!(told[0].series.is_none(), "told more than once: {:?}", told[0].series);
+    let note = told[0].note.clone().unwrap_or_default();
+    // No run yet: cleared, and the latest hour due handled as after an outage.
+    assert!(note.contains("2027-06-01T03:00:00Z") && note.contains("cleared"), "{note}");
+}
