@@ -137,6 +137,22 @@ fn each_invalid_spec_is_refused_with_a_readable_message() {
             At::Reconciler,
             "must start with a letter",
         ),
+        (
+            "a daily name on a twice-daily schedule",
+            {
+                let mut spec = with(&["template", "targetSnapshotNameTemplate"], json!("{cache}-{YYYY}{MM}{DD}"));
+                spec["schedule"] = json!("0 2,14 * * *");
+                spec
+            },
+            At::Reconciler,
+            "lacks {hh}: the schedule runs more than once a day",
+        ),
+        (
+            "a name without the year",
+            with(&["template", "targetSnapshotNameTemplate"], json!("{cache}-{MM}{DD}")),
+            At::Reconciler,
+            "lacks {YYYY}: the schedule runs every year",
+        ),
         ("bad bucket", with(&["template", "targetBucket"], json!("My_Bucket")), At::Cel("DNS-compliant"), "targetBucket"),
         (
             "kms with bucket",

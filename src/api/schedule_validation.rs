@@ -74,7 +74,9 @@ pub fn validate_schedule(name: &str, spec: &SnapshotExportScheduleSpec) -> Vec<S
     if let (Some(t), Some(cache)) = (&timetable, source.cache_id()) {
         if problems.is_empty() {
             let sample = jiff::Timestamp::from_second(1_800_000_000).expect("a valid instant");
-            if let Err(why) = names::target_name(template.target_snapshot_name_template.as_deref(), name, cache, sample, t.zone()) {
+            if let Err(why) = names::target_name(template.target_snapshot_name_template.as_deref(), name, cache, sample, t.zone())
+                .and_then(|_| names::check_template_cadence(template.target_snapshot_name_template.as_deref(), t.cadence()))
+            {
                 problems.push(format!("template.{why}"));
             }
         }

@@ -19,6 +19,29 @@ pub struct Cron {
     dow_any: bool,
 }
 
+/// At most one run per this calendar unit: see [`Cron::cadence`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Cadence {
+    Year,
+    Month,
+    Day,
+    Hour,
+    Minute,
+}
+
+impl Cadence {
+    /// For a person: why the name needs this unit ("more than once a day" needs the hour).
+    pub fn phrase(self) -> &'static str {
+        match self {
+            Cadence::Year => "every year",
+            Cadence::Month => "more than once a year",
+            Cadence::Day => "more than once a month",
+            Cadence::Hour => "more than once a day",
+            Cadence::Minute => "more than once an hour",
+        }
+    }
+}
+
 /// Why an expression is not a schedule, said for a person.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CronError(pub String);
@@ -120,6 +143,23 @@ impl Cron {
             (true, false) => by_dow,
             (false, true) => by_dom,
             (false, false) => by_dom || by_dow,
+        }
+    }
+
+    /// The finest calendar unit a run's name must name so that no two runs share it: the
+    /// schedule runs at most once per that unit (`0 2 * * *`: once a day, so the day).
+    pub fn cadence(&self) -> Cadence {
+        if self.minutes.count_ones() > 1 {
+            Cadence::Minute
+        } else if self.hours.count_ones() > 1 {
+            Cadence::Hour
+        } else if !(self.dow_any && !self.dom_any && self.days_of_month.count_ones() == 1) {
+            // Every day, some weekdays, several days of the month, or a day of the month or a weekday.
+            Cadence::Day
+        } else if self.months.count_ones() > 1 {
+            Cadence::Month
+        } else {
+            Cadence::Year
         }
     }
 
@@ -227,6 +267,26 @@ mod tests {
         assert_eq!(ok("@weekly"), ok("0 0 * * 0"));
         assert_eq!(ok("@monthly"), ok("0 0 1 * *"));
         assert!(ok("@hourly").every_hour() && !ok("@daily").every_hour());
+    }
+
+    #[test]
+    fn cadence_is_the_finest_unit_that_sees_at_most_one_run() {
+        let cases = [
+            ("*/15 * * * *", Cadence::Minute),
+            ("30 * * * *", Cadence::Hour),
+            ("0 2,14 * * *", Cadence::Hour),
+            ("0 2 * * *", Cadence::Day),
+            ("0 2 * * MON", Cadence::Day),
+            ("0 2 1,15 * *", Cadence::Day),
+            ("0 2 1 * FRI", Cadence::Day),
+            ("0 2 1 * *", Cadence::Month),
+            ("@monthly", Cadence::Month),
+            ("0 2 1 1,7 *", Cadence::Month),
+            ("@yearly", Cadence::Year),
+        ];
+        for (expr, want) in cases {
+            assert_eq!(ok(expr).cadence(), want, "{expr}");
+        }
     }
 
     #[test]

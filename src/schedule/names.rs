@@ -2,7 +2,8 @@
 //! so a second attempt is AlreadyExists), the intermediate snapshot of CreateSnapshot mode, the
 //! schedule label value, and the run's target snapshot name from the template.
 
-use jiff::tz::TimeZone;
+use super::cron::Cadence;
+use jiff::tz::{AmbiguousOffset, TimeZone};
 use jiff::Timestamp;
 
 /// The default target name: the schedule's name and the scheduled local time.
@@ -81,7 +82,9 @@ pub const PLACEHOLDERS: [&str; 7] = ["schedule", "cache", "YYYY", "MM", "DD", "h
 
 /// The target snapshot name for a run: the template (default [`DEFAULT_TEMPLATE`]) with the
 /// schedule's name, the cache id and the scheduled time in the schedule's zone; refused when
-/// the result is not a legal ElastiCache snapshot name.
+/// the result is not a legal ElastiCache snapshot name. The second occurrence of a repeated
+/// local time (fall back) gets `-utc<hhmm>` appended: the template's local time alone would give
+/// it the first occurrence's name.
 pub fn target_name(template: Option<&str>, schedule: &str, cache: &str, scheduled: Timestamp, zone: &TimeZone) -> Result<String, String> {
     let template = template.unwrap_or(DEFAULT_TEMPLATE);
     let local = scheduled.to_zoned(zone.clone());
@@ -110,9 +113,48 @@ pub fn target_name(template: Option<&str>, schedule: &str, cache: &str, schedule
         rest = &rest[close + 1..];
     }
     out.push_str(rest);
+    if is_second_occurrence(&local) {
+        out.push_str(&scheduled.to_zoned(TimeZone::UTC).strftime("-utc%H%M").to_string());
+    }
     let name = out;
     check_snapshot_name(&name).map_err(|why| format!("targetSnapshotNameTemplate {template:?} gives {name:?}, which {why}"))?;
     Ok(name)
+}
+
+/// Whether `local` is the later of two instants with the same wall time (the repeated hour when
+/// clocks fall back).
+fn is_second_occurrence(local: &jiff::Zoned) -> bool {
+    match local.time_zone().to_ambiguous_timestamp(local.datetime()).offset() {
+        AmbiguousOffset::Fold { after, .. } => local.offset() == after,
+        _ => false,
+    }
+}
+
+/// The placeholders a name needs to tell apart runs that are at most one per `cadence`.
+fn placeholders_needed(cadence: Cadence) -> &'static [&'static str] {
+    let all: &[&str] = &["YYYY", "MM", "DD", "hh", "mm"];
+    &all[..=cadence as usize]
+}
+
+/// Refuses a template that gives two runs of a schedule that runs at most once per `cadence` the
+/// same target name (`{cache}-{YYYY}{MM}{DD}` on a twice-daily schedule): the second run's copy
+/// would be refused as already existing, and the run would stall.
+pub fn check_template_cadence(template: Option<&str>, cadence: Cadence) -> Result<(), String> {
+    let template = template.unwrap_or(DEFAULT_TEMPLATE);
+    let needed = placeholders_needed(cadence);
+    let missing: Vec<(usize, String)> =
+        needed.iter().enumerate().filter(|(_, p)| !template.contains(&format!("{{{p}}}"))).map(|(i, p)| (i, format!("{{{p}}}"))).collect();
+    let Some((coarsest, _)) = missing.first() else { return Ok(()) };
+    // Why the coarsest missing unit is needed: the schedule runs more than once in the one above.
+    let why = [Cadence::Year, Cadence::Month, Cadence::Day, Cadence::Hour, Cadence::Minute][*coarsest].phrase();
+    let missing: Vec<String> = missing.into_iter().map(|(_, p)| p).collect();
+    Err(format!(
+        "targetSnapshotNameTemplate {template:?} lacks {}: the schedule runs {}, so two of its runs would get the same target snapshot name \
+         and the second could not be made; add {}, as the default {DEFAULT_TEMPLATE:?} does",
+        missing.join(" and "),
+        why,
+        if missing.len() == 1 { "it" } else { "them" },
+    ))
 }
 
 /// The target name of one run: [`target_name`], and for a run-now (its value and sequence
@@ -226,6 +268,48 @@ mod tests {
             match want {
                 Ok(name) => assert_eq!(got.as_deref(), Ok(*name), "{template:?}"),
                 Err(part) => assert!(got.as_ref().is_err_and(|e| e.contains(part)), "{template:?}: {got:?}"),
+            }
+        }
+    }
+
+    /// America/New_York falls back on 2026-11-01: 01:30 happens at 05:30Z (EDT) and 06:30Z
+    /// (EST). An hourly schedule runs both; before, both got `…-0130`, and the second run stalled
+    /// on the first one's snapshot for good.
+    #[test]
+    fn the_repeated_hour_gives_each_run_its_own_target() {
+        let ny = TimeZone::get("America/New_York").unwrap();
+        let name = |at: &str| target_name(None, "hourly", "c", ts(at), &ny).unwrap();
+        assert_eq!(name("2026-11-01T04:30:00Z"), "hourly-20261101-0030");
+        assert_eq!(name("2026-11-01T05:30:00Z"), "hourly-20261101-0130");
+        assert_eq!(name("2026-11-01T06:30:00Z"), "hourly-20261101-0130-utc0630");
+        assert_eq!(name("2026-11-01T07:30:00Z"), "hourly-20261101-0230");
+        // Spring forward has no repeated time: nothing is appended.
+        assert_eq!(name("2026-03-08T07:30:00Z"), "hourly-20260308-0330");
+        // A coarse template on an hourly schedule is refused, not disambiguated, but the rule
+        // holds for any template: the second occurrence is never the first's name.
+        let coarse = |at: &str| target_name(Some("{cache}-{YYYY}{MM}{DD}-{hh}"), "hourly", "c", ts(at), &ny).unwrap();
+        assert_ne!(coarse("2026-11-01T05:30:00Z"), coarse("2026-11-01T06:30:00Z"));
+    }
+
+    #[test]
+    fn a_template_must_name_each_unit_a_schedule_runs_more_than_once_in() {
+        let cases: &[(Option<&str>, Cadence, Result<(), &str>)] = &[
+            (None, Cadence::Minute, Ok(())),
+            (Some("{cache}-{YYYY}{MM}{DD}"), Cadence::Day, Ok(())),
+            (Some("{cache}-{YYYY}{MM}{DD}"), Cadence::Hour, Err("lacks {hh}: the schedule runs more than once a day")),
+            (Some("{cache}-{YYYY}{MM}{DD}"), Cadence::Minute, Err("lacks {hh} and {mm}: the schedule runs more than once a day")),
+            (Some("{cache}-{YYYY}{MM}{DD}-{hh}"), Cadence::Hour, Ok(())),
+            (Some("{cache}-{YYYY}{MM}"), Cadence::Month, Ok(())),
+            (Some("{cache}-{YYYY}{MM}"), Cadence::Day, Err("lacks {DD}")),
+            (Some("{cache}-{MM}{DD}"), Cadence::Day, Err("lacks {YYYY}: the schedule runs every year")),
+            (Some("{cache}-{YYYY}"), Cadence::Year, Ok(())),
+            (Some("{cache}-copy"), Cadence::Year, Err("lacks {YYYY}")),
+        ];
+        for (template, cadence, want) in cases {
+            let got = check_template_cadence(*template, *cadence);
+            match want {
+                Ok(()) => assert_eq!(got, Ok(()), "{template:?} {cadence:?}"),
+                Err(part) => assert!(got.as_ref().is_err_and(|e| e.contains(part) && e.contains("add")), "{template:?}: {got:?}"),
             }
         }
     }

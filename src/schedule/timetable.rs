@@ -14,7 +14,7 @@
 //! Searches are bounded (eight years covers every Feb 29), so a schedule that never matches
 //! cannot loop.
 
-use super::cron::Cron;
+use super::cron::{Cadence, Cron};
 use jiff::civil::Date;
 use jiff::tz::{AmbiguousOffset, TimeZone};
 use jiff::Timestamp;
@@ -39,6 +39,11 @@ impl Timetable {
 
     pub fn zone(&self) -> &TimeZone {
         &self.zone
+    }
+
+    /// At most one run per this unit: what a run's target name must name.
+    pub fn cadence(&self) -> Cadence {
+        self.cron.cadence()
     }
 
     /// The first scheduled instant strictly after `t`.

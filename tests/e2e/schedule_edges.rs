@@ -798,3 +798,62 @@ async fn a_last_schedule_time_ahead_of_the_clock_is_told_once_and_scheduling_goe
     // No run yet: cleared, and the latest hour due handled as after an outage.
     assert!(note.contains("2027-06-01T03:00:00Z") && note.contains("cleared"), "{note}");
 }
+
+/// When clocks fall back, an hourly schedule runs in the repeated hour too, but target names use
+/// local time: the two 01:30 runs got one target, the second's copy was refused as existing, it
+/// stalled in flight and every later time was skipped. The second occurrence now gets
+/// `-utc<hhmm>` appended (issue 31, step 3).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_hourly_schedule_runs_both_repeated_hours_when_clocks_fall_back() {
+    // Copies complete at once, so no run holds back the next.
+    let mut bed = Bed::with_options(0.1, 0.1, Default::default()).await;
+    seed_automatic(&bed, "dst-rg", "2026-11-01T04:45:00Z");
+    create_schedule(
+        &bed,
+        "dst",
+        json!({"schedule": "30 * * * *", "timeZone": "America/New_York", "source": {"replicationGroupId": "dst-rg"}, "template": {}}),
+    )
+    .await;
+    // The documented daily name on a twice-daily schedule: the second run of each day would
+    // collide with the first. Nothing refused it; now the operator does.
+    create_schedule(
+        &bed,
+        "twice",
+        json!({"schedule": "0 2,14 * * *", "source": {"replicationGroupId": "dst-rg"}, "template": {"targetSnapshotNameTemplate": "{cache}-{YYYY}{MM}{DD}"}}),
+    )
+    .await;
+    // America/New_York falls back at 06:00Z: 01:30 local is 05:30Z (EDT) and 06:30Z (EST). A
+    // virtual hour is twelve real seconds.
+    let clock = crate::schedule::TestClock::new("2026-11-01T04:50:00Z", 300.0);
+    bed.start_operator_env(&[], &clock.env());
+    // A new backup before each later run, so each has something to export.
+    clock.sleep_until("2026-11-01T06:00:00Z").await;
+    seed_automatic(&bed, "dst-rg", "2026-11-01T06:00:00Z");
+    clock.sleep_until("2026-11-01T07:00:00Z").await;
+    seed_automatic(&bed, "dst-rg", "2026-11-01T07:00:00Z");
+
+    clock.sleep_until("2026-11-01T07:35:00Z").await;
+    let status = wait_status(&bed, "dst", "the 02:30 EST time handled", |s| {
+        s.last_schedule_time.as_ref().is_some_and(|t| t.0 >= "2026-11-01T07:30:00Z".parse::<jiff::Timestamp>().unwrap())
+    })
+    .await;
+    let mut targets = Vec::new();
+    for at in ["2026-11-01T05:30:00Z", "2026-11-01T06:30:00Z", "2026-11-01T07:30:00Z"] {
+        let run = ecx::schedule::names::run_name("dst", at.parse().unwrap());
+        let ready = bed.wait_ready(&run).await;
+        targets.push(ready.spec.target_snapshot_name.clone());
+    }
+    assert_eq!(targets, ["dst-20261101-0130", "dst-20261101-0130-utc0630", "dst-20261101-0230"], "status {status:?}");
+    // Exactly one copy per run, none refused as already existing.
+    let copies = bed.emulator.calls("CopySnapshot");
+    let mut copied: Vec<&str> = copies.iter().filter_map(|c| c["params"]["TargetSnapshotName"].as_str()).collect();
+    copied.sort();
+    assert_eq!(copied, targets, "{copies:#?}");
+    let reasons = schedule_event_reasons(&bed, "dst").await;
+    assert!(!reasons.iter().any(|(_, r)| r == "PreviousRunInFlight"), "{reasons:?}");
+
+    let refused = wait_condition(&bed, "twice", "Stalled", || None).await;
+    assert_eq!(refused.reason, "InvalidSpec");
+    assert!(refused.message.contains("lacks {hh}: the schedule runs more than once a day"), "{}", refused.message);
+    assert!(runs_of(&bed, "twice").await.is_empty());
+}
