@@ -151,7 +151,7 @@ fn each_invalid_spec_is_refused_with_a_readable_message() {
             "a name without the year",
             with(&["template", "targetSnapshotNameTemplate"], json!("{cache}-{MM}{DD}")),
             At::Reconciler,
-            "lacks {YYYY}: the schedule runs every year",
+            "lacks {YYYY}: the schedule runs again every year",
         ),
         ("bad bucket", with(&["template", "targetBucket"], json!("My_Bucket")), At::Cel("DNS-compliant"), "targetBucket"),
         (

@@ -166,7 +166,9 @@ pub struct ExportTemplate {
     /// cache id), `{YYYY}`, `{MM}`, `{DD}`, `{hh}`, `{mm}` (the scheduled time in `timeZone`).
     /// Besides placeholders only letters, digits and single hyphens. Default
     /// `{schedule}-{YYYY}{MM}{DD}-{hh}{mm}`. The result must start with a letter and be at most
-    /// 255 characters, or the run is refused (`InvalidTemplate`).
+    /// 242 characters (a run-now adds `-now-<hash>`); the template must name each unit the
+    /// schedule runs more than once in (`{hh}` on a twice-daily schedule). A run in the repeated
+    /// hour of a daylight-saving change, or moved past a skipped one, gets `-utc<hhmm>` appended.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 255))]
     #[x_kube(validation = Rule::new("self.matches('^([A-Za-z0-9-]|\\\\{(schedule|cache|YYYY|MM|DD|hh|mm)\\\\})+$')").message("targetSnapshotNameTemplate may contain only letters, digits, '-' and the placeholders {schedule}, {cache}, {YYYY}, {MM}, {DD}, {hh}, {mm}"))]

@@ -73,10 +73,7 @@ pub fn validate_schedule(name: &str, spec: &SnapshotExportScheduleSpec) -> Vec<S
     // The name the template gives for this schedule (the cache id and date have fixed shapes).
     if let (Some(t), Some(cache)) = (&timetable, source.cache_id()) {
         if problems.is_empty() {
-            let sample = jiff::Timestamp::from_second(1_800_000_000).expect("a valid instant");
-            if let Err(why) = names::target_name(template.target_snapshot_name_template.as_deref(), name, cache, sample, t.zone())
-                .and_then(|_| names::check_template_cadence(template.target_snapshot_name_template.as_deref(), t.cadence()))
-            {
+            if let Err(why) = names::check_template(template.target_snapshot_name_template.as_deref(), name, cache, t) {
                 problems.push(format!("template.{why}"));
             }
         }

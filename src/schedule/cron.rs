@@ -33,7 +33,7 @@ impl Cadence {
     /// For a person: why the name needs this unit ("more than once a day" needs the hour).
     pub fn phrase(self) -> &'static str {
         match self {
-            Cadence::Year => "every year",
+            Cadence::Year => "again every year",
             Cadence::Month => "more than once a year",
             Cadence::Day => "more than once a month",
             Cadence::Hour => "more than once a day",

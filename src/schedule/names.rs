@@ -3,7 +3,8 @@
 //! schedule label value, and the run's target snapshot name from the template.
 
 use super::cron::Cadence;
-use jiff::tz::{AmbiguousOffset, TimeZone};
+use super::timetable::Timetable;
+use jiff::tz::TimeZone;
 use jiff::Timestamp;
 
 /// The default target name: the schedule's name and the scheduled local time.
@@ -82,9 +83,7 @@ pub const PLACEHOLDERS: [&str; 7] = ["schedule", "cache", "YYYY", "MM", "DD", "h
 
 /// The target snapshot name for a run: the template (default [`DEFAULT_TEMPLATE`]) with the
 /// schedule's name, the cache id and the scheduled time in the schedule's zone; refused when
-/// the result is not a legal ElastiCache snapshot name. The second occurrence of a repeated
-/// local time (fall back) gets `-utc<hhmm>` appended: the template's local time alone would give
-/// it the first occurrence's name.
+/// the result is not a legal ElastiCache snapshot name.
 pub fn target_name(template: Option<&str>, schedule: &str, cache: &str, scheduled: Timestamp, zone: &TimeZone) -> Result<String, String> {
     let template = template.unwrap_or(DEFAULT_TEMPLATE);
     let local = scheduled.to_zoned(zone.clone());
@@ -113,21 +112,9 @@ pub fn target_name(template: Option<&str>, schedule: &str, cache: &str, schedule
         rest = &rest[close + 1..];
     }
     out.push_str(rest);
-    if is_second_occurrence(&local) {
-        out.push_str(&scheduled.to_zoned(TimeZone::UTC).strftime("-utc%H%M").to_string());
-    }
     let name = out;
     check_snapshot_name(&name).map_err(|why| format!("targetSnapshotNameTemplate {template:?} gives {name:?}, which {why}"))?;
     Ok(name)
-}
-
-/// Whether `local` is the later of two instants with the same wall time (the repeated hour when
-/// clocks fall back).
-fn is_second_occurrence(local: &jiff::Zoned) -> bool {
-    match local.time_zone().to_ambiguous_timestamp(local.datetime()).offset() {
-        AmbiguousOffset::Fold { after, .. } => local.offset() == after,
-        _ => false,
-    }
 }
 
 /// The placeholders a name needs to tell apart runs that are at most one per `cadence`.
@@ -157,22 +144,49 @@ pub fn check_template_cadence(template: Option<&str>, cadence: Cadence) -> Resul
     ))
 }
 
-/// The target name of one run: [`target_name`], and for a run-now (its value and sequence
-/// number) a suffix from both, so that it never collides with a scheduled run (or another run-now) of
-/// the same minute: the template has minute resolution, and S3 keys are never overwritten.
+/// The most a run's target name adds to the template's: a run-now's `-now-<8 hex>`; a
+/// scheduled run's `-utc<hhmm>` is shorter.
+pub const MAX_RUN_SUFFIX: usize = "-now-".len() + 8;
+
+/// The target name of one run: [`target_name`], and a suffix where the template alone could
+/// repeat a name. A run-now gets one from its value and sequence number, so it never collides
+/// with a scheduled run (or another run-now) of the same minute: S3 keys are never overwritten.
+/// A scheduled run whose local time does not name it alone (the second of a repeated hour, or a
+/// time moved past a spring-forward gap, maybe onto the next date) gets `-utc<hhmm>`.
 pub fn run_target_name(
     template: Option<&str>,
     schedule: &str,
     cache: &str,
     scheduled: Timestamp,
-    zone: &TimeZone,
+    timetable: &Timetable,
     run_now: Option<(&str, u32)>,
 ) -> Result<String, String> {
-    let name = target_name(template, schedule, cache, scheduled, zone)?;
-    let Some((value, seq)) = run_now else { return Ok(name) };
-    let name = format!("{name}-now-{}", run_now_hash(value, seq));
-    check_snapshot_name(&name).map_err(|why| format!("the run-now target name {name:?} {why}; shorten targetSnapshotNameTemplate"))?;
+    let name = target_name(template, schedule, cache, scheduled, timetable.zone())?;
+    let name = match run_now {
+        Some((value, seq)) => format!("{name}-now-{}", run_now_hash(value, seq)),
+        None if timetable.wall_time_is_shared(scheduled) => {
+            format!("{name}{}", scheduled.to_zoned(TimeZone::UTC).strftime("-utc%H%M"))
+        }
+        None => return Ok(name),
+    };
+    check_snapshot_name(&name).map_err(|why| format!("the run's target name {name:?} {why}; shorten targetSnapshotNameTemplate"))?;
     Ok(name)
+}
+
+/// Every rule a template must meet for this schedule, checked on a sample time: it gives a legal
+/// name with room for [`MAX_RUN_SUFFIX`], and names each unit the schedule runs more than once in.
+pub fn check_template(template: Option<&str>, schedule: &str, cache: &str, timetable: &Timetable) -> Result<(), String> {
+    let sample = Timestamp::from_second(1_800_000_000).expect("a valid instant");
+    let name = target_name(template, schedule, cache, sample, timetable.zone())?;
+    if name.len() + MAX_RUN_SUFFIX > MAX_TARGET_NAME {
+        return Err(format!(
+            "targetSnapshotNameTemplate gives names of {} characters (e.g. {name:?}); a run may add up to {MAX_RUN_SUFFIX} (a run-now's \
+             `-now-<hash>`), so it must give at most {}: shorten it",
+            name.len(),
+            MAX_TARGET_NAME - MAX_RUN_SUFFIX
+        ));
+    }
+    check_template_cadence(template, timetable.cadence())
 }
 
 /// ElastiCache's rule for snapshot names, the strictest of its APIs: starts with a letter; only
@@ -276,19 +290,36 @@ mod tests {
     /// (EST). An hourly schedule runs both; before, both got `…-0130`, and the second run stalled
     /// on the first one's snapshot for good.
     #[test]
-    fn the_repeated_hour_gives_each_run_its_own_target() {
-        let ny = TimeZone::get("America/New_York").unwrap();
-        let name = |at: &str| target_name(None, "hourly", "c", ts(at), &ny).unwrap();
-        assert_eq!(name("2026-11-01T04:30:00Z"), "hourly-20261101-0030");
-        assert_eq!(name("2026-11-01T05:30:00Z"), "hourly-20261101-0130");
-        assert_eq!(name("2026-11-01T06:30:00Z"), "hourly-20261101-0130-utc0630");
-        assert_eq!(name("2026-11-01T07:30:00Z"), "hourly-20261101-0230");
-        // Spring forward has no repeated time: nothing is appended.
-        assert_eq!(name("2026-03-08T07:30:00Z"), "hourly-20260308-0330");
-        // A coarse template on an hourly schedule is refused, not disambiguated, but the rule
-        // holds for any template: the second occurrence is never the first's name.
-        let coarse = |at: &str| target_name(Some("{cache}-{YYYY}{MM}{DD}-{hh}"), "hourly", "c", ts(at), &ny).unwrap();
-        assert_ne!(coarse("2026-11-01T05:30:00Z"), coarse("2026-11-01T06:30:00Z"));
+    fn each_run_of_a_repeated_or_shifted_wall_time_gets_its_own_target() {
+        let name = |cron: &str, zone: &str, template: Option<&str>, at: &str| {
+            run_target_name(template, "hourly", "c", ts(at), &Timetable::new(cron, zone).unwrap(), None).unwrap()
+        };
+        let ny = |at: &str| name("30 * * * *", "America/New_York", None, at);
+        assert_eq!(ny("2026-11-01T04:30:00Z"), "hourly-20261101-0030");
+        assert_eq!(ny("2026-11-01T05:30:00Z"), "hourly-20261101-0130");
+        assert_eq!(ny("2026-11-01T06:30:00Z"), "hourly-20261101-0130-utc0630");
+        assert_eq!(ny("2026-11-01T07:30:00Z"), "hourly-20261101-0230");
+        // Spring forward: 02:30 does not exist and merges with 03:30, a time of the schedule.
+        assert_eq!(ny("2026-03-08T07:30:00Z"), "hourly-20260308-0330");
+        // America/Nuuk skips Saturday 23:00-24:00 local: the Saturday run moves to Sunday
+        // 00:30, and a daily name would be Sunday's run's name too.
+        let nuuk = |at: &str| name("30 23 * * *", "America/Nuuk", Some("{cache}-{YYYY}{MM}{DD}"), at);
+        let (saturday, sunday) = (nuuk("2026-03-29T01:30:00Z"), nuuk("2026-03-30T00:30:00Z"));
+        assert_eq!((saturday.as_str(), sunday.as_str()), ("c-20260329-utc0130", "c-20260329"));
+        // A daily run moved past the gap says so, once a year (Berlin, 02:30 -> 03:30).
+        assert_eq!(name("30 2 * * *", "Europe/Berlin", None, "2026-03-29T01:30:00Z"), "hourly-20260329-0330-utc0130");
+        assert_eq!(name("30 2 * * *", "Europe/Berlin", None, "2026-03-30T00:30:00Z"), "hourly-20260330-0230");
+    }
+
+    #[test]
+    fn a_template_leaves_room_for_the_suffix_a_run_may_add() {
+        let t = Timetable::new("0 3 * * *", "UTC").unwrap();
+        // The default template gives the schedule's name plus 14 characters.
+        let fits = "s".repeat(MAX_TARGET_NAME - MAX_RUN_SUFFIX - 14);
+        assert_eq!(check_template(None, &fits, "c", &t), Ok(()));
+        let long = format!("{fits}s");
+        let err = check_template(None, &long, "c", &t).unwrap_err();
+        assert!(err.contains("must give at most 242: shorten it"), "{err}");
     }
 
     #[test]
@@ -301,7 +332,7 @@ mod tests {
             (Some("{cache}-{YYYY}{MM}{DD}-{hh}"), Cadence::Hour, Ok(())),
             (Some("{cache}-{YYYY}{MM}"), Cadence::Month, Ok(())),
             (Some("{cache}-{YYYY}{MM}"), Cadence::Day, Err("lacks {DD}")),
-            (Some("{cache}-{MM}{DD}"), Cadence::Day, Err("lacks {YYYY}: the schedule runs every year")),
+            (Some("{cache}-{MM}{DD}"), Cadence::Day, Err("lacks {YYYY}: the schedule runs again every year")),
             (Some("{cache}-{YYYY}"), Cadence::Year, Ok(())),
             (Some("{cache}-copy"), Cadence::Year, Err("lacks {YYYY}")),
         ];
@@ -316,7 +347,7 @@ mod tests {
 
     #[test]
     fn run_now_targets_never_collide_with_runs_of_the_same_minute() {
-        let utc = TimeZone::UTC;
+        let utc = Timetable::new("0 3 * * *", "UTC").unwrap();
         let t = ts("2026-11-29T03:00:20Z");
         let scheduled = run_target_name(None, "nightly", "c", ts("2026-11-29T03:00:00Z"), &utc, None).unwrap();
         let first = run_target_name(None, "nightly", "c", t, &utc, Some(("1", 1))).unwrap();

@@ -39,15 +39,9 @@ pub(super) async fn start_run(
 ) -> Result<(bool, String, String), ScheduleError> {
     let name = obj.name_any();
     let template = obj.spec.template.target_snapshot_name_template.as_deref();
-    let target = names::run_target_name(
-        template,
-        &name,
-        cache.id(),
-        scheduled,
-        timetable.zone(),
-        run_now.as_ref().map(|r| (r.value.as_str(), r.seq)),
-    )
-    .map_err(|e| AwsError::Fault { operation: "template", fault: crate::aws::CopyFault::InvalidParameterValue { message: e } })?;
+    let target =
+        names::run_target_name(template, &name, cache.id(), scheduled, timetable, run_now.as_ref().map(|r| (r.value.as_str(), r.seq)))
+            .map_err(|e| AwsError::Fault { operation: "template", fault: crate::aws::CopyFault::InvalidParameterValue { message: e } })?;
     if let Some(run) = runs.iter().find(|r| r.facts.name == run_name) {
         // Created before its time was recorded (the status write failed, or a crash): the
         // run is ours and under way, so record it as started; nothing is requested again.

@@ -41,6 +41,22 @@ impl Timetable {
         &self.zone
     }
 
+    /// Whether the local wall time of the scheduled instant `t` does not name it alone: `t` is the
+    /// second occurrence of a repeated time (fall back), or a time moved past a gap (spring
+    /// forward), which may land on the next date, where another run has that date too.
+    pub fn wall_time_is_shared(&self, t: Timestamp) -> bool {
+        let local = t.to_zoned(self.zone.clone());
+        let second = matches!(
+            self.zone.to_ambiguous_timestamp(local.datetime()).offset(),
+            AmbiguousOffset::Fold { after, .. } if local.offset() == after
+        );
+        let dow = u32::from(local.weekday().to_sunday_zero_offset() as u8);
+        let on_time = self.cron.day(local.day() as u32, local.month() as u32, dow)
+            && self.cron.hour(local.hour() as u32)
+            && self.cron.minute(local.minute() as u32);
+        second || !on_time
+    }
+
     /// At most one run per this unit: what a run's target name must name.
     pub fn cadence(&self) -> Cadence {
         self.cron.cadence()
