@@ -162,13 +162,14 @@ fn error_policy<A: SnapshotApis>(obj: Arc<SnapshotExport>, err: &ReconcileError,
 /// finalizers, deletion) and what writes are guarded by (resourceVersion). The cache holds every
 /// object for the operator's lifetime, and labels, owner references, managedFields and
 /// annotations (a `kubectl apply` annotation holds the whole object again) are never read, but
-/// for the one saying the source is an automatic backup. Status writes keep the stored metadata
-/// whatever we send (the status subresource takes only status).
+/// for the ones about the source (an automatic backup; one to wait for). Status writes keep the
+/// stored metadata whatever we send (the status subresource takes only status).
 fn cached_metadata(full: ObjectMeta) -> ObjectMeta {
-    let annotations = full.annotations.and_then(|mut all| {
-        let automatic = all.remove_entry(crate::api::AUTOMATIC_SOURCE_ANNOTATION)?;
-        Some(std::collections::BTreeMap::from([automatic]))
+    let annotations = full.annotations.map(|all| {
+        let read = [crate::api::AUTOMATIC_SOURCE_ANNOTATION, crate::api::WAIT_FOR_SOURCE_ANNOTATION];
+        all.into_iter().filter(|(k, _)| read.contains(&k.as_str())).collect::<std::collections::BTreeMap<_, _>>()
     });
+    let annotations = annotations.filter(|kept| !kept.is_empty());
     ObjectMeta {
         annotations,
         name: full.name,
@@ -283,19 +284,26 @@ mod tests {
     }
 
     #[test]
-    fn the_cache_keeps_the_automatic_source_annotation_alone() {
+    fn the_cache_keeps_the_source_annotations_alone() {
         let obj = dynamic(json!({
             "apiVersion": "elasticache-export.io/v1alpha1", "kind": "SnapshotExport",
             "metadata": {"name": "a", "namespace": "ns", "annotations": {
                 "kubectl.kubernetes.io/last-applied-configuration": "{\"spec\":{}}",
                 "elasticache-export.io/automatic-source": "true",
+                "elasticache-export.io/wait-for-source": "true",
             }},
             "spec": {"sourceSnapshotName": "automatic.rg-2026-11-23-02-00", "targetSnapshotName": "dst"},
         }));
         let decoded = decode_export(obj).unwrap();
         let kept: Vec<&String> = decoded.metadata.annotations.iter().flat_map(|a| a.keys()).collect();
-        assert_eq!(kept, ["elasticache-export.io/automatic-source"]);
-        assert!(decoded.has_automatic_source());
+        assert_eq!(kept, ["elasticache-export.io/automatic-source", "elasticache-export.io/wait-for-source"]);
+        assert!(decoded.has_automatic_source() && decoded.waits_for_source());
+        let plain = dynamic(json!({
+            "apiVersion": "elasticache-export.io/v1alpha1", "kind": "SnapshotExport",
+            "metadata": {"name": "a", "namespace": "ns", "annotations": {"note": "x"}},
+            "spec": {"sourceSnapshotName": "s", "targetSnapshotName": "dst"},
+        }));
+        assert_eq!(decode_export(plain).unwrap().metadata.annotations, None);
     }
 
     #[test]

@@ -278,6 +278,7 @@ fn arb_status() -> impl Strategy<Value = SnapshotExportStatus> {
 fn arb_observation() -> impl Strategy<Value = Observation> {
     prop_oneof![
         Just(Observation::NeverRequested),
+        arb_snapshot().prop_map(|source| Observation::AwaitedSource { source }),
         (arb_snapshot(), proptest::option::of(proptest::option::of(prop_oneof![Just("uid".to_string()), ".{0,6}"])))
             .prop_map(|(target, owner_tag)| Observation::InRegion { target, owner_tag }),
         (
@@ -313,7 +314,9 @@ proptest! {
     ) {
         let spec = spec(export.then_some("bkt"));
         let decision = decide(&spec, &status, "uid", &observed, Timestamp::from_second(now).unwrap());
-        if status.copy_accepted_at.is_some() && observed != Observation::NeverRequested {
+        // Both are observed only for an object that never made a request.
+        let first_request = matches!(observed, Observation::NeverRequested | Observation::AwaitedSource { .. });
+        if status.copy_accepted_at.is_some() && !first_request {
             prop_assert_ne!(&decision, &Decision::RequestCopy);
         }
         // An export claims only objects written after its first intent (less the skew margin);

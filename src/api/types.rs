@@ -37,6 +37,11 @@ pub const SOURCE_EXPIRED: &str = "SourceSnapshotExpired";
 /// LatestAutomatic run; a user may set it too): once that snapshot is gone it is gone for good.
 pub const AUTOMATIC_SOURCE_ANNOTATION: &str = "elasticache-export.io/automatic-source";
 
+/// Set (to `"true"`) on a SnapshotExport whose source is being taken (a schedule's CreateSnapshot
+/// run; a user may set it too): nothing is requested until the shared sweep sees the source
+/// `available`, rather than asking AWS while it is still `creating` (AWS must refuse that).
+pub const WAIT_FOR_SOURCE_ANNOTATION: &str = "elasticache-export.io/wait-for-source";
+
 /// The reason of an export whose objects stop short of what it must write, once ElastiCache is
 /// no longer exporting (or the source is gone): terminal, with or without a recorded acceptance.
 pub const EXPORT_INCOMPLETE: &str = "ExportIncomplete";
@@ -399,7 +404,17 @@ impl SnapshotExport {
     /// LatestAutomatic run, which found it among the cache's automatic snapshots). The name does
     /// not say it: `automatic.` is only ElastiCache's habit, not a rule AWS documents.
     pub fn has_automatic_source(&self) -> bool {
-        self.metadata.annotations.as_ref().and_then(|a| a.get(AUTOMATIC_SOURCE_ANNOTATION)).is_some_and(|v| v == "true")
+        self.annotated(AUTOMATIC_SOURCE_ANNOTATION)
+    }
+
+    /// Whether the first request waits until the source is available, as its annotation says
+    /// (set by a schedule's CreateSnapshot run, whose snapshot was just taken).
+    pub fn waits_for_source(&self) -> bool {
+        self.annotated(WAIT_FOR_SOURCE_ANNOTATION)
+    }
+
+    fn annotated(&self, key: &str) -> bool {
+        self.metadata.annotations.as_ref().and_then(|a| a.get(key)).is_some_and(|v| v == "true")
     }
 }
 

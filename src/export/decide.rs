@@ -145,6 +145,9 @@ pub enum Observation {
     /// Nothing was looked at: no request was ever made for this object, so nothing of ours can
     /// exist, and CopySnapshot itself refuses (one call, the same outcome) what a look would find.
     NeverRequested,
+    /// No request was ever made, and the object waits for its source (being taken) to be
+    /// available: the source as the shared sweep saw it (`None`: not listed).
+    AwaitedSource { source: Option<SnapshotInfo> },
 }
 
 /// Another SnapshotExport that may have written an export's keys: `namespace/name`, whether AWS
@@ -205,6 +208,7 @@ pub fn decide(
     let intent = status.copy_requested_at.is_some();
     match observed {
         Observation::NeverRequested => Decision::RequestCopy,
+        Observation::AwaitedSource { source } => awaited_source(spec, source.as_ref()),
         Observation::InRegion { target: None, .. } if accepted => Decision::Stalled {
             reason: "TargetSnapshotDisappeared".into(),
             message: format!(
@@ -262,6 +266,33 @@ pub fn decide(
         Observation::Export { source, objects, claimed_by } => {
             decide_export(spec, status, source.as_ref(), objects, claimed_by.as_ref(), accepted, intent, clock)
         }
+    }
+}
+
+/// A first request waiting for its source (being taken): wait while it is in progress, since AWS
+/// would refuse the request; stall if it failed. Anything else, even a source the sweep did not
+/// list, is for CopySnapshot to answer, as for any first request.
+fn awaited_source(spec: &SnapshotExportSpec, source: Option<&SnapshotInfo>) -> Decision {
+    let what = if spec.is_export() { "export" } else { "copy" };
+    match source.map(|s| &s.status) {
+        Some(SnapshotStatus::InProgress(state)) => Decision::WaitForSource {
+            reason: "SourceSnapshotNotReady",
+            message: format!(
+                "Waiting for the source snapshot {:?} to be available (it is {state}); the {what} is requested then.",
+                spec.source_snapshot_name
+            ),
+            // Recorded for exports only (a copy's status names its target).
+            source_status: spec.is_export().then(|| state.clone()),
+        },
+        Some(SnapshotStatus::Failed) => Decision::Stalled {
+            reason: "SourceSnapshotFailed".into(),
+            message: format!(
+                "The source snapshot {:?} is in state failed, so no {what} can be made of it. Take a new snapshot and create a new SnapshotExport.",
+                spec.source_snapshot_name
+            ),
+            clear_intent: true,
+        },
+        _ => Decision::RequestCopy,
     }
 }
 

@@ -269,7 +269,7 @@ async fn reconcile_once<A: SnapshotApis>(obj: Arc<SnapshotExport>, ctx: &Arc<Con
         // The export policy refuses it: no AWS call at all.
         decide::from_safety(&obj.spec, refused)
     } else {
-        match observe(ctx, &uid, &obj_ref, &obj.spec, &status).await {
+        match observe(ctx, &uid, &obj_ref, &obj.spec, &status, obj.waits_for_source()).await {
             Ok(Some(observed)) => {
                 if let Observation::Export { objects, .. } = &observed {
                     listed = objects.clone();
@@ -456,12 +456,13 @@ fn followed_snapshots(spec: &SnapshotExportSpec, waiting_for_source: bool) -> Ve
     vec![if spec.is_export() || waiting_for_source { spec.source_snapshot_name.clone() } else { spec.target_snapshot_name.clone() }]
 }
 
-/// What AWS shows for this object now; `None` when it is in flight and the shared sweep has not
-/// looked since it began to be followed.
+/// What AWS shows for this object now; `None` when it is in flight (or waits for its source) and
+/// the shared sweep has not looked since it began to be followed.
 ///
 /// A request AWS accepted is followed through the shared sweep (no per-object describe). An
 /// object that never made a request needs no look (CopySnapshot refuses whatever a look would
-/// find). Otherwise (an intent whose outcome is unknown, a retry after a refusal) the object looks
+/// find), unless it waits for its source (`waits_for_source`): then the sweep follows the source
+/// until it is available, and the first request is made only then. Otherwise (an intent whose outcome is unknown, a retry after a refusal) the object looks
 /// for itself, so a repeated request (never an export's on an unknown outcome) rests on a fresh
 /// look.
 async fn observe<A: SnapshotApis>(
@@ -470,6 +471,7 @@ async fn observe<A: SnapshotApis>(
     obj_ref: &ObjectRef<SnapshotExport>,
     spec: &SnapshotExportSpec,
     status: &SnapshotExportStatus,
+    waits_for_source: bool,
 ) -> Result<Option<Observation>, AwsError> {
     let aws = &ctx.aws;
     if matches!(status.phase, Some(Phase::Copying | Phase::Exporting)) {
@@ -504,7 +506,17 @@ async fn observe<A: SnapshotApis>(
         return in_region_observation(aws, swept(spec.target_snapshot_name.clone()).await?, status).await.map(Some);
     }
     if status.attempts == 0 && status.copy_requested_at.is_none() {
-        return Ok(Some(Observation::NeverRequested));
+        if !waits_for_source {
+            return Ok(Some(Observation::NeverRequested));
+        }
+        // Its source is being taken: follow it through the shared sweep (no per-object call)
+        // and ask once it is available.
+        let source = &spec.source_snapshot_name;
+        ctx.sweep.follow(uid, obj_ref.clone(), followed_snapshots(spec, true), spec.is_serverless());
+        if let Some(err) = ctx.sweep.failure(spec.is_serverless()) {
+            return Err(err);
+        }
+        return Ok(ctx.sweep.view(uid).and_then(|view| view.get(source).cloned()).map(|source| Observation::AwaitedSource { source }));
     }
     let mut observed = direct_observation(aws, spec, status).await?;
     // Objects found while our own outcome is unknown: does another object hold an accepted

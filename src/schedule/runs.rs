@@ -13,7 +13,9 @@ use super::status::RunView;
 use super::timetable::Timetable;
 use crate::api::conditions::{find, STALLED};
 use crate::api::schedule::*;
-use crate::api::{Phase, SnapshotExport, SnapshotExportSpec, SnapshotExportStatus, AUTOMATIC_SOURCE_ANNOTATION};
+use crate::api::{
+    Phase, SnapshotExport, SnapshotExportSpec, SnapshotExportStatus, AUTOMATIC_SOURCE_ANNOTATION, WAIT_FOR_SOURCE_ANNOTATION,
+};
 use crate::aws::AwsError;
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time};
@@ -269,6 +271,8 @@ pub(super) async fn create_run(
             snap
         }
         RunSource::Intermediate(snap) => {
+            // Just taken: the run asks for its export once the snapshot is available.
+            annotations.insert(WAIT_FOR_SOURCE_ANNOTATION.into(), "true".into());
             if !obj.spec.source.keep_intermediate_snapshot {
                 annotations.insert(INTERMEDIATE_ANNOTATION.into(), snap.into());
             }

@@ -276,9 +276,9 @@ async fn create_snapshot_mode_survives_kills_without_a_second_run_or_snapshot() 
     let runs = runs_of(&bed, "hourly").await;
     assert!(runs.len() >= 5, "only {} runs in the virtual hours that passed", runs.len());
     assert_eq!(runs.len(), distinct.len(), "one intermediate snapshot per run");
-    // A run's first CopySnapshot may be refused (InvalidSnapshotState: the intermediate snapshot
-    // is still `creating`; the export then waits for it): a refusal did nothing. What must never
-    // happen is a second request AWS accepted for one run.
+    // A run waits for its intermediate snapshot to be available before its CopySnapshot (should
+    // one be refused anyway, a refusal did nothing). What must never happen is a second request
+    // AWS accepted for one run.
     let all_copies = bed.emulator.calls("CopySnapshot");
     let copies: Vec<&Value> = all_copies.iter().filter(|c| c["status"].as_u64().is_some_and(|s| (200..300).contains(&s))).collect();
     let targets: BTreeSet<&str> = copies.iter().map(|c| c["params"]["TargetSnapshotName"].as_str().unwrap()).collect();

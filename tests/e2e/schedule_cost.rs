@@ -1,6 +1,7 @@
 //! What a schedule adds to its run's AWS calls (issue 13: at most 2 beyond the export's): a
 //! CreateSnapshot-mode run takes its snapshot and, once the export completed, deletes it; it
-//! makes no other call about that snapshot.
+//! makes no other call about that snapshot, and its export is requested once, when the
+//! snapshot is available.
 
 use crate::harness::*;
 use ecx::api::schedule::{SnapshotExportSchedule, RUN_NOW_ANNOTATION};
@@ -47,4 +48,10 @@ async fn a_create_snapshot_run_costs_its_create_and_its_delete_only() {
         .map(|c| c["action"].as_str().unwrap_or("?").to_string())
         .collect();
     assert_eq!(about, ["CreateSnapshot", "DeleteSnapshot"], "the schedule's calls about its intermediate snapshot");
+    // The export asks once, after the snapshot is available: never while it is `creating`, which
+    // AWS must refuse (issue 31, step 8: every run used to send that refused request).
+    let copies: Vec<Value> =
+        bed.emulator.calls("CopySnapshot").into_iter().filter(|c| c["params"]["SourceSnapshotName"] == snapshot.as_str()).collect();
+    assert_eq!(copies.len(), 1, "{copies:#?}");
+    assert!(!bed.log_text().contains("CopySnapshot failed"), "a refused request was logged");
 }

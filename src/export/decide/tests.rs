@@ -151,6 +151,38 @@ fn in_region_copy_table() {
     }
 }
 
+/// A first request whose source is being taken (a schedule's CreateSnapshot run) waits for the
+/// sweep to see it available, instead of asking while AWS must refuse.
+#[test]
+fn a_first_request_waits_for_a_source_being_taken() {
+    let awaited = |source: Option<SnapshotInfo>| Observation::AwaitedSource { source };
+    let cases: Vec<(&str, Option<&str>, Observation, &str)> = vec![
+        ("copy, source creating", None, awaited(Some(snap("creating", 1))), "Wait:SourceSnapshotNotReady"),
+        ("export, source creating", Some("bkt"), awaited(Some(snap("creating", 1))), "Wait:SourceSnapshotNotReady"),
+        ("copy, source available", None, awaited(Some(snap("available", 1))), "RequestCopy"),
+        ("export, source available", Some("bkt"), awaited(Some(snap("available", 2))), "RequestCopy"),
+        ("source failed", None, awaited(Some(snap("failed", 1))), "Stalled:SourceSnapshotFailed:clear"),
+        // Not listed: CopySnapshot's own answer says whether it exists.
+        ("source not listed", None, awaited(None), "RequestCopy"),
+    ];
+    for (name, bucket, obs, want) in cases {
+        assert_eq!(kind(&decide(&spec(bucket), &status(None, false, None), UID, &obs, now())), want, "{name}");
+    }
+    let Decision::WaitForSource { message, source_status, .. } =
+        decide(&spec(None), &status(None, false, None), UID, &awaited(Some(snap("creating", 1))), now())
+    else {
+        panic!("not a wait")
+    };
+    assert_eq!(source_status, None, "a copy's status names its target, not its source");
+    assert!(message.contains("\"src\"") && message.contains("creating") && message.contains("the copy is requested then"), "{message}");
+    let Decision::WaitForSource { source_status, .. } =
+        decide(&spec(Some("bkt")), &status(None, false, None), UID, &awaited(Some(snap("creating", 1))), now())
+    else {
+        panic!("not a wait")
+    };
+    assert_eq!(source_status.as_deref(), Some("creating"));
+}
+
 #[test]
 fn export_table() {
     let b = Some("bkt");
