@@ -5,11 +5,12 @@ use super::aws as sched_aws;
 use super::names;
 use super::reconcile::{publish, warning, ScheduleContext, ScheduleError, INTERMEDIATE_ANNOTATION};
 use super::retention::{objects_to_prune, runs_to_delete, RunState, SeenObject};
+use super::runs::patch_run;
 use super::status::RunView;
 use crate::api::schedule::{SnapshotExportSchedule, SCHEDULE_TAG_KEY};
 use crate::api::SnapshotExport;
 use crate::aws::{AwsError, CopyFault};
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
+use kube::api::{Api, DeleteParams, ListParams, Preconditions};
 use kube::ResourceExt;
 use std::collections::HashSet;
 use tracing::info;
@@ -128,7 +129,9 @@ async fn delete_intermediate(
     let unmark = serde_json::json!({"metadata": {"annotations": {INTERMEDIATE_ANNOTATION: null}}});
     if snap != ours {
         // Unmark first, so that a failed patch cannot repeat the Warning.
-        exports.patch(&run.facts.name, &PatchParams::default(), &Patch::Merge(&unmark)).await?;
+        if !patch_run(exports, run, unmark).await? {
+            return Ok(true);
+        }
         warning(
             ctx,
             obj,
@@ -157,7 +160,7 @@ async fn delete_intermediate(
         &format!("Deleted the intermediate snapshot {snap} of {} after {after}.", run.facts.name),
     )
     .await;
-    exports.patch(&run.facts.name, &PatchParams::default(), &Patch::Merge(&unmark)).await?;
+    patch_run(exports, run, unmark).await?;
     Ok(true)
 }
 
@@ -192,7 +195,8 @@ pub(super) async fn prune(
         };
         all.items
             .into_iter()
-            .filter(|o| !doomed.iter().any(|r| r.facts.name == o.name_any()))
+            // By UID: an object that took a doomed run's name keeps what it records.
+            .filter(|o| !doomed.iter().any(|r| o.uid().as_deref() == Some(r.uid.as_str())))
             .flat_map(|o| {
                 let status = o.status.unwrap_or_default();
                 status.exported_objects.into_iter().chain(status.expected_objects)
@@ -254,9 +258,17 @@ async fn prune_run(
             }
         }
     }
-    match exports.delete(name, &DeleteParams::background()).await {
+    // By UID, not by name: an object that took the name since the listing is not ours to delete.
+    let this_run = DeleteParams {
+        preconditions: Some(Preconditions { uid: Some(run.uid.clone()), resource_version: None }),
+        ..DeleteParams::background()
+    };
+    match exports.delete(name, &this_run).await {
         Ok(_) => info!(schedule = %obj.name_any(), run = %name, objects_gone = gone.len(), "deleted an old run (retention)"),
         Err(kube::Error::Api(e)) if e.code == 404 => {}
+        Err(kube::Error::Api(e)) if e.code == 409 => {
+            info!(schedule = %obj.name_any(), run = %name, "the run is gone and another object has its name; that object is not deleted")
+        }
         Err(e) => return Err((format!("deleting the run {name} (retention)"), e.into())),
     }
     Ok(Some(gone))

@@ -354,6 +354,7 @@ pub(super) fn view(run: SnapshotExport, clock: &Clock) -> RunView {
     let failure = find(&status.conditions, STALLED).filter(|c| c.status == "True").map(|c| (c.reason.clone(), c.message.clone()));
     RunView {
         facts: RunFacts { name: run.name_any(), scheduled, state },
+        uid: run.uid().unwrap_or_default(),
         phase: status.phase.map(|p| format!("{p:?}")),
         completed_at: status.completed_at.map(|t| t.0),
         failure,
@@ -374,6 +375,23 @@ pub(super) fn view(run: SnapshotExport, clock: &Clock) -> RunView {
     }
 }
 
+/// Merge `patch` into the run, only if it is still the object listed (its UID is sent as a
+/// precondition, as the garbage collector does): `false` when it is gone, or another object has
+/// its name now, which is left alone.
+pub(super) async fn patch_run(exports: &Api<SnapshotExport>, run: &RunView, mut patch: serde_json::Value) -> Result<bool, kube::Error> {
+    patch["metadata"]["uid"] = serde_json::Value::String(run.uid.clone());
+    match exports.patch(&run.facts.name, &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&patch)).await {
+        Ok(_) => Ok(true),
+        // Another object's UID is refused as an immutable field (422 on metadata.uid); no
+        // resourceVersion is sent, so a conflict can only be about the UID too.
+        Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 || (e.code == 422 && e.message.contains("metadata.uid")) => {
+            info!(run = %run.facts.name, code = e.code, "the run is gone (or another object has its name); not changed");
+            Ok(false)
+        }
+        Err(e) => Err(e),
+    }
+}
+
 /// Mark the runs in flight of a LatestAutomatic schedule that were created before runs were
 /// marked (an upgrade) as exporting an automatic backup, so that one whose backup expires ends
 /// (`SourceSnapshotExpired`) instead of holding back the schedule for ever. A run whose source is
@@ -381,20 +399,26 @@ pub(super) fn view(run: SnapshotExport, clock: &Clock) -> RunView {
 pub(super) async fn mark_automatic_sources(
     exports: &Api<SnapshotExport>,
     obj: &SnapshotExportSchedule,
-    runs: &mut [RunView],
+    runs: &mut Vec<RunView>,
 ) -> Result<(), ScheduleError> {
     if obj.spec.source.mode != SourceMode::LatestAutomatic {
         return Ok(());
     }
     let uid = obj.uid().unwrap_or_default();
     let mark = serde_json::json!({"metadata": {"annotations": {AUTOMATIC_SOURCE_ANNOTATION: "true"}}});
+    let mut gone = Vec::new();
     for run in runs.iter_mut().filter(|r| r.facts.state == RunState::InFlight && !r.automatic_source && !r.deleting) {
         if run.source == names::intermediate_snapshot_name(&uid, &run.facts.name) || run.annotated_intermediate.is_some() {
             continue;
         }
-        exports.patch(&run.facts.name, &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&mark)).await?;
-        run.automatic_source = true;
+        run.automatic_source = patch_run(exports, run, mark.clone()).await?;
+        if !run.automatic_source {
+            gone.push(run.uid.clone());
+        }
     }
+    // Gone (or another object has its name): no run of ours, and it must not hold back the next
+    // scheduled time.
+    runs.retain(|r| !gone.contains(&r.uid));
     Ok(())
 }
 

@@ -58,6 +58,9 @@ pub const RUN_TIMED_OUT: &str = "RunTimedOut";
 #[derive(Clone, Debug, PartialEq)]
 pub struct RunView {
     pub facts: RunFacts,
+    /// The run object's UID: every write to it by name carries it as a precondition, so another
+    /// object that took the name meanwhile (the run deleted by hand, say) is never changed.
+    pub uid: String,
     pub phase: Option<String>,
     pub completed_at: Option<Timestamp>,
     /// Why it failed (its Stalled condition's reason and message).
@@ -235,6 +238,7 @@ mod tests {
         let scheduled = ts(&format!("2026-11-{day:02}T03:00:00Z"));
         RunView {
             facts: RunFacts { name: name.into(), scheduled, state },
+            uid: format!("uid-{name}"),
             phase: Some(
                 match state {
                     RunState::InFlight => "Exporting",

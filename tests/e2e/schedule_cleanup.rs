@@ -6,10 +6,12 @@
 //! (issue 31, step 4).
 
 use crate::harness::*;
-use crate::schedule::{create_schedule, schedule_event_reasons, schedule_event_reasons_with, schedule_events, TestClock};
+use crate::schedule::{create_schedule, schedule_event_reasons, schedule_event_reasons_with, schedule_events, seed_automatic, TestClock};
 use crate::schedule_edges::wait_status;
 use ecx::api::schedule::SnapshotExportScheduleStatus;
+use ecx::api::SnapshotExport;
 use serde_json::json;
+use std::time::Duration;
 
 fn cleanup_condition(status: &SnapshotExportScheduleStatus) -> Option<(String, String, String)> {
     let c = status.conditions.iter().find(|c| c.type_ == "CleanupFailing")?;
@@ -80,4 +82,61 @@ async fn a_cleanup_call_aws_refuses_is_reported_backed_off_and_scheduling_goes_o
     for snapshot in [&first_snapshot, &second_snapshot] {
         assert_eq!(deleted.iter().filter(|d| d == &snapshot).count(), 1, "{snapshot} deleted once: {deleted:?}");
     }
+}
+
+/// Retention deleted an old run by name: had the run gone meanwhile (deleted by hand) and another
+/// SnapshotExport taken its name, that object was deleted in its stead. The delete now carries
+/// the run's UID as a precondition (issue 31, step 6).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_never_deletes_an_object_that_took_an_old_runs_name() {
+    // Exports take five seconds, so the next night's run is seen exporting before it completes.
+    let mut bed = Bed::with_options(1.0, 5.0, Default::default()).await;
+    let bucket = "ecx-uid";
+    create_bucket(&bed.s3, bucket, REGION, Access::FULL_ACL).await;
+    // A virtual day is 24 real seconds.
+    let clock = TestClock::new("2026-11-23T00:00:00Z", 3_600.0);
+    bed.start_operator_env(&[], &clock.env());
+    create_schedule(
+        &bed,
+        "held",
+        json!({
+            "schedule": "0 3 * * *",
+            "source": {"replicationGroupId": "held-rg"},
+            "template": {"targetBucket": bucket},
+            "retention": {"keepLast": 1, "pruneExportedObjects": true},
+        }),
+    )
+    .await;
+    seed_automatic(&bed, "held-rg", "2026-11-23T02:00:00Z");
+    let old = "held-20261123-0300";
+    // The next night's backup as soon as the first run has chosen its own.
+    bed.wait_for(old, "created", 60, |_| true).await;
+    seed_automatic(&bed, "held-rg", "2026-11-24T02:00:00Z");
+    bed.wait_for(old, "Ready", 60, |o| is_true(o, "Ready")).await;
+    bed.wait_for("held-20261124-0300", "exporting", 60, |o| o.status.as_ref().is_some_and(|s| s.copy_accepted_at.is_some())).await;
+    // Retention's look at the old run's object is held, and meanwhile the run is deleted by hand
+    // and someone creates another SnapshotExport under its name.
+    bed.emulator.set_faults(json!({"latency_ms": 4000, "actions": ["HeadObject"]}));
+    bed.emulator.wait_in_flight("HeadObject", 1).await;
+    bed.cluster.exports().delete(old, &Default::default()).await.expect("delete the old run by hand");
+    let foreign = SnapshotExport::new(old, ecx::api::SnapshotExportSpec::new("someone-elses-source", "someone-elses-copy", None));
+    bed.cluster.exports().create(&Default::default(), &foreign).await.expect("create another object under the name");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !bed.emulator.in_flight("HeadObject").is_empty() || bed.emulator.calls("DeleteObject").is_empty() {
+        assert!(std::time::Instant::now() < deadline, "retention never went on; log:\n{}", bed.log_text());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    bed.emulator.set_faults(json!({}));
+    // Retention went as far as the run's delete.
+    while !bed.log_text().contains("another object has its name; that object is not deleted") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "retention never refused to delete the object that took the run's name; log:\n{}",
+            bed.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let still = bed.cluster.exports().get_opt(old).await.unwrap().expect("the object that took the name was deleted by retention");
+    assert_eq!(still.spec.source_snapshot_name, "someone-elses-source");
+    assert!(schedule_events(&bed, "held", "CleanupFailed").await.is_empty(), "an object that is not ours is no cleanup fault");
 }

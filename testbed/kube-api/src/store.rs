@@ -564,6 +564,19 @@ impl Store {
         if md_str(&patched, "resourceVersion").is_some_and(|p| p != rv) {
             return Err(ApiError::stale(&ri.group, &ri.plural, name));
         }
+        // A uid in the patch that is not the object's is refused as the apiserver's update
+        // validation does (the uid is immutable): 422 on metadata.uid. Controllers send it so
+        // that another object under the name is not patched (kube-controller-manager's
+        // ReleaseReplicaSet).
+        let uid = md_str(&current, "uid").unwrap_or("");
+        if let Some(p) = md_str(&patched, "uid").filter(|p| *p != uid) {
+            let cause = Cause {
+                reason: "FieldValueInvalid",
+                message: format!("Invalid value: {}: field is immutable", Value::from(p)),
+                field: "metadata.uid".into(),
+            };
+            return Err(Self::invalid(ri, name, vec![cause]));
+        }
         self.commit(ctx, name, patched, ManagedOp::Update)
     }
 

@@ -178,6 +178,18 @@ async fn merge_json_and_strategic_patches() {
     );
     assert_eq!((e.code, e.reason.as_str()), (409, "Conflict"));
     leases.patch("p", &pp, &Patch::Merge(json!({"metadata": {"resourceVersion": cur_rv}, "spec": {"holderIdentity": "q"}}))).await.unwrap();
+    // another object's uid is refused (it is immutable): 422 on metadata.uid, nothing changed
+    let e = api_err(
+        leases
+            .patch("p", &pp, &Patch::Merge(json!({"metadata": {"uid": "not-this-one"}, "spec": {"holderIdentity": "r"}})))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!((e.code, e.reason.as_str()), (422, "Invalid"));
+    assert!(e.message.contains("metadata.uid") && e.message.contains("field is immutable"), "{}", e.message);
+    assert_eq!(leases.get("p").await.unwrap().spec.unwrap().holder_identity.as_deref(), Some("q"));
+    let uid = leases.get("p").await.unwrap().uid().unwrap();
+    leases.patch("p", &pp, &Patch::Merge(json!({"metadata": {"uid": uid}, "spec": {"holderIdentity": "r"}}))).await.unwrap();
     // patching a missing object
     assert_eq!(api_err(leases.patch("nope", &pp, &Patch::Merge(json!({}))).await.unwrap_err()).code, 404);
 }
