@@ -857,3 +857,47 @@ async fn an_hourly_schedule_runs_both_repeated_hours_when_clocks_fall_back() {
     assert!(refused.message.contains("lacks {hh}: the schedule runs more than once a day"), "{}", refused.message);
     assert!(runs_of(&bed, "twice").await.is_empty());
 }
+
+/// A run stalled by an edit of its spec keeps its intermediate snapshot (reverting the edit needs
+/// it); when retention deletes the run, nothing can revive it, so the snapshot is deleted first,
+/// once, and then the run (issue 31, step 6: this had no end-to-end test).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_deleting_a_run_stalled_by_a_spec_edit_deletes_its_intermediate_snapshot() {
+    // Copies (and snapshots) take three seconds: the edit lands while the run's copy is in flight.
+    let mut bed = Bed::with_options(3.0, 1.0, Default::default()).await;
+    bed.emulator.ctl("POST", "/caches", Some(json!({"cache_cluster_id": "edited", "region": REGION})));
+    bed.start_operator(&[]);
+    create_schedule(
+        &bed,
+        "edited",
+        json!({"schedule": "0 3 1 1 *", "source": {"cacheClusterId": "edited", "mode": "CreateSnapshot"}, "template": {}, "retention": {"keepLast": 1}}),
+    )
+    .await;
+    run_now(&bed, "edited", "1").await;
+    let first = ecx::schedule::names::run_now_name("edited", "1", 1);
+    let accepted = bed.wait_for(&first, "accepted", 60, |o| o.status.as_ref().is_some_and(|s| s.copy_accepted_at.is_some())).await;
+    let snapshot = accepted.spec.source_snapshot_name.clone();
+    // The spec no longer matches the one requested (as an edit admitted without CEL would do).
+    let edit = json!({"status": {"specHash": "edited-since"}});
+    bed.cluster.exports().patch_status(&first, &PatchParams::default(), &Patch::Merge(&edit)).await.expect("mark the spec edited");
+    bed.wait_stalled(&first, "SpecChanged").await;
+    assert!(
+        !bed.emulator.calls("DeleteSnapshot").iter().any(|c| c["params"]["SnapshotName"] == snapshot.as_str()),
+        "a run stalled for its spec keeps its snapshot"
+    );
+
+    // A newer run completes: retention (keepLast 1) deletes the stalled run, its snapshot first.
+    run_now(&bed, "edited", "2").await;
+    let second = ecx::schedule::names::run_now_name("edited", "2", 2);
+    bed.wait_ready(&second).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while bed.cluster.exports().get_opt(&first).await.unwrap().is_some() {
+        assert!(Instant::now() < deadline, "retention kept {first}; log:\n{}", bed.log_text());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let deleted = bed.emulator.calls("DeleteSnapshot").into_iter().filter(|c| c["params"]["SnapshotName"] == snapshot.as_str()).count();
+    assert_eq!(deleted, 1, "the stalled run's intermediate snapshot is deleted once, with the run");
+    let told = schedule_events(&bed, "edited", "IntermediateSnapshotDeleted").await;
+    let notes: Vec<String> = told.iter().filter_map(|e| e.note.clone()).collect();
+    assert!(notes.iter().any(|n| n.contains(&snapshot) && n.contains("retention deleted it")), "{notes:?}");
+}
