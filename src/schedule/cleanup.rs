@@ -144,23 +144,32 @@ async fn delete_intermediate(
         .await;
         return Ok(true);
     }
-    match sched_aws::delete_snapshot(&ctx.aws, run.serverless, snap).await {
-        Ok(()) => {}
-        Err(AwsError::Fault { fault: CopyFault::InvalidSnapshotState { .. }, .. }) => {
-            info!(schedule = %obj.name_any(), run = %run.facts.name, snapshot = %snap, "intermediate snapshot busy; deleted later");
-            return Ok(false);
+    let key = format!("{}/{snap}", run.uid);
+    let deleted_before = ctx.deleted_intermediates.lock().expect("deleted intermediates lock").contains(&key);
+    if !deleted_before {
+        match sched_aws::delete_snapshot(&ctx.aws, run.serverless, snap).await {
+            Ok(()) => {}
+            Err(AwsError::Fault { fault: CopyFault::InvalidSnapshotState { .. }, .. }) => {
+                info!(schedule = %obj.name_any(), run = %run.facts.name, snapshot = %snap, "intermediate snapshot busy; deleted later");
+                return Ok(false);
+            }
+            Err(other) => return Err(other.into()),
         }
-        Err(other) => return Err(other.into()),
+        ctx.deleted_intermediates.lock().expect("deleted intermediates lock").insert(key.clone());
+        publish(
+            ctx,
+            obj,
+            false,
+            "IntermediateSnapshotDeleted",
+            &format!("Deleted the intermediate snapshot {snap} of {} after {after}.", run.facts.name),
+        )
+        .await;
     }
-    publish(
-        ctx,
-        obj,
-        false,
-        "IntermediateSnapshotDeleted",
-        &format!("Deleted the intermediate snapshot {snap} of {} after {after}.", run.facts.name),
-    )
-    .await;
+    // Should this fail, the retry only removes the annotation: the snapshot is not deleted by
+    // name again (one DeleteSnapshot per snapshot, as promised; IAM and the derived name guard
+    // the rest).
     patch_run(exports, run, unmark).await?;
+    ctx.deleted_intermediates.lock().expect("deleted intermediates lock").remove(&key);
     Ok(true)
 }
 

@@ -39,6 +39,7 @@ pub fn context(
         safety_requeue: Duration::from_secs(300),
         errors: crate::backoff::Backoff::new(backoff.0, backoff.1),
         cleanup: crate::backoff::RetryGate::new(backoff.0, backoff.1),
+        deleted_intermediates: Default::default(),
     }))
 }
 

@@ -52,6 +52,10 @@ pub struct ScheduleContext {
     /// Per schedule: the cleanup after runs, once it failed, waits out a growing backoff
     /// (reconciles in between schedule as usual).
     pub cleanup: crate::backoff::RetryGate,
+    /// Intermediate snapshots deleted whose run still names them (removing the annotation
+    /// failed), by run UID and snapshot: the retry only removes the annotation, and never deletes
+    /// by that name again. Lost on a restart, when one more DeleteSnapshot finds it gone.
+    pub deleted_intermediates: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 #[derive(Debug, thiserror::Error)]

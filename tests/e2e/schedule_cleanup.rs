@@ -140,3 +140,39 @@ async fn retention_never_deletes_an_object_that_took_an_old_runs_name() {
     assert_eq!(still.spec.source_snapshot_name, "someone-elses-source");
     assert!(schedule_events(&bed, "held", "CleanupFailed").await.is_empty(), "an object that is not ours is no cleanup fault");
 }
+
+/// Removing the annotation that names a run's deleted intermediate snapshot failed, and each
+/// retry deleted the snapshot by name again (another snapshot could have taken the name
+/// meanwhile). Now the retry only removes the annotation (issue 31, step 6).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_intermediate_snapshot_is_deleted_once_when_removing_its_annotation_fails() {
+    let mut bed = Bed::without_operator().await;
+    bed.emulator.ctl("POST", "/caches", Some(json!({"cache_cluster_id": "unmark", "region": REGION})));
+    let proxy = bed.cluster.kube_proxy().await;
+    // The next three patches of a SnapshotExport fail: the schedule's removal of the annotation
+    // (nothing else patches this run: its deletionPolicy is Retain).
+    proxy.fail_next(kube_testbed::FaultRule::new("patch", "snapshotexports", 500).count(3));
+    bed.start_operator_through(&proxy, &[]);
+    create_schedule(
+        &bed,
+        "unmark",
+        json!({"schedule": "0 3 1 1 *", "source": {"cacheClusterId": "unmark", "mode": "CreateSnapshot"}, "template": {}}),
+    )
+    .await;
+    let annotate = json!({"metadata": {"annotations": {ecx::api::schedule::RUN_NOW_ANNOTATION: "1"}}});
+    crate::schedule::schedules(&bed).patch("unmark", &kube::api::PatchParams::default(), &kube::api::Patch::Merge(annotate)).await.unwrap();
+    let run = ecx::schedule::names::run_now_name("unmark", "1", 1);
+    let snapshot = bed.wait_ready(&run).await.spec.source_snapshot_name;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while kube::ResourceExt::annotations(&bed.cluster.get(&run).await).contains_key("elasticache-export.io/intermediate-snapshot") {
+        assert!(std::time::Instant::now() < deadline, "the run still names its intermediate snapshot; log:\n{}", bed.log_text());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let failed = proxy.requests().iter().filter(|r| r.verb == "patch" && r.resource == "snapshotexports" && r.injected.is_some()).count();
+    assert_eq!(failed, 3, "the removal failed three times first");
+    let deletes = bed.emulator.calls("DeleteSnapshot").into_iter().filter(|c| c["params"]["SnapshotName"] == snapshot.as_str()).count();
+    assert_eq!(deletes, 1, "the snapshot was deleted by name again after a failed removal");
+    let told = schedule_events(&bed, "unmark", "IntermediateSnapshotDeleted").await;
+    assert_eq!(told.len(), 1, "{told:#?}");
+    assert!(told[0].series.is_none(), "told again: {:?}", told[0].series);
+}
